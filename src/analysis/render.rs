@@ -1,0 +1,131 @@
+//! `{{variable}}` substitution in PromQL.
+
+use std::collections::BTreeMap;
+
+/// Values for the variables a query may use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RenderVars {
+    pub namespace: String,
+    /// The user's Deployment.
+    pub target: String,
+    pub primary: String,
+    pub canary: String,
+    /// The variant being measured (canary, or primary as the baseline).
+    pub workload: String,
+    pub service: String,
+    /// Prometheus duration of the check interval, e.g. "1m".
+    pub interval: String,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum RenderError {
+    #[error("unknown variable {{{{{0}}}}}; accepted: namespace, target, primary, canary, workload, service, interval, args.NAME")]
+    UnknownVariable(String),
+    #[error("argument {0:?} is used but has no value and no default")]
+    MissingArg(String),
+    #[error("unclosed '{{{{' at byte {0}")]
+    Unclosed(usize),
+}
+
+/// Replace every `{{ name }}` in `query`.
+pub fn render_query(query: &str, vars: &RenderVars) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(query.len() + 32);
+    let mut rest = query;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or(RenderError::Unclosed(offset + start))?;
+        let name = after[..end].trim();
+        out.push_str(lookup(name, vars)?);
+        let consumed = start + 2 + end + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn lookup<'a>(name: &str, v: &'a RenderVars) -> Result<&'a str, RenderError> {
+    Ok(match name {
+        "namespace" => &v.namespace,
+        "target" => &v.target,
+        "primary" => &v.primary,
+        "canary" => &v.canary,
+        "workload" => &v.workload,
+        "service" => &v.service,
+        "interval" => &v.interval,
+        _ => match name.strip_prefix("args.") {
+            Some(arg) => v
+                .args
+                .get(arg)
+                .ok_or_else(|| RenderError::MissingArg(arg.to_string()))?,
+            None => return Err(RenderError::UnknownVariable(name.to_string())),
+        },
+    })
+}
+
+/// Prometheus duration syntax for an interval ("90s", "1m", "1h").
+pub fn prometheus_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs().max(1);
+    if s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> RenderVars {
+        RenderVars {
+            namespace: "shop".into(),
+            target: "podinfo".into(),
+            primary: "podinfo-primary".into(),
+            canary: "podinfo".into(),
+            workload: "podinfo".into(),
+            service: "podinfo".into(),
+            interval: "1m".into(),
+            args: BTreeMap::from([("quantile".into(), "0.99".into())]),
+        }
+    }
+
+    #[test]
+    fn renders_every_variable() {
+        let q = "histogram_quantile({{args.quantile}}, rate(x{namespace=\"{{ namespace }}\",pod=~\"{{workload}}-.*\"}[{{interval}}])) # {{target}} {{primary}} {{canary}} {{service}}";
+        assert_eq!(
+            render_query(q, &vars()).unwrap(),
+            "histogram_quantile(0.99, rate(x{namespace=\"shop\",pod=~\"podinfo-.*\"}[1m])) # podinfo podinfo-primary podinfo podinfo"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_missing_and_unclosed() {
+        assert_eq!(
+            render_query("{{nope}}", &vars()),
+            Err(RenderError::UnknownVariable("nope".into()))
+        );
+        assert_eq!(
+            render_query("{{args.max}}", &vars()),
+            Err(RenderError::MissingArg("max".into()))
+        );
+        assert_eq!(render_query("ab {{namespace", &vars()), Err(RenderError::Unclosed(3)));
+        assert!(RenderError::UnknownVariable("x".into()).to_string().contains("{{x}}"));
+    }
+
+    #[test]
+    fn durations_in_prometheus_syntax() {
+        use std::time::Duration;
+        assert_eq!(prometheus_duration(Duration::from_secs(60)), "1m");
+        assert_eq!(prometheus_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(prometheus_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(prometheus_duration(Duration::from_millis(10)), "1s");
+    }
+}

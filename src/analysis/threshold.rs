@@ -1,0 +1,86 @@
+//! The threshold judge: pass while `min <= value <= max`.
+
+use crate::crd::{MetricVerdict, ThresholdSpec};
+use crate::providers::MetricError;
+
+/// Judge a measured value (or the error that replaced it) against a threshold.
+/// Missing evidence is never a pass.
+pub fn judge_threshold(
+    value: &Result<f64, MetricError>,
+    spec: &ThresholdSpec,
+) -> (MetricVerdict, String) {
+    let v = match value {
+        Ok(v) if v.is_finite() => *v,
+        Ok(v) => return (MetricVerdict::Inconclusive, format!("value {v} is not a finite number")),
+        Err(e) if e.is_no_evidence() => return (MetricVerdict::Inconclusive, e.to_string()),
+        Err(e) => return (MetricVerdict::Error, e.to_string()),
+    };
+    if let Some(min) = spec.min {
+        if v < min {
+            return (MetricVerdict::Fail, format!("{} < min {}", fmt(v), fmt(min)));
+        }
+    }
+    if let Some(max) = spec.max {
+        if v > max {
+            return (MetricVerdict::Fail, format!("{} > max {}", fmt(v), fmt(max)));
+        }
+    }
+    let reason = match (spec.min, spec.max) {
+        (Some(lo), Some(hi)) => format!("{} within [{}, {}]", fmt(v), fmt(lo), fmt(hi)),
+        (Some(lo), None) => format!("{} >= min {}", fmt(v), fmt(lo)),
+        (None, Some(hi)) => format!("{} <= max {}", fmt(v), fmt(hi)),
+        (None, None) => format!("{} (no threshold)", fmt(v)),
+    };
+    (MetricVerdict::Pass, reason)
+}
+
+/// Four significant digits, no exponent for everyday magnitudes.
+pub fn fmt(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e6).contains(&v.abs()) {
+        let s = format!("{v:.4}");
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(min: Option<f64>, max: Option<f64>) -> ThresholdSpec {
+        ThresholdSpec { min, max }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let s = spec(Some(1.0), Some(2.0));
+        assert_eq!(judge_threshold(&Ok(1.0), &s).0, MetricVerdict::Pass);
+        assert_eq!(judge_threshold(&Ok(2.0), &s).0, MetricVerdict::Pass);
+        let (v, why) = judge_threshold(&Ok(2.5), &s);
+        assert_eq!((v, why.as_str()), (MetricVerdict::Fail, "2.5 > max 2"));
+        let (v, why) = judge_threshold(&Ok(0.25), &s);
+        assert_eq!((v, why.as_str()), (MetricVerdict::Fail, "0.25 < min 1"));
+    }
+
+    #[test]
+    fn missing_evidence_never_passes() {
+        let s = spec(None, Some(1.0));
+        assert_eq!(judge_threshold(&Ok(f64::NAN), &s).0, MetricVerdict::Inconclusive);
+        assert_eq!(judge_threshold(&Ok(f64::INFINITY), &s).0, MetricVerdict::Inconclusive);
+        assert_eq!(judge_threshold(&Err(MetricError::NoData), &s).0, MetricVerdict::Inconclusive);
+        assert_eq!(
+            judge_threshold(&Err(MetricError::Unreachable("refused".into())), &s).0,
+            MetricVerdict::Error
+        );
+        assert_eq!(judge_threshold(&Err(MetricError::MultipleSeries(3)), &s).0, MetricVerdict::Error);
+    }
+
+    #[test]
+    fn formats_readably() {
+        assert_eq!(fmt(0.0123456), "0.0123");
+        assert_eq!(fmt(250.0), "250");
+        assert_eq!(fmt(1.5e-7), "1.500e-7");
+    }
+}

@@ -1,0 +1,1 @@
+//! Onboarding by annotation: `serin.dev/*` keys on a Deployment become a Canary spec.

@@ -1,0 +1,1 @@
+//! Kubernetes wiring: watches, reconcile, status writes, leader lease.

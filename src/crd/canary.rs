@@ -1,0 +1,390 @@
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, RoutingSpec};
+
+/// A progressive release of one Deployment.
+///
+/// Written by serin from the Deployment's `serin.dev/*` annotations, or by hand.
+#[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[kube(
+    group = "serin.dev",
+    version = "v1alpha1",
+    kind = "Canary",
+    namespaced,
+    status = "CanaryStatus",
+    shortname = "cny",
+    category = "serin",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canaryWeight"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.stepLabel"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.failedChecks"}"#,
+    printcolumn = r#"{"name":"Verdict","type":"string","jsonPath":".status.message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CanarySpec {
+    /// The Deployment (same namespace) to release progressively.
+    pub target_ref: TargetRef,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Traffic router; empty means the controller's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// Router-specific settings.
+    #[serde(default)]
+    pub routing: RoutingSpec,
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
+    /// Manual approval gates.
+    #[serde(default)]
+    pub gates: GatesSpec,
+    /// Skip metric analysis: every check passes. For emergencies.
+    #[serde(default)]
+    pub skip_analysis: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRef {
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Shift traffic step by step, judging every step.
+    #[default]
+    Canary,
+    /// Run the new version beside the old one without traffic, judge it, then switch.
+    BlueGreen,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Apex Service name; defaults to the Deployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Port the Services expose.
+    #[serde(default = "default_port")]
+    pub port: i32,
+    /// Container port (number or name); defaults to `port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_port: Option<String>,
+    /// Port name on the Services.
+    #[serde(default = "default_port_name")]
+    pub port_name: String,
+}
+
+fn default_port() -> i32 {
+    80
+}
+fn default_port_name() -> String {
+    "http".into()
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            port: default_port(),
+            target_port: None,
+            port_name: default_port_name(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// Time between checks, and the time spent at each step (humantime, e.g. "1m").
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// Canary traffic weights in percent, strictly increasing, each in 1..=99.
+    #[serde(default = "default_steps")]
+    pub steps: Vec<i32>,
+    /// Blue/green: number of passing checks before the switch.
+    #[serde(default = "default_iterations")]
+    pub iterations: i32,
+    /// Failed checks (cumulative within a release) that trigger a rollback.
+    #[serde(default = "default_failure_limit")]
+    pub failure_limit: i32,
+    /// Inconclusive checks (no data) that trigger a rollback; unset means hold until the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<i32>,
+    /// Longest time a release may go without progress before it is rolled back.
+    #[serde(default = "default_progress_deadline")]
+    pub progress_deadline: String,
+    /// Analysis templates whose metrics judge every check.
+    #[serde(default)]
+    pub templates: Vec<TemplateRef>,
+}
+
+fn default_interval() -> String {
+    "1m".into()
+}
+fn default_steps() -> Vec<i32> {
+    vec![10, 25, 50]
+}
+fn default_iterations() -> i32 {
+    5
+}
+fn default_failure_limit() -> i32 {
+    2
+}
+fn default_progress_deadline() -> String {
+    "10m".into()
+}
+
+impl Default for AnalysisSpec {
+    fn default() -> Self {
+        Self {
+            interval: default_interval(),
+            steps: default_steps(),
+            iterations: default_iterations(),
+            failure_limit: default_failure_limit(),
+            inconclusive_limit: None,
+            progress_deadline: default_progress_deadline(),
+            templates: vec![],
+        }
+    }
+}
+
+/// A reference to an AnalysisTemplate (or ClusterAnalysisTemplate) with argument values.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateRef {
+    pub name: String,
+    /// Look the name up as a ClusterAnalysisTemplate.
+    #[serde(default)]
+    pub cluster_scope: bool,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+}
+
+/// Where a release waits for a human.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatesSpec {
+    #[serde(default)]
+    pub before_rollout: bool,
+    #[serde(default)]
+    pub before_traffic_increase: bool,
+    #[serde(default)]
+    pub before_promotion: bool,
+}
+
+/// The phase of a Canary.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum CanaryPhase {
+    /// Creating the primary and the Services.
+    #[default]
+    Initializing,
+    /// The primary serves all traffic; no release in flight.
+    Initialized,
+    /// A gate holds the release until someone approves.
+    WaitingApproval,
+    /// The canary takes traffic step by step and is judged every interval.
+    Progressing,
+    /// The canary's spec is being copied onto the primary.
+    Promoting,
+    /// All traffic returns to the primary; the canary scales down.
+    Finalising,
+    /// The last release was promoted.
+    Succeeded,
+    /// The last release was rolled back.
+    Failed,
+}
+
+impl CanaryPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CanaryPhase::Initializing => "Initializing",
+            CanaryPhase::Initialized => "Initialized",
+            CanaryPhase::WaitingApproval => "WaitingApproval",
+            CanaryPhase::Progressing => "Progressing",
+            CanaryPhase::Promoting => "Promoting",
+            CanaryPhase::Finalising => "Finalising",
+            CanaryPhase::Succeeded => "Succeeded",
+            CanaryPhase::Failed => "Failed",
+        }
+    }
+
+    /// No release is in flight.
+    pub fn is_idle(self) -> bool {
+        matches!(
+            self,
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed
+        )
+    }
+
+    pub const ALL: [CanaryPhase; 8] = [
+        CanaryPhase::Initializing,
+        CanaryPhase::Initialized,
+        CanaryPhase::WaitingApproval,
+        CanaryPhase::Progressing,
+        CanaryPhase::Promoting,
+        CanaryPhase::Finalising,
+        CanaryPhase::Succeeded,
+        CanaryPhase::Failed,
+    ];
+}
+
+/// Which gate a release waits at.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum GateKind {
+    BeforeRollout,
+    BeforeTrafficIncrease,
+    BeforePromotion,
+}
+
+impl GateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::BeforeRollout => "beforeRollout",
+            GateKind::BeforeTrafficIncrease => "beforeTrafficIncrease",
+            GateKind::BeforePromotion => "beforePromotion",
+        }
+    }
+}
+
+/// A verdict on one metric at one check.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+pub enum MetricVerdict {
+    Pass,
+    Fail,
+    /// No usable evidence (no data, NaN): never a pass.
+    Inconclusive,
+    /// The provider could not be asked (unreachable, bad query).
+    Error,
+}
+
+impl MetricVerdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricVerdict::Pass => "Pass",
+            MetricVerdict::Fail => "Fail",
+            MetricVerdict::Inconclusive => "Inconclusive",
+            MetricVerdict::Error => "Error",
+        }
+    }
+}
+
+/// The latest judgement of one metric.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_high: Option<f64>,
+    pub verdict: MetricVerdict,
+    /// One line saying why.
+    pub reason: String,
+    /// Dry-run metrics are reported but never decide.
+    #[serde(default)]
+    pub dry_run: bool,
+    pub checked_at: DateTime<Utc>,
+}
+
+/// A recorded approval or rejection of a gate.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Approval {
+    /// `<gate>/<revision>/<step>`: one record per gate passage.
+    pub id: String,
+    pub gate: GateKind,
+    pub revision: String,
+    pub step: i32,
+    pub approved: bool,
+    pub by: String,
+    /// cli, api or slack.
+    pub via: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Approval {
+    pub fn key(gate: GateKind, revision: &str, step: i32) -> String {
+        format!("{}/{}/{}", gate.as_str(), revision, step)
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStatus {
+    #[serde(default)]
+    pub phase: CanaryPhase,
+    /// Percent of live traffic on the canary.
+    #[serde(default)]
+    pub canary_weight: i32,
+    /// 1-based index of the current step; 0 before the first step.
+    #[serde(default)]
+    pub current_step: i32,
+    /// "2/3" for printing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_label: Option<String>,
+    #[serde(default)]
+    pub failed_checks: i32,
+    #[serde(default)]
+    pub inconclusive_checks: i32,
+    /// Revision the primary serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// Revision under release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<String>,
+    /// Last revision rolled back; it is not released again unless retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_started_at: Option<DateTime<Utc>>,
+    /// When the current step (or wait) began; the progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_gate: Option<GateKind>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub metrics: Vec<MetricStatus>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub approvals: Vec<Approval>,
+    /// The last decision in one line.
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,32 @@
+//! Custom resources owned by serin: `Canary`, `AnalysisTemplate`, `ClusterAnalysisTemplate`.
+
+mod canary;
+mod condition;
+mod routing;
+mod template;
+
+pub use canary::*;
+pub use condition::*;
+pub use routing::*;
+pub use template::*;
+
+use kube::CustomResourceExt;
+
+/// The API group of every serin resource.
+pub const GROUP: &str = "serin.dev";
+/// The field manager of every server-side apply serin makes.
+pub const FIELD_MANAGER: &str = "serin";
+
+/// All CRDs as one multi-document YAML stream, as `serin crdgen` prints it.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in [
+        Canary::crd(),
+        AnalysisTemplate::crd(),
+        ClusterAnalysisTemplate::crd(),
+    ] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,15 @@
+//! serin: a progressive-delivery controller for Kubernetes.
+//!
+//! The rollout state machine ([`rollout`]) and the judges ([`analysis`]) are sans-IO:
+//! they take data and `now` and return decisions. Adapters ([`workloads`], [`traffic`],
+//! [`providers`]) sit behind small traits; [`controller`] wires them to Kubernetes.
+#![forbid(unsafe_code)]
+
+pub mod analysis;
+pub mod annotations;
+pub mod controller;
+pub mod crd;
+pub mod providers;
+pub mod rollout;
+pub mod traffic;
+pub mod workloads;

@@ -1,0 +1,20 @@
+//! The rollout state machine. No I/O: it takes the Canary's status, what the adapters
+//! observed and `now`, and returns the next status plus the actions that bring the
+//! world in line with it.
+//!
+//! Actions are derived from the difference between what the new status wants (primary
+//! revision, canary replicas, traffic weight) and what was observed, so a controller
+//! restart between any two actions simply recomputes and redoes the missing ones.
+
+mod actions;
+mod observation;
+mod plan;
+mod transition;
+
+pub use actions::{desired_actions, Action};
+pub use observation::{AnalysisReport, CheckOutcome, Observation};
+pub use plan::{PlanError, ReleasePlan};
+pub use transition::{analysis_due, transition, Decision, Note, NoteType};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+use crate::crd::{Approval, MetricStatus, MetricVerdict};
+
+/// What the adapters saw, gathered by the controller before calling [`super::transition`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observation {
+    /// Revision of the user's Deployment: pod template plus tracked ConfigMaps/Secrets.
+    pub target_revision: String,
+    pub primary_exists: bool,
+    /// Revision the primary was last written with.
+    pub primary_revision: Option<String>,
+    pub primary_ready: bool,
+    /// Desired replicas of the primary (the user's replica count).
+    pub primary_replicas: i32,
+    /// `spec.replicas` of the user's Deployment, the canary.
+    pub canary_replicas: i32,
+    /// All canary replicas updated and ready (and at least one).
+    pub canary_ready: bool,
+    /// Canary weight the router reports; `None` when unknown.
+    pub routed_weight: Option<i32>,
+    /// Result of the check the controller ran because [`super::analysis_due`] said so.
+    pub analysis: Option<AnalysisReport>,
+    pub approvals: Vec<Approval>,
+}
+
+/// Every metric's verdict at one check.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AnalysisReport {
+    pub metrics: Vec<MetricStatus>,
+    /// Metric names whose failure rolls back at once.
+    pub critical: Vec<String>,
+}
+
+/// The outcome of one check, from the deciding (non dry-run) metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckOutcome {
+    Pass,
+    Fail,
+    CriticalFail,
+    Inconclusive,
+    Error,
+}
+
+impl AnalysisReport {
+    pub fn outcome(&self) -> CheckOutcome {
+        let deciding = || self.metrics.iter().filter(|m| !m.dry_run);
+        let any = |v: MetricVerdict| deciding().any(|m| m.verdict == v);
+        if deciding().any(|m| m.verdict == MetricVerdict::Fail && self.critical.contains(&m.name)) {
+            CheckOutcome::CriticalFail
+        } else if any(MetricVerdict::Fail) {
+            CheckOutcome::Fail
+        } else if any(MetricVerdict::Error) {
+            CheckOutcome::Error
+        } else if any(MetricVerdict::Inconclusive) {
+            CheckOutcome::Inconclusive
+        } else {
+            CheckOutcome::Pass
+        }
+    }
+
+    /// One line naming the metrics that decided the outcome.
+    pub fn summary(&self) -> String {
+        let outcome = self.outcome();
+        let wanted = match outcome {
+            CheckOutcome::Pass => MetricVerdict::Pass,
+            CheckOutcome::Fail | CheckOutcome::CriticalFail => MetricVerdict::Fail,
+            CheckOutcome::Inconclusive => MetricVerdict::Inconclusive,
+            CheckOutcome::Error => MetricVerdict::Error,
+        };
+        let parts: Vec<String> = self
+            .metrics
+            .iter()
+            .filter(|m| !m.dry_run && m.verdict == wanted)
+            .map(|m| format!("{}: {}", m.name, m.reason))
+            .collect();
+        if parts.is_empty() {
+            "no metrics configured".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+}

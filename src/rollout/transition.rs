@@ -1,0 +1,564 @@
+use chrono::{DateTime, Duration, Utc};
+
+use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
+use crate::crd::{
+    condition_type, find_condition, set_condition, CanaryPhase, CanaryStatus, Condition, GateKind,
+};
+
+/// The result of one transition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: CanaryStatus,
+    /// Carry these out in order, then write `status`.
+    pub actions: Vec<Action>,
+    /// One Kubernetes Event (and notification) each.
+    pub notes: Vec<Note>,
+    /// When to look again if nothing else wakes the controller.
+    pub requeue_after: std::time::Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteType {
+    Normal,
+    Warning,
+}
+
+/// Something worth telling people: becomes an Event and a notification.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub type_: NoteType,
+    /// PascalCase, from a fixed set.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A check is due: the canary has been at its current step (or since the last check)
+/// for one interval.
+pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
+    status.phase == CanaryPhase::Progressing
+        && status.current_step >= 1
+        && next_check_at(status, plan).is_some_and(|t| now >= t)
+}
+
+fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
+    let base = match (status.step_started_at, status.last_analysis_at) {
+        (Some(a), Some(b)) => a.max(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(base + plan.interval)
+}
+
+/// Compute the next status and the actions that realize it.
+pub fn transition(
+    current: &CanaryStatus,
+    plan: &ReleasePlan,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut m = Machine {
+        s: current.clone(),
+        plan,
+        obs,
+        now,
+        notes: Vec::new(),
+    };
+    let check_due = analysis_due(current, plan, now);
+    match current.phase {
+        CanaryPhase::Initializing => m.initializing(),
+        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => m.idle(),
+        CanaryPhase::WaitingApproval => m.waiting(),
+        CanaryPhase::Progressing => m.progressing(check_due),
+        CanaryPhase::Promoting => m.promoting(),
+        CanaryPhase::Finalising => m.finalising(),
+    }
+    m.update_conditions();
+    let requeue_after = m.requeue_after();
+    let Machine { s, notes, .. } = m;
+    let actions = desired_actions(&s, plan, obs);
+    Decision {
+        status: s,
+        actions,
+        notes,
+        requeue_after,
+    }
+}
+
+struct Machine<'a> {
+    s: CanaryStatus,
+    plan: &'a ReleasePlan,
+    obs: &'a Observation,
+    now: DateTime<Utc>,
+    notes: Vec<Note>,
+}
+
+enum Gate {
+    Open,
+    Closed,
+    Rejected(String),
+}
+
+impl Machine<'_> {
+    fn note(&mut self, type_: NoteType, reason: &'static str, message: String) {
+        self.s.message = message.clone();
+        self.notes.push(Note {
+            type_,
+            reason,
+            message,
+        });
+    }
+
+    fn enter(&mut self, phase: CanaryPhase) {
+        if self.s.phase != phase {
+            self.s.phase = phase;
+            self.s.last_transition_time = Some(self.now);
+        }
+        self.s.step_label = Some(format!("{}/{}", self.s.current_step, self.plan.step_count()));
+    }
+
+    fn past_deadline(&self) -> bool {
+        self.s
+            .step_started_at
+            .is_some_and(|t| self.now - t > self.plan.progress_deadline)
+    }
+
+    fn revision(&self) -> String {
+        self.s.canary_revision.clone().unwrap_or_default()
+    }
+
+    fn new_revision(&self) -> bool {
+        self.s.canary_revision.as_deref() != Some(self.obs.target_revision.as_str())
+    }
+
+    fn initializing(&mut self) {
+        if self.s.stable_revision.is_none() {
+            // Resume from an existing primary; otherwise the user's current spec is stable.
+            self.s.stable_revision = Some(
+                self.obs
+                    .primary_revision
+                    .clone()
+                    .unwrap_or_else(|| self.obs.target_revision.clone()),
+            );
+        }
+        if self.s.step_started_at.is_none() {
+            self.s.step_started_at = Some(self.now);
+        }
+        if self.obs.primary_exists && self.obs.primary_ready {
+            self.s.step_started_at = None;
+            self.enter(CanaryPhase::Initialized);
+            self.note(
+                NoteType::Normal,
+                "Initialized",
+                "primary is ready and serves all traffic".into(),
+            );
+        } else {
+            self.enter(CanaryPhase::Initializing);
+            self.s.message = "waiting for the primary to become ready".into();
+        }
+    }
+
+    fn idle(&mut self) {
+        let target = self.obs.target_revision.clone();
+        if self.s.stable_revision.as_deref() == Some(target.as_str()) {
+            if self.s.phase == CanaryPhase::Failed {
+                self.enter(CanaryPhase::Initialized);
+                self.note(
+                    NoteType::Normal,
+                    "Reverted",
+                    "the Deployment is back on the primary's revision".into(),
+                );
+            }
+            return;
+        }
+        if self.s.phase == CanaryPhase::Failed
+            && self.s.failed_revision.as_deref() == Some(target.as_str())
+        {
+            return;
+        }
+        self.start_release("NewRevision");
+    }
+
+    fn start_release(&mut self, reason: &'static str) {
+        let target = self.obs.target_revision.clone();
+        let restart = self.s.canary_revision.is_some() && !self.s.phase.is_idle();
+        self.s.canary_revision = Some(target.clone());
+        self.s.release_started_at = Some(self.now);
+        self.s.step_started_at = Some(self.now);
+        self.s.last_analysis_at = None;
+        self.s.current_step = 0;
+        self.s.canary_weight = 0;
+        self.s.failed_checks = 0;
+        self.s.inconclusive_checks = 0;
+        self.s.metrics.clear();
+        self.s.pending_gate = None;
+        let what = if restart {
+            format!("new revision {target} during the release: restarting from the first step")
+        } else {
+            format!("new revision {target}: starting release")
+        };
+        self.note(NoteType::Normal, reason, what);
+        if self.plan.gates.before_rollout {
+            match self.gate(GateKind::BeforeRollout) {
+                Gate::Open => {}
+                Gate::Closed => return self.wait_at(GateKind::BeforeRollout),
+                Gate::Rejected(why) => return self.rollback(why),
+            }
+        }
+        self.enter(CanaryPhase::Progressing);
+    }
+
+    fn gate(&self, gate: GateKind) -> Gate {
+        let rev = self.revision();
+        let found = self
+            .obs
+            .approvals
+            .iter()
+            .filter(|a| a.gate == gate && a.revision == rev && a.step == self.s.current_step)
+            .max_by_key(|a| a.at);
+        match found {
+            Some(a) if a.approved => Gate::Open,
+            Some(a) => Gate::Rejected(format!("{} rejected by {} via {}", gate.as_str(), a.by, a.via)),
+            None => Gate::Closed,
+        }
+    }
+
+    fn wait_at(&mut self, gate: GateKind) {
+        self.s.pending_gate = Some(gate);
+        self.enter(CanaryPhase::WaitingApproval);
+        self.note(
+            NoteType::Normal,
+            "WaitingApproval",
+            format!(
+                "waiting for approval ({}) of revision {} at step {}",
+                gate.as_str(),
+                self.revision(),
+                self.s.current_step
+            ),
+        );
+    }
+
+    fn waiting(&mut self) {
+        if self.new_revision() {
+            return self.start_release("NewRevision");
+        }
+        let Some(gate) = self.s.pending_gate else {
+            // Nothing to wait for (status edited by hand): carry on.
+            return self.enter(CanaryPhase::Progressing);
+        };
+        match self.gate(gate) {
+            Gate::Closed => {}
+            Gate::Rejected(why) => self.rollback(why),
+            Gate::Open => {
+                self.s.pending_gate = None;
+                self.note(
+                    NoteType::Normal,
+                    "Approved",
+                    format!("{} approved for revision {}", gate.as_str(), self.revision()),
+                );
+                match gate {
+                    GateKind::BeforeRollout => {
+                        self.s.step_started_at = Some(self.now);
+                        self.enter(CanaryPhase::Progressing);
+                    }
+                    GateKind::BeforeTrafficIncrease => self.set_step(self.s.current_step + 1),
+                    GateKind::BeforePromotion => self.begin_promotion(),
+                }
+            }
+        }
+    }
+
+    fn progressing(&mut self, check_due: bool) {
+        if self.new_revision() {
+            return self.start_release("NewRevision");
+        }
+        if !self.obs.canary_ready {
+            if self.past_deadline() {
+                return self.rollback(format!(
+                    "canary not ready within the progress deadline ({})",
+                    humantime_of(self.plan.progress_deadline)
+                ));
+            }
+            self.s.message = "waiting for the canary to become ready".into();
+            return;
+        }
+        if self.s.current_step == 0 {
+            return self.advance();
+        }
+        if check_due {
+            let (outcome, summary) = match (&self.obs.analysis, self.plan.skip_analysis) {
+                (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string()),
+                (Some(report), false) => {
+                    merge_metrics(&mut self.s.metrics, &report.metrics);
+                    (report.outcome(), report.summary())
+                }
+                // The controller did not run the check: treat as no evidence.
+                (None, false) => (CheckOutcome::Error, "the check did not run".to_string()),
+            };
+            self.s.last_analysis_at = Some(self.now);
+            self.judge(outcome, summary);
+            if self.s.phase != CanaryPhase::Progressing {
+                return;
+            }
+        }
+        if self.past_deadline() {
+            let why = format!(
+                "no progress within the progress deadline ({}): {}",
+                humantime_of(self.plan.progress_deadline),
+                self.s.message
+            );
+            self.rollback(why);
+        }
+    }
+
+    fn judge(&mut self, outcome: CheckOutcome, summary: String) {
+        let step = self.s.current_step;
+        match outcome {
+            CheckOutcome::Pass => {
+                self.s.message = format!("step {step} passed: {summary}");
+                self.advance();
+            }
+            CheckOutcome::CriticalFail => {
+                self.s.failed_checks += 1;
+                self.rollback(format!("critical metric failed: {summary}"));
+            }
+            CheckOutcome::Fail => {
+                self.s.failed_checks += 1;
+                if self.s.failed_checks >= self.plan.failure_limit {
+                    self.rollback(format!(
+                        "failed checks {}/{}: {summary}",
+                        self.s.failed_checks, self.plan.failure_limit
+                    ));
+                } else {
+                    self.note(
+                        NoteType::Warning,
+                        "CheckFailed",
+                        format!(
+                            "check failed ({}/{}), holding at step {step}: {summary}",
+                            self.s.failed_checks, self.plan.failure_limit
+                        ),
+                    );
+                }
+            }
+            CheckOutcome::Inconclusive => {
+                self.s.inconclusive_checks += 1;
+                match self.plan.inconclusive_limit {
+                    Some(limit) if self.s.inconclusive_checks >= limit => {
+                        self.rollback(format!(
+                            "inconclusive checks {}/{limit}: {summary}",
+                            self.s.inconclusive_checks
+                        ));
+                    }
+                    _ => self.note(
+                        NoteType::Warning,
+                        "CheckInconclusive",
+                        format!("no evidence, holding at step {step}: {summary}"),
+                    ),
+                }
+            }
+            CheckOutcome::Error => self.note(
+                NoteType::Warning,
+                "CheckError",
+                format!("metrics unavailable, holding at step {step}: {summary}"),
+            ),
+        }
+    }
+
+    /// Move past a passed step: the next step, or promotion after the last.
+    fn advance(&mut self) {
+        let next = self.s.current_step + 1;
+        if next > self.plan.step_count() {
+            if self.plan.gates.before_promotion {
+                match self.gate(GateKind::BeforePromotion) {
+                    Gate::Open => {}
+                    Gate::Closed => return self.wait_at(GateKind::BeforePromotion),
+                    Gate::Rejected(why) => return self.rollback(why),
+                }
+            }
+            return self.begin_promotion();
+        }
+        if self.plan.gates.before_traffic_increase
+            && self.plan.weight_at(next) > self.s.canary_weight
+        {
+            match self.gate(GateKind::BeforeTrafficIncrease) {
+                Gate::Open => {}
+                Gate::Closed => return self.wait_at(GateKind::BeforeTrafficIncrease),
+                Gate::Rejected(why) => return self.rollback(why),
+            }
+        }
+        self.set_step(next);
+    }
+
+    fn set_step(&mut self, step: i32) {
+        let weight = self.plan.weight_at(step);
+        let raised = weight != self.s.canary_weight;
+        self.s.current_step = step;
+        self.s.canary_weight = weight;
+        self.s.step_started_at = Some(self.now);
+        self.s.last_analysis_at = None;
+        self.enter(CanaryPhase::Progressing);
+        let msg = format!(
+            "step {step}/{}: canary weight {weight}%",
+            self.plan.step_count()
+        );
+        if raised || step == 1 {
+            self.note(NoteType::Normal, "StepAdvanced", msg);
+        } else {
+            self.s.message = msg;
+        }
+    }
+
+    fn begin_promotion(&mut self) {
+        if self.plan.strategy == crate::crd::Strategy::BlueGreen {
+            // The switch: all traffic to the new version while the primary catches up.
+            self.s.canary_weight = 100;
+        }
+        self.s.step_started_at = Some(self.now);
+        self.enter(CanaryPhase::Promoting);
+        self.note(
+            NoteType::Normal,
+            "Promoting",
+            format!("promoting revision {} to the primary", self.revision()),
+        );
+    }
+
+    fn promoting(&mut self) {
+        let rev = self.revision();
+        if self.obs.primary_revision.as_deref() == Some(rev.as_str()) && self.obs.primary_ready {
+            self.s.stable_revision = Some(rev.clone());
+            self.s.canary_weight = 0;
+            self.enter(CanaryPhase::Finalising);
+            self.s.message = format!("primary serves revision {rev}; routing all traffic to it");
+            return;
+        }
+        if self.new_revision() {
+            // The target changed before the primary took the analysed revision; the
+            // adapter refuses to copy an unanalysed spec, so start over.
+            if let Some(p) = &self.obs.primary_revision {
+                self.s.stable_revision = Some(p.clone());
+            }
+            return self.start_release("NewRevision");
+        }
+        self.s.message = format!("waiting for the primary to roll out revision {rev}");
+    }
+
+    fn finalising(&mut self) {
+        if self.obs.routed_weight == Some(0) && self.obs.canary_replicas == 0 {
+            self.s.current_step = 0;
+            self.s.step_started_at = None;
+            self.enter(CanaryPhase::Succeeded);
+            let msg = format!("revision {} promoted", self.revision());
+            self.note(NoteType::Normal, "Promoted", msg);
+        }
+    }
+
+    fn rollback(&mut self, why: String) {
+        self.s.canary_weight = 0;
+        self.s.pending_gate = None;
+        self.s.failed_revision = self.s.canary_revision.clone();
+        self.s.step_started_at = None;
+        self.enter(CanaryPhase::Failed);
+        self.note(
+            NoteType::Warning,
+            "RolledBack",
+            format!("revision {} rolled back: {why}", self.revision()),
+        );
+    }
+
+    fn update_conditions(&mut self) {
+        let now = self.now;
+        let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
+            type_: type_.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: now,
+            observed_generation: None,
+        };
+        let phase = self.s.phase;
+        let ready = self.obs.primary_exists && self.obs.primary_ready;
+        set_condition(
+            &mut self.s.conditions,
+            cond(
+                condition_type::READY,
+                ready,
+                if ready { "PrimaryReady" } else { "PrimaryNotReady" },
+                String::new(),
+            ),
+        );
+        let in_flight = !phase.is_idle() && phase != CanaryPhase::Initializing;
+        let stalled = in_flight && phase != CanaryPhase::WaitingApproval && self.past_deadline();
+        let (reason, msg) = if stalled {
+            ("ProgressDeadlineExceeded", self.s.message.clone())
+        } else {
+            (phase.as_str(), String::new())
+        };
+        let before = find_condition(&self.s.conditions, condition_type::PROGRESSING)
+            .map(|c| c.reason.clone());
+        set_condition(
+            &mut self.s.conditions,
+            cond(condition_type::PROGRESSING, in_flight && !stalled, reason, msg.clone()),
+        );
+        if stalled && before.as_deref() != Some("ProgressDeadlineExceeded") {
+            // Only the primary can stall here (canary stalls roll back); say so once.
+            self.notes.push(Note {
+                type_: NoteType::Warning,
+                reason: "ProgressDeadlineExceeded",
+                message: msg,
+            });
+        }
+        let waiting = self.s.pending_gate.is_some();
+        set_condition(
+            &mut self.s.conditions,
+            cond(
+                condition_type::WAITING_APPROVAL,
+                waiting,
+                self.s.pending_gate.map_or("NoGate", |g| g.as_str()),
+                String::new(),
+            ),
+        );
+        if self.s.last_analysis_at == Some(now) {
+            let outcome = self.obs.analysis.as_ref().map(|r| r.outcome());
+            let (ok, reason) = match outcome {
+                Some(CheckOutcome::Error) => (false, "ProviderError"),
+                Some(CheckOutcome::Inconclusive) => (false, "NoData"),
+                _ => (true, "EvidenceAvailable"),
+            };
+            let msg = self.obs.analysis.as_ref().map(|r| r.summary()).unwrap_or_default();
+            set_condition(
+                &mut self.s.conditions,
+                cond(condition_type::ANALYSIS_HEALTHY, ok, reason, if ok { String::new() } else { msg }),
+            );
+        }
+        self.s.step_label = Some(format!("{}/{}", self.s.current_step, self.plan.step_count()));
+    }
+
+    fn requeue_after(&self) -> std::time::Duration {
+        let secs = |d: Duration| d.to_std().unwrap_or_default();
+        let short = std::time::Duration::from_secs(5);
+        match self.s.phase {
+            CanaryPhase::Progressing if self.s.current_step >= 1 && self.obs.canary_ready => {
+                let next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
+                secs(next - self.now).clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
+            }
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
+                std::time::Duration::from_secs(300)
+            }
+            CanaryPhase::WaitingApproval => std::time::Duration::from_secs(30),
+            _ => short,
+        }
+    }
+}
+
+/// Replace metrics by name, keeping ones not measured this time.
+fn merge_metrics(into: &mut Vec<crate::crd::MetricStatus>, fresh: &[crate::crd::MetricStatus]) {
+    for m in fresh {
+        match into.iter_mut().find(|x| x.name == m.name) {
+            Some(x) => *x = m.clone(),
+            None => into.push(m.clone()),
+        }
+    }
+}
+
+fn humantime_of(d: Duration) -> String {
+    humantime::format_duration(d.to_std().unwrap_or_default()).to_string()
+}
+

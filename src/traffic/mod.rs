@@ -1,0 +1,133 @@
+//! Traffic routers: one adapter per mesh or ingress behind [`TrafficRouter`].
+
+mod service;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::crd::{RoutingSpec, Strategy};
+
+pub use service::ServiceRouter;
+
+/// Everything a router needs to know about one Canary's traffic.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteTarget {
+    pub namespace: String,
+    /// The Canary's name (also the user's Deployment's name).
+    pub name: String,
+    /// Apex Service; `<service>-primary` and `<service>-canary` exist beside it.
+    pub service: String,
+    pub port: i32,
+    pub port_name: String,
+    /// Pod labels that select the primary's pods only.
+    pub primary_selector: BTreeMap<String, String>,
+    /// Pod labels that select the canary's pods only (the user's selector).
+    pub canary_selector: BTreeMap<String, String>,
+    /// Labels both versions' pods carry (replica-ratio weighting selects on these).
+    pub shared_labels: BTreeMap<String, String>,
+    pub strategy: Strategy,
+    pub routing: RoutingSpec,
+    /// Owner of every object the router creates (the Canary), for garbage collection.
+    pub owner: Option<OwnerReference>,
+}
+
+impl RouteTarget {
+    pub fn primary_service(&self) -> String {
+        format!("{}-primary", self.service)
+    }
+    pub fn canary_service(&self) -> String {
+        format!("{}-canary", self.service)
+    }
+}
+
+/// The routers serin drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouterKind {
+    Service,
+    Istio,
+    GatewayApi,
+    IngressNginx,
+    Smi,
+}
+
+impl RouterKind {
+    pub const ALL: [RouterKind; 5] = [
+        RouterKind::Service,
+        RouterKind::Istio,
+        RouterKind::GatewayApi,
+        RouterKind::IngressNginx,
+        RouterKind::Smi,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouterKind::Service => "service",
+            RouterKind::Istio => "istio",
+            RouterKind::GatewayApi => "gateway-api",
+            RouterKind::IngressNginx => "ingress-nginx",
+            RouterKind::Smi => "smi",
+        }
+    }
+
+    /// Parse a router name; `linkerd` is Gateway API (Linkerd 2.14+ reads HTTPRoutes).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "service" | "kubernetes" => Some(RouterKind::Service),
+            "istio" => Some(RouterKind::Istio),
+            "gateway-api" | "gatewayapi" | "linkerd" => Some(RouterKind::GatewayApi),
+            "ingress-nginx" | "nginx" => Some(RouterKind::IngressNginx),
+            "smi" => Some(RouterKind::Smi),
+            _ => None,
+        }
+    }
+
+    pub fn accepted() -> &'static str {
+        "one of service, istio, gateway-api (alias linkerd), ingress-nginx (alias nginx), smi"
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The Canary asks for something the cluster or the spec cannot give.
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl RouterError {
+    /// Bounded label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RouterError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            RouterError::Kube(_) => "kube",
+            RouterError::Config(_) => "config",
+            RouterError::Backend(_) => "backend",
+        }
+    }
+}
+
+/// Shifts traffic between the primary and the canary.
+#[async_trait]
+pub trait TrafficRouter: Send + Sync {
+    fn kind(&self) -> RouterKind;
+
+    /// The router approximates weights by replica counts (no per-request split).
+    fn replica_weighting(&self, _strategy: Strategy) -> bool {
+        false
+    }
+
+    /// Create or update the routing objects so `weight` percent goes to the canary.
+    /// Idempotent; weight 0 sends everything to the primary.
+    async fn set_weight(&self, target: &RouteTarget, weight: i32) -> Result<(), RouterError>;
+
+    /// The canary weight currently in force; `None` when the objects do not exist yet.
+    async fn observed_weight(&self, target: &RouteTarget) -> Result<Option<i32>, RouterError>;
+
+    /// Hand traffic back to the user's own Deployment and remove what serin added.
+    async fn finalize(&self, target: &RouteTarget) -> Result<(), RouterError>;
+}

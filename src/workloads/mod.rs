@@ -1,0 +1,95 @@
+//! Workloads: the primary and canary versions of an application, behind [`WorkloadBackend`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::crd::ServiceSpec;
+
+pub mod revision;
+
+/// The workload a Canary releases.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadRef {
+    pub namespace: String,
+    /// The user's Deployment: the canary.
+    pub name: String,
+    pub service: ServiceSpec,
+    /// The Canary, owner of everything serin creates.
+    pub owner: Option<OwnerReference>,
+}
+
+impl WorkloadRef {
+    pub fn primary_name(&self) -> String {
+        format!("{}-primary", self.name)
+    }
+    pub fn service_name(&self) -> String {
+        self.service.name.clone().unwrap_or_else(|| self.name.clone())
+    }
+}
+
+/// What a backend observed about both versions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkloadState {
+    pub target_revision: String,
+    pub primary_exists: bool,
+    pub primary_revision: Option<String>,
+    pub primary_ready: bool,
+    pub primary_replicas: i32,
+    pub canary_replicas: i32,
+    pub canary_ready: bool,
+    pub primary_selector: BTreeMap<String, String>,
+    pub canary_selector: BTreeMap<String, String>,
+    pub shared_labels: BTreeMap<String, String>,
+}
+
+/// Whether handing a Deployment back has finished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HandBack {
+    Done,
+    Pending(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("Deployment {namespace}/{name} not found")]
+    TargetNotFound { namespace: String, name: String },
+    /// The user's Deployment cannot be released as it is.
+    #[error("{0}")]
+    Invalid(String),
+    /// The target changed since the revision was analysed; nothing was copied.
+    #[error("target moved to revision {found} while promoting {expected}")]
+    RevisionMoved { expected: String, found: String },
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl WorkloadError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            WorkloadError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            WorkloadError::Kube(_) => "kube",
+            WorkloadError::TargetNotFound { .. } => "not_found",
+            WorkloadError::Invalid(_) => "config",
+            WorkloadError::RevisionMoved { .. } => "revision_moved",
+            WorkloadError::Backend(_) => "backend",
+        }
+    }
+}
+
+/// Runs the primary and canary versions of workloads.
+#[async_trait]
+pub trait WorkloadBackend: Send + Sync {
+    async fn observe(&self, w: &WorkloadRef) -> Result<WorkloadState, WorkloadError>;
+    /// Create the primary (and its Services) from the target's current spec.
+    async fn initialize_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
+    /// Copy the target's spec onto the primary, if the target still has `revision`.
+    async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
+    async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError>;
+    /// Give the workload back to its owner: the target runs the stable spec again and
+    /// serin's objects go. Called until it returns `Done`.
+    async fn hand_back(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError>;
+}
