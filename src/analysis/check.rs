@@ -49,7 +49,9 @@ pub enum AnalysisConfigError {
         metric: String,
         value: String,
     },
-    #[error("metric {0:?} is defined by more than one template; metric names must be unique per Canary")]
+    #[error(
+        "metric {0:?} is defined by more than one template; metric names must be unique per Canary"
+    )]
     DuplicateMetric(String),
 }
 
@@ -181,4 +183,3 @@ pub async fn run_check(
         metrics: statuses,
     }
 }
-

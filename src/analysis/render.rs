@@ -116,8 +116,13 @@ mod tests {
             render_query("{{args.max}}", &vars()),
             Err(RenderError::MissingArg("max".into()))
         );
-        assert_eq!(render_query("ab {{namespace", &vars()), Err(RenderError::Unclosed(3)));
-        assert!(RenderError::UnknownVariable("x".into()).to_string().contains("{{x}}"));
+        assert_eq!(
+            render_query("ab {{namespace", &vars()),
+            Err(RenderError::Unclosed(3))
+        );
+        assert!(RenderError::UnknownVariable("x".into())
+            .to_string()
+            .contains("{{x}}"));
     }
 
     #[test]

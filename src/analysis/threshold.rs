@@ -11,18 +11,29 @@ pub fn judge_threshold(
 ) -> (MetricVerdict, String) {
     let v = match value {
         Ok(v) if v.is_finite() => *v,
-        Ok(v) => return (MetricVerdict::Inconclusive, format!("value {v} is not a finite number")),
+        Ok(v) => {
+            return (
+                MetricVerdict::Inconclusive,
+                format!("value {v} is not a finite number"),
+            )
+        }
         Err(e) if e.is_no_evidence() => return (MetricVerdict::Inconclusive, e.to_string()),
         Err(e) => return (MetricVerdict::Error, e.to_string()),
     };
     if let Some(min) = spec.min {
         if v < min {
-            return (MetricVerdict::Fail, format!("{} < min {}", fmt(v), fmt(min)));
+            return (
+                MetricVerdict::Fail,
+                format!("{} < min {}", fmt(v), fmt(min)),
+            );
         }
     }
     if let Some(max) = spec.max {
         if v > max {
-            return (MetricVerdict::Fail, format!("{} > max {}", fmt(v), fmt(max)));
+            return (
+                MetricVerdict::Fail,
+                format!("{} > max {}", fmt(v), fmt(max)),
+            );
         }
     }
     let reason = match (spec.min, spec.max) {
@@ -67,14 +78,26 @@ mod tests {
     #[test]
     fn missing_evidence_never_passes() {
         let s = spec(None, Some(1.0));
-        assert_eq!(judge_threshold(&Ok(f64::NAN), &s).0, MetricVerdict::Inconclusive);
-        assert_eq!(judge_threshold(&Ok(f64::INFINITY), &s).0, MetricVerdict::Inconclusive);
-        assert_eq!(judge_threshold(&Err(MetricError::NoData), &s).0, MetricVerdict::Inconclusive);
+        assert_eq!(
+            judge_threshold(&Ok(f64::NAN), &s).0,
+            MetricVerdict::Inconclusive
+        );
+        assert_eq!(
+            judge_threshold(&Ok(f64::INFINITY), &s).0,
+            MetricVerdict::Inconclusive
+        );
+        assert_eq!(
+            judge_threshold(&Err(MetricError::NoData), &s).0,
+            MetricVerdict::Inconclusive
+        );
         assert_eq!(
             judge_threshold(&Err(MetricError::Unreachable("refused".into())), &s).0,
             MetricVerdict::Error
         );
-        assert_eq!(judge_threshold(&Err(MetricError::MultipleSeries(3)), &s).0, MetricVerdict::Error);
+        assert_eq!(
+            judge_threshold(&Err(MetricError::MultipleSeries(3)), &s).0,
+            MetricVerdict::Error
+        );
     }
 
     #[test]

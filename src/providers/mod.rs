@@ -59,5 +59,6 @@ pub trait MetricSource: Send + Sync {
 
 /// Hands out a source for a template's provider settings (or the default).
 pub trait MetricSources: Send + Sync {
-    fn source(&self, provider: Option<&ProviderSpec>) -> Result<Arc<dyn MetricSource>, MetricError>;
+    fn source(&self, provider: Option<&ProviderSpec>)
+        -> Result<Arc<dyn MetricSource>, MetricError>;
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use prometheus_http_query::{Client, Error as PromError};
 use prometheus_http_query::response::Data;
+use prometheus_http_query::{Client, Error as PromError};
 
 use super::{MetricError, MetricSource, MetricSources};
 use crate::crd::ProviderSpec;
@@ -64,7 +64,8 @@ fn map_error(e: PromError, timeout: Duration) -> MetricError {
         PromError::Prometheus(p) => MetricError::Unreachable(p.message().to_string()),
         PromError::ParseUrl(u) => MetricError::Config(u.to_string()),
         other => {
-            let timed_out = matches!(&other, PromError::Client(c) if c.inner().is_some_and(|r| r.is_timeout()));
+            let timed_out =
+                matches!(&other, PromError::Client(c) if c.inner().is_some_and(|r| r.is_timeout()));
             if timed_out {
                 MetricError::Timeout(timeout)
             } else {
@@ -142,7 +143,10 @@ impl PrometheusSources {
 }
 
 impl MetricSources for PrometheusSources {
-    fn source(&self, provider: Option<&ProviderSpec>) -> Result<Arc<dyn MetricSource>, MetricError> {
+    fn source(
+        &self,
+        provider: Option<&ProviderSpec>,
+    ) -> Result<Arc<dyn MetricSource>, MetricError> {
         let spec = provider.and_then(|p| p.prometheus.as_ref());
         let address = match spec {
             Some(p) => p.address.clone(),

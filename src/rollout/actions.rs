@@ -18,13 +18,19 @@ pub enum Action {
 
 /// Actions that move the observed world to what `status` wants: routing off before
 /// scaling down, scaling up before routing on.
-pub fn desired_actions(status: &CanaryStatus, plan: &ReleasePlan, obs: &Observation) -> Vec<Action> {
+pub fn desired_actions(
+    status: &CanaryStatus,
+    plan: &ReleasePlan,
+    obs: &Observation,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let phase = status.phase;
 
     if !obs.primary_exists {
         if let Some(rev) = &status.stable_revision {
-            actions.push(Action::InitializePrimary { revision: rev.clone() });
+            actions.push(Action::InitializePrimary {
+                revision: rev.clone(),
+            });
         }
         // Nothing else can be done before the primary exists.
         return actions;
@@ -36,7 +42,9 @@ pub fn desired_actions(status: &CanaryStatus, plan: &ReleasePlan, obs: &Observat
     if phase == CanaryPhase::Promoting {
         if let Some(rev) = &status.canary_revision {
             if obs.primary_revision.as_deref() != Some(rev.as_str()) {
-                actions.push(Action::PromotePrimary { revision: rev.clone() });
+                actions.push(Action::PromotePrimary {
+                    revision: rev.clone(),
+                });
             }
         }
     }

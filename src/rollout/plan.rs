@@ -33,8 +33,11 @@ fn duration(field: &'static str, value: &str) -> Result<Duration, PlanError> {
         value: value.to_string(),
         expected: expected.to_string(),
     };
-    let std = humantime::parse_duration(value.trim())
-        .map_err(|e| bad(&format!("a duration such as \"30s\", \"1m\" or \"1h30m\" ({e})")))?;
+    let std = humantime::parse_duration(value.trim()).map_err(|e| {
+        bad(&format!(
+            "a duration such as \"30s\", \"1m\" or \"1h30m\" ({e})"
+        ))
+    })?;
     if std.is_zero() {
         return Err(bad("a duration greater than zero"));
     }

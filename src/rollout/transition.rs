@@ -112,7 +112,11 @@ impl Machine<'_> {
             self.s.phase = phase;
             self.s.last_transition_time = Some(self.now);
         }
-        self.s.step_label = Some(format!("{}/{}", self.s.current_step, self.plan.step_count()));
+        self.s.step_label = Some(format!(
+            "{}/{}",
+            self.s.current_step,
+            self.plan.step_count()
+        ));
     }
 
     fn past_deadline(&self) -> bool {
@@ -216,7 +220,12 @@ impl Machine<'_> {
             .max_by_key(|a| a.at);
         match found {
             Some(a) if a.approved => Gate::Open,
-            Some(a) => Gate::Rejected(format!("{} rejected by {} via {}", gate.as_str(), a.by, a.via)),
+            Some(a) => Gate::Rejected(format!(
+                "{} rejected by {} via {}",
+                gate.as_str(),
+                a.by,
+                a.via
+            )),
             None => Gate::Closed,
         }
     }
@@ -252,7 +261,11 @@ impl Machine<'_> {
                 self.note(
                     NoteType::Normal,
                     "Approved",
-                    format!("{} approved for revision {}", gate.as_str(), self.revision()),
+                    format!(
+                        "{} approved for revision {}",
+                        gate.as_str(),
+                        self.revision()
+                    ),
                 );
                 match gate {
                     GateKind::BeforeRollout => {
@@ -480,7 +493,11 @@ impl Machine<'_> {
             cond(
                 condition_type::READY,
                 ready,
-                if ready { "PrimaryReady" } else { "PrimaryNotReady" },
+                if ready {
+                    "PrimaryReady"
+                } else {
+                    "PrimaryNotReady"
+                },
                 String::new(),
             ),
         );
@@ -495,7 +512,12 @@ impl Machine<'_> {
             .map(|c| c.reason.clone());
         set_condition(
             &mut self.s.conditions,
-            cond(condition_type::PROGRESSING, in_flight && !stalled, reason, msg.clone()),
+            cond(
+                condition_type::PROGRESSING,
+                in_flight && !stalled,
+                reason,
+                msg.clone(),
+            ),
         );
         if stalled && before.as_deref() != Some("ProgressDeadlineExceeded") {
             // Only the primary can stall here (canary stalls roll back); say so once.
@@ -522,13 +544,27 @@ impl Machine<'_> {
                 Some(CheckOutcome::Inconclusive) => (false, "NoData"),
                 _ => (true, "EvidenceAvailable"),
             };
-            let msg = self.obs.analysis.as_ref().map(|r| r.summary()).unwrap_or_default();
+            let msg = self
+                .obs
+                .analysis
+                .as_ref()
+                .map(|r| r.summary())
+                .unwrap_or_default();
             set_condition(
                 &mut self.s.conditions,
-                cond(condition_type::ANALYSIS_HEALTHY, ok, reason, if ok { String::new() } else { msg }),
+                cond(
+                    condition_type::ANALYSIS_HEALTHY,
+                    ok,
+                    reason,
+                    if ok { String::new() } else { msg },
+                ),
             );
         }
-        self.s.step_label = Some(format!("{}/{}", self.s.current_step, self.plan.step_count()));
+        self.s.step_label = Some(format!(
+            "{}/{}",
+            self.s.current_step,
+            self.plan.step_count()
+        ));
     }
 
     fn requeue_after(&self) -> std::time::Duration {
@@ -537,7 +573,8 @@ impl Machine<'_> {
         match self.s.phase {
             CanaryPhase::Progressing if self.s.current_step >= 1 && self.obs.canary_ready => {
                 let next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
-                secs(next - self.now).clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
+                secs(next - self.now)
+                    .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
             }
             CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
                 std::time::Duration::from_secs(300)
@@ -561,4 +598,3 @@ fn merge_metrics(into: &mut Vec<crate::crd::MetricStatus>, fresh: &[crate::crd::
 fn humantime_of(d: Duration) -> String {
     humantime::format_duration(d.to_std().unwrap_or_default()).to_string()
 }
-

@@ -25,7 +25,10 @@ impl WorkloadRef {
         format!("{}-primary", self.name)
     }
     pub fn service_name(&self) -> String {
-        self.service.name.clone().unwrap_or_else(|| self.name.clone())
+        self.service
+            .name
+            .clone()
+            .unwrap_or_else(|| self.name.clone())
     }
 }
 
@@ -85,7 +88,11 @@ impl WorkloadError {
 pub trait WorkloadBackend: Send + Sync {
     async fn observe(&self, w: &WorkloadRef) -> Result<WorkloadState, WorkloadError>;
     /// Create the primary (and its Services) from the target's current spec.
-    async fn initialize_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
+    async fn initialize_primary(
+        &self,
+        w: &WorkloadRef,
+        revision: &str,
+    ) -> Result<(), WorkloadError>;
     /// Copy the target's spec onto the primary, if the target still has `revision`.
     async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
     async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError>;
