@@ -10,6 +10,10 @@ pub mod annotations;
 pub mod controller;
 pub mod crd;
 pub mod providers;
+pub mod release;
 pub mod rollout;
 pub mod traffic;
 pub mod workloads;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -21,6 +21,8 @@ pub struct RouteTarget {
     pub service: String,
     pub port: i32,
     pub port_name: String,
+    /// Container port (number or name) the Services target; defaults to `port`.
+    pub target_port: Option<String>,
     /// Pod labels that select the primary's pods only.
     pub primary_selector: BTreeMap<String, String>,
     /// Pod labels that select the canary's pods only (the user's selector).

@@ -96,7 +96,9 @@ pub trait WorkloadBackend: Send + Sync {
     /// Copy the target's spec onto the primary, if the target still has `revision`.
     async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
     async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError>;
-    /// Give the workload back to its owner: the target runs the stable spec again and
-    /// serin's objects go. Called until it returns `Done`.
-    async fn hand_back(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError>;
+    /// First half of giving the workload back: the target runs the stable spec at the
+    /// primary's scale again. Called until it returns `Done`; traffic still on the primary.
+    async fn restore_target(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError>;
+    /// Second half, after traffic is back on the target: remove what serin created.
+    async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError>;
 }
