@@ -141,6 +141,7 @@ pub async fn reconcile_release(
         routed_weight,
         analysis,
         approvals: subject.status.approvals.clone(),
+        commands: subject.status.commands.clone(),
     };
     let decision = transition(subject.status, &plan, &obs, now);
     for action in &decision.actions {

@@ -48,6 +48,9 @@ pub struct CanarySpec {
     /// Skip metric analysis: every check passes. For emergencies.
     #[serde(default)]
     pub skip_analysis: bool,
+    /// Pause the release where it is: no checks, no steps; the deadline clock stops.
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -335,6 +338,28 @@ impl Approval {
     }
 }
 
+/// A one-shot human command on a release.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum CommandKind {
+    /// Roll the release of `revision` back now.
+    Abort,
+    /// Release `revision` again after it was rolled back.
+    Retry,
+}
+
+/// A recorded command; it applies to the release of `revision` that was current at `at`.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Command {
+    pub id: String,
+    pub kind: CommandKind,
+    pub revision: String,
+    pub by: String,
+    pub via: String,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
@@ -377,6 +402,12 @@ pub struct CanaryStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
     pub approvals: Vec<Approval>,
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub commands: Vec<Command>,
+    /// Set while `spec.suspend` holds the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
     /// The last decision in one line.
     #[serde(default)]
     pub message: String,

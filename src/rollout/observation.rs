@@ -1,4 +1,4 @@
-use crate::crd::{Approval, MetricStatus, MetricVerdict};
+use crate::crd::{Approval, Command, MetricStatus, MetricVerdict};
 
 /// What the adapters saw, gathered by the controller before calling [`super::transition`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -20,6 +20,7 @@ pub struct Observation {
     /// Result of the check the controller ran because [`super::analysis_due`] said so.
     pub analysis: Option<AnalysisReport>,
     pub approvals: Vec<Approval>,
+    pub commands: Vec<Command>,
 }
 
 /// Every metric's verdict at one check.

@@ -14,6 +14,7 @@ pub struct ReleasePlan {
     pub progress_deadline: Duration,
     pub gates: GatesSpec,
     pub skip_analysis: bool,
+    pub suspend: bool,
     /// The router approximates weights by the canary's replica count.
     pub replica_weighting: bool,
 }
@@ -104,6 +105,7 @@ impl ReleasePlan {
             progress_deadline,
             gates: spec.gates.clone(),
             skip_analysis: spec.skip_analysis,
+            suspend: spec.suspend,
             replica_weighting,
         })
     }

@@ -2,7 +2,8 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
 use crate::crd::{
-    condition_type, find_condition, set_condition, CanaryPhase, CanaryStatus, Condition, GateKind,
+    condition_type, find_condition, set_condition, CanaryPhase, CanaryStatus, CommandKind,
+    Condition, GateKind,
 };
 
 /// The result of one transition.
@@ -36,6 +37,8 @@ pub struct Note {
 /// for one interval.
 pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
     status.phase == CanaryPhase::Progressing
+        && !plan.suspend
+        && status.paused_at.is_none()
         && status.current_step >= 1
         && next_check_at(status, plan).is_some_and(|t| now >= t)
 }
@@ -63,13 +66,17 @@ pub fn transition(
         notes: Vec::new(),
     };
     let check_due = analysis_due(current, plan, now);
-    match current.phase {
-        CanaryPhase::Initializing => m.initializing(),
-        CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => m.idle(),
-        CanaryPhase::WaitingApproval => m.waiting(),
-        CanaryPhase::Progressing => m.progressing(check_due),
-        CanaryPhase::Promoting => m.promoting(),
-        CanaryPhase::Finalising => m.finalising(),
+    if m.commands_or_pause() {
+        // A command or the pause decided this step.
+    } else {
+        match current.phase {
+            CanaryPhase::Initializing => m.initializing(),
+            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => m.idle(),
+            CanaryPhase::WaitingApproval => m.waiting(),
+            CanaryPhase::Progressing => m.progressing(check_due),
+            CanaryPhase::Promoting => m.promoting(),
+            CanaryPhase::Finalising => m.finalising(),
+        }
     }
     m.update_conditions();
     let requeue_after = m.requeue_after();
@@ -131,6 +138,78 @@ impl Machine<'_> {
 
     fn new_revision(&self) -> bool {
         self.s.canary_revision.as_deref() != Some(self.obs.target_revision.as_str())
+    }
+
+    /// Abort, retry and pause/resume. Returns true when the step is decided.
+    fn commands_or_pause(&mut self) -> bool {
+        let phase = self.s.phase;
+        let rev = self.s.canary_revision.clone();
+        let in_flight = matches!(
+            phase,
+            CanaryPhase::Progressing | CanaryPhase::WaitingApproval
+        );
+        if in_flight {
+            let started = self.s.release_started_at;
+            let abort = self.obs.commands.iter().find(|c| {
+                c.kind == CommandKind::Abort
+                    && Some(&c.revision) == rev.as_ref()
+                    && started.is_none_or(|t| c.at >= t)
+            });
+            if let Some(c) = abort {
+                let why = format!("aborted by {} via {}", c.by, c.via);
+                self.s.paused_at = None;
+                self.rollback(why);
+                return true;
+            }
+        }
+        if phase == CanaryPhase::Failed {
+            let failed_at = self.s.last_transition_time;
+            let retry = self
+                .obs
+                .commands
+                .iter()
+                .find(|c| {
+                    c.kind == CommandKind::Retry
+                        && Some(&c.revision) == self.s.failed_revision.as_ref()
+                        && Some(&c.revision) == Some(&self.obs.target_revision)
+                        && failed_at.is_none_or(|t| c.at >= t)
+                })
+                .cloned();
+            if let Some(c) = retry {
+                self.s.failed_revision = None;
+                self.s.canary_revision = None;
+                self.note(
+                    NoteType::Normal,
+                    "Retry",
+                    format!(
+                        "retry of revision {} requested by {} via {}",
+                        c.revision, c.by, c.via
+                    ),
+                );
+                self.start_release("Retry");
+                return true;
+            }
+        }
+        let holdable = in_flight || phase == CanaryPhase::Promoting;
+        if self.plan.suspend && holdable {
+            if self.s.paused_at.is_none() {
+                self.s.paused_at = Some(self.now);
+                self.note(
+                    NoteType::Normal,
+                    "Paused",
+                    "release paused (spec.suspend)".into(),
+                );
+            }
+            return true;
+        }
+        if let Some(paused_at) = self.s.paused_at.take() {
+            // The deadline and check clocks stop while paused.
+            let paused = self.now - paused_at;
+            self.s.step_started_at = self.s.step_started_at.map(|t| t + paused);
+            self.s.last_analysis_at = self.s.last_analysis_at.map(|t| t + paused);
+            self.note(NoteType::Normal, "Resumed", "release resumed".into());
+        }
+        false
     }
 
     fn initializing(&mut self) {
