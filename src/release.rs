@@ -138,6 +138,7 @@ pub async fn reconcile_release(
         primary_replicas: state.primary_replicas,
         canary_replicas: state.canary_replicas,
         canary_ready: state.canary_ready,
+        canary_available: state.canary_available,
         routed_weight,
         analysis,
         approvals: subject.status.approvals.clone(),

@@ -15,6 +15,9 @@ pub struct Observation {
     pub canary_replicas: i32,
     /// All canary replicas updated and ready (and at least one).
     pub canary_ready: bool,
+    /// At least one canary replica of the target revision is ready. Enough when the
+    /// router weights by replica count: the weight then follows the ready pods.
+    pub canary_available: bool,
     /// Canary weight the router reports; `None` when unknown.
     pub routed_weight: Option<i32>,
     /// Result of the check the controller ran because [`super::analysis_due`] said so.

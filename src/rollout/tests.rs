@@ -1,1 +1,859 @@
-//! The transition table.
+//! The transition table: every phase and edge, plus a restart between any two actions.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::*;
+use crate::crd::{
+    condition_type, find_condition, Approval, CanaryPhase as P, CanarySpec, CanaryStatus, Command,
+    CommandKind, GateKind, MetricStatus, MetricVerdict, Strategy, TargetRef,
+};
+
+fn spec() -> CanarySpec {
+    CanarySpec {
+        target_ref: TargetRef {
+            name: "podinfo".into(),
+        },
+        strategy: Strategy::Canary,
+        service: Default::default(),
+        router: None,
+        routing: Default::default(),
+        analysis: Default::default(), // steps 10,25,50; 1m; limit 2; deadline 10m
+        gates: Default::default(),
+        skip_analysis: false,
+        suspend: false,
+    }
+}
+
+fn plan() -> ReleasePlan {
+    ReleasePlan::from_spec(&spec(), false).unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+/// A steady world: primary on "r1" ready with 3 replicas, canary scaled to zero.
+fn world(target: &str) -> Observation {
+    Observation {
+        target_revision: target.into(),
+        primary_exists: true,
+        primary_revision: Some("r1".into()),
+        primary_ready: true,
+        primary_replicas: 3,
+        canary_replicas: 0,
+        canary_ready: false,
+        routed_weight: Some(0),
+        ..Default::default()
+    }
+}
+
+fn metric(name: &str, verdict: MetricVerdict) -> MetricStatus {
+    MetricStatus {
+        name: name.into(),
+        value: Some(0.5),
+        baseline: None,
+        effect: None,
+        p_value: None,
+        interval_low: None,
+        interval_high: None,
+        verdict,
+        reason: format!("{name} {}", verdict.as_str()),
+        dry_run: false,
+        checked_at: at(0),
+    }
+}
+
+fn report(verdicts: &[(&str, MetricVerdict)]) -> Option<AnalysisReport> {
+    Some(AnalysisReport {
+        metrics: verdicts.iter().map(|(n, v)| metric(n, *v)).collect(),
+        critical: vec![],
+    })
+}
+
+/// Apply actions to the simulated world, as the adapters would.
+fn apply(obs: &mut Observation, actions: &[Action]) {
+    for a in actions {
+        match a {
+            Action::InitializePrimary { revision } | Action::PromotePrimary { revision } => {
+                obs.primary_exists = true;
+                obs.primary_revision = Some(revision.clone());
+                obs.primary_ready = false;
+            }
+            Action::ScaleCanary { replicas } => {
+                obs.canary_replicas = *replicas;
+                obs.canary_ready = false;
+                // Pods already running stay ready while more start.
+                obs.canary_available &= *replicas > 0;
+            }
+            Action::SetWeight { weight } => obs.routed_weight = Some(*weight),
+        }
+    }
+}
+
+fn idle(phase: P) -> CanaryStatus {
+    CanaryStatus {
+        phase,
+        stable_revision: Some("r1".into()),
+        ..Default::default()
+    }
+}
+
+/// A release of r2 at `step`, started at t=0, step entered at `step_at`.
+fn progressing(step: i32, step_at: i64) -> CanaryStatus {
+    CanaryStatus {
+        phase: P::Progressing,
+        stable_revision: Some("r1".into()),
+        canary_revision: Some("r2".into()),
+        current_step: step,
+        canary_weight: plan().weight_at(step),
+        release_started_at: Some(at(0)),
+        step_started_at: Some(at(step_at)),
+        ..Default::default()
+    }
+}
+
+/// The world during a release of r2 at `weight`, canary up and ready.
+fn releasing(weight: i32) -> Observation {
+    Observation {
+        canary_replicas: 3,
+        canary_ready: true,
+        canary_available: true,
+        routed_weight: Some(weight),
+        ..world("r2")
+    }
+}
+
+fn reasons(d: &Decision) -> Vec<&'static str> {
+    d.notes.iter().map(|n| n.reason).collect()
+}
+
+#[test]
+fn initialization_creates_primary_then_moves_traffic_then_scales_target_down() {
+    let fresh = CanaryStatus::default();
+    let mut obs = Observation {
+        target_revision: "r1".into(),
+        canary_replicas: 3,
+        canary_ready: true,
+        routed_weight: None,
+        ..Default::default()
+    };
+    let d = transition(&fresh, &plan(), &obs, at(0));
+    assert_eq!(d.status.phase, P::Initializing);
+    assert_eq!(d.status.stable_revision.as_deref(), Some("r1"));
+    assert_eq!(
+        d.actions,
+        vec![Action::InitializePrimary {
+            revision: "r1".into()
+        }]
+    );
+
+    // Primary exists but is not ready: nothing moves, the user's pods keep serving.
+    apply(&mut obs, &d.actions);
+    let d = transition(&d.status, &plan(), &obs, at(5));
+    assert_eq!(d.status.phase, P::Initializing);
+    assert!(d.actions.is_empty());
+
+    obs.primary_ready = true;
+    obs.primary_replicas = 3;
+    let d = transition(&d.status, &plan(), &obs, at(10));
+    assert_eq!(d.status.phase, P::Initialized);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetWeight { weight: 0 },
+            Action::ScaleCanary { replicas: 0 }
+        ]
+    );
+    assert_eq!(reasons(&d), vec!["Initialized"]);
+    let ready = find_condition(&d.status.conditions, condition_type::READY).unwrap();
+    assert_eq!(ready.status, "True");
+}
+
+#[test]
+fn idle_with_same_revision_does_nothing() {
+    for phase in [P::Initialized, P::Succeeded] {
+        let d = transition(&idle(phase), &plan(), &world("r1"), at(0));
+        assert_eq!(d.status.phase, phase);
+        assert!(d.actions.is_empty(), "{phase:?}: {:?}", d.actions);
+        assert!(d.notes.is_empty());
+        assert_eq!(d.requeue_after.as_secs(), 300);
+    }
+}
+
+#[test]
+fn new_revision_starts_release_and_scales_canary_up_without_traffic() {
+    let d = transition(&idle(P::Succeeded), &plan(), &world("r2"), at(0));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert_eq!(d.status.canary_revision.as_deref(), Some("r2"));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (0, 0));
+    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 3 }]);
+    assert_eq!(reasons(&d), vec!["NewRevision"]);
+}
+
+#[test]
+fn canary_not_ready_holds_then_rolls_back_at_the_deadline() {
+    let s = progressing(0, 0);
+    let obs = Observation {
+        canary_replicas: 3,
+        ..world("r2")
+    };
+    let d = transition(&s, &plan(), &obs, at(9 * 60));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert!(d.actions.is_empty());
+    let d = transition(&s, &plan(), &obs, at(10 * 60 + 1));
+    assert_eq!(d.status.phase, P::Failed);
+    assert_eq!(d.status.failed_revision.as_deref(), Some("r2"));
+    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
+    assert!(d
+        .status
+        .message
+        .contains("not ready within the progress deadline"));
+    assert_eq!(reasons(&d), vec!["RolledBack"]);
+}
+
+#[test]
+fn ready_canary_gets_first_step_weight() {
+    let d = transition(&progressing(0, 0), &plan(), &releasing(0), at(30));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (1, 10));
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 10 }]);
+    assert_eq!(d.status.step_label.as_deref(), Some("1/3"));
+    assert_eq!(d.status.step_started_at, Some(at(30)));
+}
+
+#[test]
+fn check_is_due_only_after_an_interval_at_the_step() {
+    let s = progressing(1, 0);
+    assert!(!analysis_due(&s, &plan(), at(59)));
+    assert!(analysis_due(&s, &plan(), at(60)));
+    // Before it is due, a report handed in is ignored.
+    let obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Fail)]),
+        ..releasing(10)
+    };
+    let d = transition(&s, &plan(), &obs, at(30));
+    assert_eq!(d.status, {
+        let mut x = d.status.clone();
+        x.failed_checks = 0;
+        x
+    });
+    assert_eq!(d.status.current_step, 1);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.requeue_after.as_secs(), 30);
+}
+
+#[test]
+fn passing_checks_walk_the_steps_then_promote_and_finalise() {
+    let p = plan();
+    let mut s = progressing(1, 0);
+    let mut obs = releasing(10);
+    let mut now = 0;
+    for (step, weight) in [(2, 25), (3, 50)] {
+        now += 60;
+        obs.analysis = report(&[("errors", MetricVerdict::Pass)]);
+        let d = transition(&s, &p, &obs, at(now));
+        assert_eq!(
+            (d.status.current_step, d.status.canary_weight),
+            (step, weight)
+        );
+        assert_eq!(d.actions, vec![Action::SetWeight { weight }]);
+        apply(&mut obs, &d.actions);
+        obs.canary_ready = true;
+        s = d.status;
+    }
+    now += 60;
+    let d = transition(&s, &p, &obs, at(now));
+    assert_eq!(d.status.phase, P::Promoting);
+    assert_eq!(
+        d.actions,
+        vec![Action::PromotePrimary {
+            revision: "r2".into()
+        }]
+    );
+    assert_eq!(reasons(&d), vec!["Promoting"]);
+    apply(&mut obs, &d.actions);
+    s = d.status;
+
+    // Primary rolling out: the canary keeps its share meanwhile.
+    let d = transition(&s, &p, &obs, at(now + 5));
+    assert_eq!(d.status.phase, P::Promoting);
+    assert!(d.actions.is_empty());
+
+    obs.primary_ready = true;
+    let d = transition(&d.status, &p, &obs, at(now + 10));
+    assert_eq!(d.status.phase, P::Finalising);
+    assert_eq!(d.status.stable_revision.as_deref(), Some("r2"));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetWeight { weight: 0 },
+            Action::ScaleCanary { replicas: 0 }
+        ],
+        "traffic leaves the canary before it scales down"
+    );
+    apply(&mut obs, &d.actions);
+    let d = transition(&d.status, &p, &obs, at(now + 15));
+    assert_eq!(d.status.phase, P::Succeeded);
+    assert!(d.actions.is_empty());
+    assert_eq!(reasons(&d), vec!["Promoted"]);
+}
+
+#[test]
+fn failed_checks_hold_until_the_failure_limit_then_roll_back() {
+    let p = plan();
+    let obs = Observation {
+        analysis: report(&[
+            ("errors", MetricVerdict::Fail),
+            ("latency", MetricVerdict::Pass),
+        ]),
+        ..releasing(25)
+    };
+    let d = transition(&progressing(2, 0), &p, &obs, at(60));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert_eq!(d.status.failed_checks, 1);
+    assert!(d.actions.is_empty());
+    assert_eq!(reasons(&d), vec!["CheckFailed"]);
+    assert!(!analysis_due(&d.status, &p, at(119)));
+    let d = transition(&d.status, &p, &obs, at(120));
+    assert_eq!(d.status.phase, P::Failed);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::SetWeight { weight: 0 },
+            Action::ScaleCanary { replicas: 0 }
+        ],
+        "rollback puts all traffic on the primary before scaling the canary down"
+    );
+    assert!(
+        d.status.message.contains("errors Fail"),
+        "{}",
+        d.status.message
+    );
+    assert_eq!(d.status.metrics.len(), 2);
+}
+
+#[test]
+fn critical_metric_failure_rolls_back_at_once() {
+    let mut r = report(&[("errors", MetricVerdict::Fail)]).unwrap();
+    r.critical = vec!["errors".into()];
+    let obs = Observation {
+        analysis: Some(r),
+        ..releasing(10)
+    };
+    let d = transition(&progressing(1, 0), &plan(), &obs, at(60));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d.status.message.contains("critical"));
+}
+
+#[test]
+fn dry_run_metrics_never_decide() {
+    let mut r = report(&[
+        ("errors", MetricVerdict::Pass),
+        ("new", MetricVerdict::Fail),
+    ])
+    .unwrap();
+    r.metrics[1].dry_run = true;
+    let obs = Observation {
+        analysis: Some(r),
+        ..releasing(10)
+    };
+    let d = transition(&progressing(1, 0), &plan(), &obs, at(60));
+    assert_eq!(d.status.current_step, 2);
+    assert_eq!(
+        d.status.metrics[1].verdict,
+        MetricVerdict::Fail,
+        "still reported"
+    );
+}
+
+#[test]
+fn provider_unreachable_holds_never_promotes_and_rolls_back_at_the_deadline() {
+    let p = plan();
+    let obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Error)]),
+        ..releasing(50)
+    };
+    // Last step, so a pass would promote: errors must not.
+    let mut s = progressing(3, 0);
+    for minute in 1..=10 {
+        let d = transition(&s, &p, &obs, at(minute * 60));
+        assert_eq!(d.status.phase, P::Progressing, "minute {minute}");
+        assert!(d.actions.is_empty());
+        assert_eq!(reasons(&d), vec!["CheckError"]);
+        let healthy =
+            find_condition(&d.status.conditions, condition_type::ANALYSIS_HEALTHY).unwrap();
+        assert_eq!(
+            (healthy.status.as_str(), healthy.reason.as_str()),
+            ("False", "ProviderError")
+        );
+        s = d.status;
+    }
+    let d = transition(&s, &p, &obs, at(11 * 60));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d
+        .status
+        .message
+        .contains("no progress within the progress deadline"));
+    assert_eq!(d.status.failed_checks, 0, "errors are not failures");
+}
+
+#[test]
+fn inconclusive_holds_and_rolls_back_at_the_configured_limit() {
+    let obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Inconclusive)]),
+        ..releasing(10)
+    };
+    let d = transition(&progressing(1, 0), &plan(), &obs, at(60));
+    assert_eq!(
+        (d.status.phase, d.status.inconclusive_checks),
+        (P::Progressing, 1)
+    );
+    let c = find_condition(&d.status.conditions, condition_type::ANALYSIS_HEALTHY).unwrap();
+    assert_eq!(c.reason, "NoData");
+
+    let mut sp = spec();
+    sp.analysis.inconclusive_limit = Some(2);
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let d = transition(&progressing(1, 0), &p, &obs, at(60));
+    let d = transition(&d.status, &p, &obs, at(120));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d.status.message.contains("inconclusive checks 2/2"));
+}
+
+#[test]
+fn new_revision_mid_release_restarts_from_the_first_step() {
+    let mut s = progressing(2, 0);
+    s.failed_checks = 1;
+    let obs = Observation {
+        target_revision: "r3".into(),
+        ..releasing(25)
+    };
+    let d = transition(&s, &plan(), &obs, at(30));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert_eq!(d.status.canary_revision.as_deref(), Some("r3"));
+    assert_eq!(
+        (
+            d.status.current_step,
+            d.status.canary_weight,
+            d.status.failed_checks
+        ),
+        (0, 0, 0)
+    );
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 0 }]);
+    assert!(d.notes[0].message.contains("restarting"));
+}
+
+#[test]
+fn new_revision_while_promoting_keeps_the_analysed_one_off_the_primary() {
+    let mut s = progressing(3, 0);
+    s.phase = P::Promoting;
+    let obs = Observation {
+        target_revision: "r3".into(),
+        ..releasing(50)
+    };
+    let d = transition(&s, &plan(), &obs, at(30));
+    assert_eq!(d.status.canary_revision.as_deref(), Some("r3"));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert!(!d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::PromotePrimary { .. })));
+}
+
+#[test]
+fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
+    let mut s = progressing(3, 0);
+    s.phase = P::Promoting;
+    let obs = Observation {
+        primary_revision: Some("r2".into()),
+        primary_ready: false,
+        ..releasing(50)
+    };
+    let d = transition(&s, &plan(), &obs, at(60));
+    assert_eq!(d.status.phase, P::Promoting);
+    assert!(d.notes.is_empty());
+    let d = transition(&d.status, &plan(), &obs, at(11 * 60));
+    assert_eq!(
+        d.status.phase,
+        P::Promoting,
+        "a half-promoted primary is not rolled back blindly"
+    );
+    assert_eq!(reasons(&d), vec!["ProgressDeadlineExceeded"]);
+    let d = transition(&d.status, &plan(), &obs, at(12 * 60));
+    assert!(d.notes.is_empty(), "warned once");
+    let c = find_condition(&d.status.conditions, condition_type::PROGRESSING).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("False", "ProgressDeadlineExceeded")
+    );
+}
+
+fn approval(gate: GateKind, step: i32, approved: bool) -> Approval {
+    Approval {
+        id: Approval::key(gate, "r2", step),
+        gate,
+        revision: "r2".into(),
+        step,
+        approved,
+        by: "alice".into(),
+        via: "cli".into(),
+        at: at(100),
+    }
+}
+
+#[test]
+fn promotion_gate_waits_then_proceeds_on_approval_or_rolls_back_on_rejection() {
+    let mut sp = spec();
+    sp.gates.before_promotion = true;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let mut obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Pass)]),
+        ..releasing(50)
+    };
+    let d = transition(&progressing(3, 0), &p, &obs, at(60));
+    assert_eq!(d.status.phase, P::WaitingApproval);
+    assert_eq!(d.status.pending_gate, Some(GateKind::BeforePromotion));
+    assert!(
+        d.actions.is_empty(),
+        "canary keeps serving its weight while waiting"
+    );
+    assert_eq!(reasons(&d), vec!["WaitingApproval"]);
+    let waiting = d.status.clone();
+
+    // Hours later, still waiting: a gate has no deadline.
+    obs.analysis = None;
+    let d = transition(&waiting, &p, &obs, at(5 * 3600));
+    assert_eq!(d.status.phase, P::WaitingApproval);
+    assert!(d.notes.is_empty());
+
+    // An approval for another step does not open this gate.
+    obs.approvals = vec![approval(GateKind::BeforePromotion, 2, true)];
+    assert_eq!(
+        transition(&waiting, &p, &obs, at(200)).status.phase,
+        P::WaitingApproval
+    );
+
+    obs.approvals = vec![approval(GateKind::BeforePromotion, 3, true)];
+    let d = transition(&waiting, &p, &obs, at(200));
+    assert_eq!(d.status.phase, P::Promoting);
+    assert_eq!(d.status.pending_gate, None);
+    assert_eq!(
+        d.actions,
+        vec![Action::PromotePrimary {
+            revision: "r2".into()
+        }]
+    );
+
+    obs.approvals = vec![approval(GateKind::BeforePromotion, 3, false)];
+    let d = transition(&waiting, &p, &obs, at(200));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d.status.message.contains("rejected by alice via cli"));
+}
+
+#[test]
+fn traffic_increase_gate_holds_the_weight() {
+    let mut sp = spec();
+    sp.gates.before_traffic_increase = true;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let mut obs = releasing(0);
+    let d = transition(&progressing(0, 0), &p, &obs, at(10));
+    assert_eq!(
+        (d.status.phase, d.status.pending_gate),
+        (P::WaitingApproval, Some(GateKind::BeforeTrafficIncrease))
+    );
+    assert!(d.actions.is_empty());
+    obs.approvals = vec![approval(GateKind::BeforeTrafficIncrease, 0, true)];
+    let d = transition(&d.status, &p, &obs, at(20));
+    assert_eq!(
+        (d.status.phase, d.status.canary_weight),
+        (P::Progressing, 10)
+    );
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 10 }]);
+}
+
+#[test]
+fn rollout_gate_keeps_the_canary_scaled_down() {
+    let mut sp = spec();
+    sp.gates.before_rollout = true;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let d = transition(&idle(P::Succeeded), &p, &world("r2"), at(0));
+    assert_eq!(
+        (d.status.phase, d.status.pending_gate),
+        (P::WaitingApproval, Some(GateKind::BeforeRollout))
+    );
+    assert!(d.actions.is_empty());
+    let obs = Observation {
+        approvals: vec![approval(GateKind::BeforeRollout, 0, true)],
+        ..world("r2")
+    };
+    let d = transition(&d.status, &p, &obs, at(50));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert_eq!(
+        d.status.step_started_at,
+        Some(at(50)),
+        "deadline counts from the approval"
+    );
+    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 3 }]);
+}
+
+#[test]
+fn failed_revision_is_not_released_again_but_a_revert_is_recognised() {
+    let mut s = idle(P::Failed);
+    s.canary_revision = Some("r2".into());
+    s.failed_revision = Some("r2".into());
+    let d = transition(&s, &plan(), &world("r2"), at(0));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d.actions.is_empty());
+    let d = transition(&s, &plan(), &world("r1"), at(0));
+    assert_eq!(d.status.phase, P::Initialized);
+    assert_eq!(reasons(&d), vec!["Reverted"]);
+    let d = transition(&s, &plan(), &world("r3"), at(0));
+    assert_eq!(
+        (d.status.phase, d.status.canary_revision.as_deref()),
+        (P::Progressing, Some("r3"))
+    );
+}
+
+fn command(kind: CommandKind, t: i64) -> Command {
+    Command {
+        id: format!("{kind:?}-{t}"),
+        kind,
+        revision: "r2".into(),
+        by: "bob".into(),
+        via: "api".into(),
+        at: at(t),
+    }
+}
+
+#[test]
+fn abort_rolls_back_now_and_retry_releases_the_failed_revision_once() {
+    let obs = Observation {
+        commands: vec![command(CommandKind::Abort, 30)],
+        ..releasing(10)
+    };
+    let d = transition(&progressing(1, 0), &plan(), &obs, at(40));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(d.status.message.contains("aborted by bob via api"));
+    let failed = d.status;
+
+    let mut obs = world("r2");
+    obs.commands = vec![
+        command(CommandKind::Abort, 30),
+        command(CommandKind::Retry, 50),
+    ];
+    let d = transition(&failed, &plan(), &obs, at(60));
+    assert_eq!(d.status.phase, P::Progressing);
+    assert_eq!(d.status.failed_revision, None);
+    assert_eq!(reasons(&d), vec!["Retry", "Retry"]);
+    // The old abort (before this release started) does not abort the retried release.
+    let d2 = transition(&d.status, &plan(), &releasing(0), at(70));
+    assert_eq!(d2.status.phase, P::Progressing);
+
+    // A retry older than the failure is spent.
+    let mut refailed = failed.clone();
+    refailed.last_transition_time = Some(at(80));
+    let d = transition(&refailed, &plan(), &obs, at(90));
+    assert_eq!(d.status.phase, P::Failed);
+}
+
+#[test]
+fn suspend_stops_checks_and_the_deadline_clock() {
+    let mut sp = spec();
+    sp.suspend = true;
+    let paused_plan = ReleasePlan::from_spec(&sp, false).unwrap();
+    let obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Pass)]),
+        ..releasing(10)
+    };
+    let s = progressing(1, 0);
+    let d = transition(&s, &paused_plan, &obs, at(30));
+    assert_eq!(d.status.paused_at, Some(at(30)));
+    assert_eq!(reasons(&d), vec!["Paused"]);
+    assert!(!analysis_due(&d.status, &paused_plan, at(3600)));
+    // An hour paused: far past the 10m deadline, but the clock stopped.
+    let d = transition(&d.status, &paused_plan, &obs, at(3600));
+    assert_eq!((d.status.phase, d.status.current_step), (P::Progressing, 1));
+    let d = transition(&d.status, &plan(), &releasing(10), at(3630));
+    assert_eq!(reasons(&d), vec!["Resumed"]);
+    assert_eq!(
+        d.status.step_started_at,
+        Some(at(3600)),
+        "shifted by the pause"
+    );
+    assert!(!analysis_due(&d.status, &plan(), at(3640)));
+    assert!(analysis_due(&d.status, &plan(), at(3660)));
+}
+
+#[test]
+fn blue_green_judges_the_preview_then_switches_and_promotes() {
+    let mut sp = spec();
+    sp.strategy = Strategy::BlueGreen;
+    sp.analysis.iterations = 2;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    assert_eq!(p.steps, vec![0, 0]);
+    let mut obs = releasing(0);
+    let mut s = progressing(0, 0);
+    s.canary_weight = 0;
+    let d = transition(&s, &p, &obs, at(10));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (1, 0));
+    assert!(d.actions.is_empty(), "the preview takes no live traffic");
+    obs.analysis = report(&[("errors", MetricVerdict::Pass)]);
+    let d = transition(&d.status, &p, &obs, at(70));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (2, 0));
+    let d = transition(&d.status, &p, &obs, at(130));
+    assert_eq!(d.status.phase, P::Promoting);
+    assert_eq!(d.status.canary_weight, 100);
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::PromotePrimary {
+                revision: "r2".into()
+            },
+            Action::SetWeight { weight: 100 }
+        ],
+        "switch: all traffic to the new version while the primary catches up"
+    );
+}
+
+#[test]
+fn replica_weighting_scales_the_canary_to_the_weight() {
+    let p = ReleasePlan::from_spec(&spec(), true).unwrap();
+    assert_eq!(p.canary_replicas(0, 9), 1);
+    assert_eq!(p.canary_replicas(10, 9), 1);
+    assert_eq!(p.canary_replicas(25, 9), 3);
+    assert_eq!(p.canary_replicas(50, 9), 9);
+    assert_eq!(p.canary_replicas(100, 9), 9);
+    let obs = Observation {
+        canary_replicas: 1,
+        primary_replicas: 9,
+        ..releasing(10)
+    };
+    let mut s = progressing(1, 0);
+    s.canary_weight = 10;
+    let mut obs2 = obs.clone();
+    obs2.analysis = report(&[("errors", MetricVerdict::Pass)]);
+    let d = transition(&s, &p, &obs2, at(60));
+    assert_eq!(
+        d.actions,
+        vec![
+            Action::ScaleCanary { replicas: 3 },
+            Action::SetWeight { weight: 25 }
+        ],
+        "scale up before routing more"
+    );
+}
+
+/// A restart between any two actions: the status was not written, so the next
+/// reconcile starts from the old status and the partly changed world. It must reach
+/// the same status and carry out exactly the actions that are still missing.
+#[test]
+fn restart_between_any_two_actions_resumes_with_the_remaining_actions() {
+    let p = plan();
+    let mut crit = report(&[("errors", MetricVerdict::Fail)]).unwrap();
+    crit.critical = vec!["errors".into()];
+    let mut promoting = progressing(3, 0);
+    promoting.phase = P::Promoting;
+    let weighted = ReleasePlan::from_spec(&spec(), true).unwrap();
+    let cases: Vec<(CanaryStatus, Observation, i64, &ReleasePlan)> = vec![
+        // initialization done: route then scale down
+        (
+            CanaryStatus {
+                phase: P::Initializing,
+                stable_revision: Some("r1".into()),
+                ..Default::default()
+            },
+            Observation {
+                canary_replicas: 3,
+                routed_weight: None,
+                ..world("r1")
+            },
+            10,
+            &p,
+        ),
+        // rollback: route then scale down
+        (
+            progressing(2, 0),
+            Observation {
+                analysis: Some(crit),
+                ..releasing(25)
+            },
+            60,
+            &p,
+        ),
+        // finalising after promotion
+        (
+            promoting,
+            Observation {
+                primary_revision: Some("r2".into()),
+                ..releasing(50)
+            },
+            60,
+            &p,
+        ),
+        // replica-weighted step: scale then route
+        (
+            progressing(1, 0),
+            Observation {
+                analysis: report(&[("errors", MetricVerdict::Pass)]),
+                canary_replicas: 1,
+                primary_replicas: 9,
+                ..releasing(10)
+            },
+            60,
+            &weighted,
+        ),
+    ];
+    for (status, obs, t, p) in cases {
+        let full = transition(&status, p, &obs, at(t));
+        assert!(
+            full.actions.len() >= 2,
+            "case needs two actions: {:?}",
+            full.actions
+        );
+        for k in 1..full.actions.len() {
+            let mut partial = obs.clone();
+            apply(&mut partial, &full.actions[..k]);
+            let again = transition(&status, p, &partial, at(t + 1));
+            assert_eq!(again.status.phase, full.status.phase);
+            assert_eq!(again.status.canary_weight, full.status.canary_weight);
+            assert_eq!(
+                again.actions,
+                full.actions[k..].to_vec(),
+                "after {k} action(s) of {:?}",
+                full.actions
+            );
+        }
+    }
+}
+
+#[test]
+fn plan_rejects_bad_specs_with_what_is_accepted() {
+    let mut sp = spec();
+    sp.analysis.steps = vec![10, 5];
+    let e = ReleasePlan::from_spec(&sp, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "analysis.steps: \"10,5\" is not valid: strictly increasing weights"
+    );
+    sp.analysis.steps = vec![0, 50];
+    assert!(ReleasePlan::from_spec(&sp, false)
+        .unwrap_err()
+        .expected
+        .contains("1 to 100"));
+    let mut sp = spec();
+    sp.analysis.interval = "soon".into();
+    assert_eq!(
+        ReleasePlan::from_spec(&sp, false).unwrap_err().field,
+        "analysis.interval"
+    );
+    let mut sp = spec();
+    sp.analysis.progress_deadline = "30s".into();
+    let e = ReleasePlan::from_spec(&sp, false).unwrap_err();
+    assert!(e.expected.contains("longer than the interval"));
+    let mut sp = spec();
+    sp.analysis.failure_limit = 0;
+    assert_eq!(
+        ReleasePlan::from_spec(&sp, false).unwrap_err().field,
+        "analysis.failureLimit"
+    );
+    let _ = Duration::zero();
+}

@@ -362,7 +362,12 @@ impl Machine<'_> {
         if self.new_revision() {
             return self.start_release("NewRevision");
         }
-        if !self.obs.canary_ready {
+        let serving = if self.plan.replica_weighting {
+            self.obs.canary_available
+        } else {
+            self.obs.canary_ready
+        };
+        if !serving {
             if self.past_deadline() {
                 return self.rollback(format!(
                     "canary not ready within the progress deadline ({})",
@@ -650,7 +655,10 @@ impl Machine<'_> {
         let secs = |d: Duration| d.to_std().unwrap_or_default();
         let short = std::time::Duration::from_secs(5);
         match self.s.phase {
-            CanaryPhase::Progressing if self.s.current_step >= 1 && self.obs.canary_ready => {
+            CanaryPhase::Progressing
+                if self.s.current_step >= 1
+                    && (self.obs.canary_ready || self.obs.canary_available) =>
+            {
                 let next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
                 secs(next - self.now)
                     .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))

@@ -42,6 +42,8 @@ pub struct WorkloadState {
     pub primary_replicas: i32,
     pub canary_replicas: i32,
     pub canary_ready: bool,
+    /// At least one ready canary replica runs the target revision.
+    pub canary_available: bool,
     pub primary_selector: BTreeMap<String, String>,
     pub canary_selector: BTreeMap<String, String>,
     pub shared_labels: BTreeMap<String, String>,
