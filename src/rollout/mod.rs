@@ -13,6 +13,7 @@ mod transition;
 
 pub use actions::{desired_actions, Action};
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
+pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use transition::{analysis_due, transition, Decision, Note, NoteType};
 
