@@ -1,1 +1,118 @@
-pub struct ServiceRouter;
+//! The plain Kubernetes Service router: no mesh, no ingress.
+//!
+//! Blue/green switches the apex Service's selector from the primary's pods to the
+//! canary's. Canary weights are approximated by replica counts: between 0 and 100 the
+//! apex selects the labels both versions' pods share, and the canary is scaled so its
+//! share of ready pods matches the weight (the core computes the replicas).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::Patch;
+use kube::{Api, Client};
+use serde_json::json;
+
+use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
+use crate::crd::Strategy;
+use crate::workloads::deployments::apply;
+
+/// Annotation on the apex Service recording the weight serin set.
+pub const WEIGHT_ANNOTATION: &str = "serin.dev/weight";
+
+#[derive(Clone)]
+pub struct ServiceRouter {
+    client: Client,
+}
+
+impl ServiceRouter {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    fn api(&self, ns: &str) -> Api<Service> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+}
+
+/// The apex selector that realizes `weight`.
+pub fn apex_selector(t: &RouteTarget, weight: i32) -> Result<&BTreeMap<String, String>, RouterError> {
+    match weight {
+        w if w <= 0 => Ok(&t.primary_selector),
+        w if w >= 100 => Ok(&t.canary_selector),
+        _ if t.shared_labels.is_empty() => Err(RouterError::Config(format!(
+            "router service: canary weights need a pod label that both {name} and {name}-primary carry \
+             outside the selector (e.g. app.kubernetes.io/name), so the Service can select both; \
+             add one to the pod template, use serin.dev/strategy: blue-green, or a mesh router",
+            name = t.name
+        ))),
+        _ => Ok(&t.shared_labels),
+    }
+}
+
+/// The apex Service as serin applies it.
+pub fn apex_body(t: &RouteTarget, selector: &BTreeMap<String, String>, weight: Option<i32>) -> serde_json::Value {
+    let target_port = match t.target_port.as_deref() {
+        Some(p) => p.parse::<i32>().map(|n| json!(n)).unwrap_or_else(|_| json!(p)),
+        None => json!(t.port),
+    };
+    let mut metadata = json!({"name": t.service, "namespace": t.namespace});
+    if let Some(w) = weight {
+        metadata["annotations"] = json!({ WEIGHT_ANNOTATION: w.to_string() });
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": t.port_name, "port": t.port, "targetPort": target_port, "protocol": "TCP"}]
+        }
+    })
+}
+
+#[async_trait]
+impl TrafficRouter for ServiceRouter {
+    fn kind(&self) -> RouterKind {
+        RouterKind::Service
+    }
+
+    fn replica_weighting(&self, strategy: Strategy) -> bool {
+        strategy == Strategy::Canary
+    }
+
+    async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
+        let selector = apex_selector(t, weight)?;
+        let body = apex_body(t, selector, Some(weight));
+        self.api(&t.namespace)
+            .patch(&t.service, &apply(), &Patch::Apply(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn observed_weight(&self, t: &RouteTarget) -> Result<Option<i32>, RouterError> {
+        let Some(svc) = self.api(&t.namespace).get_opt(&t.service).await? else {
+            return Ok(None);
+        };
+        let weight = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(WEIGHT_ANNOTATION))
+            .and_then(|w| w.parse::<i32>().ok());
+        let selector = svc.spec.and_then(|s| s.selector).unwrap_or_default();
+        // Someone else changed the selector: report unknown so serin re-applies.
+        Ok(weight.filter(|w| apex_selector(t, *w).is_ok_and(|s| *s == selector)))
+    }
+
+    async fn finalize(&self, t: &RouteTarget) -> Result<(), RouterError> {
+        if self.api(&t.namespace).get_opt(&t.service).await?.is_none() {
+            return Ok(());
+        }
+        let body = apex_body(t, &t.canary_selector, None);
+        self.api(&t.namespace)
+            .patch(&t.service, &apply(), &Patch::Apply(&body))
+            .await?;
+        Ok(())
+    }
+}

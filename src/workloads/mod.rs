@@ -7,6 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::ServiceSpec;
 
+pub mod deployments;
+pub mod pods;
 pub mod revision;
 
 /// The workload a Canary releases.
