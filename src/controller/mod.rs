@@ -1,1 +1,92 @@
-//! Kubernetes wiring: watches, reconcile, status writes, leader lease.
+//! Kubernetes wiring: watches, reconcile, status writes, events, leader lease.
+
+pub mod events;
+pub mod lease;
+pub mod materialize;
+mod reconcile;
+pub mod status;
+mod templates;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::Client;
+
+use crate::providers::MetricSources;
+use crate::release::ReleaseError;
+use crate::traffic::{RouterError, RouterKind, TrafficRouter};
+use crate::workloads::WorkloadBackend;
+
+pub use events::{EventSink, KubeEvents, RecordedEvent};
+pub use reconcile::{error_policy, reconcile_canary, FINALIZER};
+
+/// The clock the controller reads (the core never does); tests pin it.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// Routers by kind, with the controller-wide default.
+#[derive(Clone)]
+pub struct Routers {
+    pub by_kind: HashMap<RouterKind, Arc<dyn TrafficRouter>>,
+    pub default: RouterKind,
+}
+
+impl Routers {
+    /// The router a Canary asks for (or the default); a clear error when the cluster
+    /// does not have it.
+    pub fn pick(&self, requested: Option<&str>) -> Result<Arc<dyn TrafficRouter>, RouterError> {
+        let kind = match requested {
+            None => self.default,
+            Some(r) => RouterKind::parse(r).ok_or_else(|| {
+                RouterError::Config(format!(
+                    "router {r:?} is unknown; expected {}",
+                    RouterKind::accepted()
+                ))
+            })?,
+        };
+        self.by_kind.get(&kind).cloned().ok_or_else(|| {
+            let mut have: Vec<&str> = self.by_kind.keys().map(|k| k.as_str()).collect();
+            have.sort_unstable();
+            RouterError::Config(format!(
+                "router {} is not available in this cluster (its API is not installed); available: {}",
+                kind.as_str(),
+                have.join(", ")
+            ))
+        })
+    }
+}
+
+/// Everything a reconcile needs.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+    pub workloads: Arc<dyn WorkloadBackend>,
+    pub routers: Routers,
+    pub sources: Arc<dyn MetricSources>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Clock,
+    pub check_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error("Canary has no namespace")]
+    NoNamespace,
+}
+
+impl ReconcileError {
+    /// Bounded label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            ReconcileError::Kube(_) => "kube",
+            ReconcileError::Release(e) => e.category(),
+            ReconcileError::NoNamespace => "config",
+        }
+    }
+}

@@ -36,7 +36,10 @@ impl ServiceRouter {
 }
 
 /// The apex selector that realizes `weight`.
-pub fn apex_selector(t: &RouteTarget, weight: i32) -> Result<&BTreeMap<String, String>, RouterError> {
+pub fn apex_selector(
+    t: &RouteTarget,
+    weight: i32,
+) -> Result<&BTreeMap<String, String>, RouterError> {
     match weight {
         w if w <= 0 => Ok(&t.primary_selector),
         w if w >= 100 => Ok(&t.canary_selector),
@@ -51,9 +54,16 @@ pub fn apex_selector(t: &RouteTarget, weight: i32) -> Result<&BTreeMap<String, S
 }
 
 /// The apex Service as serin applies it.
-pub fn apex_body(t: &RouteTarget, selector: &BTreeMap<String, String>, weight: Option<i32>) -> serde_json::Value {
+pub fn apex_body(
+    t: &RouteTarget,
+    selector: &BTreeMap<String, String>,
+    weight: Option<i32>,
+) -> serde_json::Value {
     let target_port = match t.target_port.as_deref() {
-        Some(p) => p.parse::<i32>().map(|n| json!(n)).unwrap_or_else(|_| json!(p)),
+        Some(p) => p
+            .parse::<i32>()
+            .map(|n| json!(n))
+            .unwrap_or_else(|_| json!(p)),
         None => json!(t.port),
     };
     let mut metadata = json!({"name": t.service, "namespace": t.namespace});

@@ -79,7 +79,11 @@ pub fn config_refs(spec: &PodSpec) -> BTreeSet<ConfigRef> {
 
 /// Rename references to tracked configs: `rename(name) -> new name`. Used to point the
 /// primary at its own `-primary` copies, and back when handing the Deployment back.
-pub fn rewrite_config_refs(spec: &mut PodSpec, tracked: &BTreeSet<ConfigRef>, rename: &dyn Fn(&str) -> String) {
+pub fn rewrite_config_refs(
+    spec: &mut PodSpec,
+    tracked: &BTreeSet<ConfigRef>,
+    rename: &dyn Fn(&str) -> String,
+) {
     let cm = |n: &mut String| {
         if tracked.contains(&ConfigRef::ConfigMap(n.clone())) {
             *n = rename(n);
@@ -121,7 +125,11 @@ pub fn rewrite_config_refs(spec: &mut PodSpec, tracked: &BTreeSet<ConfigRef>, re
         if let Some(s) = v.secret.as_mut().and_then(|s| s.secret_name.as_mut()) {
             sec(s);
         }
-        for src in v.projected.iter_mut().flat_map(|p| p.sources.iter_mut().flatten()) {
+        for src in v
+            .projected
+            .iter_mut()
+            .flat_map(|p| p.sources.iter_mut().flatten())
+        {
             if let Some(c) = &mut src.config_map {
                 cm(&mut c.name);
             }
@@ -133,7 +141,10 @@ pub fn rewrite_config_refs(spec: &mut PodSpec, tracked: &BTreeSet<ConfigRef>, re
 }
 
 /// Suffix the values of `keys` in `labels` (so primary and canary selectors never overlap).
-pub fn suffix_labels(labels: &BTreeMap<String, String>, keys: &BTreeSet<String>) -> BTreeMap<String, String> {
+pub fn suffix_labels(
+    labels: &BTreeMap<String, String>,
+    keys: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
     labels
         .iter()
         .map(|(k, v)| {
@@ -148,7 +159,10 @@ pub fn suffix_labels(labels: &BTreeMap<String, String>, keys: &BTreeSet<String>)
 }
 
 /// Undo [`suffix_labels`].
-pub fn unsuffix_labels(labels: &BTreeMap<String, String>, keys: &BTreeSet<String>) -> BTreeMap<String, String> {
+pub fn unsuffix_labels(
+    labels: &BTreeMap<String, String>,
+    keys: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
     labels
         .iter()
         .map(|(k, v)| {
@@ -241,13 +255,19 @@ mod tests {
     #[test]
     fn rewrites_only_tracked_references_and_round_trips() {
         let mut spec = pod_spec();
-        let tracked: BTreeSet<ConfigRef> =
-            [ConfigRef::ConfigMap("app-config".into()), ConfigRef::Secret("vol-secret".into())].into();
+        let tracked: BTreeSet<ConfigRef> = [
+            ConfigRef::ConfigMap("app-config".into()),
+            ConfigRef::Secret("vol-secret".into()),
+        ]
+        .into();
         rewrite_config_refs(&mut spec, &tracked, &|n| format!("{n}-primary"));
         let refs: Vec<String> = config_refs(&spec).iter().map(|r| r.key()).collect();
         assert!(refs.contains(&"configmap/app-config-primary".to_string()));
         assert!(refs.contains(&"secret/vol-secret-primary".to_string()));
-        assert!(refs.contains(&"configmap/env-config".to_string()), "untracked left alone");
+        assert!(
+            refs.contains(&"configmap/env-config".to_string()),
+            "untracked left alone"
+        );
         // A ConfigMap named like a tracked Secret is not renamed.
         assert!(!refs.contains(&"configmap/vol-secret-primary".to_string()));
         let renamed: BTreeSet<ConfigRef> = tracked
@@ -257,7 +277,9 @@ mod tests {
                 ConfigRef::Secret(n) => ConfigRef::Secret(format!("{n}-primary")),
             })
             .collect();
-        rewrite_config_refs(&mut spec, &renamed, &|n| n.trim_end_matches("-primary").to_string());
+        rewrite_config_refs(&mut spec, &renamed, &|n| {
+            n.trim_end_matches("-primary").to_string()
+        });
         assert_eq!(spec, pod_spec());
     }
 

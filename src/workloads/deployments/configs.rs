@@ -15,7 +15,10 @@ use crate::workloads::pods::ConfigRef;
 use crate::workloads::{WorkloadError, WorkloadRef};
 
 fn digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Per config, key -> digest of the value (Secret values never leave as plain text).
@@ -37,7 +40,12 @@ pub async fn fingerprints(
                         .unwrap_or_default()
                         .into_iter()
                         .map(|(k, v)| (k, digest(v.as_bytes())))
-                        .chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, digest(&v.0))))
+                        .chain(
+                            cm.binary_data
+                                .unwrap_or_default()
+                                .into_iter()
+                                .map(|(k, v)| (k, digest(&v.0))),
+                        )
                         .collect(),
                 }
             }
@@ -60,14 +68,20 @@ pub async fn fingerprints(
 }
 
 /// Apply `-primary` copies of every tracked config that exists.
-pub async fn copy_for_primary(client: &Client, w: &WorkloadRef, tracked: &BTreeSet<ConfigRef>) -> Result<(), WorkloadError> {
+pub async fn copy_for_primary(
+    client: &Client,
+    w: &WorkloadRef,
+    tracked: &BTreeSet<ConfigRef>,
+) -> Result<(), WorkloadError> {
     let owners: Vec<_> = w.owner.iter().collect();
     for r in tracked {
         let copy = primary_config_name(r.name());
         match r {
             ConfigRef::ConfigMap(n) => {
                 let api: Api<ConfigMap> = Api::namespaced(client.clone(), &w.namespace);
-                let Some(cm) = api.get_opt(n).await? else { continue };
+                let Some(cm) = api.get_opt(n).await? else {
+                    continue;
+                };
                 let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": copy, "namespace": w.namespace, "ownerReferences": owners,
                                  "labels": cm.metadata.labels},
@@ -76,7 +90,9 @@ pub async fn copy_for_primary(client: &Client, w: &WorkloadRef, tracked: &BTreeS
             }
             ConfigRef::Secret(n) => {
                 let api: Api<Secret> = Api::namespaced(client.clone(), &w.namespace);
-                let Some(s) = api.get_opt(n).await? else { continue };
+                let Some(s) = api.get_opt(n).await? else {
+                    continue;
+                };
                 let body = json!({"apiVersion": "v1", "kind": "Secret",
                     "metadata": {"name": copy, "namespace": w.namespace, "ownerReferences": owners,
                                  "labels": s.metadata.labels},
@@ -89,15 +105,25 @@ pub async fn copy_for_primary(client: &Client, w: &WorkloadRef, tracked: &BTreeS
 }
 
 /// Delete the copies named in the primary's template (already `-primary` names).
-pub async fn delete_copies(client: &Client, ns: &str, tracked_primary: &BTreeSet<ConfigRef>) -> Result<(), WorkloadError> {
+pub async fn delete_copies(
+    client: &Client,
+    ns: &str,
+    tracked_primary: &BTreeSet<ConfigRef>,
+) -> Result<(), WorkloadError> {
     let dp = DeleteParams::background();
     for r in tracked_primary {
         if !r.name().ends_with(crate::workloads::pods::PRIMARY_SUFFIX) {
             continue;
         }
         let res = match r {
-            ConfigRef::ConfigMap(n) => Api::<ConfigMap>::namespaced(client.clone(), ns).delete(n, &dp).await.map(|_| ()),
-            ConfigRef::Secret(n) => Api::<Secret>::namespaced(client.clone(), ns).delete(n, &dp).await.map(|_| ()),
+            ConfigRef::ConfigMap(n) => Api::<ConfigMap>::namespaced(client.clone(), ns)
+                .delete(n, &dp)
+                .await
+                .map(|_| ()),
+            ConfigRef::Secret(n) => Api::<Secret>::namespaced(client.clone(), ns)
+                .delete(n, &dp)
+                .await
+                .map(|_| ()),
         };
         match res {
             Err(kube::Error::Api(s)) if s.code == 404 => {}

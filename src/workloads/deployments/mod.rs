@@ -16,7 +16,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use self::primary::{primary_deployment, restored_template, selector_keys, selectors, REVISION_ANNOTATION};
+use self::primary::{
+    primary_deployment, restored_template, selector_keys, selectors, REVISION_ANNOTATION,
+};
 use super::pods::{config_refs, readiness, shared_labels, ConfigRef, PRIMARY_SUFFIX};
 use super::revision::revision_of;
 use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -48,7 +50,11 @@ impl KubeWorkloads {
     }
 
     /// The target's revision and the configs it tracks.
-    async fn target_revision(&self, w: &WorkloadRef, target: &Deployment) -> Result<(String, BTreeSet<ConfigRef>), WorkloadError> {
+    async fn target_revision(
+        &self,
+        w: &WorkloadRef,
+        target: &Deployment,
+    ) -> Result<(String, BTreeSet<ConfigRef>), WorkloadError> {
         let template = target.spec.as_ref().map(|s| &s.template);
         let tracked = template
             .and_then(|t| t.spec.as_ref())
@@ -60,7 +66,12 @@ impl KubeWorkloads {
     }
 
     /// Write the primary from the target, refusing if the target moved off `revision`.
-    async fn write_primary(&self, w: &WorkloadRef, revision: &str, replicas: Option<i32>) -> Result<(), WorkloadError> {
+    async fn write_primary(
+        &self,
+        w: &WorkloadRef,
+        revision: &str,
+        replicas: Option<i32>,
+    ) -> Result<(), WorkloadError> {
         let target = self.target(w).await?;
         let (found, tracked) = self.target_revision(w, &target).await?;
         if found != revision {
@@ -72,7 +83,12 @@ impl KubeWorkloads {
         configs::copy_for_primary(&self.client, w, &tracked).await?;
         let replicas = match replicas {
             Some(r) => r,
-            None => target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1),
+            None => target
+                .spec
+                .as_ref()
+                .and_then(|s| s.replicas)
+                .unwrap_or(1)
+                .max(1),
         };
         let primary = primary_deployment(&target, w, revision, replicas, &tracked)?;
         self.deployments(&w.namespace)
@@ -86,9 +102,9 @@ impl KubeWorkloads {
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
         let list = hpas.list(&ListParams::default()).await?;
         let Some(hpa) = list.items.into_iter().find(|h| {
-            h.spec
-                .as_ref()
-                .is_some_and(|s| s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == w.name)
+            h.spec.as_ref().is_some_and(|s| {
+                s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == w.name
+            })
         }) else {
             return Ok(());
         };
@@ -106,7 +122,12 @@ impl KubeWorkloads {
         Ok(())
     }
 
-    async fn apply_services(&self, w: &WorkloadRef, primary_sel: &BTreeMap<String, String>, canary_sel: &BTreeMap<String, String>) -> Result<(), WorkloadError> {
+    async fn apply_services(
+        &self,
+        w: &WorkloadRef,
+        primary_sel: &BTreeMap<String, String>,
+        canary_sel: &BTreeMap<String, String>,
+    ) -> Result<(), WorkloadError> {
         let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
         let svc = w.service_name();
         for (name, selector) in [
@@ -114,7 +135,9 @@ impl KubeWorkloads {
             (format!("{svc}-canary"), canary_sel),
         ] {
             let body = service_body(w, &name, selector);
-            services.patch(&name, &apply(), &Patch::Apply(&body)).await?;
+            services
+                .patch(&name, &apply(), &Patch::Apply(&body))
+                .await?;
         }
         Ok(())
     }
@@ -124,7 +147,9 @@ impl KubeWorkloads {
         // FieldManagerConflict otherwise); serin takes it over while it manages the app.
         let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
                           "metadata": {"name": name, "namespace": ns}, "spec": {"replicas": replicas}});
-        self.deployments(ns).patch(name, &apply(), &Patch::Apply(&body)).await?;
+        self.deployments(ns)
+            .patch(name, &apply(), &Patch::Apply(&body))
+            .await?;
         Ok(())
     }
 }
@@ -135,9 +160,16 @@ pub(crate) fn apply() -> PatchParams {
 }
 
 /// A ClusterIP Service `name` selecting `selector`, owned by the Canary.
-pub(crate) fn service_body(w: &WorkloadRef, name: &str, selector: &BTreeMap<String, String>) -> serde_json::Value {
+pub(crate) fn service_body(
+    w: &WorkloadRef,
+    name: &str,
+    selector: &BTreeMap<String, String>,
+) -> serde_json::Value {
     let target_port = match w.service.target_port.as_deref() {
-        Some(p) => p.parse::<i32>().map(|n| json!(n)).unwrap_or_else(|_| json!(p)),
+        Some(p) => p
+            .parse::<i32>()
+            .map(|n| json!(n))
+            .unwrap_or_else(|_| json!(p)),
         None => json!(w.service.port),
     };
     json!({
@@ -161,7 +193,10 @@ impl WorkloadBackend for KubeWorkloads {
         let (target_revision, _) = self.target_revision(w, &target).await?;
         let (canary_selector, primary_selector) = selectors(&target)?;
         let keys = selector_keys(&target)?;
-        let primary = self.deployments(&w.namespace).get_opt(&w.primary_name()).await?;
+        let primary = self
+            .deployments(&w.namespace)
+            .get_opt(&w.primary_name())
+            .await?;
         let (canary_ready, canary_available) = readiness(&target);
         let template_labels = |d: &Deployment| {
             d.spec
@@ -188,12 +223,17 @@ impl WorkloadBackend for KubeWorkloads {
                 .and_then(|a| a.get(REVISION_ANNOTATION).cloned());
             state.primary_ready = readiness(&p).0;
             state.primary_replicas = p.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            state.shared_labels = shared_labels(&template_labels(&target), &template_labels(&p), &keys);
+            state.shared_labels =
+                shared_labels(&template_labels(&target), &template_labels(&p), &keys);
         }
         Ok(state)
     }
 
-    async fn initialize_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError> {
+    async fn initialize_primary(
+        &self,
+        w: &WorkloadRef,
+        revision: &str,
+    ) -> Result<(), WorkloadError> {
         self.write_primary(w, revision, None).await?;
         let target = self.target(w).await?;
         let (canary_sel, primary_sel) = selectors(&target)?;
@@ -216,7 +256,11 @@ impl WorkloadBackend for KubeWorkloads {
 
     async fn restore_target(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError> {
         let target = self.target(w).await?;
-        let Some(primary) = self.deployments(&w.namespace).get_opt(&w.primary_name()).await? else {
+        let Some(primary) = self
+            .deployments(&w.namespace)
+            .get_opt(&w.primary_name())
+            .await?
+        else {
             return Ok(HandBack::Done);
         };
         let primary_rev = primary
@@ -225,7 +269,12 @@ impl WorkloadBackend for KubeWorkloads {
             .as_ref()
             .and_then(|a| a.get(REVISION_ANNOTATION).cloned());
         let (target_rev, _) = self.target_revision(w, &target).await?;
-        let replicas = primary.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1).max(1);
+        let replicas = primary
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas)
+            .unwrap_or(1)
+            .max(1);
         let mut spec = json!({"replicas": replicas});
         if primary_rev.as_deref() != Some(target_rev.as_str()) {
             // The user's Deployment holds a rolled-back revision: give it the stable one.
@@ -281,7 +330,10 @@ impl WorkloadBackend for KubeWorkloads {
         }
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
         for h in hpas.list(&ListParams::default()).await?.items {
-            let mirrors_ours = h.spec.as_ref().is_some_and(|s| s.scale_target_ref.name == w.primary_name());
+            let mirrors_ours = h
+                .spec
+                .as_ref()
+                .is_some_and(|s| s.scale_target_ref.name == w.primary_name());
             if let (true, Some(name)) = (mirrors_ours, h.metadata.name) {
                 ignore_missing(hpas.delete(&name, &dp).await.map(|_| ()))?;
             }

@@ -6,7 +6,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
-use crate::workloads::pods::{rewrite_config_refs, suffix_labels, unsuffix_labels, ConfigRef, PRIMARY_SUFFIX};
+use crate::workloads::pods::{
+    rewrite_config_refs, suffix_labels, unsuffix_labels, ConfigRef, PRIMARY_SUFFIX,
+};
 use crate::workloads::{WorkloadError, WorkloadRef};
 
 /// Annotation on the primary naming the revision it was written with.
@@ -34,7 +36,9 @@ pub fn selector_keys(target: &Deployment) -> Result<BTreeSet<String>, WorkloadEr
 }
 
 /// The target's selector labels (the canary's pods) and their suffixed form (the primary's).
-pub fn selectors(target: &Deployment) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), WorkloadError> {
+pub fn selectors(
+    target: &Deployment,
+) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), WorkloadError> {
     let keys = selector_keys(target)?;
     let canary = target
         .spec
@@ -70,13 +74,19 @@ pub fn primary_deployment(
     if let Some(pod) = template.spec.as_mut() {
         rewrite_config_refs(pod, tracked, &primary_config_name);
     }
-    let match_labels = suffix_labels(&tspec.selector.match_labels.clone().unwrap_or_default(), &keys);
+    let match_labels = suffix_labels(
+        &tspec.selector.match_labels.clone().unwrap_or_default(),
+        &keys,
+    );
     Ok(Deployment {
         metadata: ObjectMeta {
             name: Some(w.primary_name()),
             namespace: Some(w.namespace.clone()),
             labels: target.metadata.labels.clone(),
-            annotations: Some(BTreeMap::from([(REVISION_ANNOTATION.to_string(), revision.to_string())])),
+            annotations: Some(BTreeMap::from([(
+                REVISION_ANNOTATION.to_string(),
+                revision.to_string(),
+            )])),
             owner_references: w.owner.clone().map(|o| vec![o]),
             ..Default::default()
         },
@@ -155,7 +165,10 @@ mod tests {
         assert_eq!(v["metadata"]["name"], "podinfo-primary");
         assert_eq!(v["metadata"]["annotations"][REVISION_ANNOTATION], "abc");
         assert_eq!(v["metadata"]["labels"]["team"], "web");
-        assert_eq!(v["spec"]["selector"]["matchLabels"], json!({"app": "podinfo-primary"}));
+        assert_eq!(
+            v["spec"]["selector"]["matchLabels"],
+            json!({"app": "podinfo-primary"})
+        );
         assert_eq!(
             v["spec"]["template"]["metadata"]["labels"],
             json!({"app": "podinfo-primary", "app.kubernetes.io/name": "podinfo"})

@@ -1,0 +1,169 @@
+//! Annotation onboarding: a Deployment with `serin.dev/enabled: "true"` gets a Canary
+//! of the same name, owned by it; removing the annotation deletes that Canary (whose
+//! finalizer hands the Deployment back). Canaries written by hand are never touched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use super::events::EventSink;
+use super::status::{set_config_condition, write_status};
+use super::{Clock, ReconcileError};
+use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
+use crate::crd::{Canary, FIELD_MANAGER};
+use crate::rollout::{Note, NoteType};
+
+/// Label on Canaries serin wrote from annotations.
+pub const MANAGED_BY: &str = "serin.dev/managed-by";
+pub const MANAGED_BY_ANNOTATIONS: &str = "annotations";
+
+pub struct MaterializeContext {
+    pub client: Client,
+    /// Canaries as the Canary controller's watch sees them (no API call per Deployment).
+    pub canaries: Store<Canary>,
+    pub events: Arc<dyn EventSink>,
+    pub clock: Clock,
+}
+
+fn managed(c: &Canary) -> bool {
+    c.labels().get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_ANNOTATIONS)
+}
+
+/// The Canary serin applies for an annotated Deployment.
+pub fn canary_apply_body(d: &Deployment, spec: &crate::crd::CanarySpec) -> serde_json::Value {
+    json!({
+        "apiVersion": "serin.dev/v1alpha1",
+        "kind": "Canary",
+        "metadata": {
+            "name": d.name_any(),
+            "namespace": d.namespace(),
+            "labels": {MANAGED_BY: MANAGED_BY_ANNOTATIONS},
+            "ownerReferences": d.controller_owner_ref(&()).map(|mut o| { o.controller = Some(false); o }).into_iter().collect::<Vec<_>>(),
+        },
+        "spec": spec,
+    })
+}
+
+fn errors_message(errors: &[AnnotationError]) -> String {
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[instrument(skip_all, fields(namespace = d.namespace().as_deref().unwrap_or(""), name = %d.name_any()))]
+pub async fn reconcile_deployment(
+    d: Arc<Deployment>,
+    ctx: Arc<MaterializeContext>,
+) -> Result<Action, ReconcileError> {
+    let ns = d.namespace().ok_or(ReconcileError::NoNamespace)?;
+    let name = d.name_any();
+    let existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
+    let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    let annotations = d.annotations();
+    let enabled = is_enabled(annotations)
+        .and_then(|on| Ok(on.then(|| spec_from_annotations(&name, annotations))));
+    let outcome = match enabled {
+        Ok(None) => {
+            if let Some(c) =
+                existing.filter(|c| managed(c) && c.metadata.deletion_timestamp.is_none())
+            {
+                api.delete(&c.name_any(), &DeleteParams::default()).await?;
+                let note = Note {
+                    type_: NoteType::Normal,
+                    reason: "Disabled",
+                    message: "serin.dev/enabled removed: handing the Deployment back".into(),
+                };
+                ctx.events
+                    .publish(&d.object_ref(&()), "Disable", &note)
+                    .await;
+            }
+            return Ok(Action::await_change());
+        }
+        Ok(Some(Ok(spec))) => Ok(spec),
+        Ok(Some(Err(errors))) => Err(errors),
+        Err(e) => Err(vec![e]),
+    };
+    match outcome {
+        Ok(spec) => {
+            let current = existing.as_ref().filter(|c| managed(c));
+            let up_to_date = current.is_some_and(|c| c.spec == spec);
+            if existing.is_some() && current.is_none() {
+                // A hand-written Canary of the same name wins; say so once per change.
+                let note = Note {
+                    type_: NoteType::Warning,
+                    reason: "CanaryExists",
+                    message: format!(
+                        "a Canary {name} not written by serin exists; annotations are ignored"
+                    ),
+                };
+                ctx.events
+                    .publish(&d.object_ref(&()), "Onboard", &note)
+                    .await;
+                return Ok(Action::await_change());
+            }
+            if !up_to_date {
+                let body = canary_apply_body(&d, &spec);
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&body),
+                )
+                .await?;
+            }
+            // Clear an earlier annotation problem.
+            if let Some(c) = current {
+                let mut status = c.status.clone().unwrap_or_default();
+                let was_bad = status
+                    .conditions
+                    .iter()
+                    .any(|x| x.reason == "InvalidAnnotation");
+                if was_bad {
+                    set_config_condition(&mut status, None, c.metadata.generation, (ctx.clock)());
+                    write_status(&api, c, &status).await?;
+                }
+            }
+        }
+        Err(errors) => {
+            let message = errors_message(&errors);
+            let note = Note {
+                type_: NoteType::Warning,
+                reason: "InvalidAnnotation",
+                message: message.clone(),
+            };
+            ctx.events
+                .publish(&d.object_ref(&()), "Onboard", &note)
+                .await;
+            // The Canary keeps its last good spec; its status says why it is not updated.
+            if let Some(c) = existing.filter(|c| managed(c)) {
+                let mut status = c.status.clone().unwrap_or_default();
+                if set_config_condition(
+                    &mut status,
+                    Some(("InvalidAnnotation", message)),
+                    c.metadata.generation,
+                    (ctx.clock)(),
+                ) {
+                    write_status(&api, &c, &status).await?;
+                }
+            }
+        }
+    }
+    Ok(Action::await_change())
+}
+
+pub fn materialize_error_policy(
+    _d: Arc<Deployment>,
+    err: &ReconcileError,
+    _ctx: Arc<MaterializeContext>,
+) -> Action {
+    tracing::warn!(error = %err, category = err.category(), "onboarding failed");
+    Action::requeue(Duration::from_secs(15))
+}

@@ -1,0 +1,146 @@
+//! Canary status writes: one server-side apply per reconcile on the status subresource.
+
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::{json, Value};
+
+use crate::crd::{condition_type, set_condition, Canary, CanaryStatus, Condition, FIELD_MANAGER};
+
+/// The apply body for `status`. The approvers' lists (`approvals`, `commands`) are
+/// left out: other field managers own them. `resourceVersion` makes the write
+/// conditional, so a status computed from a stale read is refused (409) and redone.
+pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
+    let mut s = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = s.as_object_mut() {
+        obj.remove("approvals");
+        obj.remove("commands");
+    }
+    json!({
+        "apiVersion": "serin.dev/v1alpha1",
+        "kind": "Canary",
+        "metadata": {
+            "name": canary.name_any(),
+            "namespace": canary.namespace(),
+            "resourceVersion": canary.resource_version(),
+        },
+        "status": s,
+    })
+}
+
+pub async fn write_status(
+    api: &Api<Canary>,
+    canary: &Canary,
+    status: &CanaryStatus,
+) -> Result<Canary, kube::Error> {
+    let body = status_apply_body(canary, status);
+    api.patch_status(
+        &canary.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+}
+
+/// Set `ConfigValid`; returns true when it flipped or its message changed.
+pub fn set_config_condition(
+    status: &mut CanaryStatus,
+    problem: Option<(&str, String)>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
+    let (ok, reason, message) = match problem {
+        None => (true, "Valid", String::new()),
+        Some((reason, message)) => (false, reason, message),
+    };
+    set_condition(
+        &mut status.conditions,
+        Condition {
+            type_: condition_type::CONFIG_VALID.into(),
+            status: if ok { "True" } else { "False" }.into(),
+            reason: reason.into(),
+            message,
+            last_transition_time: now,
+            observed_generation: generation,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{Approval, CanarySpec, GateKind};
+    use chrono::TimeZone;
+
+    #[test]
+    fn status_body_is_conditional_and_leaves_approver_lists_alone() {
+        let mut c = Canary::new(
+            "podinfo",
+            CanarySpec {
+                target_ref: crate::crd::TargetRef {
+                    name: "podinfo".into(),
+                },
+                strategy: Default::default(),
+                service: Default::default(),
+                router: None,
+                routing: Default::default(),
+                analysis: Default::default(),
+                gates: Default::default(),
+                skip_analysis: false,
+                suspend: false,
+            },
+        );
+        c.metadata.namespace = Some("shop".into());
+        c.metadata.resource_version = Some("42".into());
+        let t = Utc.timestamp_opt(0, 0).unwrap();
+        let st = CanaryStatus {
+            canary_weight: 25,
+            approvals: vec![Approval {
+                id: "x".into(),
+                gate: GateKind::BeforePromotion,
+                revision: "r".into(),
+                step: 1,
+                approved: true,
+                by: "a".into(),
+                via: "cli".into(),
+                at: t,
+            }],
+            ..Default::default()
+        };
+        let b = status_apply_body(&c, &st);
+        assert_eq!(b["metadata"]["resourceVersion"], "42");
+        assert_eq!(b["status"]["canaryWeight"], 25);
+        assert!(b["status"].get("approvals").is_none());
+        assert!(b["status"].get("commands").is_none());
+        assert!(
+            b.get("spec").is_none(),
+            "status writes never touch the spec"
+        );
+    }
+
+    #[test]
+    fn config_condition_reports_changes_only() {
+        let t = Utc.timestamp_opt(0, 0).unwrap();
+        let mut st = CanaryStatus::default();
+        assert!(set_config_condition(
+            &mut st,
+            Some(("InvalidSpec", "bad".into())),
+            Some(1),
+            t
+        ));
+        assert!(!set_config_condition(
+            &mut st,
+            Some(("InvalidSpec", "bad".into())),
+            Some(1),
+            t
+        ));
+        assert!(set_config_condition(
+            &mut st,
+            Some(("InvalidSpec", "worse".into())),
+            Some(1),
+            t
+        ));
+        assert!(set_config_condition(&mut st, None, Some(1), t));
+        assert_eq!(st.conditions[0].status, "True");
+    }
+}
