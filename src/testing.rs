@@ -118,6 +118,46 @@ impl MockApi {
         )
     }
 
+    /// A client whose requests are answered by `handler` (a fake API server with
+    /// state); tests then assert the recorded sequence.
+    pub fn serve<F>(mut handler: F) -> (Client, MockApi)
+    where
+        F: FnMut(&Recorded) -> (u16, Value) + Send + 'static,
+    {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let recorded = Arc::new(Mutex::new(Vec::new()));
+        let rec = recorded.clone();
+        tokio::spawn(async move {
+            while let Some((req, send)) = handle.next_request().await {
+                let r = record(req).await;
+                rec.lock().unwrap().push(r.clone());
+                let (status, answer) = handler(&r);
+                send.send_response(json_response(status, &answer));
+            }
+        });
+        (
+            Client::new(svc, "default"),
+            MockApi {
+                recorded,
+                failures: Arc::default(),
+                remaining: Arc::default(),
+            },
+        )
+    }
+
+    /// The requests since the last call, as "METHOD path" lines.
+    pub fn drain_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *self.recorded.lock().unwrap())
+            .into_iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+
+    /// The requests since the last call.
+    pub fn drain(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.recorded.lock().unwrap())
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.recorded.lock().unwrap().clone()
     }
@@ -147,6 +187,37 @@ impl MockApi {
         );
         self.requests()
     }
+}
+
+async fn record(req: Request<Body>) -> Recorded {
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect_bytes().await.unwrap_or_default();
+    let body = (!bytes.is_empty()).then(|| {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    });
+    Recorded {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        content_type: parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        body,
+    }
+}
+
+fn json_response(status: u16, answer: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(answer).unwrap()))
+        .unwrap()
 }
 
 /// A `Status` body as the API server sends it.

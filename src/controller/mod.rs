@@ -4,6 +4,7 @@ pub mod events;
 pub mod lease;
 pub mod materialize;
 mod reconcile;
+pub mod run;
 pub mod status;
 mod templates;
 
@@ -90,3 +91,6 @@ impl ReconcileError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -71,7 +71,7 @@ impl KubeWorkloads {
         w: &WorkloadRef,
         revision: &str,
         replicas: Option<i32>,
-    ) -> Result<(), WorkloadError> {
+    ) -> Result<Deployment, WorkloadError> {
         let target = self.target(w).await?;
         let (found, tracked) = self.target_revision(w, &target).await?;
         if found != revision {
@@ -94,7 +94,8 @@ impl KubeWorkloads {
         self.deployments(&w.namespace)
             .patch(&w.primary_name(), &apply(), &Patch::Apply(&primary))
             .await?;
-        self.mirror_hpa(w).await
+        self.mirror_hpa(w).await?;
+        Ok(target)
     }
 
     /// An HPA scaling the target gets a twin scaling the primary.
@@ -234,8 +235,7 @@ impl WorkloadBackend for KubeWorkloads {
         w: &WorkloadRef,
         revision: &str,
     ) -> Result<(), WorkloadError> {
-        self.write_primary(w, revision, None).await?;
-        let target = self.target(w).await?;
+        let target = self.write_primary(w, revision, None).await?;
         let (canary_sel, primary_sel) = selectors(&target)?;
         self.apply_services(w, &primary_sel, &canary_sel).await
     }
@@ -247,7 +247,7 @@ impl WorkloadBackend for KubeWorkloads {
             .get_opt(&w.primary_name())
             .await?
             .and_then(|p| p.spec.and_then(|s| s.replicas));
-        self.write_primary(w, revision, current).await
+        self.write_primary(w, revision, current).await.map(|_| ())
     }
 
     async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError> {
