@@ -46,7 +46,7 @@ enum LogFormat {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (in-cluster, or with the current kubeconfig context).
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
 }
@@ -145,7 +145,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log)?;
     match cli.command {
-        Command::Controller(args) => controller(args).await,
+        Command::Controller(args) => controller(*args).await,
         Command::Crdgen => {
             print!("{}", serin::crd::crds_yaml()?);
             Ok(())

@@ -69,8 +69,8 @@ pub async fn reconcile_deployment(
     let existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let annotations = d.annotations();
-    let enabled = is_enabled(annotations)
-        .and_then(|on| Ok(on.then(|| spec_from_annotations(&name, annotations))));
+    let enabled =
+        is_enabled(annotations).map(|on| on.then(|| spec_from_annotations(&name, annotations)));
     let outcome = match enabled {
         Ok(None) => {
             if let Some(c) =

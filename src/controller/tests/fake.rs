@@ -24,9 +24,6 @@ pub const APPLY: &str = "?&force=true&fieldManager=serin";
 pub fn hpas() -> String {
     format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers?")
 }
-pub fn events() -> String {
-    format!("/apis/events.k8s.io/v1/namespaces/{NS}/events?")
-}
 
 #[derive(Default)]
 pub struct FakeState {

@@ -3,6 +3,7 @@
 //! mid-release, a 409 conflict, and bad input that must not stop other Canaries.
 
 mod fake;
+mod materialize;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -153,10 +154,6 @@ impl Harness {
     fn reasons(&self) -> Vec<String> {
         self.events.take().into_iter().map(|e| e.reason).collect()
     }
-}
-
-fn calls(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }
 
 const TEMPLATE: &str = "/apis/serin.dev/v1alpha1/namespaces/shop/analysistemplates/error-rate";
@@ -650,4 +647,52 @@ async fn missing_template_and_unknown_router_are_reported_precisely() {
         .as_str()
         .unwrap()
         .contains("router istio is not available"));
+}
+
+#[tokio::test]
+async fn deleting_the_canary_hands_the_deployment_back_without_downtime() {
+    let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
+    initialize(&h).await;
+    {
+        let mut s = h.fake.0.lock().unwrap();
+        let mut c = s.get(&canary("podinfo"));
+        c["metadata"]["deletionTimestamp"] = json!("2026-11-22T12:05:00Z");
+        s.put(&canary("podinfo"), c);
+        s.rollouts_finish = false;
+    }
+    // First the user's Deployment scales back up; traffic stays on the primary meanwhile.
+    let c = h.ok().await;
+    assert!(c.contains(&apply(&dep("podinfo"))));
+    assert!(
+        !c.contains(&apply(&svc("podinfo"))),
+        "no traffic moves before the target is ready"
+    );
+    assert_eq!(h.get(&dep("podinfo"))["spec"]["replicas"], 3);
+    assert_eq!(
+        h.get(&svc("podinfo"))["spec"]["selector"],
+        json!({"app": "podinfo-primary"})
+    );
+    assert!(!h.get(&dep("podinfo-primary")).is_null());
+
+    h.settle();
+    let c = h.ok().await;
+    let pos = |x: &str| {
+        c.iter()
+            .position(|y| y == x)
+            .unwrap_or_else(|| panic!("{x} not in {c:#?}"))
+    };
+    let route = pos(&apply(&svc("podinfo")));
+    let delete = pos(&format!("DELETE {}?", dep("podinfo-primary")));
+    assert!(route < delete, "traffic moves before the primary goes");
+    assert_eq!(
+        h.get(&svc("podinfo"))["spec"]["selector"],
+        json!({"app": "podinfo"})
+    );
+    assert!(h.get(&dep("podinfo-primary")).is_null());
+    assert!(h.get(&svc("podinfo-primary")).is_null() && h.get(&svc("podinfo-canary")).is_null());
+    assert_eq!(
+        h.get(&canary("podinfo"))["metadata"]["finalizers"],
+        json!([])
+    );
+    assert_eq!(h.reasons(), vec!["HandedBack"]);
 }

@@ -35,10 +35,11 @@ pub fn selector_keys(target: &Deployment) -> Result<BTreeSet<String>, WorkloadEr
     Ok(keys)
 }
 
+/// Pod labels, as a selector.
+pub type Labels = BTreeMap<String, String>;
+
 /// The target's selector labels (the canary's pods) and their suffixed form (the primary's).
-pub fn selectors(
-    target: &Deployment,
-) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), WorkloadError> {
+pub fn selectors(target: &Deployment) -> Result<(Labels, Labels), WorkloadError> {
     let keys = selector_keys(target)?;
     let canary = target
         .spec
