@@ -288,6 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn canary_crd_schema_is_structural_for_routing() {
+        // The API server refuses a CRD whose schema has an untyped node; trafficPolicy
+        // is free-form and must say so with preserve-unknown-fields.
+        let schema = serde_json::to_value(schemars::schema_for!(RoutingSpec)).unwrap();
+        let tp = &schema["properties"]["trafficPolicy"];
+        assert_eq!(tp["type"], "object");
+        assert_eq!(tp["x-kubernetes-preserve-unknown-fields"], true);
+        assert!(schema["properties"]["match"].is_object());
+    }
+
+    #[test]
     fn cookie_regex_matches_only_the_cookie() {
         let m = RequestMatch {
             cookie: Some("canary".into()),

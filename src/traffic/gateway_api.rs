@@ -21,7 +21,12 @@ use super::apply::{
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 use crate::crd::{ParentRef, RequestMatch};
 
+/// Name prefix of the A/B rules serin adds (one per app rule).
 const AB_RULE: &str = "serin-ab";
+
+fn is_ab_rule(r: &Value) -> bool {
+    r["name"].as_str().is_some_and(|n| n.starts_with(AB_RULE))
+}
 
 pub struct GatewayApiRouter {
     route: Resource,
@@ -146,7 +151,7 @@ pub(crate) fn route_rules(t: &RouteTarget, rules: &[Value], weight: i32) -> Vec<
     }
     let mut ab_rules = Vec::new();
     let mut out = Vec::new();
-    for rule in rules.iter().filter(|r| r["name"] != AB_RULE) {
+    for (i, rule) in rules.iter().filter(|r| !is_ab_rule(r)).enumerate() {
         let Some(port) = rule_port(t, rule) else {
             out.push(rule.clone());
             continue;
@@ -156,9 +161,13 @@ pub(crate) fn route_rules(t: &RouteTarget, rules: &[Value], weight: i32) -> Vec<
             .as_array()
             .map(|f| f.iter().filter(|f| !is_our_mirror(t, f)).cloned().collect())
             .unwrap_or_default();
-        if on && routing.is_ab() && ab_rules.is_empty() {
+        if on && routing.is_ab() {
             let mut ab = r.clone();
-            ab["name"] = json!(AB_RULE);
+            ab["name"] = json!(if i == 0 {
+                AB_RULE.to_string()
+            } else {
+                format!("{AB_RULE}-{i}")
+            });
             ab["matches"] = cross_matches(&rule["matches"], &routing.matches);
             ab["backendRefs"] = json!([backend(t.canary_service(), port, None)]);
             if filters.is_empty() {
@@ -200,7 +209,7 @@ pub(crate) fn route_rules(t: &RouteTarget, rules: &[Value], weight: i32) -> Vec<
 /// The app's rules pointed back at the apex Service.
 pub(crate) fn unroute_rules(t: &RouteTarget, rules: &[Value]) -> Vec<Value> {
     let mut out = Vec::new();
-    for rule in rules.iter().filter(|r| r["name"] != AB_RULE) {
+    for rule in rules.iter().filter(|r| !is_ab_rule(r)) {
         let Some(port) = rule_port(t, rule) else {
             out.push(rule.clone());
             continue;
@@ -225,14 +234,14 @@ pub(crate) fn unroute_rules(t: &RouteTarget, rules: &[Value]) -> Vec<Value> {
 
 fn read_rules(t: &RouteTarget, rules: &[Value]) -> Option<(i32, bool)> {
     let special = rules.iter().any(|r| {
-        r["name"] == AB_RULE
+        is_ab_rule(r)
             || r["filters"]
                 .as_array()
                 .is_some_and(|f| f.iter().any(|f| is_our_mirror(t, f)))
     });
     let rule = rules
         .iter()
-        .find(|r| r["name"] != AB_RULE && rule_port(t, r).is_some())?;
+        .find(|r| !is_ab_rule(r) && rule_port(t, r).is_some())?;
     let (mut canary, mut total, mut split_seen) = (0i64, 0i64, false);
     for b in rule["backendRefs"].as_array()? {
         if app_ref_port(t, b).is_none() {

@@ -118,12 +118,23 @@ impl IngressNginxRouter {
             retarget(&mut spec["defaultBackend"]);
         }
         if let Some(rules) = spec["rules"].as_array_mut() {
-            for rule in rules {
+            for rule in rules.iter_mut() {
                 if let Some(paths) = rule["http"]["paths"].as_array_mut() {
-                    for p in paths {
+                    for p in paths.iter_mut() {
                         retarget(&mut p["backend"]);
                     }
+                    // Paths to other Services stay on the main Ingress only: a canary
+                    // copy of them would split traffic that is not this release's.
+                    let canary = t.canary_service();
+                    paths.retain(|p| p["backend"]["service"]["name"] == canary.as_str());
                 }
+            }
+            rules.retain(|r| r["http"]["paths"].as_array().is_some_and(|p| !p.is_empty()));
+        }
+        let canary = t.canary_service();
+        if spec["defaultBackend"]["service"]["name"] != canary.as_str() {
+            if let Some(o) = spec.as_object_mut() {
+                o.remove("defaultBackend");
             }
         }
         if !found {
@@ -161,7 +172,7 @@ impl IngressNginxRouter {
         Ok(body)
     }
 
-    fn read(&self, t: &RouteTarget, ing: &Value) -> Option<(i32, bool)> {
+    fn read(&self, ing: &Value) -> Option<(i32, bool)> {
         let a = &ing["metadata"]["annotations"];
         if a[self.key("canary")] != "true" {
             return None;
@@ -172,7 +183,6 @@ impl IngressNginxRouter {
         let special = ["canary-by-header", "canary-by-cookie"]
             .iter()
             .any(|k| a[self.key(k)].is_string());
-        let _ = t;
         Some((live, special))
     }
 }
@@ -231,7 +241,7 @@ impl TrafficRouter for IngressNginxRouter {
             return Ok(None);
         };
         Ok(self
-            .read(t, &ing)
+            .read(&ing)
             .and_then(|(live, special)| observed(t, &ing, live, special)))
     }
 

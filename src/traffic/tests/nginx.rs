@@ -17,8 +17,14 @@ fn user_ingress() -> Value {
         "spec": {
             "ingressClassName": "nginx",
             "tls": [{"hosts": ["podinfo.example.com"], "secretName": "podinfo-tls"}],
-            "rules": [{"host": "podinfo.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
-                "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}}]}}]
+            "defaultBackend": {"service": {"name": "fallback", "port": {"number": 80}}},
+            "rules": [
+                {"host": "podinfo.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "podinfo", "port": {"number": 9898}}}},
+                    {"path": "/static", "pathType": "Prefix", "backend": {"service": {"name": "static", "port": {"number": 80}}}}]}},
+                {"host": "static.example.com", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "static", "port": {"number": 80}}}}]}}
+            ]
         }
     })
 }
@@ -56,7 +62,8 @@ async fn canary_copy_matches_what_a_real_server_accepted() {
     let t = target();
     let body = set_with(DEFAULT_ANNOTATION_PREFIX, &t, None, 10).await;
     let real = fixture("25-ingress-canary-create")["request"]["body"].clone();
-    // Same spec as the canary Ingress a real server stored: backends on -canary, no TLS.
+    // Same spec as the canary Ingress a real server stored: backends on -canary, no TLS,
+    // and none of the paths that route to other Services.
     assert_eq!(body["spec"], real["spec"]);
     for (k, v) in real["metadata"]["annotations"].as_object().unwrap() {
         assert_eq!(&body["metadata"]["annotations"][k], v, "{k}");

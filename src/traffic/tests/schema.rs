@@ -4,14 +4,27 @@
 //! (`x-kubernetes-validations`) on the path of the written object evaluated.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::{json, Value};
 
 use crate::testing::shared_crd;
 
-/// The `openAPIV3Schema` of a served `version` of the CRD of `kind` in `file`.
+/// The `openAPIV3Schema` of a served `version` of the CRD of `kind` in `file`
+/// (parsed once per test binary: the CRD files are large).
 pub fn crd_schema(file: &str, kind: &str, version: &str) -> Value {
+    static CACHE: OnceLock<Mutex<HashMap<String, Value>>> = OnceLock::new();
+    let key = format!("{file}/{kind}/{version}");
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(&key) {
+        return v.clone();
+    }
+    let v = load_schema(file, kind, version);
+    cache.lock().unwrap().insert(key, v.clone());
+    v
+}
+
+fn load_schema(file: &str, kind: &str, version: &str) -> Value {
     let crd = shared_crd(file, kind);
     let v = crd["spec"]["versions"]
         .as_array()
@@ -207,14 +220,31 @@ pub fn cel_violations(s: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
     }
 }
 
+fn spec_validator(
+    file: &str,
+    kind: &str,
+    version: &str,
+    spec_schema: &Value,
+) -> Arc<jsonschema::Validator> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<jsonschema::Validator>>>> = OnceLock::new();
+    let key = format!("{file}/{kind}/{version}");
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(&key) {
+        return v.clone();
+    }
+    let js = to_json_schema(spec_schema);
+    let v = Arc::new(jsonschema::validator_for(&js).expect("CRD schema compiles"));
+    cache.lock().unwrap().insert(key, v.clone());
+    v
+}
+
 /// Everything wrong with `spec` for this CRD version, as an API server would list it.
 pub fn violations(file: &str, kind: &str, version: &str, spec: &Value) -> Vec<String> {
     let schema = crd_schema(file, kind, version);
     let spec_schema = &schema["properties"]["spec"];
     let mut spec = spec.clone();
     apply_defaults(spec_schema, &mut spec);
-    let js = to_json_schema(spec_schema);
-    let validator = jsonschema::validator_for(&js).expect("CRD schema compiles");
+    let validator = spec_validator(file, kind, version, spec_schema);
     let mut out: Vec<String> = validator
         .iter_errors(&spec)
         .map(|e| format!("spec{}: {e}", e.instance_path()))
