@@ -451,3 +451,30 @@ async fn invalid_routing_spec_makes_no_calls() {
     mock.finish();
     assert!(e.to_string().contains("spec.routing.mirrorPercent"), "{e}");
 }
+
+#[test]
+fn cookie_regex_matches_only_that_cookie() {
+    // RE2-style evaluation through CEL's matches(), as the proxies would apply it.
+    let re = RequestMatch {
+        cookie: Some("canary".into()),
+        ..Default::default()
+    }
+    .cookie_header_regex()
+    .unwrap();
+    let matches = |header: &str| {
+        let mut ctx = cel::Context::default();
+        ctx.add_variable_from_value("h", header.to_string());
+        ctx.add_variable_from_value("re", re.clone());
+        cel::Program::compile("h.matches(re)")
+            .unwrap()
+            .execute(&ctx)
+            .unwrap()
+            == cel::Value::Bool(true)
+    };
+    assert!(matches("canary=always"));
+    assert!(matches("session=abc; canary=always"));
+    assert!(matches("canary=always; theme=dark"));
+    assert!(!matches("canary=never"));
+    assert!(!matches("notcanary=always"));
+    assert!(!matches("canary=alwaysnot"));
+}

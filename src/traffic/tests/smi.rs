@@ -91,3 +91,27 @@ async fn a_foreign_split_is_not_clobbered() {
     SmiRouter::new(client).finalize(&target()).await.unwrap();
     mock.finish();
 }
+
+#[tokio::test]
+async fn rejection_by_the_server_is_a_clear_config_error() {
+    let body = crate::testing::status_body(
+        422,
+        "Invalid",
+        "TrafficSplit.split.smi-spec.io \"podinfo\" is invalid: spec.backends[0].weight: Invalid value",
+    );
+    let (client, mock) = start(vec![
+        get(TS, "podinfo", None),
+        crate::testing::expect("PATCH", apply_path(TS, "podinfo"), 422, body),
+    ]);
+    let e = SmiRouter::new(client)
+        .set_weight(&target(), 10)
+        .await
+        .unwrap_err();
+    mock.finish();
+    assert_eq!(e.category(), "config");
+    assert!(
+        e.to_string().contains("rejected TrafficSplit shop/podinfo")
+            && e.to_string().contains("weight"),
+        "{e}"
+    );
+}
