@@ -168,6 +168,27 @@ pub(crate) fn observed(
     }
 }
 
+/// The features a router cannot provide, as a config error naming them and the
+/// routers that can.
+pub(crate) fn unsupported(
+    t: &RouteTarget,
+    router: &str,
+    alternatives: &str,
+    what: &[(&str, bool)],
+) -> Result<(), RouterError> {
+    let asked: Vec<&str> = what.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
+    if asked.is_empty() {
+        return Ok(());
+    }
+    Err(RouterError::Config(format!(
+        "Canary {}/{} asks for {} but router {router} cannot provide it; \
+         remove it or use router {alternatives}",
+        t.namespace,
+        t.name,
+        asked.join(" and ")
+    )))
+}
+
 pub(crate) fn validate_routing(t: &RouteTarget) -> Result<(), RouterError> {
     t.routing
         .validate()

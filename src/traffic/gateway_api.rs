@@ -318,6 +318,17 @@ impl TrafficRouter for GatewayApiRouter {
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         validate_routing(t)?;
+        // Gateway API has no response-header-on-one-backend filter serin could rely on
+        // across implementations, so cookie affinity is refused rather than faked.
+        super::apply::unsupported(
+            t,
+            "gateway-api",
+            "istio",
+            &[(
+                "session affinity (spec.routing.sessionAffinity)",
+                t.routing.session_affinity.is_some(),
+            )],
+        )?;
         let existing = self.route.get(&t.namespace, &t.service).await?;
         let body = self.desired(t, existing.as_ref(), weight)?;
         self.route.apply(&t.namespace, &t.service, body).await

@@ -10,9 +10,8 @@ use kube::Client;
 use serde_json::{json, Value};
 
 use super::apply::{
-    observed, owned_by, owned_metadata, partial, split, validate_routing, Resource,
+    observed, owned_by, owned_metadata, partial, split, unsupported, validate_routing, Resource,
 };
-use super::smi::unsupported;
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -199,6 +198,7 @@ impl TrafficRouter for IngressNginxRouter {
         unsupported(
             t,
             "ingress-nginx",
+            "istio (or gateway-api for mirroring)",
             &[
                 (
                     "mirroring (spec.routing.mirrorPercent)",

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use kube::Client;
 use serde_json::{json, Value};
 
-use super::apply::{observed, owned_by, owned_metadata, split, validate_routing, Resource};
+use super::apply::{
+    observed, owned_by, owned_metadata, split, unsupported, validate_routing, Resource,
+};
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 
 pub struct SmiRouter {
@@ -40,25 +42,6 @@ impl SmiRouter {
         });
         body
     }
-}
-
-/// The features this router cannot provide, as a config error naming them.
-pub(crate) fn unsupported(
-    t: &RouteTarget,
-    router: &str,
-    what: &[(&str, bool)],
-) -> Result<(), RouterError> {
-    let asked: Vec<&str> = what.iter().filter(|(_, on)| *on).map(|(n, _)| *n).collect();
-    if asked.is_empty() {
-        return Ok(());
-    }
-    Err(RouterError::Config(format!(
-        "Canary {}/{} asks for {} but router {router} cannot provide it; \
-         remove it or use router istio or gateway-api",
-        t.namespace,
-        t.name,
-        asked.join(" and ")
-    )))
 }
 
 fn read_split(t: &RouteTarget, ts: &Value) -> Option<i32> {
@@ -95,6 +78,7 @@ impl TrafficRouter for SmiRouter {
         unsupported(
             t,
             "smi",
+            "istio or gateway-api",
             &[
                 ("A/B matching (spec.routing.match)", r.is_ab()),
                 (

@@ -283,3 +283,17 @@ fn parent_ref_kinds() {
         json!({"group": "", "kind": "Service", "name": "p", "port": 80})
     );
 }
+
+#[tokio::test]
+async fn session_affinity_is_refused_before_any_call() {
+    let mut t = target();
+    t.routing.session_affinity = Some(crate::crd::SessionAffinity::default());
+    let (client, mock) = start(vec![]);
+    let e = GatewayApiRouter::new(client)
+        .set_weight(&t, 10)
+        .await
+        .unwrap_err();
+    mock.finish();
+    assert_eq!(e.category(), "config");
+    assert!(e.to_string().contains("router gateway-api"), "{e}");
+}
