@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serin::controller::run::{run, RunOptions};
 use serin::controller::{Context, KubeEvents, Routers};
 use serin::providers::PrometheusSources;
-use serin::traffic::{RouterKind, ServiceRouter, TrafficRouter};
+use serin::traffic::{
+    detect_routers, GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterKind, ServiceRouter,
+    SmiRouter, TrafficRouter, WithApexService,
+};
 use serin::workloads::deployments::KubeWorkloads;
 
 #[derive(Parser, Debug)]
@@ -59,6 +62,13 @@ struct ControllerArgs {
     /// Router for Canaries that do not name one.
     #[arg(long, default_value = "service", env = "SERIN_DEFAULT_ROUTER")]
     default_router: String,
+    /// Annotation prefix of the ingress-nginx controller.
+    #[arg(
+        long,
+        default_value = "nginx.ingress.kubernetes.io",
+        env = "SERIN_INGRESS_ANNOTATION_PREFIX"
+    )]
+    ingress_annotation_prefix: String,
     /// Prometheus for templates that do not name a provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -107,11 +117,30 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             RouterKind::accepted()
         )
     })?;
+    // Only routers whose APIs the cluster serves; a Canary asking for another gets a
+    // RouterUnavailable condition instead of retry noise.
+    let available = detect_routers(&client)
+        .await
+        .context("discovering router APIs")?;
     let mut by_kind: HashMap<RouterKind, Arc<dyn TrafficRouter>> = HashMap::new();
-    by_kind.insert(
-        RouterKind::Service,
-        Arc::new(ServiceRouter::new(client.clone())),
-    );
+    for kind in available {
+        let router: Arc<dyn TrafficRouter> = match kind {
+            RouterKind::Service => Arc::new(ServiceRouter::new(client.clone())),
+            RouterKind::Istio => Arc::new(IstioRouter::new(client.clone())),
+            RouterKind::GatewayApi => Arc::new(GatewayApiRouter::new(client.clone())),
+            RouterKind::IngressNginx => Arc::new(IngressNginxRouter::new(
+                client.clone(),
+                args.ingress_annotation_prefix.clone(),
+            )),
+            RouterKind::Smi => Arc::new(SmiRouter::new(client.clone())),
+        };
+        let router: Arc<dyn TrafficRouter> = match kind {
+            RouterKind::Service => router,
+            _ => Arc::new(WithApexService::new(client.clone(), router)),
+        };
+        by_kind.insert(kind, router);
+    }
+    tracing::info!(routers = ?by_kind.keys().map(|k| k.as_str()).collect::<Vec<_>>(), "routers available");
     let identity = args
         .identity
         .unwrap_or_else(|| format!("serin-{}", std::process::id()));

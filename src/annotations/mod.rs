@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use crate::crd::{
     AnalysisSpec, CanarySpec, GatesSpec, ServiceSpec, Strategy, TargetRef, TemplateRef,
 };
+use crate::traffic::annotations as routing;
 use crate::traffic::RouterKind;
 
 pub const PREFIX: &str = "serin.dev/";
@@ -103,8 +104,8 @@ pub fn spec_from_annotations(
         }
     };
     for key in a.keys().filter(|k| k.starts_with(PREFIX)) {
-        if !KEYS.iter().any(|(k, _)| k == key) && !crate::crd::is_routing_annotation(key) {
-            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+        if !KEYS.iter().any(|(k, _)| k == key) && !routing::KEYS.contains(&key.as_str()) {
+            let known: Vec<&str> = KEYS.iter().map(|(k, _)| *k).chain(routing::KEYS).collect();
             take(Err(err(
                 key,
                 &a[key],
@@ -190,9 +191,9 @@ pub fn spec_from_annotations(
             _ => Err(err(SKIP_ANALYSIS, v, "\"true\" or \"false\"")),
         });
     }
-    match crate::crd::routing_from_annotations(a) {
+    match routing::routing_from_annotations(a) {
         Ok(r) => spec.routing = r,
-        Err(mut e) => errors.append(&mut e),
+        Err(e) => errors.push(err(&e.key, &e.value, e.accepted)),
     }
     if errors.is_empty() {
         Ok(spec)

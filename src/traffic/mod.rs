@@ -1,6 +1,15 @@
 //! Traffic routers: one adapter per mesh or ingress behind [`TrafficRouter`].
 
+pub mod annotations;
+mod apply;
+pub mod detect;
+mod gateway_api;
+mod ingress_nginx;
+mod istio;
 mod service;
+mod smi;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -9,7 +18,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::{RoutingSpec, Strategy};
 
-pub use service::ServiceRouter;
+pub use apply::WEIGHT_ANNOTATION;
+pub use detect::{check_available, detect_routers};
+pub use gateway_api::GatewayApiRouter;
+pub use ingress_nginx::{IngressNginxRouter, DEFAULT_ANNOTATION_PREFIX};
+pub use istio::IstioRouter;
+pub use service::{ServiceRouter, WithApexService};
+pub use smi::SmiRouter;
 
 /// Everything a router needs to know about one Canary's traffic.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -13,12 +13,9 @@ use kube::api::Patch;
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
+use super::{RouteTarget, RouterError, RouterKind, TrafficRouter, WEIGHT_ANNOTATION};
 use crate::crd::Strategy;
 use crate::workloads::deployments::apply;
-
-/// Annotation on the apex Service recording the weight serin set.
-pub const WEIGHT_ANNOTATION: &str = "serin.dev/weight";
 
 #[derive(Clone)]
 pub struct ServiceRouter {
@@ -124,5 +121,50 @@ impl TrafficRouter for ServiceRouter {
             .patch(&t.service, &apply(), &Patch::Apply(&body))
             .await?;
         Ok(())
+    }
+}
+
+/// A mesh or ingress router plus the apex Service: clients outside the mesh (and DNS)
+/// still resolve `<svc>`, so it selects the primary's pods while the router splits.
+pub struct WithApexService {
+    inner: std::sync::Arc<dyn TrafficRouter>,
+    apex: ServiceRouter,
+}
+
+impl WithApexService {
+    pub fn new(client: Client, inner: std::sync::Arc<dyn TrafficRouter>) -> Self {
+        Self {
+            inner,
+            apex: ServiceRouter::new(client),
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for WithApexService {
+    fn kind(&self) -> RouterKind {
+        self.inner.kind()
+    }
+
+    fn replica_weighting(&self, strategy: Strategy) -> bool {
+        self.inner.replica_weighting(strategy)
+    }
+
+    async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
+        let body = apex_body(t, &t.primary_selector, None);
+        self.apex
+            .api(&t.namespace)
+            .patch(&t.service, &apply(), &Patch::Apply(&body))
+            .await?;
+        self.inner.set_weight(t, weight).await
+    }
+
+    async fn observed_weight(&self, t: &RouteTarget) -> Result<Option<i32>, RouterError> {
+        self.inner.observed_weight(t).await
+    }
+
+    async fn finalize(&self, t: &RouteTarget) -> Result<(), RouterError> {
+        self.inner.finalize(t).await?;
+        self.apex.finalize(t).await
     }
 }

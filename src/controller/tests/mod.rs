@@ -253,7 +253,10 @@ async fn initialization_creates_primary_and_services_then_moves_traffic_then_sca
     );
     let apex = h.get(&svc("podinfo"));
     assert_eq!(apex["spec"]["selector"], json!({"app": "podinfo-primary"}));
-    assert_eq!(apex["metadata"]["annotations"]["serin.dev/weight"], "0");
+    assert_eq!(
+        apex["metadata"]["annotations"]["serin.dev/canary-weight"],
+        "0"
+    );
     assert_eq!(h.get(&dep("podinfo"))["spec"]["replicas"], 0);
     assert_eq!(h.status()["phase"], "Initialized");
     assert_eq!(h.reasons(), vec!["Initialized"]);
@@ -336,7 +339,10 @@ async fn canary_release_exact_calls_from_new_revision_to_promotion() {
         apex["spec"]["selector"],
         json!({"app.kubernetes.io/name": "podinfo"})
     );
-    assert_eq!(apex["metadata"]["annotations"]["serin.dev/weight"], "10");
+    assert_eq!(
+        apex["metadata"]["annotations"]["serin.dev/canary-weight"],
+        "10"
+    );
     assert_eq!(h.status()["canaryWeight"], 10);
     assert_eq!(h.reasons(), vec!["StepAdvanced"]);
 
