@@ -36,7 +36,12 @@ pub struct Routers {
 impl Routers {
     /// The router a Canary asks for (or the default); a clear error when the cluster
     /// does not have it.
-    pub fn pick(&self, requested: Option<&str>) -> Result<Arc<dyn TrafficRouter>, RouterError> {
+    pub fn pick(
+        &self,
+        requested: Option<&str>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<dyn TrafficRouter>, RouterError> {
         let kind = match requested {
             None => self.default,
             Some(r) => RouterKind::parse(r).ok_or_else(|| {
@@ -46,14 +51,11 @@ impl Routers {
                 ))
             })?,
         };
+        let mut available: Vec<RouterKind> = self.by_kind.keys().copied().collect();
+        available.sort_by_key(|k| k.as_str());
+        crate::traffic::check_available(kind, &available, namespace, name)?;
         self.by_kind.get(&kind).cloned().ok_or_else(|| {
-            let mut have: Vec<&str> = self.by_kind.keys().map(|k| k.as_str()).collect();
-            have.sort_unstable();
-            RouterError::Config(format!(
-                "router {} is not available in this cluster (its API is not installed); available: {}",
-                kind.as_str(),
-                have.join(", ")
-            ))
+            RouterError::Config(format!("router {} is not available", kind.as_str()))
         })
     }
 }

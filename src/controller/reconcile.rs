@@ -155,7 +155,10 @@ async fn check_config(
     ctx: &Context,
     ns: &str,
 ) -> Result<Result<Ready, (&'static str, String)>, ReconcileError> {
-    let router = match ctx.routers.pick(canary.spec.router.as_deref()) {
+    let router = match ctx
+        .routers
+        .pick(canary.spec.router.as_deref(), ns, &canary.name_any())
+    {
         Ok(r) => r,
         Err(e) => return Ok(Err(("RouterUnavailable", e.to_string()))),
     };
@@ -187,7 +190,9 @@ async fn finalize(
         return Ok(Action::await_change());
     }
     let ns = canary.namespace().unwrap_or_default();
-    let router = ctx.routers.pick(canary.spec.router.as_deref());
+    let router = ctx
+        .routers
+        .pick(canary.spec.router.as_deref(), &ns, &canary.name_any());
     let status = canary.status.clone().unwrap_or_default();
     let name = canary.name_any();
     if let Ok(router) = router {
