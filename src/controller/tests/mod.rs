@@ -649,10 +649,11 @@ async fn missing_template_and_unknown_router_are_reported_precisely() {
     assert_eq!(c, vec![get(&canary("podinfo")), status_write()]);
     let cond = &h.status()["conditions"][0];
     assert_eq!(cond["reason"], "RouterUnavailable");
-    assert!(cond["message"]
-        .as_str()
-        .unwrap()
-        .contains("router istio is not available"));
+    let msg = cond["message"].as_str().unwrap();
+    assert!(
+        msg.contains("router istio requested by Canary shop/podinfo but the cluster has no networking.istio.io/v1 VirtualService API"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
