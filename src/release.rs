@@ -122,7 +122,14 @@ pub async fn reconcile_release(
     let analysis = if analysis_due(subject.status, &plan, now) && !plan.skip_analysis {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let check = run_check(subject.metrics, &vars, interval, deps.sources.as_ref(), now);
+        let check = run_check(
+            subject.metrics,
+            &vars,
+            interval,
+            &subject.status.metrics,
+            deps.sources.as_ref(),
+            now,
+        );
         match tokio::time::timeout(deps.check_timeout, check).await {
             Ok(report) => Some(report),
             Err(_) => Some(timed_out_report(subject.metrics, deps.check_timeout, now)),
@@ -182,6 +189,7 @@ fn timed_out_report(
                 reason: format!("check timed out after {}", prometheus_duration(timeout)),
                 dry_run: m.dry_run,
                 checked_at: now,
+                consecutive_errors: 0,
             })
             .collect(),
     }

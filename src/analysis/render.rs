@@ -24,8 +24,10 @@ pub enum RenderError {
     UnknownVariable(String),
     #[error("argument {0:?} is used but has no value and no default")]
     MissingArg(String),
-    #[error("unclosed '{{{{' at byte {0}")]
+    #[error("unclosed '{{{{' at byte {0}; every '{{{{' needs a matching '}}}}'")]
     Unclosed(usize),
+    #[error("the query is empty; accepted: a PromQL expression returning one value")]
+    Empty,
 }
 
 /// Replace every `{{ name }}` in `query`.

@@ -21,6 +21,20 @@ pub struct AnalysisTemplateSpec {
     /// Where the metrics come from; unset means the controller's default Prometheus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderSpec>,
+    /// Failed checks (cumulative within a release) of this template's metrics that
+    /// roll the release back. Unset: the Canary's `analysis.failureLimit` applies.
+    /// When both are set, the smaller one wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive checks (no data, NaN) of this template's metrics that roll the
+    /// release back. Unset: the Canary's `analysis.inconclusiveLimit` applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inconclusive_limit: Option<i32>,
+    /// Consecutive `Error` verdicts (provider unreachable, bad query) of one metric
+    /// after which its verdict becomes `Fail`. Unset: errors only ever hold the
+    /// release until the progress deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_error_limit: Option<i32>,
 }
 
 /// The same as an AnalysisTemplate, usable from every namespace.
@@ -85,9 +99,46 @@ pub struct ProviderSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusProviderSpec {
-    /// Base URL, e.g. http://prometheus.monitoring:9090.
+    /// Base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept).
     pub address: String,
     /// Per-query timeout (humantime); default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Secret with credentials and a CA bundle: in the AnalysisTemplate's namespace,
+    /// or the controller's namespace for a ClusterAnalysisTemplate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<PrometheusSecretRef>,
+    /// Extra HTTP headers on every query, e.g. `X-Scope-OrgID` for a Mimir tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+    /// Accept any TLS certificate. For tests only: anyone on the path can answer.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Keys of a Secret holding Prometheus credentials. Set `bearerTokenKey`, or
+/// `usernameKey` with `passwordKey`, or neither (a CA bundle only).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSecretRef {
+    pub name: String,
+    /// Key whose value is sent as `Authorization: Bearer <value>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_key: Option<String>,
+    /// Key of the basic-auth user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_key: Option<String>,
+    /// Key of the basic-auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_key: Option<String>,
+    /// Key of a PEM bundle of CA certificates trusted in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeader {
+    pub name: String,
+    pub value: String,
 }
