@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use crate::crd::ProviderSpec;
 
 mod credentials;
+#[cfg(test)]
+pub(crate) mod fake_prometheus;
 pub mod prometheus;
 
 pub use credentials::{ProviderAuth, ProviderCredentials};
