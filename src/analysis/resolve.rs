@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::render::{render_query, RenderError, RenderVars};
-use crate::crd::{AnalysisSpec, AnalysisTemplateSpec, ProviderSpec, TemplateRef, ThresholdSpec};
+use crate::crd::{
+    AnalysisSpec, AnalysisTemplateSpec, ProviderSpec, TemplateRef, ThresholdSpec,
+    ThresholdTemplate, ThresholdValue,
+};
 use crate::providers::ProviderCredentials;
 
 /// A metric ready to query: its template's args resolved.
@@ -85,6 +88,14 @@ pub enum AnalysisConfigError {
         min: f64,
         max: f64,
     },
+    #[error("template {template:?} metric {metric:?}: threshold.{bound} {written:?} reads {rendered:?}, not a number; accepted: a number, or \"{{{{args.NAME}}}}\" naming an argument whose value is a number")]
+    ThresholdValue {
+        template: String,
+        metric: String,
+        bound: &'static str,
+        written: String,
+        rendered: String,
+    },
     #[error("template {template:?}: {field} is {value}; accepted: an integer >= {least}")]
     Limit {
         template: String,
@@ -147,10 +158,13 @@ pub fn resolve_metrics(
                 continue;
             }
             let needle = format!("args.{k}");
-            let used = spec
-                .metrics
-                .iter()
-                .any(|m| uses_variable(&m.query, &needle));
+            let used = spec.metrics.iter().any(|m| {
+                let bounds = m.threshold.iter().flat_map(|t| [&t.min, &t.max]);
+                uses_variable(&m.query, &needle)
+                    || bounds.flatten().any(
+                        |b| matches!(b, ThresholdValue::Template(s) if uses_variable(s, &needle)),
+                    )
+            });
             if !used {
                 return Err(AnalysisConfigError::UnknownArg {
                     template,
@@ -196,7 +210,17 @@ pub fn resolve_metrics(
                     }),
                 })
                 .transpose()?;
-            let threshold = m.threshold.clone().unwrap_or_default();
+            let threshold = resolve_threshold(&template, &m.name, m.threshold.as_ref(), &probe)
+                .map_err(|e| match e {
+                    AnalysisConfigError::MissingArg { template, arg, .. } => {
+                        AnalysisConfigError::MissingArg {
+                            template,
+                            arg,
+                            declared: declared.clone(),
+                        }
+                    }
+                    e => e,
+                })?;
             if let (Some(min), Some(max)) = (threshold.min, threshold.max) {
                 if min > max {
                     return Err(AnalysisConfigError::Threshold {
@@ -232,6 +256,61 @@ pub fn resolve_metrics(
         }
     }
     Ok(out)
+}
+
+/// Numbers stay; strings are rendered (args only) and must read as finite numbers.
+fn resolve_threshold(
+    template: &str,
+    metric: &str,
+    t: Option<&ThresholdTemplate>,
+    vars: &RenderVars,
+) -> Result<ThresholdSpec, AnalysisConfigError> {
+    let Some(t) = t else {
+        return Ok(ThresholdSpec::default());
+    };
+    let bound = |name: &'static str,
+                 v: Option<&ThresholdValue>|
+     -> Result<Option<f64>, AnalysisConfigError> {
+        match v {
+            None => Ok(None),
+            Some(ThresholdValue::Number(n)) if n.is_finite() => Ok(Some(*n)),
+            Some(ThresholdValue::Number(n)) => Err(AnalysisConfigError::ThresholdValue {
+                template: template.to_string(),
+                metric: metric.to_string(),
+                bound: name,
+                written: n.to_string(),
+                rendered: n.to_string(),
+            }),
+            Some(ThresholdValue::Template(s)) => {
+                let rendered = render_query(s, vars).map_err(|e| match e {
+                    RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
+                        template: template.to_string(),
+                        arg,
+                        declared: String::new(),
+                    },
+                    source => AnalysisConfigError::Query {
+                        template: template.to_string(),
+                        metric: metric.to_string(),
+                        source,
+                    },
+                })?;
+                match rendered.trim().parse::<f64>() {
+                    Ok(n) if n.is_finite() => Ok(Some(n)),
+                    _ => Err(AnalysisConfigError::ThresholdValue {
+                        template: template.to_string(),
+                        metric: metric.to_string(),
+                        bound: name,
+                        written: s.clone(),
+                        rendered,
+                    }),
+                }
+            }
+        }
+    };
+    Ok(ThresholdSpec {
+        min: bound("min", t.min.as_ref())?,
+        max: bound("max", t.max.as_ref())?,
+    })
 }
 
 fn check_limits(template: &str, spec: &AnalysisTemplateSpec) -> Result<(), AnalysisConfigError> {

@@ -1,13 +1,13 @@
 use super::*;
-use crate::crd::{MetricTemplate, TemplateArg};
+use crate::crd::{MetricTemplate, TemplateArg, ThresholdTemplate, ThresholdValue};
 
 fn metric(name: &str, query: &str) -> MetricTemplate {
     MetricTemplate {
         name: name.into(),
         query: query.into(),
-        threshold: Some(ThresholdSpec {
+        threshold: Some(ThresholdTemplate {
             min: None,
-            max: Some(1.0),
+            max: Some(ThresholdValue::Number(1.0)),
         }),
         ..MetricTemplate::default()
     }
@@ -113,7 +113,7 @@ fn unknown_variable_and_unclosed_braces_name_the_metric_and_the_accepted_set() {
         .to_string();
     assert!(text.starts_with("template \"t\" metric \"lat\": unknown variable {{pod}}"));
     assert!(text.contains(
-        "accepted: namespace, target, primary, canary, workload, service, interval, args.NAME"
+        "accepted: namespace, target, primary, canary, workload, variant, service, interval, args.NAME"
     ));
 
     let s = spec(vec![], vec![metric("lat", "x{pod=\"{{workload\"}")]);
@@ -161,9 +161,9 @@ fn intervals_must_be_positive_durations() {
 #[test]
 fn threshold_with_min_above_max_is_rejected() {
     let mut m = metric("m", "up");
-    m.threshold = Some(ThresholdSpec {
-        min: Some(2.0),
-        max: Some(1.0),
+    m.threshold = Some(ThresholdTemplate {
+        min: Some(ThresholdValue::Number(2.0)),
+        max: Some(ThresholdValue::Number(1.0)),
     });
     let text = resolve_metrics(&[(tref("t", &[]), spec(vec![], vec![m]))])
         .unwrap_err()
@@ -288,4 +288,79 @@ fn secret_name_comes_from_the_provider() {
     });
     let out = resolve_metrics(&[(tref("t", &[]), s)]).unwrap();
     assert_eq!(out[0].secret_name(), Some("prom-creds"));
+}
+
+#[test]
+fn threshold_bounds_may_name_args_and_must_read_as_numbers() {
+    let mut m = metric("lat", "up");
+    m.threshold = Some(ThresholdTemplate {
+        min: Some(ThresholdValue::Template("{{args.low}}".into())),
+        max: Some(ThresholdValue::Template(" {{ args.high }} ".into())),
+    });
+    let s = spec(
+        vec![arg("low", Some("0.5")), arg("high", Some("2.5"))],
+        vec![m],
+    );
+    let out = resolve_metrics(&[(tref("t", &[("high", "3")]), s.clone())]).unwrap();
+    assert_eq!(
+        out[0].threshold,
+        ThresholdSpec {
+            min: Some(0.5),
+            max: Some(3.0)
+        }
+    );
+    let err = resolve_metrics(&[(tref("t", &[("high", "fast")]), s.clone())]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "template \"t\" metric \"lat\": threshold.max \" {{ args.high }} \" reads \" fast \", not a number; accepted: a number, or \"{{args.NAME}}\" naming an argument whose value is a number"
+    );
+    let err = resolve_metrics(&[(tref("t", &[("high", "NaN")]), s.clone())]).unwrap_err();
+    assert!(matches!(
+        err,
+        AnalysisConfigError::ThresholdValue { bound: "max", .. }
+    ));
+    // An arg used only by a threshold and given nowhere is a missing arg.
+    let mut m = metric("lat", "up");
+    m.threshold = Some(ThresholdTemplate {
+        min: None,
+        max: Some(ThresholdValue::Template("{{args.ceiling}}".into())),
+    });
+    let err =
+        resolve_metrics(&[(tref("t", &[]), spec(vec![arg("x", Some("1"))], vec![m]))]).unwrap_err();
+    assert_eq!(
+        err,
+        AnalysisConfigError::MissingArg {
+            template: "t".into(),
+            arg: "ceiling".into(),
+            declared: "x".into()
+        }
+    );
+}
+
+#[test]
+fn thresholds_deserialize_from_numbers_and_strings() {
+    let t: ThresholdTemplate = serde_yaml::from_str("min: 1\nmax: \"{{args.m}}\"").unwrap();
+    assert_eq!(t.min, Some(ThresholdValue::Number(1.0)));
+    assert_eq!(t.max, Some(ThresholdValue::Template("{{args.m}}".into())));
+}
+
+#[test]
+fn crd_schema_accepts_numbers_or_strings_for_threshold_bounds() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(crate::crd::AnalysisTemplate::crd()).unwrap();
+    let threshold = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"]["metrics"]["items"]["properties"]["threshold"]["properties"];
+    for bound in ["min", "max"] {
+        assert_eq!(
+            threshold[bound]["x-kubernetes-preserve-unknown-fields"],
+            serde_json::json!(true),
+            "{threshold}"
+        );
+        assert!(threshold[bound].get("type").is_none(), "{threshold}");
+    }
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    for field in ["failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] {
+        assert_eq!(spec[field]["type"], "integer", "{field}");
+    }
 }

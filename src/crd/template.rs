@@ -69,8 +69,9 @@ pub struct MetricTemplate {
     /// Check interval for this metric (humantime); defaults to the Canary's interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Pass while `min <= value <= max`; each bound a number or `"{{args.NAME}}"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<ThresholdSpec>,
+    pub threshold: Option<ThresholdTemplate>,
     /// Measured and reported, never deciding.
     #[serde(default)]
     pub dry_run: bool,
@@ -79,7 +80,43 @@ pub struct MetricTemplate {
     pub critical: bool,
 }
 
-/// Pass while `min <= value <= max`.
+/// A threshold as written in a template: bounds may name template arguments.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<ThresholdValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<ThresholdValue>,
+}
+
+/// A number, or a string rendered with the template's variables (e.g.
+/// `"{{args.maxErrorRate}}"`) that must then read as a number.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ThresholdValue {
+    Number(f64),
+    Template(String),
+}
+
+// A field that is a number or a string has no structural schema type of its own;
+// Kubernetes accepts either under x-kubernetes-preserve-unknown-fields.
+impl JsonSchema for ThresholdValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ThresholdValue".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number, or a string such as \"{{args.maxErrorRate}}\" that renders to a number.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+}
+
+/// Pass while `min <= value <= max`, with the bounds resolved to numbers.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSpec {
