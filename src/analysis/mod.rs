@@ -4,6 +4,7 @@
 //! a metric source anything.
 
 mod check;
+pub mod history;
 pub mod render;
 mod resolve;
 pub mod threshold;

@@ -83,9 +83,9 @@ fn lookup<'a>(name: &str, v: &'a RenderVars) -> Result<&'a str, RenderError> {
 /// Prometheus duration syntax for an interval ("90s", "1m", "1h").
 pub fn prometheus_duration(d: std::time::Duration) -> String {
     let s = d.as_secs().max(1);
-    if s % 3600 == 0 {
+    if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

@@ -173,7 +173,8 @@ fn threshold_with_min_above_max_is_rejected() {
 
 #[test]
 fn limits_must_be_in_range() {
-    let cases: [(fn(&mut AnalysisTemplateSpec), &str); 3] = [
+    type Set = fn(&mut AnalysisTemplateSpec);
+    let cases: [(Set, &str); 3] = [
         (
             |s| s.failure_limit = Some(0),
             "failureLimit is 0; accepted: an integer >= 1",

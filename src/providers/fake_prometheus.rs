@@ -134,6 +134,16 @@ impl FakePrometheus {
             .insert(query.to_string(), reply);
     }
 
+    /// Answer `query` evaluated at `time` (unix seconds) with `reply`; takes
+    /// precedence over [`FakePrometheus::on`].
+    pub fn on_at(&self, query: &str, time: i64, reply: Reply) {
+        self.shared
+            .replies
+            .lock()
+            .unwrap()
+            .insert(format!("{query}@{time}"), reply);
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -152,7 +162,13 @@ async fn answer(
     });
     let reply = params
         .get("query")
-        .and_then(|q| shared.replies.lock().unwrap().get(q).cloned())
+        .and_then(|q| {
+            let replies = shared.replies.lock().unwrap();
+            let timed = params.get("time").map(|t| format!("{q}@{t}"));
+            timed
+                .and_then(|k| replies.get(&k).cloned())
+                .or_else(|| replies.get(q).cloned())
+        })
         .unwrap_or_else(|| {
             Reply::json(
                 400,
