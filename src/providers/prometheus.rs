@@ -206,7 +206,13 @@ impl PrometheusSource {
             // reqwest's Display hides the cause (refused, DNS, certificate), which is
             // the part that says what to fix.
             Some(r) => {
-                MetricError::Unreachable(format!("{}: {}", self.client.base_url(), error_chain(r)))
+                let chain = error_chain(r);
+                let hint = if chain.contains("certificate") {
+                    "; to trust a private CA, put its PEM in the provider's Secret and name the key in secretRef.caKey"
+                } else {
+                    ""
+                };
+                MetricError::Unreachable(format!("{}: {chain}{hint}", self.client.base_url()))
             }
             None => MetricError::Unreachable(e.to_string()),
         }
@@ -470,3 +476,7 @@ impl MetricSources for PrometheusSources {
 #[cfg(test)]
 #[path = "prometheus_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "prometheus_tls_tests.rs"]
+mod tls_tests;
