@@ -2,7 +2,9 @@
 //!
 //! Each window ends at `end - k * interval` (k = 0..windows) and is judged exactly
 //! as a check would judge it, so running the primary's last week through a template
-//! shows how often its thresholds would have failed a healthy release.
+//! shows how often its thresholds would have failed a healthy release. Many windows
+//! are fetched with one range query per metric (evaluated at exactly the window
+//! ends), so a week of 1m windows costs a handful of requests, not ten thousand.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +24,8 @@ use crate::providers::{MetricError, MetricSources};
 pub const MAX_WINDOWS: u32 = 20_000;
 /// Queries in flight at once, to spare the Prometheus being asked.
 const CONCURRENCY: usize = 4;
+/// Windows per range query, under Prometheus's 11,000 points per series.
+const RANGE_POINTS: usize = 10_000;
 
 /// What to evaluate.
 #[derive(Clone, Debug)]
@@ -34,7 +38,7 @@ pub struct AnalyzeRequest {
     /// `workload` is the Deployment measured (e.g. `<name>-primary` for history);
     /// `interval` is ignored (set from `interval` below).
     pub vars: RenderVars,
-    /// Window length; `{{interval}}` unless a metric sets its own.
+    /// Window length (whole seconds); `{{interval}}` unless a metric sets its own.
     pub interval: Duration,
     /// End of the most recent window.
     pub end: DateTime<Utc>,
@@ -185,21 +189,30 @@ pub async fn analyze(
         args: req.args.clone(),
     };
     let metrics = resolve_metrics(&[(tref, req.template.clone())])?;
-    let step = chrono::Duration::from_std(req.interval)
+    // Whole seconds, so window ends are exactly the range query's evaluation times.
+    let interval = Duration::from_secs(req.interval.as_secs());
+    let step = chrono::Duration::from_std(interval)
         .map_err(|_| AnalyzeError::Request("interval is too long".into()))?;
+    let end = DateTime::<Utc>::from_timestamp(req.end.timestamp(), 0).unwrap_or(req.end);
     // Oldest first.
     let ends: Vec<DateTime<Utc>> = (0..req.windows)
         .rev()
-        .map(|k| req.end - step * k as i32)
+        .map(|k| end - step * k as i32)
         .collect();
-    let jobs: Vec<(usize, usize)> = (0..ends.len())
-        .flat_map(|w| (0..metrics.len()).map(move |m| (w, m)))
+    // One range query per metric and chunk of windows (Prometheus caps a range
+    // query at 11,000 points per series); a single window is an instant query.
+    let chunks: Vec<std::ops::Range<usize>> = (0..ends.len())
+        .step_by(RANGE_POINTS)
+        .map(|start| start..(start + RANGE_POINTS).min(ends.len()))
         .collect();
-    let results: Vec<((usize, usize), WindowMetric)> = stream::iter(jobs)
-        .map(|(w, m)| {
+    let jobs: Vec<(usize, std::ops::Range<usize>)> = (0..metrics.len())
+        .flat_map(|m| chunks.iter().map(move |c| (m, c.clone())))
+        .collect();
+    let results: Vec<Vec<(usize, WindowMetric)>> = stream::iter(jobs)
+        .map(|(m, chunk)| {
             let metric = &metrics[m];
-            let at = ends[w];
-            async move { ((w, m), evaluate(metric, req, sources, at).await) }
+            let ends = &ends;
+            async move { evaluate(metric, req, interval, sources, ends, chunk).await }
         })
         .buffered(CONCURRENCY)
         .collect()
@@ -212,7 +225,7 @@ pub async fn analyze(
             outcome: MetricVerdict::Pass,
         })
         .collect();
-    for ((w, _), wm) in results {
+    for (w, wm) in results.into_iter().flatten() {
         windows[w].metrics.push(wm);
     }
     for w in &mut windows {
@@ -232,32 +245,65 @@ pub async fn analyze(
     })
 }
 
+/// Judge one metric in the windows `chunk` of `ends` (consecutive, oldest first).
 async fn evaluate(
     m: &ResolvedMetric,
     req: &AnalyzeRequest,
+    interval: Duration,
     sources: &dyn MetricSources,
-    at: DateTime<Utc>,
-) -> WindowMetric {
+    ends: &[DateTime<Utc>],
+    chunk: std::ops::Range<usize>,
+) -> Vec<(usize, WindowMetric)> {
     let vars = RenderVars {
-        interval: prometheus_duration(m.interval.unwrap_or(req.interval)),
+        interval: prometheus_duration(m.interval.unwrap_or(interval)),
         args: m.args.clone(),
         ..req.vars.clone()
     };
-    let value = match render_query(&m.query, &vars) {
-        Err(e) => Err(MetricError::BadQuery(e.to_string())),
-        Ok(q) => match sources.source(m.provider.as_ref(), m.credentials.as_deref()) {
-            Ok(src) => src.query_scalar(&q, at).await,
-            Err(e) => Err(e),
+    let source = render_query(&m.query, &vars)
+        .map_err(|e| MetricError::BadQuery(e.to_string()))
+        .and_then(|q| {
+            sources
+                .source(m.provider.as_ref(), m.credentials.as_deref())
+                .map(|s| (q, s))
+        });
+    let (first, last) = (ends[chunk.start], ends[chunk.end - 1]);
+    let values: Vec<Result<f64, MetricError>> = match source {
+        Err(e) => vec![Err(e); chunk.len()],
+        Ok((q, src)) if chunk.len() == 1 => vec![src.query_scalar(&q, first).await],
+        Ok((q, src)) => match src.query_range(&q, first, last, interval).await {
+            Err(e) => vec![Err(e); chunk.len()],
+            Ok(points) => {
+                let by_time: BTreeMap<i64, f64> = points
+                    .into_iter()
+                    .map(|(t, v)| (t.timestamp(), v))
+                    .collect();
+                ends[chunk.clone()]
+                    .iter()
+                    .map(|t| {
+                        // A step without a sample is a window without data.
+                        by_time
+                            .get(&t.timestamp())
+                            .copied()
+                            .ok_or(MetricError::NoData)
+                    })
+                    .collect()
+            }
         },
     };
-    let (verdict, reason) = judge_threshold(&value, &m.threshold);
-    WindowMetric {
-        name: m.name.clone(),
-        value: value.ok().filter(|v| v.is_finite()),
-        verdict,
-        reason,
-        dry_run: m.dry_run,
-    }
+    chunk
+        .zip(values)
+        .map(|(w, value)| {
+            let (verdict, reason) = judge_threshold(&value, &m.threshold);
+            let wm = WindowMetric {
+                name: m.name.clone(),
+                value: value.ok().filter(|v| v.is_finite()),
+                verdict,
+                reason,
+                dry_run: m.dry_run,
+            };
+            (w, wm)
+        })
+        .collect()
 }
 
 /// The check outcome, as the rollout core ranks verdicts: Fail, Error, Inconclusive, Pass.

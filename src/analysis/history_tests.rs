@@ -60,17 +60,34 @@ fn one(v: &str) -> Reply {
     Reply::vector(T, &[("{}", v)])
 }
 
+fn series(points: &[(i64, &str)]) -> Reply {
+    let points: Vec<(i64, String)> = points.iter().map(|(t, v)| (*t, v.to_string())).collect();
+    Reply::matrix(&[("{}", points)])
+}
+
 async fn scripted() -> FakePrometheus {
     let fake = FakePrometheus::start().await;
     // Oldest to newest: pass, fail, no data (NaN), fail.
-    for (t, err) in [
-        (T - 180, "0.001"),
-        (T - 120, "0.05"),
-        (T - 60, "NaN"),
-        (T, "0.02"),
-    ] {
-        fake.on_at(ERR, t, one(err));
-    }
+    fake.on_range(
+        ERR,
+        series(&[
+            (T - 180, "0.001"),
+            (T - 120, "0.05"),
+            (T - 60, "NaN"),
+            (T, "0.02"),
+        ]),
+    );
+    // No sample at T - 120: that window has no data.
+    fake.on_range(
+        LAT,
+        series(&[(T - 180, "0.3"), (T - 60, "0.3"), (T, "0.3")]),
+    );
+    fake.on_range(
+        "dry",
+        series(&[(T - 180, "99"), (T - 120, "99"), (T - 60, "99"), (T, "99")]),
+    );
+    // Single-window runs ask instant queries.
+    fake.on_at(ERR, T, one("0.02"));
     fake.on(LAT, one("0.3"));
     fake.on("dry", one("99"));
     fake
@@ -101,20 +118,24 @@ async fn judges_each_window_and_counts_failures() {
     assert_eq!((dry.failed, dry.longest_failing_run), (4, 4));
     assert_eq!(dry.failed_fraction, 1.0);
 
-    // 4 windows x 3 metrics, each at its window's end.
+    let lat = &report.metrics[1];
+    assert_eq!((lat.failed, lat.inconclusive), (0, 1));
+    assert_eq!(report.windows[1].metrics[1].verdict, Inconclusive);
+
+    // One range query per metric, evaluated at exactly the window ends.
     let seen = fake.seen();
-    assert_eq!(seen.len(), 12);
-    let mut err_times: Vec<String> = seen
-        .iter()
-        .filter(|s| s.params["query"] == ERR)
-        .map(|s| s.params["time"].clone())
-        .collect();
-    err_times.sort();
-    let want: Vec<String> = [T - 180, T - 120, T - 60, T]
-        .iter()
-        .map(|t| t.to_string())
-        .collect();
-    assert_eq!(err_times, want);
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(s.path, "/api/v1/query_range");
+        assert_eq!(s.params["start"], (T - 180).to_string());
+        assert_eq!(s.params["end"], T.to_string());
+        assert_eq!(s.params["step"], "60");
+    }
+    let queries: Vec<&str> = seen.iter().map(|s| s.params["query"].as_str()).collect();
+    assert!(
+        queries.contains(&ERR) && queries.contains(&LAT),
+        "{queries:?}"
+    );
 }
 
 #[tokio::test]
@@ -126,6 +147,11 @@ async fn args_override_defaults_and_one_window_works() {
     let report = analyze(&req, &sources).await.unwrap();
     assert_eq!(report.windows.len(), 1);
     assert_eq!(report.windows[0].metrics[0].verdict, MetricVerdict::Pass);
+    assert_eq!(report.windows[0].metrics[0].value, Some(0.02));
+    assert!(fake
+        .seen()
+        .iter()
+        .all(|s| s.path == "/api/v1/query" && s.params["time"] == T.to_string()));
     assert_eq!(report.failed_fraction, 0.0);
 }
 
@@ -231,4 +257,29 @@ async fn table_and_json_show_values_verdicts_and_the_failed_fraction() {
     assert_eq!(json["windows"][3]["outcome"], "Fail");
     assert_eq!(json["windows"][2]["metrics"][0]["verdict"], "Inconclusive");
     assert_eq!(json["metrics"][0]["longestFailingRun"], 1);
+}
+
+#[tokio::test]
+async fn long_histories_are_split_under_the_points_limit() {
+    let fake = FakePrometheus::start().await;
+    fake.on_range(ERR, Reply::matrix(&[]));
+    fake.on(ERR, Reply::vector(T, &[]));
+    let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2));
+    let mut req = request(10_001);
+    req.template.metrics.truncate(1);
+    let report = analyze(&req, &sources).await.unwrap();
+    assert_eq!(report.windows.len(), 10_001);
+    // No data anywhere: every window inconclusive, none failed.
+    assert_eq!(report.inconclusive_fraction, 1.0);
+    let seen = fake.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one range query of 10,000 points, then one instant query"
+    );
+    assert_eq!(seen[0].path, "/api/v1/query_range");
+    assert_eq!(seen[0].params["start"], (T - 10_000 * 60).to_string());
+    assert_eq!(seen[0].params["end"], (T - 60).to_string());
+    assert_eq!(seen[1].path, "/api/v1/query");
+    assert_eq!(seen[1].params["time"], T.to_string());
 }

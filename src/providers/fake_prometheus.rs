@@ -144,6 +144,15 @@ impl FakePrometheus {
             .insert(format!("{query}@{time}"), reply);
     }
 
+    /// Answer `query` asked as a range query (/api/v1/query_range) with `reply`.
+    pub fn on_range(&self, query: &str, reply: Reply) {
+        self.shared
+            .replies
+            .lock()
+            .unwrap()
+            .insert(format!("range:{query}"), reply);
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -164,6 +173,9 @@ async fn answer(
         .get("query")
         .and_then(|q| {
             let replies = shared.replies.lock().unwrap();
+            if uri.path().ends_with("/query_range") {
+                return replies.get(&format!("range:{q}")).cloned();
+            }
             let timed = params.get("time").map(|t| format!("{q}@{t}"));
             timed
                 .and_then(|k| replies.get(&k).cloned())
