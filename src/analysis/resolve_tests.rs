@@ -361,7 +361,16 @@ fn crd_schema_accepts_numbers_or_strings_for_threshold_bounds() {
     }
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
         ["properties"];
-    for field in ["failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] {
+    for (field, min) in [
+        ("failureLimit", 1),
+        ("inconclusiveLimit", 1),
+        ("consecutiveErrorLimit", 0),
+    ] {
         assert_eq!(spec[field]["type"], "integer", "{field}");
+        assert_eq!(
+            spec[field]["minimum"].as_f64(),
+            Some(f64::from(min)),
+            "{field}"
+        );
     }
 }

@@ -17,23 +17,28 @@ pub struct AnalysisTemplateSpec {
     /// Arguments usable as `{{args.NAME}}`; an argument without a default is required.
     #[serde(default)]
     pub args: Vec<TemplateArg>,
+    /// The metrics; names must be unique across all templates a Canary uses.
     pub metrics: Vec<MetricTemplate>,
     /// Where the metrics come from; unset means the controller's default Prometheus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderSpec>,
-    /// Failed checks (cumulative within a release) of this template's metrics that
-    /// roll the release back. Unset: the Canary's `analysis.failureLimit` applies.
-    /// When both are set, the smaller one wins.
+    /// Failed checks (cumulative within a release) that roll back a release using
+    /// this template. The smallest of this, other templates' and the Canary's
+    /// `analysis.failureLimit` applies, so a template can only tighten it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub failure_limit: Option<i32>,
-    /// Inconclusive checks (no data, NaN) of this template's metrics that roll the
-    /// release back. Unset: the Canary's `analysis.inconclusiveLimit` applies.
+    /// Inconclusive checks (no data, NaN) that roll back a release using this
+    /// template; combined with the Canary's `analysis.inconclusiveLimit` like
+    /// `failureLimit` (smallest wins). Unset everywhere: hold until the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub inconclusive_limit: Option<i32>,
     /// Consecutive `Error` verdicts (provider unreachable, bad query) of one metric
     /// after which its verdict becomes `Fail`. Unset: errors only ever hold the
     /// release until the progress deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub consecutive_error_limit: Option<i32>,
 }
 
@@ -55,7 +60,9 @@ pub struct ClusterAnalysisTemplateSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateArg {
+    /// Used as `{{args.NAME}}`; a Canary sets it in `analysis.templates[].args`.
     pub name: String,
+    /// Value when the Canary gives none; without one the argument is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
@@ -63,10 +70,13 @@ pub struct TemplateArg {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricTemplate {
+    /// Shown in status, Events and notifications.
     pub name: String,
     /// PromQL; must return a single value.
     pub query: String,
-    /// Check interval for this metric (humantime); defaults to the Canary's interval.
+    /// Check interval for this metric (humantime, at least 1s); defaults to the
+    /// Canary's. A longer interval queries the metric only when due, keeping its
+    /// last verdict in between; it is also the `{{interval}}` of its query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
     /// Pass while `min <= value <= max`; each bound a number or `"{{args.NAME}}"`.
@@ -177,5 +187,6 @@ pub struct PrometheusSecretRef {
 #[serde(rename_all = "camelCase")]
 pub struct HttpHeader {
     pub name: String,
+    /// Stored in the template in clear: put secrets in `secretRef` instead.
     pub value: String,
 }
