@@ -212,15 +212,15 @@ async fn range_query_returns_one_series_points() {
         (TS - 60, "NaN".into()),
         (TS, "0.03".into()),
     ];
-    fake.on("r", Reply::matrix(&[(r#"{"pod":"a"}"#, points)]));
-    fake.on(
+    fake.on_range("r", Reply::matrix(&[(r#"{"pod":"a"}"#, points)]));
+    fake.on_range(
         "r2",
         Reply::matrix(&[
             (r#"{"pod":"a"}"#, vec![(TS, "1".into())]),
             (r#"{"pod":"b"}"#, vec![(TS, "1".into())]),
         ]),
     );
-    fake.on("r0", Reply::matrix(&[]));
+    fake.on_range("r0", Reply::matrix(&[]));
     let s = source(&fake, 1000);
     let start = at() - chrono::Duration::seconds(120);
     let got = s
