@@ -4,7 +4,7 @@
 //! requests at 50 / 100 / 250 ms. Expected values follow from Prometheus's documented
 //! histogram_quantile interpolation: p50 = 0.05 s, p95 = 0.1 + 0.15 * (0.05 / 0.1)
 //! = 0.175 s, p99 = 0.1 + 0.15 * (0.09 / 0.1) = 0.235 s. Skipped when the binary is
-//! absent. Bounded: about 10 s, one Prometheus on 127.0.0.1.
+//! absent. Bounded: about 15 s (40 s at most), one Prometheus on 127.0.0.1.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -251,6 +251,45 @@ async fn shipped_templates_measure_known_rates_on_a_real_prometheus() {
         .await
         .unwrap_err();
     assert_eq!(e.category(), "bad_query", "{e}");
+
+    // `serin analyze` over the last windows: range queries evaluated at the window
+    // ends must line up with real Prometheus's step timestamps.
+    // Both windows (and their 3s ranges) must lie after Prometheus's first samples.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (template_name, template) = load_template(&templates.join("istio.yaml")).unwrap();
+    let req = serin::analysis::history::AnalyzeRequest {
+        template_name,
+        template,
+        args: BTreeMap::new(),
+        vars: vars("podinfo", BTreeMap::new()),
+        interval: Duration::from_secs(3),
+        end: chrono::Utc::now() - chrono::Duration::seconds(1),
+        windows: 2,
+    };
+    let sources = serin::providers::PrometheusSources::new(
+        Some(format!("http://127.0.0.1:{port}")),
+        Duration::from_secs(2),
+    );
+    let report = serin::analysis::history::analyze(&req, &sources)
+        .await
+        .unwrap();
+    for w in &report.windows {
+        let values: Vec<Option<f64>> = w.metrics.iter().map(|m| m.value).collect();
+        let want = [0.02, 0.05, 0.175, 0.235];
+        for (v, want) in values.iter().zip(want) {
+            assert!(
+                v.is_some_and(|v| (v - want).abs() < 1e-6),
+                "window {}: {values:?} {:?}",
+                w.end,
+                w.metrics
+                    .iter()
+                    .map(|m| m.reason.clone())
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+    // 2% errors against the default 1% ceiling: every window would have failed.
+    assert_eq!(report.failed_fraction, 1.0);
 
     let _ = prom.kill().await;
     server.abort();
