@@ -250,20 +250,35 @@ enum Envelope {
     Error(prometheus_http_query::error::PrometheusError),
 }
 
-async fn decode(response: reqwest::Response, timeout: Duration) -> Result<Data, MetricError> {
+/// Largest response body read: a judged query returns one value, so anything near
+/// this is a query selecting far too many series.
+const MAX_BODY: usize = 16 << 20;
+
+async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Data, MetricError> {
     let status = response.status();
     let is_json = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let body = response.bytes().await.map_err(|e| {
-        if e.is_timeout() {
-            MetricError::Timeout(timeout)
-        } else {
-            MetricError::Unreachable(format!("reading the response: {}", error_chain(&e)))
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
+                MetricError::Timeout(timeout)
+            } else {
+                MetricError::Unreachable(format!("reading the response: {}", error_chain(&e)))
+            }
+        })?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(MetricError::BadQuery(format!(
+                "the response is larger than {} MiB; the query selects too many series: aggregate it, e.g. sum(...)",
+                MAX_BODY >> 20
+            )));
         }
-    })?;
+        body.extend_from_slice(&chunk);
+    }
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
         return Err(MetricError::Auth(format!("HTTP {status}")));
     }
