@@ -57,7 +57,7 @@ pub enum AnalysisConfigError {
         name: String,
         cluster: bool,
     },
-    #[error("template {template:?} requires argument {arg:?}; pass it in the Canary as analysis.templates[].args.{arg}, or give it a default in the template (declared: {declared})")]
+    #[error("template {template:?} requires argument {arg:?}; set it in the Canary's analysis.templates[].args.{arg} (annotation: {template}({arg}=VALUE)), or give it a default in the template (declared: {declared})")]
     MissingArg {
         template: String,
         arg: String,

@@ -76,6 +76,10 @@ fn missing_required_arg_names_template_arg_and_where_to_set_it() {
     let text = err.to_string();
     assert!(text.contains("\"istio-errors\""), "{text}");
     assert!(text.contains("analysis.templates[].args.max"), "{text}");
+    assert!(
+        text.contains("(annotation: istio-errors(max=VALUE))"),
+        "{text}"
+    );
     assert!(text.contains("declared: max, q"), "{text}");
     assert_eq!(err.category(), "template_invalid");
 }
