@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::render::{render_query, RenderError, RenderVars};
 use crate::crd::{
-    AnalysisSpec, AnalysisTemplateSpec, ProviderSpec, TemplateRef, ThresholdSpec,
-    ThresholdTemplate, ThresholdValue,
+    AnalysisSpec, AnalysisTemplateSpec, PrometheusSecretRef, ProviderSpec, TemplateRef,
+    ThresholdSpec, ThresholdTemplate, ThresholdValue,
 };
 use crate::providers::ProviderCredentials;
 
@@ -38,13 +38,18 @@ pub struct ResolvedMetric {
 }
 
 impl ResolvedMetric {
-    /// The Secret the controller must read and hand over as `credentials`.
-    pub fn secret_name(&self) -> Option<&str> {
+    /// The Secret keys the controller must read into `credentials`
+    /// (with [`crate::providers::ProviderCredentials::from_secret_data`]).
+    pub fn secret_ref(&self) -> Option<&PrometheusSecretRef> {
         self.provider
             .as_ref()
             .and_then(|p| p.prometheus.as_ref())
             .and_then(|p| p.secret_ref.as_ref())
-            .map(|s| s.name.as_str())
+    }
+
+    /// The name of the Secret behind [`ResolvedMetric::secret_ref`].
+    pub fn secret_name(&self) -> Option<&str> {
+        self.secret_ref().map(|s| s.name.as_str())
     }
 }
 
