@@ -155,6 +155,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         events: Arc::new(KubeEvents::new(client.clone(), Some(identity.clone()))),
         clock: Arc::new(chrono::Utc::now),
         check_timeout: args.check_timeout,
+        controller_namespace: args.lease_namespace.clone(),
     };
     let opts = RunOptions {
         namespace: args.namespace,

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::analysis::render::prometheus_duration;
-use crate::analysis::{run_check, RenderVars, ResolvedMetric};
+use crate::analysis::{effective_limits, run_check, timed_out_report, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus};
 use crate::providers::MetricSources;
 use crate::rollout::{
@@ -107,10 +106,14 @@ pub async fn reconcile_release(
     subject: &ReleaseSubject<'_>,
     now: DateTime<Utc>,
 ) -> Result<Decision, ReleaseError> {
-    let plan = ReleasePlan::from_spec(
+    let mut plan = ReleasePlan::from_spec(
         subject.spec,
         deps.router.replica_weighting(subject.spec.strategy),
     )?;
+    // Templates may tighten the Canary's limits, never loosen them.
+    let limits = effective_limits(&subject.spec.analysis, subject.metrics);
+    plan.failure_limit = limits.failure_limit;
+    plan.inconclusive_limit = limits.inconclusive_limit;
     let wref = subject.workload_ref();
     let state = deps.workloads.observe(&wref).await?;
     let target = subject.route_target(&state);
@@ -122,10 +125,22 @@ pub async fn reconcile_release(
     let analysis = if analysis_due(subject.status, &plan, now) && !plan.skip_analysis {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let check = run_check(subject.metrics, &vars, interval, deps.sources.as_ref(), now);
+        let check = run_check(
+            subject.metrics,
+            &vars,
+            interval,
+            &subject.status.metrics,
+            deps.sources.as_ref(),
+            now,
+        );
         match tokio::time::timeout(deps.check_timeout, check).await {
             Ok(report) => Some(report),
-            Err(_) => Some(timed_out_report(subject.metrics, deps.check_timeout, now)),
+            Err(_) => Some(timed_out_report(
+                subject.metrics,
+                &subject.status.metrics,
+                deps.check_timeout,
+                now,
+            )),
         }
     } else {
         None
@@ -161,32 +176,6 @@ pub async fn reconcile_release(
         }
     }
     Ok(decision)
-}
-
-fn timed_out_report(
-    metrics: &[ResolvedMetric],
-    timeout: Duration,
-    now: DateTime<Utc>,
-) -> crate::rollout::AnalysisReport {
-    crate::rollout::AnalysisReport {
-        critical: vec![],
-        metrics: metrics
-            .iter()
-            .map(|m| crate::crd::MetricStatus {
-                name: m.name.clone(),
-                value: None,
-                baseline: None,
-                effect: None,
-                p_value: None,
-                interval_low: None,
-                interval_high: None,
-                verdict: crate::crd::MetricVerdict::Error,
-                reason: format!("check timed out after {}", prometheus_duration(timeout)),
-                dry_run: m.dry_run,
-                checked_at: now,
-            })
-            .collect(),
-    }
 }
 
 /// Give the Deployment back: stable spec on the target, traffic on it, serin's objects

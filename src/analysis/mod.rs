@@ -4,9 +4,14 @@
 //! a metric source anything.
 
 mod check;
+pub mod history;
 pub mod render;
+mod resolve;
 pub mod threshold;
 
-pub use check::{resolve_metrics, run_check, AnalysisConfigError, ResolvedMetric};
+pub use check::{run_check, timed_out_report};
 pub use render::{render_query, RenderError, RenderVars};
+pub use resolve::{
+    effective_limits, resolve_metrics, AnalysisConfigError, AnalysisLimits, ResolvedMetric,
+};
 pub use threshold::judge_threshold;

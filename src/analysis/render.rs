@@ -11,6 +11,7 @@ pub struct RenderVars {
     pub primary: String,
     pub canary: String,
     /// The variant being measured (canary, or primary as the baseline).
+    /// `{{variant}}` reads "primary" when this equals `primary`, else "canary".
     pub workload: String,
     pub service: String,
     /// Prometheus duration of the check interval, e.g. "1m".
@@ -20,12 +21,14 @@ pub struct RenderVars {
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum RenderError {
-    #[error("unknown variable {{{{{0}}}}}; accepted: namespace, target, primary, canary, workload, service, interval, args.NAME")]
+    #[error("unknown variable {{{{{0}}}}}; accepted: namespace, target, primary, canary, workload, variant, service, interval, args.NAME")]
     UnknownVariable(String),
     #[error("argument {0:?} is used but has no value and no default")]
     MissingArg(String),
-    #[error("unclosed '{{{{' at byte {0}")]
+    #[error("unclosed '{{{{' at byte {0}; every '{{{{' needs a matching '}}}}'")]
     Unclosed(usize),
+    #[error("the query is empty; accepted: a PromQL expression returning one value")]
+    Empty,
 }
 
 /// Replace every `{{ name }}` in `query`.
@@ -57,6 +60,15 @@ fn lookup<'a>(name: &str, v: &'a RenderVars) -> Result<&'a str, RenderError> {
         "canary" => &v.canary,
         "workload" => &v.workload,
         "service" => &v.service,
+        // "primary" when measuring the baseline, so `{{service}}-{{variant}}` names the
+        // Service in front of the measured pods.
+        "variant" => {
+            if !v.primary.is_empty() && v.workload == v.primary {
+                "primary"
+            } else {
+                "canary"
+            }
+        }
         "interval" => &v.interval,
         _ => match name.strip_prefix("args.") {
             Some(arg) => v
@@ -123,6 +135,20 @@ mod tests {
         assert!(RenderError::UnknownVariable("x".into())
             .to_string()
             .contains("{{x}}"));
+    }
+
+    #[test]
+    fn variant_follows_the_measured_workload() {
+        let mut v = vars();
+        assert_eq!(
+            render_query("{{service}}-{{variant}}", &v).unwrap(),
+            "podinfo-canary"
+        );
+        v.workload = v.primary.clone();
+        assert_eq!(
+            render_query("{{service}}-{{variant}}", &v).unwrap(),
+            "podinfo-primary"
+        );
     }
 
     #[test]

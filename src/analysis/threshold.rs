@@ -95,7 +95,14 @@ mod tests {
             MetricVerdict::Error
         );
         assert_eq!(
-            judge_threshold(&Err(MetricError::MultipleSeries(3)), &s).0,
+            judge_threshold(
+                &Err(MetricError::MultipleSeries {
+                    count: 3,
+                    example: "{pod=\"a\"}".into()
+                }),
+                &s
+            )
+            .0,
             MetricVerdict::Error
         );
     }

@@ -70,6 +70,8 @@ pub struct Context {
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
     pub check_timeout: Duration,
+    /// Where Secrets named by ClusterAnalysisTemplates live.
+    pub controller_namespace: String,
 }
 
 #[derive(Debug, thiserror::Error)]

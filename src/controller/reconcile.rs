@@ -167,7 +167,14 @@ async fn check_config(
     {
         return Ok(Err(("InvalidSpec", e.to_string())));
     }
-    match load_metrics(&ctx.client, ns, &canary.spec.analysis.templates).await? {
+    match load_metrics(
+        &ctx.client,
+        ns,
+        &canary.spec.analysis.templates,
+        &ctx.controller_namespace,
+    )
+    .await?
+    {
         Ok(m) => Ok(Ok((router, m))),
         Err(e) => Ok(Err((
             if e.category() == "template_not_found" {

@@ -1,6 +1,11 @@
 //! Fetching a Canary's AnalysisTemplates and resolving their metrics.
 
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
+
+use crate::providers::{MetricError, ProviderCredentials};
 
 use crate::analysis::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
 use crate::crd::{AnalysisTemplate, ClusterAnalysisTemplate, TemplateRef};
@@ -11,6 +16,7 @@ pub async fn load_metrics(
     client: &Client,
     ns: &str,
     refs: &[TemplateRef],
+    controller_ns: &str,
 ) -> Result<Result<Vec<ResolvedMetric>, AnalysisConfigError>, kube::Error> {
     let mut specs = Vec::with_capacity(refs.len());
     for r in refs {
@@ -37,5 +43,40 @@ pub async fn load_metrics(
             }
         }
     }
-    Ok(resolve_metrics(&specs))
+    let mut metrics = match resolve_metrics(&specs) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Provider credentials come from Secrets: the Canary's namespace for namespaced
+    // templates, the controller's own for ClusterAnalysisTemplates.
+    for m in &mut metrics {
+        let Some(secret_ref) = m.secret_ref().cloned() else {
+            continue;
+        };
+        let cluster = refs.iter().any(|r| r.name == m.template && r.cluster_scope)
+            && !refs
+                .iter()
+                .any(|r| r.name == m.template && !r.cluster_scope);
+        let secret_ns = if cluster { controller_ns } else { ns };
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
+        let creds = match secrets.get_opt(&secret_ref.name).await? {
+            Some(secret) => {
+                ProviderCredentials::from_secret_data(&secret_ref, &secret.data.unwrap_or_default())
+            }
+            None => Err(MetricError::Config(format!(
+                "Secret {secret_ns}/{} named by template {:?} does not exist",
+                secret_ref.name, m.template
+            ))),
+        };
+        match creds {
+            Ok(c) => m.credentials = Some(Arc::new(c)),
+            Err(e) => {
+                return Ok(Err(AnalysisConfigError::Credentials {
+                    template: m.template.clone(),
+                    message: e.to_string(),
+                }))
+            }
+        }
+    }
+    Ok(Ok(metrics))
 }

@@ -314,6 +314,9 @@ pub struct MetricStatus {
     #[serde(default)]
     pub dry_run: bool,
     pub checked_at: DateTime<Utc>,
+    /// `Error` verdicts in a row for this metric, up to and including this one.
+    #[serde(default)]
+    pub consecutive_errors: i32,
 }
 
 /// A recorded approval or rejection of a gate.

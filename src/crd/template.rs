@@ -17,10 +17,29 @@ pub struct AnalysisTemplateSpec {
     /// Arguments usable as `{{args.NAME}}`; an argument without a default is required.
     #[serde(default)]
     pub args: Vec<TemplateArg>,
+    /// The metrics; names must be unique across all templates a Canary uses.
     pub metrics: Vec<MetricTemplate>,
     /// Where the metrics come from; unset means the controller's default Prometheus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<ProviderSpec>,
+    /// Failed checks (cumulative within a release) that roll back a release using
+    /// this template. The smallest of this, other templates' and the Canary's
+    /// `analysis.failureLimit` applies, so a template can only tighten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive checks (no data, NaN) that roll back a release using this
+    /// template; combined with the Canary's `analysis.inconclusiveLimit` like
+    /// `failureLimit` (smallest wins). Unset everywhere: hold until the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub inconclusive_limit: Option<i32>,
+    /// Consecutive `Error` verdicts (provider unreachable, bad query) of one metric
+    /// after which its verdict becomes `Fail`. Unset: errors only ever hold the
+    /// release until the progress deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub consecutive_error_limit: Option<i32>,
 }
 
 /// The same as an AnalysisTemplate, usable from every namespace.
@@ -41,7 +60,9 @@ pub struct ClusterAnalysisTemplateSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateArg {
+    /// Used as `{{args.NAME}}`; a Canary sets it in `analysis.templates[].args`.
     pub name: String,
+    /// Value when the Canary gives none; without one the argument is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
@@ -49,14 +70,18 @@ pub struct TemplateArg {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricTemplate {
+    /// Shown in status, Events and notifications.
     pub name: String,
     /// PromQL; must return a single value.
     pub query: String,
-    /// Check interval for this metric (humantime); defaults to the Canary's interval.
+    /// Check interval for this metric (humantime, at least 1s); defaults to the
+    /// Canary's. A longer interval queries the metric only when due, keeping its
+    /// last verdict in between; it is also the `{{interval}}` of its query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Pass while `min <= value <= max`; each bound a number or `"{{args.NAME}}"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<ThresholdSpec>,
+    pub threshold: Option<ThresholdTemplate>,
     /// Measured and reported, never deciding.
     #[serde(default)]
     pub dry_run: bool,
@@ -65,7 +90,43 @@ pub struct MetricTemplate {
     pub critical: bool,
 }
 
-/// Pass while `min <= value <= max`.
+/// A threshold as written in a template: bounds may name template arguments.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<ThresholdValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<ThresholdValue>,
+}
+
+/// A number, or a string rendered with the template's variables (e.g.
+/// `"{{args.maxErrorRate}}"`) that must then read as a number.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ThresholdValue {
+    Number(f64),
+    Template(String),
+}
+
+// A field that is a number or a string has no structural schema type of its own;
+// Kubernetes accepts either under x-kubernetes-preserve-unknown-fields.
+impl JsonSchema for ThresholdValue {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ThresholdValue".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A number, or a string such as \"{{args.maxErrorRate}}\" that renders to a number.",
+            "x-kubernetes-preserve-unknown-fields": true
+        })
+    }
+}
+
+/// Pass while `min <= value <= max`, with the bounds resolved to numbers.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ThresholdSpec {
@@ -85,9 +146,47 @@ pub struct ProviderSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusProviderSpec {
-    /// Base URL, e.g. http://prometheus.monitoring:9090.
+    /// Base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept).
     pub address: String,
     /// Per-query timeout (humantime); default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
+    /// Secret with credentials and a CA bundle: in the AnalysisTemplate's namespace,
+    /// or the controller's namespace for a ClusterAnalysisTemplate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<PrometheusSecretRef>,
+    /// Extra HTTP headers on every query, e.g. `X-Scope-OrgID` for a Mimir tenant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+    /// Accept any TLS certificate. For tests only: anyone on the path can answer.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// Keys of a Secret holding Prometheus credentials. Set `bearerTokenKey`, or
+/// `usernameKey` with `passwordKey`, or neither (a CA bundle only).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSecretRef {
+    pub name: String,
+    /// Key whose value is sent as `Authorization: Bearer <value>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_key: Option<String>,
+    /// Key of the basic-auth user name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_key: Option<String>,
+    /// Key of the basic-auth password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_key: Option<String>,
+    /// Key of a PEM bundle of CA certificates trusted in addition to the system roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeader {
+    pub name: String,
+    /// Stored in the template in clear: put secrets in `secretRef` instead.
+    pub value: String,
 }

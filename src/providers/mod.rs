@@ -1,30 +1,40 @@
 //! Metric sources behind [`MetricSource`]; Prometheus is the one shipped.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::crd::ProviderSpec;
 
+mod credentials;
+#[cfg(test)]
+pub(crate) mod fake_prometheus;
 pub mod prometheus;
 
-pub use prometheus::{PrometheusSource, PrometheusSources};
+pub use credentials::{ProviderAuth, ProviderCredentials};
+pub use prometheus::{PrometheusConfig, PrometheusSource, PrometheusSources};
 
+/// Why a metric could not be measured. Each message says what to change.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum MetricError {
     #[error("metrics provider unreachable: {0}")]
     Unreachable(String),
-    #[error("query timed out after {0:?}")]
-    Timeout(std::time::Duration),
+    #[error("query timed out after {}; raise provider.prometheus.timeout or make the query cheaper (shorter range, fewer series)", humantime::format_duration(*.0))]
+    Timeout(Duration),
     #[error("query rejected: {0}")]
     BadQuery(String),
-    #[error("query returned no data")]
+    #[error("query returned no series: check that its labels match what the workload's telemetry exports and that it received traffic in the interval")]
     NoData,
-    #[error("query returned {0}, not a finite number")]
+    #[error(
+        "query returned {0}, not a finite number (NaN is usually 0/0: no requests in the interval)"
+    )]
     NotFinite(f64),
-    #[error("query returned {0} series where one was expected; aggregate it (e.g. sum(...))")]
-    MultipleSeries(usize),
+    #[error("query returned {count} series where one was expected (e.g. {example}); aggregate it, e.g. sum(...) or max(...)")]
+    MultipleSeries { count: usize, example: String },
+    #[error("metrics provider refused the credentials: {0}; check the provider's secretRef")]
+    Auth(String),
     #[error("provider configuration: {0}")]
     Config(String),
 }
@@ -37,7 +47,8 @@ impl MetricError {
             MetricError::BadQuery(_) => "bad_query",
             MetricError::NoData => "no_data",
             MetricError::NotFinite(_) => "not_finite",
-            MetricError::MultipleSeries(_) => "multiple_series",
+            MetricError::MultipleSeries { .. } => "multiple_series",
+            MetricError::Auth(_) => "auth",
             MetricError::Config(_) => "config",
         }
     }
@@ -55,10 +66,28 @@ pub trait MetricSource: Send + Sync {
     async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError>;
     /// One finite value per series (e.g. per pod); empty is `NoData`.
     async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError>;
+    /// The one series `query` yields over `[start, end]`, evaluated every `step`, as
+    /// `(time, value)` pairs. Non-finite points are kept: the caller decides.
+    async fn query_range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> {
+        let _ = (query, start, end, step);
+        Err(MetricError::Config(
+            "this metrics provider does not answer range queries; use instant queries".into(),
+        ))
+    }
 }
 
 /// Hands out a source for a template's provider settings (or the default).
 pub trait MetricSources: Send + Sync {
-    fn source(&self, provider: Option<&ProviderSpec>)
-        -> Result<Arc<dyn MetricSource>, MetricError>;
+    /// `credentials` are those read from the provider's `secretRef`, if it has one.
+    fn source(
+        &self,
+        provider: Option<&ProviderSpec>,
+        credentials: Option<&ProviderCredentials>,
+    ) -> Result<Arc<dyn MetricSource>, MetricError>;
 }

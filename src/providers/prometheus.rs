@@ -1,16 +1,95 @@
 //! Prometheus over its HTTP API (prometheus-http-query).
+//!
+//! Responses are read raw and decoded here, so an HTTP status, a proxy's plain-text
+//! page or a Prometheus `errorType` each become an error that says what to change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use prometheus_http_query::response::Data;
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use prometheus_http_query::response::{Data, PromqlResult};
 use prometheus_http_query::{Client, Error as PromError};
 
-use super::{MetricError, MetricSource, MetricSources};
-use crate::crd::ProviderSpec;
+use super::{MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials};
+use crate::crd::{PrometheusProviderSpec, ProviderSpec};
+
+/// Everything needed to talk to one Prometheus.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct PrometheusConfig {
+    pub address: String,
+    pub timeout: Duration,
+    /// Extra headers (name, value) on every query.
+    pub headers: Vec<(String, String)>,
+    pub insecure_skip_verify: bool,
+    pub credentials: ProviderCredentials,
+}
+
+// Header values may be API keys: only their names are shown.
+impl std::fmt::Debug for PrometheusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("PrometheusConfig")
+            .field("address", &self.address)
+            .field("timeout", &self.timeout)
+            .field("headers", &names)
+            .field("insecure_skip_verify", &self.insecure_skip_verify)
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
+impl PrometheusConfig {
+    pub fn new(address: impl Into<String>, timeout: Duration) -> Self {
+        Self {
+            address: address.into(),
+            timeout,
+            ..Self::default()
+        }
+    }
+
+    /// From a template's provider spec and the credentials read from its Secret.
+    pub fn from_spec(
+        spec: &PrometheusProviderSpec,
+        credentials: Option<&ProviderCredentials>,
+        default_timeout: Duration,
+    ) -> Result<Self, MetricError> {
+        let timeout = match spec.timeout.as_deref() {
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) if !d.is_zero() => d,
+                _ => {
+                    return Err(MetricError::Config(format!(
+                        "provider.prometheus.timeout {t:?} is not a positive duration; accepted: e.g. \"10s\" or \"1m\""
+                    )))
+                }
+            },
+            None => default_timeout,
+        };
+        let credentials = match (&spec.secret_ref, credentials) {
+            (Some(r), None) => {
+                return Err(MetricError::Config(format!(
+                    "provider.prometheus.secretRef {:?} has not been read; the controller resolves it before querying (does the Secret exist in the template's namespace?)",
+                    r.name
+                )))
+            }
+            (_, c) => c.cloned().unwrap_or_default(),
+        };
+        Ok(Self {
+            address: spec.address.clone(),
+            timeout,
+            headers: spec
+                .headers
+                .iter()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+            insecure_skip_verify: spec.insecure_skip_verify,
+            credentials,
+        })
+    }
+}
 
 /// One Prometheus server.
 #[derive(Clone)]
@@ -28,16 +107,115 @@ impl std::fmt::Debug for PrometheusSource {
     }
 }
 
+fn default_headers(config: &PrometheusConfig) -> Result<HeaderMap, MetricError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.headers {
+        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+            MetricError::Config(format!(
+                "provider.prometheus.headers: {name:?} is not a valid HTTP header name"
+            ))
+        })?;
+        let mut v = HeaderValue::from_str(value).map_err(|_| {
+            MetricError::Config(format!(
+                "provider.prometheus.headers: the value of {name:?} is not a valid HTTP header value (printable ASCII)"
+            ))
+        })?;
+        v.set_sensitive(true);
+        headers.append(n, v);
+    }
+    let auth = match &config.credentials.auth {
+        ProviderAuth::None => None,
+        ProviderAuth::Bearer(token) => Some(format!("Bearer {token}")),
+        ProviderAuth::Basic { username, password } => Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        )),
+    };
+    if let Some(auth) = auth {
+        let mut v = HeaderValue::from_str(&auth).map_err(|_| {
+            MetricError::Config(
+                "the credentials in the provider's Secret contain characters not allowed in an HTTP header".into(),
+            )
+        })?;
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
+    }
+    Ok(headers)
+}
+
 impl PrometheusSource {
-    pub fn new(address: &str, timeout: Duration) -> Result<Self, MetricError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
+    pub fn new(config: &PrometheusConfig) -> Result<Self, MetricError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .default_headers(default_headers(config)?);
+        if let Some(pem) = &config.credentials.ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| {
+                    MetricError::Config(
+                        "secretRef.caKey does not hold PEM certificates (-----BEGIN CERTIFICATE-----)".into(),
+                    )
+                })?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if config.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder
             .build()
             .map_err(|e| MetricError::Config(format!("HTTP client: {e}")))?;
-        let client = Client::from(http, address)
-            .map_err(|e| MetricError::Config(format!("address {address:?}: {e}")))?;
-        Ok(Self { client, timeout })
+        let client = Client::from(http, &config.address).map_err(|e| {
+            MetricError::Config(format!(
+                "provider.prometheus.address {:?}: {e}; accepted: an http(s) URL such as http://prometheus.monitoring:9090",
+                config.address
+            ))
+        })?;
+        Ok(Self {
+            client,
+            timeout: config.timeout,
+        })
+    }
+
+    fn timeout_ms(&self) -> i64 {
+        i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn send(
+        &self,
+        call: impl std::future::Future<Output = Result<reqwest::Response, PromError>>,
+    ) -> Result<Data, MetricError> {
+        let exchange = async {
+            let response = call.await.map_err(|e| self.transport_error(e))?;
+            decode(response, self.timeout).await
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(MetricError::Timeout(self.timeout)),
+            Ok(r) => r,
+        }
+    }
+
+    fn transport_error(&self, e: PromError) -> MetricError {
+        let inner = match &e {
+            PromError::Client(c) => c.inner(),
+            _ => None,
+        };
+        match inner {
+            Some(r) if r.is_timeout() => MetricError::Timeout(self.timeout),
+            // reqwest's Display hides the cause (refused, DNS, certificate), which is
+            // the part that says what to fix.
+            Some(r) => {
+                let chain = error_chain(r);
+                let hint = if chain.contains("certificate") {
+                    "; to trust a private CA, put its PEM in the provider's Secret and name the key in secretRef.caKey"
+                } else {
+                    ""
+                };
+                MetricError::Unreachable(format!("{}: {chain}{hint}", self.client.base_url()))
+            }
+            None => MetricError::Unreachable(e.to_string()),
+        }
     }
 
     async fn instant(&self, query: &str, at: DateTime<Utc>) -> Result<Data, MetricError> {
@@ -45,33 +223,97 @@ impl PrometheusSource {
             .client
             .query(query)
             .at(at.timestamp())
-            .timeout(self.timeout.as_millis() as i64)
-            .get();
-        match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(MetricError::Timeout(self.timeout)),
-            Ok(Err(e)) => Err(map_error(e, self.timeout)),
-            Ok(Ok(r)) => Ok(r.into_inner().0),
-        }
+            .timeout(self.timeout_ms())
+            .get_raw();
+        self.send(call).await
     }
 }
 
-fn map_error(e: PromError, timeout: Duration) -> MetricError {
-    match e {
-        PromError::Prometheus(p) if p.is_timeout() => MetricError::Timeout(timeout),
-        PromError::Prometheus(p) if p.is_bad_data() || p.is_execution() => {
-            MetricError::BadQuery(p.message().to_string())
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
-        PromError::Prometheus(p) => MetricError::Unreachable(p.message().to_string()),
-        PromError::ParseUrl(u) => MetricError::Config(u.to_string()),
-        other => {
-            let timed_out =
-                matches!(&other, PromError::Client(c) if c.inner().is_some_and(|r| r.is_timeout()));
-            if timed_out {
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Prometheus's response envelope; `data` of a success is a [`PromqlResult`].
+#[derive(serde::Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+enum Envelope {
+    Success { data: PromqlResult },
+    Error(prometheus_http_query::error::PrometheusError),
+}
+
+/// Largest response body read: a judged query returns one value, so anything near
+/// this is a query selecting far too many series.
+const MAX_BODY: usize = 16 << 20;
+
+async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Data, MetricError> {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            if e.is_timeout() {
                 MetricError::Timeout(timeout)
             } else {
-                MetricError::Unreachable(other.to_string())
+                MetricError::Unreachable(format!("reading the response: {}", error_chain(&e)))
             }
+        })?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(MetricError::BadQuery(format!(
+                "the response is larger than {} MiB; the query selects too many series: aggregate it, e.g. sum(...)",
+                MAX_BODY >> 20
+            )));
         }
+        body.extend_from_slice(&chunk);
+    }
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(MetricError::Auth(format!("HTTP {status}")));
+    }
+    if is_json {
+        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) {
+            return match envelope {
+                Envelope::Success { data } => Ok(data.into_inner().0),
+                Envelope::Error(e) => Err(prometheus_error(&e, status, timeout)),
+            };
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let excerpt: String = text.trim().chars().take(200).collect();
+    Err(MetricError::Unreachable(if status.is_success() {
+        format!("HTTP {status} without a Prometheus API response ({excerpt:?}); is the address the Prometheus server itself?")
+    } else {
+        format!("HTTP {status}: {excerpt}")
+    }))
+}
+
+fn prometheus_error(
+    e: &prometheus_http_query::error::PrometheusError,
+    status: reqwest::StatusCode,
+    timeout: Duration,
+) -> MetricError {
+    if e.is_timeout() {
+        MetricError::Timeout(timeout)
+    } else if e.is_bad_data() || e.is_execution() {
+        MetricError::BadQuery(format!("{} (errorType {})", e.message(), e.error_type()))
+    } else {
+        MetricError::Unreachable(format!(
+            "HTTP {status}, errorType {}: {}",
+            e.error_type(),
+            e.message()
+        ))
     }
 }
 
@@ -80,6 +322,19 @@ fn finite(v: f64) -> Result<f64, MetricError> {
         Ok(v)
     } else {
         Err(MetricError::NotFinite(v))
+    }
+}
+
+fn labels(metric: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = metric.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    pairs.sort();
+    format!("{{{}}}", pairs.join(","))
+}
+
+fn multiple(count: usize, first: &HashMap<String, String>) -> MetricError {
+    MetricError::MultipleSeries {
+        count,
+        example: labels(first),
     }
 }
 
@@ -95,24 +350,32 @@ pub(crate) fn data_values(data: &Data) -> Vec<f64> {
     }
 }
 
+fn range_vector_error() -> MetricError {
+    MetricError::BadQuery(
+        "the query returns a range vector (x[5m]); wrap it in a function such as rate() or avg_over_time()".into(),
+    )
+}
+
 #[async_trait]
 impl MetricSource for PrometheusSource {
     async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
-        let data = self.instant(query, at).await?;
-        if let Data::Matrix(_) = data {
-            return Err(MetricError::BadQuery(
-                "a range vector was returned; wrap it in a function such as rate()".into(),
-            ));
-        }
-        match data_values(&data).as_slice() {
-            [] => Err(MetricError::NoData),
-            [v] => finite(*v),
-            many => Err(MetricError::MultipleSeries(many.len())),
+        match self.instant(query, at).await? {
+            Data::Matrix(_) => Err(range_vector_error()),
+            Data::Scalar(s) => finite(s.value()),
+            Data::Vector(v) => match v.as_slice() {
+                [] => Err(MetricError::NoData),
+                [one] => finite(one.sample().value()),
+                [first, ..] => Err(multiple(v.len(), first.metric())),
+            },
         }
     }
 
     async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
-        let values = data_values(&self.instant(query, at).await?);
+        let data = self.instant(query, at).await?;
+        if let Data::Matrix(_) = data {
+            return Err(range_vector_error());
+        }
+        let values = data_values(&data);
         if values.is_empty() {
             return Err(MetricError::NoData);
         }
@@ -123,19 +386,75 @@ impl MetricSource for PrometheusSource {
         }
         Ok(finite)
     }
+
+    async fn query_range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> {
+        if end < start || step.is_zero() {
+            return Err(MetricError::Config(format!(
+                "range query needs start <= end and a positive step (got {start} .. {end}, step {step:?})"
+            )));
+        }
+        let call = self
+            .client
+            .query_range(
+                query,
+                start.timestamp(),
+                end.timestamp(),
+                step.as_secs_f64(),
+            )
+            .timeout(self.timeout_ms())
+            .get_raw();
+        let matrix = match self.send(call).await? {
+            Data::Matrix(m) => m,
+            _ => {
+                return Err(MetricError::BadQuery(
+                    "a range query did not return a matrix".into(),
+                ))
+            }
+        };
+        match matrix.as_slice() {
+            [] => Err(MetricError::NoData),
+            [one] => Ok(one
+                .samples()
+                .iter()
+                .filter_map(|s| {
+                    let ms = (s.timestamp() * 1000.0).round();
+                    DateTime::from_timestamp_millis(ms as i64).map(|t| (t, s.value()))
+                })
+                .collect()),
+            [first, ..] => Err(multiple(matrix.len(), first.metric())),
+        }
+    }
 }
 
-/// Prometheus sources by address, with a controller-wide default.
+/// Sources kept per distinct configuration beyond which the cache is reset (a
+/// rotated Secret leaves its old entry behind).
+const CACHE_LIMIT: usize = 64;
+
+/// Prometheus sources by configuration, with a controller-wide default.
 pub struct PrometheusSources {
-    default_address: Option<String>,
+    default: Option<PrometheusConfig>,
     default_timeout: Duration,
-    cache: Mutex<HashMap<(String, Duration), Arc<PrometheusSource>>>,
+    cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
 }
 
 impl PrometheusSources {
     pub fn new(default_address: Option<String>, default_timeout: Duration) -> Self {
+        Self::with_default(
+            default_address.map(|a| PrometheusConfig::new(a, default_timeout)),
+            default_timeout,
+        )
+    }
+
+    /// A default with headers, credentials or TLS options of its own.
+    pub fn with_default(default: Option<PrometheusConfig>, default_timeout: Duration) -> Self {
         Self {
-            default_address,
+            default,
             default_timeout,
             cache: Mutex::default(),
         }
@@ -146,28 +465,33 @@ impl MetricSources for PrometheusSources {
     fn source(
         &self,
         provider: Option<&ProviderSpec>,
+        credentials: Option<&ProviderCredentials>,
     ) -> Result<Arc<dyn MetricSource>, MetricError> {
-        let spec = provider.and_then(|p| p.prometheus.as_ref());
-        let address = match spec {
-            Some(p) => p.address.clone(),
-            None => self.default_address.clone().ok_or_else(|| {
+        let config = match provider.and_then(|p| p.prometheus.as_ref()) {
+            Some(spec) => PrometheusConfig::from_spec(spec, credentials, self.default_timeout)?,
+            None => self.default.clone().ok_or_else(|| {
                 MetricError::Config(
                     "the template names no provider and the controller has no default Prometheus (--prometheus-url)".into(),
                 )
             })?,
         };
-        let timeout = match spec.and_then(|p| p.timeout.as_deref()) {
-            Some(t) => humantime::parse_duration(t).map_err(|e| {
-                MetricError::Config(format!("provider.prometheus.timeout {t:?}: {e}"))
-            })?,
-            None => self.default_timeout,
-        };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = cache.get(&(address.clone(), timeout)) {
+        if let Some(s) = cache.get(&config) {
             return Ok(s.clone());
         }
-        let source = Arc::new(PrometheusSource::new(&address, timeout)?);
-        cache.insert((address, timeout), source.clone());
+        let source = Arc::new(PrometheusSource::new(&config)?);
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(config, source.clone());
         Ok(source)
     }
 }
+
+#[cfg(test)]
+#[path = "prometheus_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "prometheus_tls_tests.rs"]
+mod tls_tests;

@@ -1,3 +1,5 @@
+use chrono::{DateTime, Utc};
+
 use crate::crd::{Approval, Command, MetricStatus, MetricVerdict};
 
 /// What the adapters saw, gathered by the controller before calling [`super::transition`].
@@ -42,13 +44,19 @@ pub enum CheckOutcome {
     CriticalFail,
     Inconclusive,
     Error,
+    /// Every metric measured now passed, but one not due yet still has a non-passing
+    /// verdict: wait for it, without counting anything again.
+    Hold,
 }
 
 impl AnalysisReport {
-    pub fn outcome(&self) -> CheckOutcome {
+    /// Judge the check made at `now`. Metrics with a longer interval keep their last
+    /// status (an older `checked_at`): it still blocks advancing, but is not counted again.
+    pub fn outcome(&self, now: DateTime<Utc>) -> CheckOutcome {
         let deciding = || self.metrics.iter().filter(|m| !m.dry_run);
-        let any = |v: MetricVerdict| deciding().any(|m| m.verdict == v);
-        if deciding().any(|m| m.verdict == MetricVerdict::Fail && self.critical.contains(&m.name)) {
+        let fresh = || deciding().filter(|m| m.checked_at == now);
+        let any = |v: MetricVerdict| fresh().any(|m| m.verdict == v);
+        if fresh().any(|m| m.verdict == MetricVerdict::Fail && self.critical.contains(&m.name)) {
             CheckOutcome::CriticalFail
         } else if any(MetricVerdict::Fail) {
             CheckOutcome::Fail
@@ -56,24 +64,32 @@ impl AnalysisReport {
             CheckOutcome::Error
         } else if any(MetricVerdict::Inconclusive) {
             CheckOutcome::Inconclusive
+        } else if deciding().any(|m| m.checked_at != now && m.verdict != MetricVerdict::Pass) {
+            CheckOutcome::Hold
         } else {
             CheckOutcome::Pass
         }
     }
 
     /// One line naming the metrics that decided the outcome.
-    pub fn summary(&self) -> String {
-        let outcome = self.outcome();
-        let wanted = match outcome {
-            CheckOutcome::Pass => MetricVerdict::Pass,
-            CheckOutcome::Fail | CheckOutcome::CriticalFail => MetricVerdict::Fail,
-            CheckOutcome::Inconclusive => MetricVerdict::Inconclusive,
-            CheckOutcome::Error => MetricVerdict::Error,
+    pub fn summary(&self, now: DateTime<Utc>) -> String {
+        let outcome = self.outcome(now);
+        let decided = |m: &&MetricStatus| match outcome {
+            CheckOutcome::Pass => m.verdict == MetricVerdict::Pass,
+            CheckOutcome::Fail | CheckOutcome::CriticalFail => {
+                m.verdict == MetricVerdict::Fail && m.checked_at == now
+            }
+            CheckOutcome::Inconclusive => {
+                m.verdict == MetricVerdict::Inconclusive && m.checked_at == now
+            }
+            CheckOutcome::Error => m.verdict == MetricVerdict::Error && m.checked_at == now,
+            CheckOutcome::Hold => m.verdict != MetricVerdict::Pass && m.checked_at != now,
         };
         let parts: Vec<String> = self
             .metrics
             .iter()
-            .filter(|m| !m.dry_run && m.verdict == wanted)
+            .filter(|m| !m.dry_run)
+            .filter(decided)
             .map(|m| format!("{}: {}", m.name, m.reason))
             .collect();
         if parts.is_empty() {

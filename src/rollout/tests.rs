@@ -8,6 +8,22 @@ use crate::crd::{
     CommandKind, GateKind, MetricStatus, MetricVerdict, Strategy, TargetRef,
 };
 
+/// As the controller calls it: a check's metrics are stamped with the time it ran.
+fn transition(
+    status: &CanaryStatus,
+    plan: &ReleasePlan,
+    obs: &Observation,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut obs = obs.clone();
+    if let Some(r) = obs.analysis.as_mut() {
+        for m in &mut r.metrics {
+            m.checked_at = now;
+        }
+    }
+    super::transition(status, plan, &obs, now)
+}
+
 fn spec() -> CanarySpec {
     CanarySpec {
         target_ref: TargetRef {
@@ -59,6 +75,7 @@ fn metric(name: &str, verdict: MetricVerdict) -> MetricStatus {
         verdict,
         reason: format!("{name} {}", verdict.as_str()),
         dry_run: false,
+        consecutive_errors: 0,
         checked_at: at(0),
     }
 }
@@ -856,4 +873,27 @@ fn plan_rejects_bad_specs_with_what_is_accepted() {
         "analysis.failureLimit"
     );
     let _ = Duration::zero();
+}
+
+#[test]
+fn a_kept_verdict_of_a_slower_metric_blocks_advancing_but_is_not_counted_again() {
+    let mut fresh = metric("errors", MetricVerdict::Pass);
+    fresh.checked_at = at(60);
+    let mut kept = metric("saturation", MetricVerdict::Fail);
+    kept.checked_at = at(0);
+    let obs = Observation {
+        analysis: Some(AnalysisReport {
+            metrics: vec![fresh, kept],
+            critical: vec![],
+        }),
+        ..releasing(10)
+    };
+    let d = super::transition(&progressing(1, 0), &plan(), &obs, at(60));
+    assert_eq!((d.status.current_step, d.status.failed_checks), (1, 0));
+    assert!(
+        d.status.message.contains("until re-measured: saturation"),
+        "{}",
+        d.status.message
+    );
+    assert!(d.notes.is_empty());
 }

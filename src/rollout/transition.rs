@@ -385,7 +385,7 @@ impl Machine<'_> {
                 (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string()),
                 (Some(report), false) => {
                     merge_metrics(&mut self.s.metrics, &report.metrics);
-                    (report.outcome(), report.summary())
+                    (report.outcome(self.now), report.summary(self.now))
                 }
                 // The controller did not run the check: treat as no evidence.
                 (None, false) => (CheckOutcome::Error, "the check did not run".to_string()),
@@ -450,6 +450,9 @@ impl Machine<'_> {
                         format!("no evidence, holding at step {step}: {summary}"),
                     ),
                 }
+            }
+            CheckOutcome::Hold => {
+                self.s.message = format!("holding at step {step} until re-measured: {summary}");
             }
             CheckOutcome::Error => self.note(
                 NoteType::Warning,
@@ -622,7 +625,7 @@ impl Machine<'_> {
             ),
         );
         if self.s.last_analysis_at == Some(now) {
-            let outcome = self.obs.analysis.as_ref().map(|r| r.outcome());
+            let outcome = self.obs.analysis.as_ref().map(|r| r.outcome(now));
             let (ok, reason) = match outcome {
                 Some(CheckOutcome::Error) => (false, "ProviderError"),
                 Some(CheckOutcome::Inconclusive) => (false, "NoData"),
@@ -632,7 +635,7 @@ impl Machine<'_> {
                 .obs
                 .analysis
                 .as_ref()
-                .map(|r| r.summary())
+                .map(|r| r.summary(now))
                 .unwrap_or_default();
             set_condition(
                 &mut self.s.conditions,

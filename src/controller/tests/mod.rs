@@ -47,7 +47,11 @@ impl MetricSource for FakeMetrics {
 
 struct Sources(Arc<FakeMetrics>);
 impl MetricSources for Sources {
-    fn source(&self, _p: Option<&ProviderSpec>) -> Result<Arc<dyn MetricSource>, MetricError> {
+    fn source(
+        &self,
+        _p: Option<&ProviderSpec>,
+        _c: Option<&crate::providers::ProviderCredentials>,
+    ) -> Result<Arc<dyn MetricSource>, MetricError> {
         Ok(self.0.clone())
     }
 }
@@ -102,6 +106,7 @@ impl Harness {
             events: Arc::new(events.clone()),
             clock: Arc::new(move || *clock_now.lock().unwrap()),
             check_timeout: Duration::from_secs(5),
+            controller_namespace: "serin-system".into(),
         });
         Harness {
             fake,

@@ -1,0 +1,256 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::TimeZone;
+
+use super::*;
+use crate::crd::{ProviderSpec, ThresholdSpec};
+use crate::providers::{MetricSource, ProviderCredentials};
+
+/// Answers by rendered query; records every query asked.
+#[derive(Default)]
+struct Scripted {
+    answers: BTreeMap<String, Result<f64, MetricError>>,
+    asked: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl MetricSource for Scripted {
+    async fn query_scalar(&self, query: &str, _at: DateTime<Utc>) -> Result<f64, MetricError> {
+        self.asked.lock().unwrap().push(query.to_string());
+        self.answers
+            .get(query)
+            .cloned()
+            .unwrap_or(Err(MetricError::NoData))
+    }
+    async fn query_vector(&self, _q: &str, _at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+        Err(MetricError::NoData)
+    }
+}
+
+struct Sources(Arc<Scripted>);
+
+impl MetricSources for Sources {
+    fn source(
+        &self,
+        _p: Option<&ProviderSpec>,
+        _c: Option<&ProviderCredentials>,
+    ) -> Result<Arc<dyn crate::providers::MetricSource>, MetricError> {
+        Ok(self.0.clone())
+    }
+}
+
+fn sources(answers: &[(&str, Result<f64, MetricError>)]) -> (Sources, Arc<Scripted>) {
+    let s = Arc::new(Scripted {
+        answers: answers
+            .iter()
+            .map(|(q, a)| (q.to_string(), a.clone()))
+            .collect(),
+        asked: Mutex::default(),
+    });
+    (Sources(s.clone()), s)
+}
+
+fn metric(name: &str, query: &str, max: f64) -> ResolvedMetric {
+    ResolvedMetric {
+        template: "t".into(),
+        name: name.into(),
+        query: query.into(),
+        args: BTreeMap::new(),
+        interval: None,
+        threshold: ThresholdSpec {
+            min: None,
+            max: Some(max),
+        },
+        dry_run: false,
+        critical: false,
+        provider: None,
+        credentials: None,
+        failure_limit: None,
+        inconclusive_limit: None,
+        consecutive_error_limit: None,
+    }
+}
+
+fn base() -> RenderVars {
+    RenderVars {
+        namespace: "shop".into(),
+        target: "podinfo".into(),
+        primary: "podinfo-primary".into(),
+        canary: "podinfo".into(),
+        workload: "ignored".into(),
+        service: "podinfo".into(),
+        interval: String::new(),
+        args: BTreeMap::new(),
+    }
+}
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+const MIN: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn renders_for_the_canary_with_the_metric_interval() {
+    let mut slow = metric("slow", "s{w=\"{{workload}}\"}[{{interval}}]", 1.0);
+    slow.interval = Some(Duration::from_secs(300));
+    let fast = metric(
+        "fast",
+        "f{w=\"{{workload}}\",ns=\"{{namespace}}\"}[{{interval}}]",
+        1.0,
+    );
+    let (src, rec) = sources(&[
+        ("s{w=\"podinfo\"}[5m]", Ok(0.5)),
+        ("f{w=\"podinfo\",ns=\"shop\"}[1m]", Ok(2.0)),
+    ]);
+    let report = run_check(&[slow, fast], &base(), MIN, &[], &src, t(0)).await;
+    assert_eq!(rec.asked.lock().unwrap().len(), 2);
+    let by = |n: &str| report.metrics.iter().find(|m| m.name == n).unwrap().clone();
+    assert_eq!(by("slow").verdict, MetricVerdict::Pass);
+    assert_eq!(by("slow").value, Some(0.5));
+    assert_eq!(by("fast").verdict, MetricVerdict::Fail);
+    assert_eq!(by("fast").reason, "2 > max 1");
+    assert_eq!(by("fast").checked_at, t(0));
+}
+
+#[tokio::test]
+async fn a_slow_metric_is_only_queried_when_due_and_keeps_its_verdict_meanwhile() {
+    let mut slow = metric("slow", "s", 1.0);
+    slow.interval = Some(Duration::from_secs(300));
+    slow.dry_run = true;
+    let fast = metric("fast", "f", 1.0);
+    let metrics = [slow, fast];
+    let (src, rec) = sources(&[("s", Ok(3.0)), ("f", Ok(0.1))]);
+
+    let first = run_check(&metrics, &base(), MIN, &[], &src, t(0)).await;
+    assert_eq!(rec.asked.lock().unwrap().clone(), vec!["s", "f"]);
+    let mut prev = first.metrics.clone();
+    // Checks at 1..4 minutes (with a little jitter) ask only the fast metric.
+    for (minute, jitter) in [(1, 2), (2, -1), (3, 0), (4, 1)] {
+        rec.asked.lock().unwrap().clear();
+        let r = run_check(&metrics, &base(), MIN, &prev, &src, t(minute * 60 + jitter)).await;
+        assert_eq!(
+            rec.asked.lock().unwrap().clone(),
+            vec!["f"],
+            "minute {minute}"
+        );
+        let s = r.metrics.iter().find(|m| m.name == "slow").unwrap();
+        assert_eq!(s.verdict, MetricVerdict::Fail);
+        assert_eq!(s.checked_at, t(0), "kept status keeps its time");
+        assert!(s.dry_run);
+        prev = r.metrics;
+    }
+    // Five minutes minus jitter: due.
+    rec.asked.lock().unwrap().clear();
+    let r = run_check(&metrics, &base(), MIN, &prev, &src, t(5 * 60 - 3)).await;
+    assert_eq!(rec.asked.lock().unwrap().clone(), vec!["s", "f"]);
+    assert_eq!(
+        r.metrics
+            .iter()
+            .find(|m| m.name == "slow")
+            .unwrap()
+            .checked_at,
+        t(297)
+    );
+}
+
+#[tokio::test]
+async fn an_errored_slow_metric_is_retried_at_the_next_check() {
+    let mut slow = metric("slow", "s", 1.0);
+    slow.interval = Some(Duration::from_secs(600));
+    let (src, rec) = sources(&[("s", Err(MetricError::Unreachable("refused".into())))]);
+    let r = run_check(std::slice::from_ref(&slow), &base(), MIN, &[], &src, t(0)).await;
+    assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
+    let _ = run_check(
+        std::slice::from_ref(&slow),
+        &base(),
+        MIN,
+        &r.metrics,
+        &src,
+        t(60),
+    )
+    .await;
+    assert_eq!(rec.asked.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn consecutive_errors_count_reset_and_escalate_past_the_limit() {
+    let mut m = metric("m", "q", 1.0);
+    m.consecutive_error_limit = Some(2);
+    m.critical = true;
+    let (bad, _) = sources(&[("q", Err(MetricError::Unreachable("refused".into())))]);
+    let (good, _) = sources(&[("q", Ok(0.5))]);
+    let ms = std::slice::from_ref(&m);
+    let mut prev = vec![];
+    let mut seen = vec![];
+    for (i, src) in [&bad, &bad, &good, &bad, &bad, &bad, &bad]
+        .into_iter()
+        .enumerate()
+    {
+        let r = run_check(ms, &base(), MIN, &prev, src, t(60 * i as i64)).await;
+        assert_eq!(r.critical, vec!["m".to_string()]);
+        seen.push((r.metrics[0].consecutive_errors, r.metrics[0].verdict));
+        prev = r.metrics;
+    }
+    use MetricVerdict::*;
+    assert_eq!(
+        seen,
+        vec![
+            (1, Error),
+            (2, Error),
+            (0, Pass),
+            (1, Error),
+            (2, Error),
+            (3, Fail),
+            (4, Fail)
+        ]
+    );
+    assert!(prev[0]
+        .reason
+        .ends_with("(4 errors in a row, more than consecutiveErrorLimit 2)"));
+    assert!(prev[0]
+        .reason
+        .starts_with("metrics provider unreachable: refused"));
+}
+
+#[tokio::test]
+async fn no_data_is_inconclusive_and_not_an_error() {
+    let mut m = metric("m", "missing", 1.0);
+    m.consecutive_error_limit = Some(0);
+    let (src, _) = sources(&[]);
+    let r = run_check(&[m], &base(), MIN, &[], &src, t(0)).await;
+    assert_eq!(r.metrics[0].verdict, MetricVerdict::Inconclusive);
+    assert_eq!(r.metrics[0].consecutive_errors, 0);
+    assert_eq!(r.metrics[0].value, None);
+}
+
+#[tokio::test]
+async fn an_unrenderable_query_is_an_error_verdict() {
+    let m = metric("m", "x{{args.gone}}", 1.0);
+    let (src, rec) = sources(&[]);
+    let r = run_check(&[m], &base(), MIN, &[], &src, t(0)).await;
+    assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
+    assert!(r.metrics[0].reason.contains("\"gone\""));
+    assert!(rec.asked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn timed_out_report_carries_and_escalates_errors() {
+    let mut m = metric("m", "q", 1.0);
+    m.consecutive_error_limit = Some(1);
+    m.critical = true;
+    let first = timed_out_report(std::slice::from_ref(&m), &[], Duration::from_secs(30), t(0));
+    assert_eq!(first.metrics[0].verdict, MetricVerdict::Error);
+    assert_eq!(first.metrics[0].reason, "check timed out after 30s");
+    let second = timed_out_report(
+        std::slice::from_ref(&m),
+        &first.metrics,
+        Duration::from_secs(30),
+        t(60),
+    );
+    assert_eq!(second.metrics[0].consecutive_errors, 2);
+    assert_eq!(second.metrics[0].verdict, MetricVerdict::Fail);
+    assert_eq!(second.critical, vec!["m".to_string()]);
+}

@@ -1,0 +1,393 @@
+//! Resolving a Canary's template references into metrics ready to query.
+//!
+//! Everything that can be wrong with a template and its arguments is found here, when
+//! the Canary is created, so a release never discovers a bad template at query time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::render::{render_query, RenderError, RenderVars};
+use crate::crd::{
+    AnalysisSpec, AnalysisTemplateSpec, PrometheusSecretRef, ProviderSpec, TemplateRef,
+    ThresholdSpec, ThresholdTemplate, ThresholdValue,
+};
+use crate::providers::ProviderCredentials;
+
+/// A metric ready to query: its template's args resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedMetric {
+    pub template: String,
+    pub name: String,
+    pub query: String,
+    pub args: BTreeMap<String, String>,
+    /// Per-metric interval; `None` means the Canary's interval.
+    pub interval: Option<Duration>,
+    pub threshold: ThresholdSpec,
+    pub dry_run: bool,
+    pub critical: bool,
+    pub provider: Option<ProviderSpec>,
+    /// The provider's Secret, read by the controller (see [`ResolvedMetric::secret_name`]).
+    pub credentials: Option<Arc<ProviderCredentials>>,
+    /// The template's `failureLimit`; see [`effective_limits`].
+    pub failure_limit: Option<i32>,
+    /// The template's `inconclusiveLimit`; see [`effective_limits`].
+    pub inconclusive_limit: Option<i32>,
+    /// The template's `consecutiveErrorLimit`, applied by `run_check` per metric.
+    pub consecutive_error_limit: Option<i32>,
+}
+
+impl ResolvedMetric {
+    /// The Secret keys the controller must read into `credentials`
+    /// (with [`crate::providers::ProviderCredentials::from_secret_data`]).
+    pub fn secret_ref(&self) -> Option<&PrometheusSecretRef> {
+        self.provider
+            .as_ref()
+            .and_then(|p| p.prometheus.as_ref())
+            .and_then(|p| p.secret_ref.as_ref())
+    }
+
+    /// The name of the Secret behind [`ResolvedMetric::secret_ref`].
+    pub fn secret_name(&self) -> Option<&str> {
+        self.secret_ref().map(|s| s.name.as_str())
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
+pub enum AnalysisConfigError {
+    #[error("{kind} {name:?} not found{}", if *.cluster { String::new() } else { format!(" in namespace {:?}", .namespace) })]
+    TemplateNotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        cluster: bool,
+    },
+    #[error("template {template:?} requires argument {arg:?}; set it in the Canary's analysis.templates[].args.{arg} (annotation: {template}({arg}=VALUE)), or give it a default in the template (declared: {declared})")]
+    MissingArg {
+        template: String,
+        arg: String,
+        declared: String,
+    },
+    #[error("template {template:?} has no argument {arg:?} and no query uses it; declared arguments: {declared}")]
+    UnknownArg {
+        template: String,
+        arg: String,
+        declared: String,
+    },
+    #[error("template {template:?} metric {metric:?}: {source}")]
+    Query {
+        template: String,
+        metric: String,
+        source: RenderError,
+    },
+    #[error("template {template:?} metric {metric:?}: interval {value:?} is not a positive duration; accepted: a duration such as \"30s\", \"1m\" or \"5m\"")]
+    Interval {
+        template: String,
+        metric: String,
+        value: String,
+    },
+    #[error("template {template:?} metric {metric:?}: threshold min {min} is greater than max {max}; no value could pass")]
+    Threshold {
+        template: String,
+        metric: String,
+        min: f64,
+        max: f64,
+    },
+    #[error("template {template:?} metric {metric:?}: threshold.{bound} {written:?} reads {rendered:?}, not a number; accepted: a number, or \"{{{{args.NAME}}}}\" naming an argument whose value is a number")]
+    ThresholdValue {
+        template: String,
+        metric: String,
+        bound: &'static str,
+        written: String,
+        rendered: String,
+    },
+    #[error("template {template:?}: {field} is {value}; accepted: an integer >= {least}")]
+    Limit {
+        template: String,
+        field: &'static str,
+        value: i32,
+        least: i32,
+    },
+    #[error(
+        "template {template:?} defines no metrics; accepted: at least one entry in spec.metrics"
+    )]
+    NoMetrics { template: String },
+    #[error("metric {metric:?} is defined by templates {first:?} and {second:?}; metric names must be unique per Canary")]
+    DuplicateMetric {
+        metric: String,
+        first: String,
+        second: String,
+    },
+    #[error("template {template:?}: provider credentials: {message}")]
+    Credentials { template: String, message: String },
+}
+
+impl AnalysisConfigError {
+    pub fn category(&self) -> &'static str {
+        match self {
+            AnalysisConfigError::TemplateNotFound { .. } => "template_not_found",
+            _ => "template_invalid",
+        }
+    }
+}
+
+/// Merge template args with the Canary's values and check every query renders.
+pub fn resolve_metrics(
+    templates: &[(TemplateRef, AnalysisTemplateSpec)],
+) -> Result<Vec<ResolvedMetric>, AnalysisConfigError> {
+    let mut out: Vec<ResolvedMetric> = Vec::new();
+    for (r, spec) in templates {
+        let template = r.name.clone();
+        check_limits(&template, spec)?;
+        if spec.metrics.is_empty() {
+            return Err(AnalysisConfigError::NoMetrics { template });
+        }
+        let declared = declared_list(spec);
+        let mut args = BTreeMap::new();
+        for a in &spec.args {
+            match r.args.get(&a.name).or(a.default.as_ref()) {
+                Some(v) => {
+                    args.insert(a.name.clone(), v.clone());
+                }
+                None => {
+                    return Err(AnalysisConfigError::MissingArg {
+                        template,
+                        arg: a.name.clone(),
+                        declared,
+                    })
+                }
+            }
+        }
+        // Undeclared values are usable when a query names them; otherwise they are
+        // most likely a misspelt argument whose default would silently apply.
+        for (k, v) in &r.args {
+            if spec.args.iter().any(|a| &a.name == k) {
+                continue;
+            }
+            let needle = format!("args.{k}");
+            let used = spec.metrics.iter().any(|m| {
+                let bounds = m.threshold.iter().flat_map(|t| [&t.min, &t.max]);
+                uses_variable(&m.query, &needle)
+                    || bounds.flatten().any(
+                        |b| matches!(b, ThresholdValue::Template(s) if uses_variable(s, &needle)),
+                    )
+            });
+            if !used {
+                return Err(AnalysisConfigError::UnknownArg {
+                    template,
+                    arg: k.clone(),
+                    declared,
+                });
+            }
+            args.insert(k.clone(), v.clone());
+        }
+        let probe = RenderVars {
+            args: args.clone(),
+            ..RenderVars::default()
+        };
+        for m in &spec.metrics {
+            render_query(&m.query, &probe).map_err(|source| match source {
+                RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
+                    template: template.clone(),
+                    arg,
+                    declared: declared.clone(),
+                },
+                source => AnalysisConfigError::Query {
+                    template: template.clone(),
+                    metric: m.name.clone(),
+                    source,
+                },
+            })?;
+            if m.query.trim().is_empty() {
+                return Err(AnalysisConfigError::Query {
+                    template,
+                    metric: m.name.clone(),
+                    source: RenderError::Empty,
+                });
+            }
+            let interval = m
+                .interval
+                .as_deref()
+                .map(|i| match humantime::parse_duration(i) {
+                    Ok(d) if d >= Duration::from_secs(1) => Ok(d),
+                    _ => Err(AnalysisConfigError::Interval {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        value: i.to_string(),
+                    }),
+                })
+                .transpose()?;
+            let threshold = resolve_threshold(&template, &m.name, m.threshold.as_ref(), &probe)
+                .map_err(|e| match e {
+                    AnalysisConfigError::MissingArg { template, arg, .. } => {
+                        AnalysisConfigError::MissingArg {
+                            template,
+                            arg,
+                            declared: declared.clone(),
+                        }
+                    }
+                    e => e,
+                })?;
+            if let (Some(min), Some(max)) = (threshold.min, threshold.max) {
+                if min > max {
+                    return Err(AnalysisConfigError::Threshold {
+                        template,
+                        metric: m.name.clone(),
+                        min,
+                        max,
+                    });
+                }
+            }
+            if let Some(first) = out.iter().find(|x| x.name == m.name) {
+                return Err(AnalysisConfigError::DuplicateMetric {
+                    metric: m.name.clone(),
+                    first: first.template.clone(),
+                    second: template,
+                });
+            }
+            out.push(ResolvedMetric {
+                template: template.clone(),
+                name: m.name.clone(),
+                query: m.query.clone(),
+                args: args.clone(),
+                interval,
+                threshold,
+                dry_run: m.dry_run,
+                critical: m.critical,
+                provider: spec.provider.clone(),
+                credentials: None,
+                failure_limit: spec.failure_limit,
+                inconclusive_limit: spec.inconclusive_limit,
+                consecutive_error_limit: spec.consecutive_error_limit,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Numbers stay; strings are rendered (args only) and must read as finite numbers.
+fn resolve_threshold(
+    template: &str,
+    metric: &str,
+    t: Option<&ThresholdTemplate>,
+    vars: &RenderVars,
+) -> Result<ThresholdSpec, AnalysisConfigError> {
+    let Some(t) = t else {
+        return Ok(ThresholdSpec::default());
+    };
+    let bound = |name: &'static str,
+                 v: Option<&ThresholdValue>|
+     -> Result<Option<f64>, AnalysisConfigError> {
+        match v {
+            None => Ok(None),
+            Some(ThresholdValue::Number(n)) if n.is_finite() => Ok(Some(*n)),
+            Some(ThresholdValue::Number(n)) => Err(AnalysisConfigError::ThresholdValue {
+                template: template.to_string(),
+                metric: metric.to_string(),
+                bound: name,
+                written: n.to_string(),
+                rendered: n.to_string(),
+            }),
+            Some(ThresholdValue::Template(s)) => {
+                let rendered = render_query(s, vars).map_err(|e| match e {
+                    RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
+                        template: template.to_string(),
+                        arg,
+                        declared: String::new(),
+                    },
+                    source => AnalysisConfigError::Query {
+                        template: template.to_string(),
+                        metric: metric.to_string(),
+                        source,
+                    },
+                })?;
+                match rendered.trim().parse::<f64>() {
+                    Ok(n) if n.is_finite() => Ok(Some(n)),
+                    _ => Err(AnalysisConfigError::ThresholdValue {
+                        template: template.to_string(),
+                        metric: metric.to_string(),
+                        bound: name,
+                        written: s.clone(),
+                        rendered,
+                    }),
+                }
+            }
+        }
+    };
+    Ok(ThresholdSpec {
+        min: bound("min", t.min.as_ref())?,
+        max: bound("max", t.max.as_ref())?,
+    })
+}
+
+fn check_limits(template: &str, spec: &AnalysisTemplateSpec) -> Result<(), AnalysisConfigError> {
+    let limits = [
+        ("failureLimit", spec.failure_limit, 1),
+        ("inconclusiveLimit", spec.inconclusive_limit, 1),
+        ("consecutiveErrorLimit", spec.consecutive_error_limit, 0),
+    ];
+    for (field, value, least) in limits {
+        if let Some(value) = value.filter(|v| *v < least) {
+            return Err(AnalysisConfigError::Limit {
+                template: template.to_string(),
+                field,
+                value,
+                least,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn declared_list(spec: &AnalysisTemplateSpec) -> String {
+    if spec.args.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<&str> = spec.args.iter().map(|a| a.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// Whether `query` contains `{{ name }}` (spaces inside the braces allowed).
+fn uses_variable(query: &str, name: &str) -> bool {
+    let mut rest = query;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return false;
+        };
+        if after[..end].trim() == name {
+            return true;
+        }
+        rest = &after[end + 2..];
+    }
+    false
+}
+
+/// The limits a release runs under: the Canary's, tightened by any template's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnalysisLimits {
+    pub failure_limit: i32,
+    pub inconclusive_limit: Option<i32>,
+}
+
+/// The smallest of the Canary's and the templates' limits: a template author who
+/// asks for stricter limits gets them; a Canary cannot be loosened by a template.
+pub fn effective_limits(canary: &AnalysisSpec, metrics: &[ResolvedMetric]) -> AnalysisLimits {
+    let failure_limit = metrics
+        .iter()
+        .filter_map(|m| m.failure_limit)
+        .fold(canary.failure_limit, i32::min);
+    let inconclusive_limit = metrics
+        .iter()
+        .filter_map(|m| m.inconclusive_limit)
+        .chain(canary.inconclusive_limit)
+        .min();
+    AnalysisLimits {
+        failure_limit,
+        inconclusive_limit,
+    }
+}
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;

@@ -1,0 +1,124 @@
+//! Provider credentials, resolved from a Kubernetes Secret by the controller.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+
+use super::MetricError;
+use crate::crd::PrometheusSecretRef;
+
+/// How to authenticate to a provider.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub enum ProviderAuth {
+    #[default]
+    None,
+    Bearer(String),
+    Basic {
+        username: String,
+        password: String,
+    },
+}
+
+/// Credentials and trust anchors read from the provider's Secret.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct ProviderCredentials {
+    pub auth: ProviderAuth,
+    /// PEM bundle of CA certificates trusted in addition to the system roots.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+// Secrets never reach logs: only the kind of credential is shown.
+impl std::fmt::Debug for ProviderAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProviderAuth::None => f.write_str("None"),
+            ProviderAuth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            ProviderAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProviderCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderCredentials")
+            .field("auth", &self.auth)
+            .field(
+                "ca_pem",
+                &self.ca_pem.as_ref().map(|c| format!("{} bytes", c.len())),
+            )
+            .finish()
+    }
+}
+
+impl ProviderCredentials {
+    /// Read the keys `secret_ref` names from a Secret's `data`.
+    ///
+    /// Errors say which key is missing and which keys the Secret has (never values).
+    pub fn from_secret_data(
+        secret_ref: &PrometheusSecretRef,
+        data: &BTreeMap<String, ByteString>,
+    ) -> Result<Self, MetricError> {
+        let get = |field: &str, key: &str| -> Result<String, MetricError> {
+            let bytes =
+                data.get(key).ok_or_else(|| {
+                    let present: Vec<&str> = data.keys().map(String::as_str).collect();
+                    MetricError::Config(format!(
+                    "Secret {:?} has no key {key:?} (named by secretRef.{field}); keys present: {}",
+                    secret_ref.name,
+                    if present.is_empty() { "none".into() } else { present.join(", ") }
+                ))
+                })?;
+            let text = String::from_utf8(bytes.0.clone()).map_err(|_| {
+                MetricError::Config(format!(
+                    "Secret {:?} key {key:?} (secretRef.{field}) is not UTF-8 text",
+                    secret_ref.name
+                ))
+            })?;
+            // `kubectl create secret --from-file` keeps the file's trailing newline.
+            Ok(text.trim_end_matches(['\r', '\n']).to_string())
+        };
+        let auth = match (
+            &secret_ref.bearer_token_key,
+            &secret_ref.username_key,
+            &secret_ref.password_key,
+        ) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(MetricError::Config(format!(
+                    "secretRef {:?} sets both bearerTokenKey and usernameKey/passwordKey; accepted: one of them",
+                    secret_ref.name
+                )))
+            }
+            (Some(k), None, None) => ProviderAuth::Bearer(get("bearerTokenKey", k)?),
+            (None, Some(u), Some(p)) => ProviderAuth::Basic {
+                username: get("usernameKey", u)?,
+                password: get("passwordKey", p)?,
+            },
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return Err(MetricError::Config(format!(
+                    "secretRef {:?} sets only one of usernameKey and passwordKey; basic auth needs both",
+                    secret_ref.name
+                )))
+            }
+            (None, None, None) => ProviderAuth::None,
+        };
+        let ca_pem = match &secret_ref.ca_key {
+            Some(k) => Some(
+                data.get(k)
+                    .ok_or_else(|| {
+                        MetricError::Config(format!(
+                            "Secret {:?} has no key {k:?} (named by secretRef.caKey)",
+                            secret_ref.name
+                        ))
+                    })?
+                    .0
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(Self { auth, ca_pem })
+    }
+}
