@@ -1,0 +1,348 @@
+//! End to end: a real Prometheus, a real nginx splitting real HTTP traffic between
+//! real demo-app processes, and serin's release driver deciding. Cases run one at a
+//! time (they would fight over the CPUs); each stops everything it started on drop.
+
+mod harness;
+
+use std::time::Duration;
+
+use serin::crd::{CanaryPhase, GatesSpec, MetricVerdict};
+use serin::local::{approve_local, set_target};
+
+use harness::*;
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn verdict_of(r: &serin::local::StepReport, metric: &str) -> Option<MetricVerdict> {
+    r.status
+        .metrics
+        .iter()
+        .find(|m| m.name == metric)
+        .map(|m| m.verdict)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_release_is_promoted_and_then_serves_everything() {
+    let _serial = SERIAL.lock().await;
+    let s = settings(2, GatesSpec::default(), Duration::from_secs(30));
+    let (env, load) = start("good", &s).await;
+    let before = load.snapshot();
+    let rev = set_target(&env.state_file, app("v2", 0.0, 0)).unwrap();
+    let mut weights_seen = Vec::new();
+    let rev2 = rev.clone();
+    let report = run_watching(
+        &env,
+        LIMIT,
+        |r| {
+            if r.status.phase == CanaryPhase::Progressing {
+                weights_seen.push(r.status.canary_weight);
+            }
+        },
+        move |r| {
+            r.status.canary_revision.as_deref() == Some(rev2.as_str()) && r.status.phase.is_idle()
+        },
+    )
+    .await;
+    let during = load.snapshot().since(&before);
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Succeeded,
+        "{}",
+        report.status.message
+    );
+    assert_eq!(report.status.stable_revision.as_deref(), Some(rev.as_str()));
+    assert!(
+        weights_seen.contains(&20) && weights_seen.contains(&50),
+        "{weights_seen:?}"
+    );
+    assert_eq!(
+        verdict_of(&report, "error-ratio"),
+        Some(MetricVerdict::Pass)
+    );
+    assert_eq!(
+        verdict_of(&report, "latency-p99"),
+        Some(MetricVerdict::Pass)
+    );
+    // Both versions really served during the release...
+    assert!(
+        during.served("v2") > 0 && during.served("v1") > 0,
+        "{}",
+        during.describe()
+    );
+    // ...and afterwards the promoted primary serves everything.
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v1"), 0, "{}", after.describe());
+    assert!(
+        after.served("v2") >= u64::from(RATE),
+        "{}",
+        after.describe()
+    );
+    let state = env.load().unwrap();
+    let primary = state.primary.unwrap();
+    assert_eq!(primary.procs.len(), 2);
+    assert!(primary.procs.iter().all(|p| p.revision == rev));
+    assert!(state.canary.procs.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_rate_regression_is_rolled_back_and_gets_no_more_traffic() {
+    let _serial = SERIAL.lock().await;
+    let s = settings(1, GatesSpec::default(), Duration::from_secs(30));
+    let (env, load) = start("errors", &s).await;
+    let before = load.snapshot();
+    let rev = set_target(&env.state_file, app("v2", 0.2, 0)).unwrap();
+    let report = finish(&env, &rev, LIMIT).await;
+    let during = load.snapshot().since(&before);
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Failed,
+        "{}",
+        report.status.message
+    );
+    assert_eq!(report.status.failed_revision.as_deref(), Some(rev.as_str()));
+    assert!(
+        report.status.message.contains("error-ratio"),
+        "{}",
+        report.status.message
+    );
+    assert_eq!(
+        verdict_of(&report, "error-ratio"),
+        Some(MetricVerdict::Fail)
+    );
+    // The bad version really got traffic and really failed some of it.
+    let v2 = during.by_version.get("v2").copied().unwrap_or_default();
+    assert!(v2.errors > 0 && v2.ok > 0, "{}", during.describe());
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v2"), 0, "{}", after.describe());
+    assert!(
+        after.served("v1") >= u64::from(RATE),
+        "{}",
+        after.describe()
+    );
+    let state = env.load().unwrap();
+    assert!(state.canary.procs.is_empty());
+    assert_ne!(
+        state.primary.unwrap().revision.as_deref(),
+        Some(rev.as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_regression_is_rolled_back_and_gets_no_more_traffic() {
+    let _serial = SERIAL.lock().await;
+    let s = settings(1, GatesSpec::default(), Duration::from_secs(30));
+    let (env, load) = start("latency", &s).await;
+    let rev = set_target(&env.state_file, app("v2", 0.0, 250)).unwrap();
+    let report = finish(&env, &rev, LIMIT).await;
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Failed,
+        "{}",
+        report.status.message
+    );
+    assert!(
+        report.status.message.contains("latency-p99"),
+        "{}",
+        report.status.message
+    );
+    let p99 = report
+        .status
+        .metrics
+        .iter()
+        .find(|m| m.name == "latency-p99")
+        .and_then(|m| m.value)
+        .unwrap();
+    // 250 ms ± 10% lands in the 0.25/0.3 s buckets.
+    assert!((0.2..=0.3).contains(&p99), "p99 {p99}");
+    assert_eq!(
+        verdict_of(&report, "error-ratio"),
+        Some(MetricVerdict::Pass)
+    );
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v2"), 0, "{}", after.describe());
+    assert!(
+        after.served("v1") >= u64::from(RATE),
+        "{}",
+        after.describe()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_outage_holds_and_rolls_back_at_the_deadline() {
+    let _serial = SERIAL.lock().await;
+    let deadline = Duration::from_secs(12);
+    let s = settings(1, GatesSpec::default(), deadline);
+    let (mut env, load) = start("outage", &s).await;
+    let rev = set_target(&env.state_file, app("v2", 0.0, 0)).unwrap();
+    run(&env, LIMIT, |r| r.status.current_step >= 1).await;
+    env.prometheus.stop();
+    let stopped = std::time::Instant::now();
+    let mut phases = Vec::new();
+    let mut max_weight = 0;
+    let rev2 = rev.clone();
+    let report = run_watching(
+        &env,
+        LIMIT,
+        |r| {
+            phases.push(r.status.phase);
+            if r.status.phase == CanaryPhase::Progressing {
+                max_weight = max_weight.max(r.status.canary_weight);
+            }
+        },
+        move |r| {
+            r.status.canary_revision.as_deref() == Some(rev2.as_str()) && r.status.phase.is_idle()
+        },
+    )
+    .await;
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Failed,
+        "{}",
+        report.status.message
+    );
+    assert!(!phases.contains(&CanaryPhase::Promoting), "{phases:?}");
+    assert!(!phases.contains(&CanaryPhase::Succeeded), "{phases:?}");
+    // Held at the first step: no further traffic shift without evidence.
+    assert_eq!(max_weight, 20);
+    assert!(
+        report.status.message.contains("progress deadline"),
+        "{}",
+        report.status.message
+    );
+    assert_eq!(
+        verdict_of(&report, "error-ratio"),
+        Some(MetricVerdict::Error)
+    );
+    // It held until the deadline, not less (the step began before the outage).
+    assert!(
+        stopped.elapsed() + INTERVAL >= deadline,
+        "{:?}",
+        stopped.elapsed()
+    );
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v2"), 0, "{}", after.describe());
+    assert!(after.served("v1") > 0, "{}", after.describe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_release_adopts_the_instances_and_finishes() {
+    let _serial = SERIAL.lock().await;
+    let s = settings(1, GatesSpec::default(), Duration::from_secs(30));
+    let (mut env, load) = start("restart", &s).await;
+    let rev = set_target(&env.state_file, app("v2", 0.0, 0)).unwrap();
+    run(&env, LIMIT, |r| r.status.current_step >= 1).await;
+    // Kill the controller in the middle of whatever it is doing: the future is dropped
+    // at an arbitrary await point, in-memory state is lost.
+    let _ = tokio::time::timeout(
+        Duration::from_millis(1700),
+        env.controller.run_until(LIMIT, |_| {}, |_| {}, |_| false),
+    )
+    .await;
+    let before = env.load().unwrap();
+    let canary_pids: Vec<u32> = before.canary.procs.iter().map(|p| p.pid).collect();
+    assert!(!canary_pids.is_empty());
+    env.restart_controller().unwrap();
+    let first = env.controller.step().await.unwrap();
+    // The running canary was adopted, not restarted.
+    let adopted: Vec<u32> = env
+        .load()
+        .unwrap()
+        .canary
+        .procs
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(adopted, canary_pids);
+    assert_eq!(first.status.canary_revision.as_deref(), Some(rev.as_str()));
+    assert!(
+        first.status.current_step >= 1,
+        "restarted from scratch: {:?}",
+        first.status
+    );
+    let report = finish(&env, &rev, LIMIT).await;
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Succeeded,
+        "{}",
+        report.status.message
+    );
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v1"), 0, "{}", after.describe());
+    assert!(
+        after.served("v2") >= u64::from(RATE),
+        "{}",
+        after.describe()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_gate_waits_until_approved() {
+    let _serial = SERIAL.lock().await;
+    let gates = GatesSpec {
+        before_promotion: true,
+        ..Default::default()
+    };
+    let s = settings(1, gates, Duration::from_secs(30));
+    let (env, load) = start("gate", &s).await;
+    let rev = set_target(&env.state_file, app("v2", 0.0, 0)).unwrap();
+    run(&env, LIMIT, |r| {
+        r.status.phase == CanaryPhase::WaitingApproval
+    })
+    .await;
+    // Several intervals later it still waits, the primary still runs v1, and the
+    // canary keeps its last step's share of the traffic.
+    let mut phases = Vec::new();
+    let _ = tokio::time::timeout(
+        INTERVAL * 3,
+        env.controller
+            .run_until(LIMIT, |r| phases.push(r.status.phase), |_| {}, |_| false),
+    )
+    .await;
+    assert!(!phases.is_empty());
+    assert!(
+        phases.iter().all(|p| *p == CanaryPhase::WaitingApproval),
+        "{phases:?}"
+    );
+    let waiting = window(&load, 3).await;
+    let share = waiting.served("v2") as f64 / waiting.total_served() as f64;
+    assert!((0.35..=0.65).contains(&share), "{}", waiting.describe());
+    let state = env.load().unwrap();
+    assert_ne!(
+        state.primary.unwrap().revision.as_deref(),
+        Some(rev.as_str())
+    );
+    let a = approve_local(&env.state_file, true, "e2e", chrono::Utc::now()).unwrap();
+    assert_eq!(a.revision, rev);
+    let report = finish(&env, &rev, LIMIT).await;
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Succeeded,
+        "{}",
+        report.status.message
+    );
+    assert!(report.status.approvals.iter().any(|x| x.id == a.id));
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v1"), 0, "{}", after.describe());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serin_demo_promotes_the_good_version_and_rolls_back_the_bad() {
+    let _serial = SERIAL.lock().await;
+    let mut opts =
+        serin::demo::DemoOptions::new(scratch("demo"), env!("CARGO_BIN_EXE_serin-demo-app"));
+    opts.env = env_options("demo");
+    opts.interval = INTERVAL;
+    opts.replicas = 1;
+    opts.bad = serin::demo::BadVersion::Errors(0.2);
+    opts.max_duration = Duration::from_secs(180);
+    let summary = serin::demo::run_demo(opts).await.unwrap();
+    assert!(summary.as_expected(), "{}", summary.render());
+    let [good, bad] = &summary.releases[..] else {
+        panic!("two releases expected: {}", summary.render())
+    };
+    assert_eq!(good.after.served("v1"), 0, "{}", summary.render());
+    assert!(good.after.served("v2") > 0, "{}", summary.render());
+    assert!(bad.during.served("v3") > 0, "{}", summary.render());
+    assert_eq!(bad.after.served("v3"), 0, "{}", summary.render());
+    assert!(bad.after.served("v2") > 0, "{}", summary.render());
+}
