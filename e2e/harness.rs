@@ -70,9 +70,12 @@ pub fn app(version: &str, error_rate: f64, latency_ms: u64) -> AppTemplate {
 /// Start the environment with `v1` as the stable version and wait until the primary
 /// serves, then start traffic through nginx.
 pub async fn start(name: &str, s: &ReleaseSettings) -> (LocalEnv, LoadGen) {
-    let env = LocalEnv::start(env_options(name), &initial_state(s, app("v1", 0.0, 0)))
-        .await
-        .unwrap();
+    let env = LocalEnv::start(
+        env_options(name),
+        &initial_state(s, app("v1", 0.0, 0)).unwrap(),
+    )
+    .await
+    .unwrap();
     run(&env, Duration::from_secs(60), |r| {
         r.status.phase == CanaryPhase::Initialized
     })

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serin::crd::{CanaryPhase, GatesSpec, MetricVerdict};
 use serin::local::{approve_local, set_target};
+use serin::providers::MetricSource as _;
 
 use harness::*;
 
@@ -55,10 +56,7 @@ async fn good_release_is_promoted_and_then_serves_everything() {
         weights_seen.contains(&20) && weights_seen.contains(&50),
         "{weights_seen:?}"
     );
-    assert_eq!(
-        verdict_of(&report, "error-ratio"),
-        Some(MetricVerdict::Pass)
-    );
+    assert_eq!(verdict_of(&report, "error-rate"), Some(MetricVerdict::Pass));
     assert_eq!(
         verdict_of(&report, "latency-p99"),
         Some(MetricVerdict::Pass)
@@ -101,14 +99,11 @@ async fn error_rate_regression_is_rolled_back_and_gets_no_more_traffic() {
     );
     assert_eq!(report.status.failed_revision.as_deref(), Some(rev.as_str()));
     assert!(
-        report.status.message.contains("error-ratio"),
+        report.status.message.contains("error-rate"),
         "{}",
         report.status.message
     );
-    assert_eq!(
-        verdict_of(&report, "error-ratio"),
-        Some(MetricVerdict::Fail)
-    );
+    assert_eq!(verdict_of(&report, "error-rate"), Some(MetricVerdict::Fail));
     // The bad version really got traffic and really failed some of it.
     let v2 = during.by_version.get("v2").copied().unwrap_or_default();
     assert!(v2.errors > 0 && v2.ok > 0, "{}", during.describe());
@@ -154,10 +149,7 @@ async fn latency_regression_is_rolled_back_and_gets_no_more_traffic() {
         .unwrap();
     // 250 ms ± 10% lands in the 0.25/0.3 s buckets.
     assert!((0.2..=0.3).contains(&p99), "p99 {p99}");
-    assert_eq!(
-        verdict_of(&report, "error-ratio"),
-        Some(MetricVerdict::Pass)
-    );
+    assert_eq!(verdict_of(&report, "error-rate"), Some(MetricVerdict::Pass));
     let after = window(&load, 3).await;
     assert_eq!(after.served("v2"), 0, "{}", after.describe());
     assert!(
@@ -210,7 +202,7 @@ async fn prometheus_outage_holds_and_rolls_back_at_the_deadline() {
         report.status.message
     );
     assert_eq!(
-        verdict_of(&report, "error-ratio"),
+        verdict_of(&report, "error-rate"),
         Some(MetricVerdict::Error)
     );
     // It held until the deadline, not less (the step began before the outage).
@@ -345,4 +337,104 @@ async fn serin_demo_promotes_the_good_version_and_rolls_back_the_bad() {
     assert!(bad.during.served("v3") > 0, "{}", summary.render());
     assert_eq!(bad.after.served("v3"), 0, "{}", summary.render());
     assert!(bad.after.served("v2") > 0, "{}", summary.render());
+}
+
+/// The demo exactly as `serin demo` runs it (10 s interval, 2 replicas, 5% errors):
+/// `cargo test --test e2e full_demo -- --ignored --nocapture`. Ignored because it takes
+/// about two minutes and the case above covers the same path with short intervals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn full_demo_with_default_settings() {
+    let _serial = SERIAL.lock().await;
+    let mut opts =
+        serin::demo::DemoOptions::new(scratch("full-demo"), env!("CARGO_BIN_EXE_serin-demo-app"));
+    opts.env = env_options("full-demo");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis-templates");
+    opts.templates_dir = Some(dir);
+    let summary = serin::demo::run_demo(opts).await.unwrap();
+    assert!(summary.as_expected(), "{}", summary.render());
+    assert!(summary.elapsed < Duration::from_secs(300));
+}
+
+/// The shipped analysis-templates/ queries, run against the series the demo app
+/// exports in each mesh's and ingress's shape, measure what was injected: the canary's
+/// error rate and latency, and nothing of the primary's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_templates_measure_the_canary_from_real_series() {
+    let _serial = SERIAL.lock().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis-templates");
+    if !dir.is_dir() {
+        // Only until analysis-templates/ is merged into this branch; see the report.
+        eprintln!(
+            "\n\n*** e2e: {} is missing: shipped templates NOT tested ***\n\n",
+            dir.display()
+        );
+        return;
+    }
+    // No check runs during the test (60 s interval); one step at 50%.
+    let mut s = settings(1, GatesSpec::default(), Duration::from_secs(600));
+    s.interval = Duration::from_secs(60);
+    s.steps = vec![50];
+    let (env, load) = start("templates", &s).await;
+    set_target(&env.state_file, app("v2", 0.2, 100)).unwrap();
+    run(&env, LIMIT, |r| r.status.canary_weight == 50).await;
+    // Discovery (5 s throttle) + a full 15 s window of canary traffic.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let served = load.snapshot();
+    assert!(served.served("v2") > 100, "{}", served.describe());
+    let prom =
+        serin::providers::PrometheusSource::new(&env.prometheus.url(), Duration::from_secs(5))
+            .unwrap();
+    let files = [
+        "app-http-histogram.yaml",
+        "istio.yaml",
+        "linkerd.yaml",
+        "ingress-nginx.yaml",
+        "gateway-api-envoy.yaml",
+    ];
+    let now = chrono::Utc::now();
+    for file in files {
+        let text =
+            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+        let mut args = std::collections::BTreeMap::new();
+        for a in doc["spec"]["args"].as_sequence().into_iter().flatten() {
+            if let (Some(n), Some(d)) = (a["name"].as_str(), a["default"].as_str()) {
+                args.insert(n.to_string(), d.to_string());
+            }
+        }
+        for m in doc["spec"]["metrics"].as_sequence().unwrap() {
+            let name = m["name"].as_str().unwrap();
+            let mut q = m["query"].as_str().unwrap().to_string();
+            for (k, v) in [
+                ("namespace", "demo"),
+                ("workload", "podinfo"),
+                ("target", "podinfo"),
+                ("canary", "podinfo"),
+                ("primary", "podinfo-primary"),
+                ("service", "podinfo"),
+                ("variant", "canary"),
+                ("interval", "15s"),
+            ] {
+                q = q.replace(&format!("{{{{{k}}}}}"), v);
+            }
+            for (k, v) in &args {
+                q = q.replace(&format!("{{{{args.{k}}}}}"), v);
+            }
+            assert!(!q.contains("{{"), "{file} {name}: unrendered {q}");
+            let value = prom
+                .query_scalar(&q, now)
+                .await
+                .unwrap_or_else(|e| panic!("{file} {name}: {e}\n{q}"));
+            eprintln!("  {file:<26} {name:<12} {value:.4}");
+            // Injected: 20% errors; 100 ms ± 10% on every request.
+            let expected = match name {
+                // Diluted by the primary's requests, the error rate would be near 0.1.
+                "error-rate" => 0.13..=0.3,
+                "latency-p50" | "latency-p95" | "latency-p99" => 0.09..=0.16,
+                other => panic!("{file}: unexpected metric {other}"),
+            };
+            assert!(expected.contains(&value), "{file} {name}: {value}\n{q}");
+        }
+    }
 }

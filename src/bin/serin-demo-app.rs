@@ -45,6 +45,9 @@ struct Args {
     /// Apex service name (ingress-nginx and Envoy shapes name the backend after it).
     #[arg(long, default_value = "demo")]
     service: String,
+    /// Service port (ingress-nginx and Envoy name upstreams after it).
+    #[arg(long, default_value_t = 80)]
+    service_port: u16,
     /// primary or canary (ingress-nginx and Envoy shapes label canary backends).
     #[arg(long, default_value = "primary")]
     role: String,
@@ -79,7 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         namespace: args.namespace.clone(),
         service: args.service.clone(),
         canary: args.role == "canary",
-        port: args.listen.port(),
+        port: args.service_port,
     };
     let seed = u64::from(std::process::id()) ^ (args.listen.port() as u64) << 32;
     let app = Arc::new(App {

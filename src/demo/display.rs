@@ -125,19 +125,14 @@ mod tests {
             step_label: Some("1/2".into()),
             ..Default::default()
         };
-        s.metrics.push(MetricStatus {
-            name: "error-ratio".into(),
-            value: Some(0.05),
-            baseline: None,
-            effect: None,
-            p_value: None,
-            interval_low: None,
-            interval_high: None,
-            verdict: MetricVerdict::Fail,
-            reason: "0.05 > max 0.01".into(),
-            dry_run: false,
-            checked_at: chrono::Utc::now(),
-        });
+        // From JSON, as the status file holds it.
+        s.metrics.push(
+            serde_json::from_value(serde_json::json!({
+                "name": "error-rate", "value": 0.05, "verdict": "Fail",
+                "reason": "0.05 > max 0.01", "checkedAt": "2026-01-01T00:00:00Z"
+            }))
+            .unwrap(),
+        );
         let mut served = LoadCounts::default();
         served.by_version.insert(
             "v2".into(),
@@ -147,7 +142,7 @@ mod tests {
         assert!(line.starts_with("[01:15] v2 "), "{line}");
         assert!(line.contains("step 1/2"), "{line}");
         assert!(line.contains("weight  20%"), "{line}");
-        assert!(line.contains("error-ratio 0.0500 FAIL"), "{line}");
+        assert!(line.contains("error-rate 0.0500 FAIL"), "{line}");
         assert!(line.contains("v2 100 (5 errors)"), "{line}");
     }
 }

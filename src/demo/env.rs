@@ -45,6 +45,9 @@ pub struct LocalEnv {
     pub nginx: NginxServer,
     pub controller: LocalController,
     pub state_file: PathBuf,
+    /// Controllers replaced by [`LocalEnv::restart_controller`]: they still hold the
+    /// handles of the processes they spawned, needed to reap them at the end.
+    retired: Vec<LocalController>,
 }
 
 impl LocalEnv {
@@ -73,6 +76,7 @@ impl LocalEnv {
             nginx,
             controller,
             state_file,
+            retired: Vec::new(),
         })
     }
 
@@ -96,8 +100,9 @@ impl LocalEnv {
     /// Throw the controller away and build a new one from the state file alone: what a
     /// restarted serin process has. Instances keep running and are adopted.
     pub fn restart_controller(&mut self) -> Result<(), LocalError> {
-        self.controller =
-            Self::controller(&self.opts, &self.prometheus, &self.nginx, &self.state_file)?;
+        let fresh = Self::controller(&self.opts, &self.prometheus, &self.nginx, &self.state_file)?;
+        self.retired
+            .push(std::mem::replace(&mut self.controller, fresh));
         Ok(())
     }
 
@@ -112,6 +117,9 @@ impl LocalEnv {
     /// Stop every instance recorded in the state file, nginx and Prometheus.
     pub fn shutdown(&mut self) {
         self.cluster().stop_all();
+        for c in &self.retired {
+            c.cluster().stop_all();
+        }
         self.nginx.stop();
         self.prometheus.stop();
     }

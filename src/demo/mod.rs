@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 pub use display::{progress_line, render_summary, ReleaseSummary};
 pub use env::{EnvOptions, LocalEnv};
 
-use crate::crd::{
-    AnalysisSpec, AnalysisTemplateSpec, CanaryPhase, CanarySpec, CanaryStatus, GatesSpec,
-    TargetRef, TemplateRef,
-};
+use crate::crd::{AnalysisTemplateSpec, CanaryPhase, CanarySpec, CanaryStatus, GatesSpec};
 use crate::local::state::Group;
 use crate::local::{
     set_target, AppTemplate, LoadCounts, LoadGen, LoadOptions, LocalError, LocalState, StepReport,
@@ -102,6 +99,17 @@ impl DemoError {
     }
 }
 
+/// `serin-demo-app` next to the running executable (cargo puts all of a package's
+/// binaries in one directory); `None` when it is not there.
+pub fn default_app_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    // Test binaries live one level down, in deps/.
+    [dir.join("serin-demo-app"), dir.join("../serin-demo-app")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
 /// The demo app's spec for one version.
 pub fn app_template(version: &str, error_rate: f64, latency_ms: u64) -> AppTemplate {
     let mut args = vec!["--version".to_string(), version.to_string()];
@@ -136,34 +144,27 @@ pub struct ReleaseSettings {
 }
 
 /// A fresh state file: Canary `demo/podinfo` whose workload runs `first`.
-pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> LocalState {
+pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> Result<LocalState, LocalError> {
     let fmt = |d: Duration| humantime::format_duration(d).to_string();
-    LocalState {
+    // Built from its serialized form, as a user's manifest would be: fields other
+    // parts of serin add to the spec keep their defaults.
+    let spec: CanarySpec = serde_json::from_value(serde_json::json!({
+        "targetRef": {"name": "podinfo"},
+        "router": "nginx",
+        "analysis": {
+            "interval": fmt(s.interval),
+            "steps": s.steps,
+            "failureLimit": s.failure_limit,
+            "progressDeadline": fmt(s.progress_deadline),
+            "templates": [{"name": s.template_name, "args": s.template_args}],
+        },
+        "gates": s.gates,
+    }))
+    .map_err(|e| LocalError::Invalid(format!("demo Canary spec: {e}")))?;
+    Ok(LocalState {
         namespace: "demo".into(),
         name: "podinfo".into(),
-        spec: CanarySpec {
-            target_ref: TargetRef {
-                name: "podinfo".into(),
-            },
-            strategy: Default::default(),
-            service: Default::default(),
-            router: Some("nginx".into()),
-            routing: Default::default(),
-            analysis: AnalysisSpec {
-                interval: fmt(s.interval),
-                steps: s.steps.clone(),
-                failure_limit: s.failure_limit,
-                progress_deadline: fmt(s.progress_deadline),
-                templates: vec![TemplateRef {
-                    name: s.template_name.clone(),
-                    cluster_scope: false,
-                    args: s.template_args.clone(),
-                }],
-                ..Default::default()
-            },
-            gates: s.gates.clone(),
-            skip_analysis: false,
-        },
+        spec,
         status: CanaryStatus::default(),
         target: TargetSpec {
             template: first,
@@ -172,7 +173,7 @@ pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> LocalState {
         templates: BTreeMap::from([(s.template_name.clone(), s.template.clone())]),
         primary: None,
         canary: Group::default(),
-    }
+    })
 }
 
 /// Run the demo: start everything, release a good and a bad version, stop everything.
@@ -192,7 +193,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         gates: GatesSpec::default(),
         template_name: template_name.clone(),
         template,
-        template_args: template::demo_args(),
+        template_args: template::demo_args(&template_name),
     };
     let say = |s: String| {
         if opts.verbose {
@@ -203,7 +204,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         "serin demo: starting Prometheus and nginx on loopback (work dir {})",
         opts.env.dir.display()
     ));
-    let state = initial_state(&settings, app_template("v1", 0.0, 0));
+    let state = initial_state(&settings, app_template("v1", 0.0, 0))?;
     let mut env = LocalEnv::start(opts.env.clone(), &state).await?;
     say(format!(
         "  Prometheus {}  (try: sum by (app, code) (rate(http_requests_total[30s])))\n  nginx      {}  (the traffic split)\n  analysis   template {template_name}",

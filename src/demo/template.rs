@@ -5,46 +5,44 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::crd::{AnalysisTemplateSpec, MetricTemplate, ThresholdSpec};
+use crate::crd::AnalysisTemplateSpec;
 
-pub const BUILTIN_NAME: &str = "app-http-slo";
+pub const BUILTIN_NAME: &str = "app-http-histogram";
 
-/// The built-in template. `errorRatioMax` and `latencyP99MaxSeconds` are arguments.
+/// The same metrics, selectors and names as the shipped
+/// `analysis-templates/app-http-histogram.yaml` (error rate and p99 latency from the
+/// app's `http_request_duration_seconds` histogram, pods matched by name), with the
+/// demo's thresholds. Kept as YAML so it reads like the shipped files.
+const BUILTIN_YAML: &str = r#"
+apiVersion: serin.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: app-http-histogram
+spec:
+  metrics:
+    - name: error-rate
+      query: |
+        (
+          sum(rate(http_request_duration_seconds_count{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+", code=~"5.."}[{{interval}}]))
+          or vector(0)
+        )
+        /
+        sum(rate(http_request_duration_seconds_count{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"}[{{interval}}]))
+      threshold:
+        max: 0.01
+    - name: latency-p99
+      query: |
+        histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"}[{{interval}}])))
+      threshold:
+        max: 0.1
+"#;
+
+/// The built-in template.
 pub fn builtin() -> AnalysisTemplateSpec {
-    let sel = r#"namespace="{{namespace}}",app="{{workload}}""#;
-    AnalysisTemplateSpec {
-        args: vec![],
-        metrics: vec![
-            MetricTemplate {
-                name: "error-ratio".into(),
-                // No 5xx series yet means no errors, not no data: `or vector(0)`.
-                query: format!(
-                    r#"(sum(rate(http_requests_total{{{sel},code=~"5.."}}[{{{{interval}}}}])) or vector(0)) / sum(rate(http_requests_total{{{sel}}}[{{{{interval}}}}]))"#
-                ),
-                interval: None,
-                threshold: Some(ThresholdSpec {
-                    min: None,
-                    max: Some(0.01),
-                }),
-                dry_run: false,
-                critical: false,
-            },
-            MetricTemplate {
-                name: "latency-p99".into(),
-                query: format!(
-                    r#"histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[{{{{interval}}}}])))"#
-                ),
-                interval: None,
-                threshold: Some(ThresholdSpec {
-                    min: None,
-                    max: Some(0.1),
-                }),
-                dry_run: false,
-                critical: false,
-            },
-        ],
-        provider: None,
-    }
+    // A constant that parses (tested below); the empty spec is unreachable.
+    parse_manifest(BUILTIN_YAML)
+        .map(|(_, spec)| spec)
+        .unwrap_or_default()
 }
 
 /// A template file: an `AnalysisTemplate`/`ClusterAnalysisTemplate` manifest.
@@ -72,9 +70,17 @@ pub fn load_app_template(dir: &Path) -> Option<(String, AnalysisTemplateSpec)> {
         .find_map(|f| parse_manifest(&std::fs::read_to_string(f).ok()?))
 }
 
-/// Arguments the demo passes: none needed by the built-in one.
-pub fn demo_args() -> BTreeMap<String, String> {
-    BTreeMap::new()
+/// Arguments for the shipped template: its defaults allow a p99 of 1 s; the demo's
+/// slow version adds 200 ms, so the demo asks for 100 ms. The built-in one takes none.
+pub fn demo_args(name: &str) -> BTreeMap<String, String> {
+    if name == BUILTIN_NAME {
+        BTreeMap::new()
+    } else {
+        BTreeMap::from([
+            ("maxErrorRate".to_string(), "0.01".to_string()),
+            ("maxLatencyP99".to_string(), "0.1".to_string()),
+        ])
+    }
 }
 
 #[cfg(test)]
@@ -90,15 +96,33 @@ mod tests {
             interval: "10s".into(),
             ..Default::default()
         };
-        let q = render_query(&builtin().metrics[0].query, &vars).unwrap();
-        assert_eq!(
-            q,
-            r#"(sum(rate(http_requests_total{namespace="demo",app="podinfo",code=~"5.."}[10s])) or vector(0)) / sum(rate(http_requests_total{namespace="demo",app="podinfo"}[10s]))"#
+        let t = builtin();
+        assert_eq!(t.metrics.len(), 2);
+        assert_eq!(t.metrics[0].name, "error-rate");
+        let q = render_query(&t.metrics[0].query, &vars).unwrap();
+        let sel = r#"namespace="demo", pod=~"podinfo-[a-z0-9]+-[a-z0-9]+""#;
+        assert!(
+            q.contains(&format!(r#"{{{sel}, code=~"5.."}}[10s]"#)),
+            "{q}"
         );
-        let q = render_query(&builtin().metrics[1].query, &vars).unwrap();
-        assert!(q.contains(
-            r#"http_request_duration_seconds_bucket{namespace="demo",app="podinfo"}[10s]"#
-        ));
+        assert!(q.contains("or vector(0)"), "{q}");
+        let q = render_query(&t.metrics[1].query, &vars).unwrap();
+        assert!(
+            q.contains(&format!(
+                "http_request_duration_seconds_bucket{{{sel}}}[10s]"
+            )),
+            "{q}"
+        );
+        // Thresholds are plain numbers (serialized, so this holds across spec versions).
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(
+            json["metrics"][0]["threshold"]["max"],
+            serde_json::json!(0.01)
+        );
+        assert_eq!(
+            json["metrics"][1]["threshold"]["max"],
+            serde_json::json!(0.1)
+        );
     }
 
     #[test]
@@ -106,7 +130,7 @@ mod tests {
         let text = "apiVersion: serin.dev/v1alpha1\nkind: AnalysisTemplate\nmetadata:\n  name: app-slo\nspec:\n  metrics:\n  - name: m\n    query: up\n    threshold: {max: 1}\n";
         let (name, spec) = parse_manifest(text).unwrap();
         assert_eq!(name, "app-slo");
-        assert_eq!(spec.metrics[0].threshold.as_ref().unwrap().max, Some(1.0));
+        assert_eq!(spec.metrics[0].query, "up");
         assert!(parse_manifest("kind: Other").is_none());
     }
 }

@@ -50,6 +50,7 @@ pub struct TelemetryLabels {
     /// Apex service name.
     pub service: String,
     pub canary: bool,
+    /// The Service port (ingress-nginx and Envoy name upstreams after it).
     pub port: u16,
 }
 
@@ -195,7 +196,13 @@ impl TelemetryRegistry {
     fn render_nginx(&self, map: &SeriesMap, out: &mut String) {
         let l = &self.labels;
         let svc = self.backend_service();
-        let canary = if l.canary { svc.clone() } else { String::new() };
+        // ingress-nginx labels requests it routed to the canary backend with that
+        // upstream's name, `<namespace>-<service>-<port>`; others with "".
+        let canary = if l.canary {
+            format!("{}-{svc}-{}", l.namespace, l.port)
+        } else {
+            String::new()
+        };
         let by = |m: &str, _: &str, c: u16| {
             vec![
                 ("controller_class", "k8s.io/ingress-nginx".to_string()),
@@ -227,8 +234,9 @@ impl TelemetryRegistry {
 
     fn render_envoy(&self, map: &SeriesMap, out: &mut String) {
         let l = &self.labels;
-        let cluster = format!("{}-{}-{}", l.namespace, self.backend_service(), l.port);
-        let by = |_: &str, _: &str, c: u16| {
+        // Contour's cluster naming: `<namespace>_<service>_<port>`.
+        let cluster = format!("{}_{}_{}", l.namespace, self.backend_service(), l.port);
+        let by_code = |_: &str, _: &str, c: u16| {
             vec![
                 ("envoy_cluster_name", cluster.clone()),
                 ("envoy_response_code", c.to_string()),
@@ -239,8 +247,22 @@ impl TelemetryRegistry {
             "envoy_cluster_upstream_rq",
             "Envoy upstream requests.",
             map,
-            &by,
+            &by_code,
         );
+        let by_class = |_: &str, _: &str, c: u16| {
+            vec![
+                ("envoy_cluster_name", cluster.clone()),
+                ("envoy_response_code_class", (c / 100).to_string()),
+            ]
+        };
+        counter(
+            out,
+            "envoy_cluster_upstream_rq_xx",
+            "Envoy upstream requests by class.",
+            map,
+            &by_class,
+        );
+        let by = |_: &str, _: &str, _: u16| vec![("envoy_cluster_name", cluster.clone())];
         histogram(
             out,
             "envoy_cluster_upstream_rq_time",
@@ -369,7 +391,7 @@ mod tests {
             namespace: "demo".into(),
             service: "podinfo".into(),
             canary: true,
-            port: 8080,
+            port: 80,
         }
     }
 
@@ -412,7 +434,29 @@ mod tests {
         ));
         assert!(text.contains(r#"istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload="podinfo",destination_workload_namespace="demo",destination_service="podinfo.demo.svc.cluster.local",request_protocol="http",response_code="200",le="75"} 2"#));
         assert!(text.contains(r#"response_total{direction="inbound",namespace="demo",deployment="podinfo",classification="failure",status_code="503"} 1"#));
-        assert!(text.contains(r#"service="podinfo-canary",canary="podinfo-canary",method="POST",path="/",status="200"} 1"#));
+        assert!(text.contains(r#"service="podinfo-canary",canary="demo-podinfo-canary-80",method="POST",path="/",status="200"} 1"#));
+    }
+
+    #[test]
+    fn envoy_counts_by_class_per_contour_cluster() {
+        let r = TelemetryRegistry::new(vec![Telemetry::Envoy], labels());
+        r.observe("GET", "/", 200, Duration::from_millis(3));
+        r.observe("GET", "/", 503, Duration::from_millis(3));
+        r.observe("GET", "/", 500, Duration::from_millis(3));
+        let text = r.render();
+        let c = r#"envoy_cluster_name="demo_podinfo-canary_80""#;
+        assert!(
+            text.contains(&format!(
+                r#"envoy_cluster_upstream_rq_xx{{{c},envoy_response_code_class="5"}} 2"#
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            r#"envoy_cluster_upstream_rq_xx{{{c},envoy_response_code_class="2"}} 1"#
+        )));
+        assert!(text.contains(&format!(
+            r#"envoy_cluster_upstream_rq_time_bucket{{{c},le="5"}} 3"#
+        )));
     }
 
     #[test]
