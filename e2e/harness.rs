@@ -136,3 +136,12 @@ pub async fn window(load: &LoadGen, secs: u64) -> LoadCounts {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     load.snapshot().since(&before)
 }
+
+/// Stop everything and remove the scratch directory. Not reached when a case fails,
+/// so a failed case keeps its logs (instances, nginx, Prometheus) for inspection.
+pub fn cleanup(mut env: LocalEnv) {
+    let dir = env.opts.dir.clone();
+    env.shutdown();
+    drop(env);
+    let _ = std::fs::remove_dir_all(dir);
+}

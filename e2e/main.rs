@@ -80,6 +80,7 @@ async fn good_release_is_promoted_and_then_serves_everything() {
     assert_eq!(primary.procs.len(), 2);
     assert!(primary.procs.iter().all(|p| p.revision == rev));
     assert!(state.canary.procs.is_empty());
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +121,7 @@ async fn error_rate_regression_is_rolled_back_and_gets_no_more_traffic() {
         state.primary.unwrap().revision.as_deref(),
         Some(rev.as_str())
     );
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +159,7 @@ async fn latency_regression_is_rolled_back_and_gets_no_more_traffic() {
         "{}",
         after.describe()
     );
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,6 +217,7 @@ async fn prometheus_outage_holds_and_rolls_back_at_the_deadline() {
     let after = window(&load, 3).await;
     assert_eq!(after.served("v2"), 0, "{}", after.describe());
     assert!(after.served("v1") > 0, "{}", after.describe());
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,6 +269,7 @@ async fn restart_mid_release_adopts_the_instances_and_finishes() {
         "{}",
         after.describe()
     );
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,6 +302,10 @@ async fn promotion_gate_waits_until_approved() {
     );
     let waiting = window(&load, 3).await;
     let share = waiting.served("v2") as f64 / waiting.total_served() as f64;
+    eprintln!(
+        "  at weight 50%: canary share {share:.3} ({})",
+        waiting.describe()
+    );
     assert!((0.35..=0.65).contains(&share), "{}", waiting.describe());
     let state = env.load().unwrap();
     assert_ne!(
@@ -315,6 +324,7 @@ async fn promotion_gate_waits_until_approved() {
     assert!(report.status.approvals.iter().any(|x| x.id == a.id));
     let after = window(&load, 3).await;
     assert_eq!(after.served("v1"), 0, "{}", after.describe());
+    cleanup(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +347,7 @@ async fn serin_demo_promotes_the_good_version_and_rolls_back_the_bad() {
     assert!(bad.during.served("v3") > 0, "{}", summary.render());
     assert_eq!(bad.after.served("v3"), 0, "{}", summary.render());
     assert!(bad.after.served("v2") > 0, "{}", summary.render());
+    let _ = std::fs::remove_dir_all(scratch("demo"));
 }
 
 /// The demo exactly as `serin demo` runs it (10 s interval, 2 replicas, 5% errors):
@@ -437,4 +448,5 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
             assert!(expected.contains(&value), "{file} {name}: {value}\n{q}");
         }
     }
+    cleanup(env);
 }
