@@ -450,3 +450,120 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
     }
     cleanup(env);
 }
+
+/// Where the child controller of the kill -9 case finds its world (JSON in an env var).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ChildWorld {
+    state_file: std::path::PathBuf,
+    prometheus_url: String,
+    targets_file: std::path::PathBuf,
+    nginx_binary: std::path::PathBuf,
+    nginx_dir: std::path::PathBuf,
+    app_binary: std::path::PathBuf,
+    log_dir: std::path::PathBuf,
+}
+
+const CHILD_ENV: &str = "SERIN_E2E_CHILD_CONTROLLER";
+
+/// Not a test: the body of the separate serin process the kill -9 case starts (this
+/// test binary re-executed with `--ignored --exact`). Does nothing when run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn child_controller_process() {
+    let Ok(world) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let w: ChildWorld = serde_json::from_str(&world).unwrap();
+    let cluster = serin::local::LocalCluster::new(serin::local::LocalConfig {
+        app_binary: w.app_binary,
+        state_file: w.state_file,
+        log_dir: w.log_dir,
+        nginx: serin::local::NginxControl {
+            binary: w.nginx_binary,
+            dir: w.nginx_dir,
+        },
+        targets_file: Some(w.targets_file),
+        ready_timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let controller = serin::local::LocalController::new(cluster, &w.prometheus_url);
+    // Runs until killed; bounded so a lost child cannot outlive the suite for long.
+    let _ = controller
+        .run_until(Duration::from_secs(120), |_| {}, |_| {}, |_| false)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serin_process_killed_mid_release_is_resumed_by_a_new_one() {
+    let _serial = SERIAL.lock().await;
+    // Instances the killed serin started become orphans; inherit them to reap them.
+    nix::sys::prctl::set_child_subreaper(true).unwrap();
+    let s = settings(1, GatesSpec::default(), Duration::from_secs(30));
+    let (mut env, load) = start("kill9", &s).await;
+    let rev = set_target(&env.state_file, app("v2", 0.0, 0)).unwrap();
+    let world = ChildWorld {
+        state_file: env.state_file.clone(),
+        prometheus_url: env.prometheus.url(),
+        targets_file: env.prometheus.targets_file.clone(),
+        nginx_binary: env.nginx.control.binary.clone(),
+        nginx_dir: env.nginx.control.dir.clone(),
+        app_binary: env.opts.app_binary.clone(),
+        log_dir: env.opts.dir.join("logs"),
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_controller_process",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, serde_json::to_string(&world).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Let the other serin take the release to its first step, then SIGKILL it.
+    let reached = serin::local::procs::wait_until(LIMIT, || async {
+        env.load().unwrap().status.current_step >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(reached, "the child serin never reached step 1");
+    assert!(!status.success());
+    let before = env.load().unwrap();
+    assert_eq!(before.status.canary_revision.as_deref(), Some(rev.as_str()));
+    let canary_pids: Vec<u32> = before.canary.procs.iter().map(|p| p.pid).collect();
+    assert!(!canary_pids.is_empty());
+    assert!(canary_pids
+        .iter()
+        .all(|p| serin::local::procs::pid_alive(*p)));
+    // A new serin, knowing only the state file, adopts the instances and finishes.
+    env.restart_controller().unwrap();
+    let first = env.controller.step().await.unwrap();
+    let adopted: Vec<u32> = env
+        .load()
+        .unwrap()
+        .canary
+        .procs
+        .iter()
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(adopted, canary_pids);
+    assert!(first.status.current_step >= 1, "{:?}", first.status);
+    let report = finish(&env, &rev, LIMIT).await;
+    assert_eq!(
+        report.status.phase,
+        CanaryPhase::Succeeded,
+        "{}",
+        report.status.message
+    );
+    let after = window(&load, 3).await;
+    assert_eq!(after.served("v1"), 0, "{}", after.describe());
+    assert!(
+        after.served("v2") >= u64::from(RATE),
+        "{}",
+        after.describe()
+    );
+    cleanup(env);
+}

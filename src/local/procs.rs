@@ -72,6 +72,19 @@ pub fn kill_group(pid: u32) {
     }
 }
 
+/// Reap a killed process spawned by an earlier serin, if it became our child (a
+/// subreaper inherits orphans); anyone else's child is left alone (ECHILD).
+fn reap_adopted(pid: u32) {
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let Ok(raw) = i32::try_from(pid) else { return };
+    for _ in 0..50 {
+        match waitpid(Pid::from_raw(raw), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => std::thread::sleep(Duration::from_millis(10)),
+            _ => return,
+        }
+    }
+}
+
 /// Children this process spawned, so stopped ones are reaped instead of lingering as
 /// zombies. Processes adopted after a restart are not here and are reaped by init.
 #[derive(Default)]
@@ -109,9 +122,13 @@ impl Children {
     /// Kill a group and reap its leader if it is ours.
     pub fn stop(&self, pid: u32) {
         kill_group(pid);
-        if let Some(mut c) = self.lock().remove(&pid) {
-            let _ = c.kill();
-            let _ = c.wait();
+        let owned = self.lock().remove(&pid);
+        match owned {
+            Some(mut c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            None => reap_adopted(pid),
         }
     }
 
