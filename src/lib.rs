@@ -9,6 +9,8 @@ pub mod analysis;
 pub mod annotations;
 pub mod controller;
 pub mod crd;
+pub mod demo;
+pub mod local;
 pub mod providers;
 pub mod release;
 pub mod rollout;

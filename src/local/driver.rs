@@ -1,0 +1,138 @@
+//! The local reconcile loop: read the state file, run the shared release driver,
+//! persist the status it returns. What a Kubernetes controller does per Canary,
+//! with the file as the API server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::{LocalCluster, LocalError};
+use crate::analysis::{resolve_metrics, AnalysisConfigError};
+use crate::crd::CanaryStatus;
+use crate::providers::{MetricSources, PrometheusSources};
+use crate::release::{reconcile_release, ReleaseDeps, ReleaseSubject};
+use crate::rollout::Note;
+
+/// What one reconcile did.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub status: CanaryStatus,
+    pub notes: Vec<Note>,
+    pub requeue_after: Duration,
+}
+
+pub struct LocalController {
+    cluster: Arc<LocalCluster>,
+    deps: ReleaseDeps,
+    /// Longest sleep between reconciles: the file has no watch, so changes to the
+    /// workload spec or approvals are noticed by polling.
+    pub poll: Duration,
+}
+
+impl LocalController {
+    pub fn new(cluster: Arc<LocalCluster>, prometheus_url: &str) -> Self {
+        let sources = Arc::new(PrometheusSources::new(
+            Some(prometheus_url.to_string()),
+            Duration::from_secs(3),
+        ));
+        Self::with_sources(cluster, sources)
+    }
+
+    pub fn with_sources(cluster: Arc<LocalCluster>, sources: Arc<dyn MetricSources>) -> Self {
+        let deps = ReleaseDeps {
+            workloads: cluster.clone(),
+            router: cluster.clone(),
+            sources,
+            check_timeout: Duration::from_secs(8),
+        };
+        Self {
+            cluster,
+            deps,
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    pub fn cluster(&self) -> &Arc<LocalCluster> {
+        &self.cluster
+    }
+
+    /// Observe, decide, act, persist: once.
+    pub async fn step(&self) -> Result<StepReport, LocalError> {
+        let store = self.cluster.store();
+        let state = store.load()?;
+        let mut templates = Vec::new();
+        for r in &state.spec.analysis.templates {
+            let t = state.templates.get(&r.name).ok_or_else(|| {
+                AnalysisConfigError::TemplateNotFound {
+                    kind: "AnalysisTemplate",
+                    namespace: state.namespace.clone(),
+                    name: r.name.clone(),
+                    cluster: r.cluster_scope,
+                }
+            })?;
+            templates.push((r.clone(), t.clone()));
+        }
+        let metrics = resolve_metrics(&templates)?;
+        let subject = ReleaseSubject {
+            namespace: &state.namespace,
+            name: &state.name,
+            spec: &state.spec,
+            status: &state.status,
+            owner: None,
+            metrics: &metrics,
+        };
+        let decision = reconcile_release(&self.deps, &subject, Utc::now()).await?;
+        let status = decision.status.clone();
+        store.update(|s| {
+            // Approvals recorded while we decided must survive our write.
+            let mut next = status.clone();
+            for a in &s.status.approvals {
+                if !next.approvals.iter().any(|x| x.id == a.id) {
+                    next.approvals.push(a.clone());
+                }
+            }
+            s.status = next;
+            Ok(())
+        })?;
+        Ok(StepReport {
+            status: store.load()?.status,
+            notes: decision.notes,
+            requeue_after: decision.requeue_after,
+        })
+    }
+
+    /// Reconcile until `done` says so or `limit` passes. Errors of one reconcile are
+    /// passed to `on_error` and retried, as a controller would requeue them.
+    pub async fn run_until(
+        &self,
+        limit: Duration,
+        mut on_step: impl FnMut(&StepReport),
+        mut on_error: impl FnMut(&LocalError),
+        mut done: impl FnMut(&StepReport) -> bool,
+    ) -> Result<StepReport, LocalError> {
+        let start = Instant::now();
+        loop {
+            let wait = match self.step().await {
+                Ok(report) => {
+                    on_step(&report);
+                    if done(&report) {
+                        return Ok(report);
+                    }
+                    report.requeue_after.min(self.poll)
+                }
+                Err(e) => {
+                    on_error(&e);
+                    self.poll
+                }
+            };
+            if start.elapsed() >= limit {
+                return Err(LocalError::Timeout(format!(
+                    "release did not finish within {}",
+                    humantime::format_duration(limit)
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
