@@ -52,6 +52,150 @@ enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crdgen,
+    /// Without a cluster: two releases (one good, one bad) through real nginx and Prometheus.
+    Demo(DemoArgs),
+    /// Evaluate an AnalysisTemplate against Prometheus over one window or its history.
+    Analyze(Box<AnalyzeArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Scratch directory (default: a new temporary one).
+    #[arg(long, env = "SERIN_DEMO_DIR")]
+    dir: Option<std::path::PathBuf>,
+    /// Where the shipped AnalysisTemplates are.
+    #[arg(
+        long,
+        default_value = "analysis-templates",
+        env = "SERIN_DEMO_TEMPLATES"
+    )]
+    templates: std::path::PathBuf,
+    /// The bad version's regression: "errors" (5% errors) or "latency" (+200 ms).
+    #[arg(long, default_value = "errors", value_parser = ["errors", "latency"], env = "SERIN_DEMO_BAD")]
+    bad: String,
+    /// Check interval (and time per step).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_DEMO_INTERVAL")]
+    interval: Duration,
+    /// Requests per second through nginx.
+    #[arg(long, default_value_t = 50, env = "SERIN_DEMO_RATE")]
+    rate: u32,
+}
+
+#[derive(clap::Args, Debug)]
+struct AnalyzeArgs {
+    /// AnalysisTemplate YAML file.
+    #[arg(long, env = "SERIN_ANALYZE_TEMPLATE")]
+    template: std::path::PathBuf,
+    #[arg(long, env = "SERIN_ANALYZE_NAMESPACE")]
+    namespace: String,
+    /// The Deployment (the Canary's target).
+    #[arg(long, env = "SERIN_ANALYZE_TARGET")]
+    target: String,
+    /// The workload measured; default `<target>-primary` (its history is the baseline).
+    #[arg(long, env = "SERIN_ANALYZE_WORKLOAD")]
+    workload: Option<String>,
+    /// Apex Service name; default the target's name.
+    #[arg(long, env = "SERIN_ANALYZE_SERVICE")]
+    service: Option<String>,
+    #[arg(long, env = "SERIN_PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// Window length (the check interval).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "SERIN_ANALYZE_INTERVAL")]
+    interval: Duration,
+    /// Number of windows, most recent last (10080 one-minute windows = a week).
+    #[arg(long, default_value_t = 1, env = "SERIN_ANALYZE_WINDOWS")]
+    windows: u32,
+    /// End of the most recent window (RFC 3339); default now.
+    #[arg(long, env = "SERIN_ANALYZE_END")]
+    end: Option<chrono::DateTime<chrono::Utc>>,
+    /// Template argument, repeatable: --arg maxErrorRate=0.02
+    #[arg(long = "arg", value_parser = parse_kv, env = "SERIN_ANALYZE_ARGS", value_delimiter = ',')]
+    args: Vec<(String, String)>,
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_QUERY_TIMEOUT")]
+    query_timeout: Duration,
+    #[arg(long, value_enum, default_value = "table", env = "SERIN_OUTPUT")]
+    output: Output,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    use serin::demo::{default_app_binary, run_demo, BadVersion, DemoOptions};
+    let app = default_app_binary()
+        .context("serin-demo-app not found next to serin: run `cargo build --bins`")?;
+    let scratch;
+    let dir = match args.dir {
+        Some(d) => d,
+        None => {
+            scratch = std::env::temp_dir().join(format!("serin-demo-{}", std::process::id()));
+            scratch.clone()
+        }
+    };
+    let mut o = DemoOptions::new(dir, app);
+    o.templates_dir = Some(args.templates);
+    o.interval = args.interval;
+    o.rate_per_sec = args.rate;
+    o.bad = match args.bad.as_str() {
+        "latency" => BadVersion::Latency(200),
+        _ => BadVersion::Errors(0.05),
+    };
+    // Dropping the demo future stops every process it started, so Ctrl-C must land here.
+    tokio::select! {
+        r = run_demo(o) => {
+            let summary = r?;
+            println!("{}", summary.render());
+            anyhow::ensure!(summary.as_expected(), "the demo did not end as expected");
+        }
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping everything the demo started"),
+    }
+    Ok(())
+}
+
+async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    use serin::analysis::history::{
+        analyze, format_json, format_table, load_template, AnalyzeRequest,
+    };
+    let (template_name, template) = load_template(&args.template)?;
+    let workload = args
+        .workload
+        .unwrap_or_else(|| format!("{}-primary", args.target));
+    let vars = serin::analysis::RenderVars {
+        namespace: args.namespace.clone(),
+        target: args.target.clone(),
+        primary: format!("{}-primary", args.target),
+        canary: args.target.clone(),
+        workload,
+        service: args.service.unwrap_or_else(|| args.target.clone()),
+        interval: String::new(),
+        args: Default::default(),
+    };
+    let req = AnalyzeRequest {
+        template_name,
+        template,
+        args: args.args.into_iter().collect(),
+        vars,
+        interval: args.interval,
+        end: args.end.unwrap_or_else(chrono::Utc::now),
+        windows: args.windows,
+    };
+    let sources = PrometheusSources::new(Some(args.prometheus_url), args.query_timeout);
+    let report = analyze(&req, &sources).await?;
+    match args.output {
+        Output::Table => print!("{}", format_table(&report)),
+        Output::Json => println!("{}", format_json(&report)?),
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -176,6 +320,8 @@ async fn main() -> anyhow::Result<()> {
     init_logging(cli.log_format, &cli.log)?;
     match cli.command {
         Command::Controller(args) => controller(*args).await,
+        Command::Demo(args) => demo(args).await,
+        Command::Analyze(args) => analyze(*args).await,
         Command::Crdgen => {
             print!("{}", serin::crd::crds_yaml()?);
             Ok(())
