@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod annotations;
 pub mod controller;
 pub mod crd;
+pub mod gates;
 pub mod providers;
 pub mod release;
 pub mod rollout;

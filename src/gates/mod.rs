@@ -1,0 +1,27 @@
+//! Gates: the one way a human (or a webhook) moves a waiting release, reached through
+//! the CLI, the HTTP API and Slack buttons alike, plus the outgoing webhooks.
+//!
+//! Every door ends in [`apply_decision`]: one status record of who decided what, when
+//! and how, written with server-side apply under an approver field manager so it never
+//! touches the controller's fields.
+
+mod api;
+mod auth;
+mod error;
+mod openapi;
+mod ratelimit;
+mod record;
+mod secret;
+// mod slack;
+// mod webhooks;
+
+pub use api::{api_router, ApiState};
+pub use auth::{Authenticator, KubeAuthenticator, ResourceCheck, UserInfo};
+pub use error::GateError;
+pub use openapi::openapi_document;
+pub use ratelimit::{RateLimit, RateLimiter};
+pub use record::{
+    apply_decision, approver_field_manager, command_id, plan_decision, status_patch, Decision,
+    GateRef, Outcome, Planned, Verb, Via, APPROVER_FIELD_MANAGER,
+};
+pub use secret::SecretString;
