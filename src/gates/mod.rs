@@ -12,7 +12,10 @@ mod openapi;
 mod ratelimit;
 mod record;
 mod secret;
-// mod slack;
+mod sign;
+mod slack;
+#[cfg(test)]
+pub(crate) mod testrecv;
 // mod webhooks;
 
 pub use api::{api_router, ApiState};
@@ -25,3 +28,8 @@ pub use record::{
     GateRef, Outcome, Planned, Verb, Via, APPROVER_FIELD_MANAGER,
 };
 pub use secret::SecretString;
+pub use sign::{hmac_sha256_hex, verify_hmac_sha256_hex};
+pub use slack::{
+    approval_blocks, button_value, parse_button_value, slack_router, verify_slack_signature,
+    SlackError, SlackState, ACTION_APPROVE, ACTION_REJECT, SLACK_MAX_SKEW_SECS,
+};
