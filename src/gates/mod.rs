@@ -16,7 +16,7 @@ mod sign;
 mod slack;
 #[cfg(test)]
 pub(crate) mod testrecv;
-// mod webhooks;
+mod webhooks;
 
 pub use api::{api_router, ApiState};
 pub use auth::{Authenticator, KubeAuthenticator, ResourceCheck, UserInfo};
@@ -32,4 +32,8 @@ pub use sign::{hmac_sha256_hex, verify_hmac_sha256_hex};
 pub use slack::{
     approval_blocks, button_value, parse_button_value, slack_router, verify_slack_signature,
     SlackError, SlackState, ACTION_APPROVE, ACTION_REJECT, SLACK_MAX_SKEW_SECS,
+};
+pub use webhooks::{
+    effective_gates, gate_approvals_from_confirm_hooks, gate_of, hook_checks, pending_confirm_kind,
+    rollback_requested, sign_body, HookResult, WebhookCaller, WebhookPayload, SIGNATURE_HEADER,
 };
