@@ -10,6 +10,7 @@ pub mod annotations;
 pub mod controller;
 pub mod crd;
 pub mod gates;
+pub mod notify;
 pub mod providers;
 pub mod release;
 pub mod rollout;
