@@ -165,7 +165,7 @@ fn confirm_hooks_approve_only_when_all_answer_2xx() {
     let wait = result("b", WebhookType::ConfirmTrafficIncrease, Some(409));
     let other = result("c", WebhookType::ConfirmPromotion, Some(200));
     assert!(gate_approvals_from_confirm_hooks(&[ok.clone(), wait], &st, now()).is_empty());
-    assert!(gate_approvals_from_confirm_hooks(&[other.clone()], &st, now()).is_empty());
+    assert!(gate_approvals_from_confirm_hooks(std::slice::from_ref(&other), &st, now()).is_empty());
     let a = gate_approvals_from_confirm_hooks(&[ok, other], &st, now());
     assert_eq!(a.len(), 1);
     assert_eq!(

@@ -11,7 +11,7 @@ mod render;
 pub use event::NotifyEvent;
 pub use http::HttpNotifier;
 pub use queue::{notifier_queue, NotifyHandle, NotifyStats, QueueConfig, StatsSnapshot};
-pub use registry::{NotifierRegistry, NotifierSource};
+pub use registry::{NotifierRegistry, NotifierSource, ScopedNotifier};
 pub use render::{generic_json, slack_message, teams_card};
 
 pub use crate::crd::Severity;

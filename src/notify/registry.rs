@@ -8,14 +8,16 @@ pub trait NotifierSource: Send + Sync {
     fn notifiers_for(&self, namespace: &str) -> Vec<Arc<dyn Notifier>>;
 }
 
+/// A cluster default and the namespaces it is limited to (empty: all).
+pub type ScopedNotifier = (Vec<String>, Arc<dyn Notifier>);
+
 /// Notifiers by namespace (from `Notifier` objects) plus cluster defaults (from
 /// `ClusterNotifier` objects), used where a namespace has none of its own. The
 /// controller replaces entries as the objects and their Secrets change.
 #[derive(Default)]
 pub struct NotifierRegistry {
     namespaced: RwLock<BTreeMap<String, Vec<Arc<dyn Notifier>>>>,
-    /// (namespaces it is limited to, empty = all; notifier)
-    cluster: RwLock<Vec<(Vec<String>, Arc<dyn Notifier>)>>,
+    cluster: RwLock<Vec<ScopedNotifier>>,
 }
 
 impl NotifierRegistry {
@@ -32,7 +34,7 @@ impl NotifierRegistry {
         }
     }
 
-    pub fn set_cluster(&self, notifiers: Vec<(Vec<String>, Arc<dyn Notifier>)>) {
+    pub fn set_cluster(&self, notifiers: Vec<ScopedNotifier>) {
         *self.cluster.write().unwrap_or_else(|p| p.into_inner()) = notifiers;
     }
 }
