@@ -97,3 +97,63 @@ impl Severity {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+
+    #[test]
+    fn scopes_and_flattened_schema() {
+        let ns = Notifier::crd();
+        let cl = ClusterNotifier::crd();
+        assert_eq!(ns.spec.scope, "Namespaced");
+        assert_eq!(cl.spec.scope, "Cluster");
+        let schema = |c: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition| {
+            serde_json::to_value(&c.spec.versions[0].schema).unwrap()["openAPIV3Schema"]["properties"]["spec"].clone()
+        };
+        // The cluster kind has the same fields, flattened, plus its namespace filter.
+        let cs = schema(&cl);
+        for field in [
+            "type",
+            "secretRef",
+            "channel",
+            "severity",
+            "canaries",
+            "namespaces",
+        ] {
+            assert!(
+                cs["properties"].get(field).is_some(),
+                "{field} missing: {cs}"
+            );
+        }
+        let required = schema(&ns)["required"].clone();
+        assert_eq!(required, serde_json::json!(["secretRef", "type"]));
+        assert_eq!(
+            schema(&ns)["properties"]["severity"]["enum"],
+            serde_json::json!(["info", "warning", "error"])
+        );
+    }
+
+    #[test]
+    fn crds_yaml_lists_the_notifier_kinds() {
+        let yaml = crate::crd::crds_yaml().unwrap();
+        assert!(yaml.contains("kind: Notifier\n"));
+        assert!(yaml.contains("kind: ClusterNotifier\n"));
+    }
+
+    #[test]
+    fn canary_spec_webhooks_default_and_parse() {
+        let spec: crate::crd::CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "p"},
+            "webhooks": [{"name": "lt", "type": "confirm-traffic-increase", "url": "http://x/"}]
+        }))
+        .unwrap();
+        let h = &spec.webhooks[0];
+        assert_eq!(h.type_, crate::crd::WebhookType::ConfirmTrafficIncrease);
+        assert_eq!((h.timeout.as_str(), h.retries), ("10s", 2));
+        let none: crate::crd::CanarySpec =
+            serde_json::from_value(serde_json::json!({"targetRef": {"name": "p"}})).unwrap();
+        assert!(none.webhooks.is_empty());
+    }
+}

@@ -145,6 +145,17 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// A review the controller could not get answered is its own trouble (e.g. missing
+/// `system:auth-delegator`), never the caller's 401/403.
+fn review_failed(e: GateError) -> ApiError {
+    tracing::warn!(error = %e, "TokenReview/SubjectAccessReview failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "cannot review the request with the Kubernetes API; try again later",
+    )
+}
+
 /// Authenticate, rate limit per user, authorize `check`.
 async fn admit(
     state: &ApiState,
@@ -152,18 +163,28 @@ async fn admit(
     check: ResourceCheck,
 ) -> Result<UserInfo, ApiError> {
     let token = bearer(headers)?;
-    let user = state.auth.authenticate(token).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "the bearer token is not valid",
-        )
-    })?;
+    let user = state
+        .auth
+        .authenticate(token)
+        .await
+        .map_err(review_failed)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the bearer token is not valid",
+            )
+        })?;
     state
         .limiter
         .check(&format!("user:{}", user.username))
         .map_err(ApiError::rate_limited)?;
-    if !state.auth.authorize(&user, &check).await? {
+    if !state
+        .auth
+        .authorize(&user, &check)
+        .await
+        .map_err(review_failed)?
+    {
         let what = match check.subresource {
             Some(sub) => format!("{}/{sub}", check.resource),
             None => check.resource.to_string(),

@@ -316,3 +316,25 @@ async fn every_documented_route_is_served() {
     .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn review_failure_is_503_not_403() {
+    // The controller's own ServiceAccount may not create TokenReviews.
+    let forbidden = crate::testing::status_body(
+        403,
+        "Forbidden",
+        "tokenreviews.authentication.k8s.io is forbidden",
+    );
+    let (client, mock) = MockApi::start(vec![expect("POST", TOKENREVIEW, 403, forbidden)]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "unavailable");
+    mock.finish();
+}

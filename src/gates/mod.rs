@@ -30,8 +30,9 @@ pub use record::{
 pub use secret::SecretString;
 pub use sign::{hmac_sha256_hex, verify_hmac_sha256_hex};
 pub use slack::{
-    approval_blocks, button_value, parse_button_value, slack_router, verify_slack_signature,
-    SlackError, SlackState, ACTION_APPROVE, ACTION_REJECT, SLACK_MAX_SKEW_SECS,
+    approval_blocks, button_value, parse_button_value, parse_slack_allow_list, slack_router,
+    verify_slack_signature, SlackError, SlackState, ACTION_APPROVE, ACTION_REJECT,
+    SLACK_MAX_SKEW_SECS,
 };
 pub use webhooks::{
     effective_gates, gate_approvals_from_confirm_hooks, gate_of, hook_checks, pending_confirm_kind,

@@ -111,7 +111,7 @@ pub fn openapi_document() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found",
-                        "conflict", "invalid", "rate_limited", "kube"]},
+                        "conflict", "invalid", "rate_limited", "unavailable", "kube"]},
                     "message": {"type": "string"}}},
                 "Outcome": {"type": "object", "required": ["changed", "message"], "properties": {
                     "changed": {"type": "boolean", "description": "false when already recorded"},

@@ -136,6 +136,24 @@ pub fn approval_blocks(ns: &str, name: &str, gate: &GateRef) -> Value {
     })
 }
 
+/// An allow-list from `U024BE7LH=alice,U0G9QF9C6=bob` (as a flag or ConfigMap value).
+pub fn parse_slack_allow_list(s: &str) -> Result<BTreeMap<String, String>, SlackError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (id, name) = item.split_once('=').ok_or_else(|| {
+            SlackError::BadPayload(format!("allow-list entry {item:?} is not SLACK_ID=name"))
+        })?;
+        let (id, name) = (id.trim(), name.trim());
+        if id.is_empty() || name.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(SlackError::BadPayload(format!(
+                "allow-list entry {item:?} is not SLACK_ID=name"
+            )));
+        }
+        out.insert(id.to_string(), name.to_string());
+    }
+    Ok(out)
+}
+
 /// What the Slack handler needs.
 #[derive(Clone)]
 pub struct SlackState {

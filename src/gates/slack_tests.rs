@@ -220,3 +220,14 @@ fn button_value_round_trips() {
     assert_eq!(block["elements"][0]["action_id"], ACTION_APPROVE);
     assert_eq!(block["elements"][1]["value"], v);
 }
+
+#[test]
+fn allow_list_parses_and_rejects() {
+    let m = parse_slack_allow_list(" U1=alice , U2=Bob Smith,").unwrap();
+    assert_eq!(m.get("U1").map(String::as_str), Some("alice"));
+    assert_eq!(m.get("U2").map(String::as_str), Some("Bob Smith"));
+    assert!(parse_slack_allow_list("U1").is_err());
+    assert!(parse_slack_allow_list("=alice").is_err());
+    assert!(parse_slack_allow_list("U 1=alice").is_err());
+    assert!(parse_slack_allow_list("").unwrap().is_empty());
+}
