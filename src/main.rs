@@ -8,8 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
 use serin::controller::{Context, KubeEvents, Routers};
+use serin::gates::{
+    api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
+    RateLimiter, SecretString, SlackState, WebhookCaller,
+};
+use serin::notify::{notifier_queue, NotifierRegistry, QueueConfig};
 use serin::providers::PrometheusSources;
 use serin::traffic::{
     detect_routers, GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterKind, ServiceRouter,
@@ -213,6 +219,16 @@ struct ControllerArgs {
         env = "SERIN_INGRESS_ANNOTATION_PREFIX"
     )]
     ingress_annotation_prefix: String,
+    /// Address of the approval API (and Slack interactivity endpoint).
+    #[arg(long, default_value = "0.0.0.0:8081", env = "SERIN_API_ADDR")]
+    api_addr: SocketAddr,
+    /// File holding the Slack app's signing secret (mount it from a Secret); enables
+    /// POST /slack/interactions.
+    #[arg(long, env = "SERIN_SLACK_SIGNING_SECRET_FILE")]
+    slack_signing_secret_file: Option<std::path::PathBuf>,
+    /// Slack users allowed to approve: "U123=alice,U456=bob".
+    #[arg(long, default_value = "", env = "SERIN_SLACK_ALLOWED_USERS")]
+    slack_allowed_users: String,
     /// Prometheus for templates that do not name a provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -288,6 +304,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let identity = args
         .identity
         .unwrap_or_else(|| format!("serin-{}", std::process::id()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("HTTP client")?;
+    let registry = Arc::new(NotifierRegistry::new());
+    let (notify, _dispatcher) = notifier_queue(registry.clone(), QueueConfig::default());
     let ctx = Context {
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),
@@ -300,7 +322,21 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         clock: Arc::new(chrono::Utc::now),
         check_timeout: args.check_timeout,
         controller_namespace: args.lease_namespace.clone(),
+        webhooks: Some(WebhookCaller::new(http.clone())),
+        notify: Some(notify),
     };
+    tokio::spawn(run_notifier_watch(
+        client.clone(),
+        args.lease_namespace.clone(),
+        registry,
+        http,
+    ));
+    tokio::spawn(serve_api(
+        client.clone(),
+        args.api_addr,
+        args.slack_signing_secret_file.clone(),
+        args.slack_allowed_users.clone(),
+    ));
     let opts = RunOptions {
         namespace: args.namespace,
         health_addr: args.health_addr,
@@ -312,6 +348,45 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     run(client, ctx, opts).await?;
     Ok(())
+}
+
+/// The approval API (TokenReview + SubjectAccessReview) and, when configured, Slack.
+async fn serve_api(
+    client: kube::Client,
+    addr: SocketAddr,
+    slack_secret: Option<std::path::PathBuf>,
+    slack_users: String,
+) {
+    let result: anyhow::Result<()> = async {
+        let mut app = api_router(ApiState {
+            client: client.clone(),
+            auth: Arc::new(KubeAuthenticator::new(client.clone(), vec![])),
+            limiter: Arc::new(RateLimiter::new(RateLimit::default())),
+        });
+        if let Some(path) = slack_secret {
+            let secret = std::fs::read_to_string(&path)
+                .with_context(|| format!("--slack-signing-secret-file {}", path.display()))?;
+            let users = parse_slack_allow_list(&slack_users).context("--slack-allowed-users")?;
+            app = app.merge(slack_router(SlackState::new(
+                client,
+                SecretString::new(secret.trim().to_string()),
+                users,
+            )));
+        }
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--api-addr {addr}"))?;
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %format!("{e:#}"), "approval API stopped");
+    }
 }
 
 #[tokio::main]

@@ -1,13 +1,18 @@
 //! One release step, shared by the Kubernetes controller and the local backend:
 //! observe, judge if a check is due, decide (sans-IO core), act.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
 use crate::analysis::{effective_limits, run_check, timed_out_report, RenderVars, ResolvedMetric};
-use crate::crd::{CanarySpec, CanaryStatus};
+use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
+use crate::gates::{
+    effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
+    rollback_requested, SecretString, WebhookCaller, WebhookPayload,
+};
 use crate::providers::MetricSources;
 use crate::rollout::{
     analysis_due, transition, Action, Decision, Observation, PlanError, ReleasePlan,
@@ -23,6 +28,15 @@ pub struct ReleaseDeps {
     pub sources: Arc<dyn MetricSources>,
     /// Upper bound for a whole check (all metrics queried concurrently).
     pub check_timeout: Duration,
+    /// Outgoing webhooks of the Canary (`spec.webhooks`) and their resolved secrets.
+    pub hooks: Option<Hooks>,
+}
+
+/// The webhook caller and the secrets of one Canary's hooks (by hook name).
+#[derive(Clone)]
+pub struct Hooks {
+    pub caller: WebhookCaller,
+    pub secrets: BTreeMap<String, SecretString>,
 }
 
 /// The Canary being released, as plain data.
@@ -114,6 +128,8 @@ pub async fn reconcile_release(
     let limits = effective_limits(&subject.spec.analysis, subject.metrics);
     plan.failure_limit = limits.failure_limit;
     plan.inconclusive_limit = limits.inconclusive_limit;
+    // A confirm hook closes its gate like a human gate; its 2xx opens it.
+    plan.gates = effective_gates(subject.spec);
     let wref = subject.workload_ref();
     let state = deps.workloads.observe(&wref).await?;
     let target = subject.route_target(&state);
@@ -145,6 +161,40 @@ pub async fn reconcile_release(
     } else {
         None
     };
+    let due = analysis_due(subject.status, &plan, now);
+    let mut analysis = analysis;
+    let mut hook_approvals = Vec::new();
+    let mut hook_commands = Vec::new();
+    if let Some(h) = &deps.hooks {
+        let (ns, name, spec, st) = (
+            subject.namespace,
+            subject.name,
+            subject.spec,
+            subject.status,
+        );
+        if let Some(kind) = pending_confirm_kind(st) {
+            let results = h
+                .caller
+                .call_kind(ns, name, spec, st, kind, &h.secrets)
+                .await;
+            hook_approvals = gate_approvals_from_confirm_hooks(&results, st, now);
+        }
+        if due {
+            // Rollout hooks judge every check; a rollback hook's 2xx rolls back now.
+            let results = h
+                .caller
+                .call_kind(ns, name, spec, st, WebhookType::Rollout, &h.secrets)
+                .await;
+            if let Some(report) = analysis.as_mut() {
+                report.metrics.extend(hook_checks(&results, now));
+            }
+            let results = h
+                .caller
+                .call_kind(ns, name, spec, st, WebhookType::Rollback, &h.secrets)
+                .await;
+            hook_commands.extend(rollback_requested(&results, st, now));
+        }
+    }
     let obs = Observation {
         target_revision: state.target_revision.clone(),
         primary_exists: state.primary_exists,
@@ -156,10 +206,13 @@ pub async fn reconcile_release(
         canary_available: state.canary_available,
         routed_weight,
         analysis,
-        approvals: subject.status.approvals.clone(),
-        commands: subject.status.commands.clone(),
+        approvals: [subject.status.approvals.clone(), hook_approvals].concat(),
+        commands: [subject.status.commands.clone(), hook_commands].concat(),
     };
     let decision = transition(subject.status, &plan, &obs, now);
+    if let Some(h) = &deps.hooks {
+        announce(h, subject, &decision);
+    }
     for action in &decision.actions {
         tracing::info!(?action, "carrying out");
         match action {
@@ -176,6 +229,33 @@ pub async fn reconcile_release(
         }
     }
     Ok(decision)
+}
+
+/// Event hooks hear every note; post-rollout hooks hear the end of a release. Both run
+/// in the background: a slow receiver never holds a release up.
+fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, decision: &Decision) {
+    for note in &decision.notes {
+        let finished = matches!(note.reason, "Promoted" | "RolledBack");
+        for hook in &subject.spec.webhooks {
+            let wanted = hook.type_ == WebhookType::Event
+                || (finished && hook.type_ == WebhookType::PostRollout);
+            if wanted {
+                let payload = WebhookPayload::for_note(
+                    subject.namespace,
+                    subject.name,
+                    &decision.status,
+                    hook,
+                    note,
+                );
+                // Fire and forget: the task reports its own failures.
+                drop(h.caller.spawn_informational(
+                    hook.clone(),
+                    h.secrets.get(&hook.name).cloned(),
+                    payload,
+                ));
+            }
+        }
+    }
 }
 
 /// Give the Deployment back: stable spec on the target, traffic on it, serin's objects

@@ -97,6 +97,7 @@ pub fn spec_from_annotations(
         gates: GatesSpec::default(),
         skip_analysis: false,
         suspend: false,
+        webhooks: vec![],
     };
     let mut take = |r: Result<(), AnnotationError>| {
         if let Err(e) = r {

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod lease;
 pub mod materialize;
+pub mod notifiers;
 mod reconcile;
 pub mod run;
 pub mod status;
@@ -72,6 +73,10 @@ pub struct Context {
     pub check_timeout: Duration,
     /// Where Secrets named by ClusterAnalysisTemplates live.
     pub controller_namespace: String,
+    /// Calls the Canaries' outgoing webhooks; `None` disables them.
+    pub webhooks: Option<crate::gates::WebhookCaller>,
+    /// Notification queue (never blocks a reconcile); `None` disables notifications.
+    pub notify: Option<crate::notify::NotifyHandle>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -13,10 +13,13 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use super::status::{set_config_condition, write_status};
-use super::templates::load_metrics;
+use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
 use crate::crd::Canary;
-use crate::release::{hand_back, reconcile_release, ReleaseDeps, ReleaseError, ReleaseSubject};
+use crate::notify::NotifyEvent;
+use crate::release::{
+    hand_back, reconcile_release, Hooks, ReleaseDeps, ReleaseError, ReleaseSubject,
+};
 use crate::rollout::{Note, NoteType, ReleasePlan};
 use crate::workloads::HandBack;
 
@@ -89,11 +92,44 @@ pub async fn reconcile_canary(
         }
     };
 
+    let hooks = match (&ctx.webhooks, canary.spec.webhooks.is_empty()) {
+        (Some(caller), false) => {
+            match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {
+                Ok(secrets) => Some(Hooks {
+                    caller: caller.clone(),
+                    secrets,
+                }),
+                Err(message) => {
+                    let changed = set_config_condition(
+                        &mut status,
+                        Some(("InvalidWebhook", message.clone())),
+                        generation,
+                        now,
+                    );
+                    status.message = message.clone();
+                    write_status(&api, &canary, &status).await?;
+                    if changed {
+                        let note = Note {
+                            type_: NoteType::Warning,
+                            reason: "InvalidWebhook",
+                            message,
+                        };
+                        ctx.events
+                            .publish(&reference(&canary), "Validate", &note)
+                            .await;
+                    }
+                    return Ok(Action::requeue(CONFIG_RETRY));
+                }
+            }
+        }
+        _ => None,
+    };
     let deps = ReleaseDeps {
         workloads: ctx.workloads.clone(),
         router,
         sources: ctx.sources.clone(),
         check_timeout: ctx.check_timeout,
+        hooks,
     };
     let subject = ReleaseSubject {
         namespace: &ns,
@@ -140,6 +176,17 @@ pub async fn reconcile_canary(
         ctx.events
             .publish(&reference(&canary), next.phase.as_str(), note)
             .await;
+        if let Some(n) = &ctx.notify {
+            // Non-blocking: a receiver that is down never slows a release.
+            n.send(NotifyEvent::from_note(
+                &ns,
+                &canary.name_any(),
+                &canary.spec,
+                &next,
+                note,
+                now,
+            ));
+        }
     }
     Ok(Action::requeue(decision.requeue_after))
 }
@@ -208,6 +255,7 @@ async fn finalize(
             router,
             sources: ctx.sources.clone(),
             check_timeout: ctx.check_timeout,
+            hooks: None,
         };
         let subject = ReleaseSubject {
             namespace: &ns,

@@ -88,6 +88,7 @@ mod tests {
                 gates: Default::default(),
                 skip_analysis: false,
                 suspend: false,
+                webhooks: vec![],
             },
         );
         c.metadata.namespace = Some("shop".into());

@@ -80,3 +80,45 @@ pub async fn load_metrics(
     }
     Ok(Ok(metrics))
 }
+
+/// The HMAC secrets of a Canary's webhooks, by hook name, from Secrets in its namespace.
+pub async fn load_hook_secrets(
+    client: &Client,
+    ns: &str,
+    hooks: &[crate::crd::WebhookSpec],
+) -> Result<
+    Result<std::collections::BTreeMap<String, crate::gates::SecretString>, String>,
+    kube::Error,
+> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut out = std::collections::BTreeMap::new();
+    for hook in hooks {
+        let Some(r) = &hook.secret_ref else { continue };
+        let Some(secret) = secrets.get_opt(&r.name).await? else {
+            return Ok(Err(format!(
+                "webhook {:?}: Secret {ns}/{} does not exist",
+                hook.name, r.name
+            )));
+        };
+        let value = secret
+            .data
+            .unwrap_or_default()
+            .remove(&r.key)
+            .and_then(|b| String::from_utf8(b.0).ok());
+        match value {
+            Some(v) => {
+                out.insert(
+                    hook.name.clone(),
+                    crate::gates::SecretString::new(v.trim_end().to_string()),
+                );
+            }
+            None => {
+                return Ok(Err(format!(
+                    "webhook {:?}: Secret {ns}/{} has no UTF-8 key {:?}",
+                    hook.name, r.name, r.key
+                )))
+            }
+        }
+    }
+    Ok(Ok(out))
+}

@@ -51,6 +51,9 @@ pub struct CanarySpec {
     /// Pause the release where it is: no checks, no steps; the deadline clock stops.
     #[serde(default)]
     pub suspend: bool,
+    /// Outgoing webhooks: checks, confirmations, rollback triggers, event feeds.
+    #[serde(default)]
+    pub webhooks: Vec<super::WebhookSpec>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]

@@ -1,14 +1,19 @@
-//! Custom resources owned by serin: `Canary`, `AnalysisTemplate`, `ClusterAnalysisTemplate`.
+//! Custom resources owned by serin: `Canary`, `AnalysisTemplate`, `ClusterAnalysisTemplate`,
+//! `Notifier`, `ClusterNotifier`.
 
 mod canary;
 mod condition;
+mod notifier;
 mod routing;
 mod template;
+mod webhook;
 
 pub use canary::*;
 pub use condition::*;
+pub use notifier::*;
 pub use routing::*;
 pub use template::*;
+pub use webhook::*;
 
 use kube::CustomResourceExt;
 
@@ -24,6 +29,8 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         Canary::crd(),
         AnalysisTemplate::crd(),
         ClusterAnalysisTemplate::crd(),
+        Notifier::crd(),
+        ClusterNotifier::crd(),
     ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);

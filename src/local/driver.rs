@@ -45,6 +45,7 @@ impl LocalController {
             router: cluster.clone(),
             sources,
             check_timeout: Duration::from_secs(8),
+            hooks: None,
         };
         Self {
             cluster,

@@ -37,6 +37,7 @@ fn spec() -> CanarySpec {
         gates: Default::default(),
         skip_analysis: false,
         suspend: false,
+        webhooks: vec![],
     }
 }
 

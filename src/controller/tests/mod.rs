@@ -107,6 +107,8 @@ impl Harness {
             clock: Arc::new(move || *clock_now.lock().unwrap()),
             check_timeout: Duration::from_secs(5),
             controller_namespace: "serin-system".into(),
+            webhooks: None,
+            notify: None,
         });
         Harness {
             fake,

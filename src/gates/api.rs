@@ -1,0 +1,336 @@
+//! The approval HTTP API: JSON over axum, Kubernetes bearer tokens, RBAC via
+//! SubjectAccessReview.
+//!
+//! Authorization asks for exactly what `kubectl serin` needs to do the same thing
+//! directly (verb `patch` on `canaries/status` for approve/reject/abort/retry, `patch`
+//! on `canaries` for pause/resume, `get` on `canaries` to read), so one Role serves
+//! both doors and the API never grants more than the cluster would.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kube::Client;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Authenticator, ResourceCheck, UserInfo};
+use super::ratelimit::RateLimiter;
+use super::record::{apply_decision, canary_view, get_canary, Decision, GateRef, Verb, Via};
+use super::GateError;
+use crate::crd::GROUP;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The controller's client: it writes the records once the caller is authorized.
+    pub client: Client,
+    pub auth: Arc<dyn Authenticator>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// The API as a Router the controller mounts. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so rate limiting sees the
+/// client address (without it all anonymous callers share one bucket).
+pub fn api_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/namespaces/{ns}/canaries/{name}", get(get_one))
+        .route(
+            "/api/v1/namespaces/{ns}/canaries/{name}/{action}",
+            post(act),
+        )
+        .route("/openapi.json", get(openapi))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_by_ip))
+        .with_state(state)
+}
+
+/// An error answer: `{error, message}` with the matching status.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn rate_limited(wait: std::time::Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests; slow down",
+        );
+        e.retry_after = Some(wait.as_secs().max(1));
+        e
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = match &e {
+            // Upstream details may name internal endpoints; keep them in logs.
+            GateError::Kube(inner) => {
+                tracing::warn!(error = %inner, "kubernetes API call failed");
+                "the Kubernetes API call failed".to_string()
+            }
+            other => other.to_string(),
+        };
+        Self::new(status, e.category(), message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": self.error, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+async fn limit_by_ip(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let key = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "ip:unknown".to_string(), |c| format!("ip:{}", c.0.ip()));
+    match state.limiter.check(&key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => ApiError::rate_limited(wait).into_response(),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauth("missing Authorization: Bearer <token>"))?;
+    let value = value
+        .to_str()
+        .map_err(|_| unauth("malformed Authorization header"))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| unauth("malformed Authorization header"))?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(unauth("expected Authorization: Bearer <token>"));
+    }
+    Ok(token)
+}
+
+/// A review the controller could not get answered is its own trouble (e.g. missing
+/// `system:auth-delegator`), never the caller's 401/403.
+fn review_failed(e: GateError) -> ApiError {
+    tracing::warn!(error = %e, "TokenReview/SubjectAccessReview failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "cannot review the request with the Kubernetes API; try again later",
+    )
+}
+
+/// Authenticate, rate limit per user, authorize `check`.
+async fn admit(
+    state: &ApiState,
+    headers: &HeaderMap,
+    check: ResourceCheck,
+) -> Result<UserInfo, ApiError> {
+    let token = bearer(headers)?;
+    let user = state
+        .auth
+        .authenticate(token)
+        .await
+        .map_err(review_failed)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "the bearer token is not valid",
+            )
+        })?;
+    state
+        .limiter
+        .check(&format!("user:{}", user.username))
+        .map_err(ApiError::rate_limited)?;
+    if !state
+        .auth
+        .authorize(&user, &check)
+        .await
+        .map_err(review_failed)?
+    {
+        let what = match check.subresource {
+            Some(sub) => format!("{}/{sub}", check.resource),
+            None => check.resource.to_string(),
+        };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "{} may not {} {what}.{} {}/{}",
+                user.username, check.verb, check.group, check.namespace, check.name
+            ),
+        ));
+    }
+    Ok(user)
+}
+
+/// A DNS-1123 subdomain (namespace and Canary names are stricter, this is the bound).
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn check_names(ns: &str, name: &str) -> Result<(), ApiError> {
+    if valid_name(ns) && valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "namespace and name must be DNS-1123 names",
+        ))
+    }
+}
+
+/// The permission needed for `verb` (None: reading).
+pub(crate) fn required_permission(ns: &str, name: &str, verb: Option<Verb>) -> ResourceCheck {
+    let (k8s_verb, subresource) = match verb {
+        None => ("get", None),
+        Some(v) if v.writes_spec() => ("patch", None),
+        Some(_) => ("patch", Some("status")),
+    };
+    ResourceCheck {
+        namespace: ns.to_string(),
+        name: name.to_string(),
+        verb: k8s_verb,
+        group: GROUP,
+        resource: "canaries",
+        subresource,
+    }
+}
+
+async fn get_one(
+    State(state): State<ApiState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    check_names(&ns, &name)?;
+    admit(&state, &headers, required_permission(&ns, &name, None)).await?;
+    let canary = get_canary(&state.client, &ns, &name).await?;
+    Ok(Json(canary_view(&canary)).into_response())
+}
+
+/// Optional body of an action: the gate passage the caller saw, so a stale view
+/// cannot approve a later gate.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionBody {
+    #[serde(default)]
+    gate: Option<crate::crd::GateKind>,
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    step: Option<i32>,
+}
+
+fn parse_body(body: &Bytes) -> Result<Option<GateRef>, ApiError> {
+    let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let b: ActionBody =
+        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    match (b.gate, b.revision, b.step) {
+        (None, None, None) => Ok(None),
+        (Some(gate), Some(revision), Some(step)) => Ok(Some(GateRef {
+            gate,
+            revision,
+            step,
+        })),
+        _ => Err(invalid(
+            "gate, revision and step go together: give all three or none".into(),
+        )),
+    }
+}
+
+async fn act(
+    State(state): State<ApiState>,
+    Path((ns, name, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let verb = Verb::parse(&action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("unknown action {action:?}"),
+        )
+    })?;
+    check_names(&ns, &name)?;
+    let user = admit(
+        &state,
+        &headers,
+        required_permission(&ns, &name, Some(verb)),
+    )
+    .await?;
+    let expect = parse_body(&body)?;
+    if expect.is_some() && !matches!(verb, Verb::Approve | Verb::Reject) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "gate, revision and step apply to approve and reject only",
+        ));
+    }
+    let decision = Decision { verb, expect };
+    let outcome = apply_decision(
+        &state.client,
+        &ns,
+        &name,
+        &decision,
+        &user.username,
+        Via::Api,
+    )
+    .await?;
+    tracing::info!(namespace = %ns, name = %name, verb = verb.as_str(), user = %user.username,
+        changed = outcome.changed, "gate decision via API");
+    Ok(Json(outcome).into_response())
+}
+
+async fn openapi() -> Response {
+    Json(super::openapi::openapi_document()).into_response()
+}
+
+#[cfg(test)]
+#[path = "api_tests.rs"]
+mod tests;

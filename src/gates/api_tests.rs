@@ -1,0 +1,340 @@
+use std::sync::Mutex;
+
+use axum::body::Body;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::*;
+use crate::gates::auth::KubeAuthenticator;
+use crate::gates::ratelimit::RateLimit;
+use crate::gates::record::approver_field_manager;
+use crate::gates::record::tests::canary_json;
+use crate::testing::{expect, fixture_response, not_found, Exchange, MockApi};
+
+const TOKENREVIEW: &str = "/apis/authentication.k8s.io/v1/tokenreviews?";
+const SAR: &str = "/apis/authorization.k8s.io/v1/subjectaccessreviews?";
+const CANARY: &str = "/apis/serin.dev/v1alpha1/namespaces/shop/canaries/podinfo";
+
+fn fx(method: &'static str, path: &str, name: &str) -> Exchange {
+    let (status, body) = fixture_response(name);
+    expect(method, path, status, body)
+}
+
+fn state(client: Client, limit: RateLimit) -> ApiState {
+    ApiState {
+        auth: Arc::new(KubeAuthenticator::new(client.clone(), vec![])),
+        client,
+        limiter: Arc::new(RateLimiter::new(limit)),
+    }
+}
+
+async fn call(
+    router: Router,
+    method: &str,
+    uri: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = router
+        .oneshot(req.body(Body::from(body.to_string())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+const APPROVE: &str = "/api/v1/namespaces/shop/canaries/podinfo/approve";
+
+#[tokio::test]
+async fn approve_with_valid_token_and_rbac_records_approval() {
+    let fm = approver_field_manager("beforePromotion/rev2/2");
+    let waiting = canary_json("WaitingApproval", Some("beforePromotion"));
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "20-subjectaccessreview-allowed"),
+        expect("GET", CANARY, 200, waiting.clone()),
+        expect(
+            "PATCH",
+            format!("{CANARY}/status?&fieldManager={fm}"),
+            200,
+            waiting,
+        ),
+    ]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["changed"], true);
+    let log = mock.finish();
+    assert_eq!(log[0].body.as_ref().unwrap()["spec"]["token"], "tok");
+    let sar = &log[1].body.as_ref().unwrap()["spec"];
+    assert_eq!(sar["user"], "system:serviceaccount:shop:release-bot");
+    assert_eq!(
+        sar["resourceAttributes"],
+        serde_json::json!({"namespace": "shop", "name": "podinfo", "verb": "patch",
+            "group": "serin.dev", "resource": "canaries", "subresource": "status"})
+    );
+    let rec = &log[3].body.as_ref().unwrap()["status"]["approvals"][0];
+    assert_eq!(rec["by"], "system:serviceaccount:shop:release-bot");
+    assert_eq!(rec["via"], "api");
+}
+
+#[tokio::test]
+async fn missing_token_is_401_without_calling_the_cluster() {
+    let (client, mock) = MockApi::start(vec![]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "unauthenticated");
+    assert!(body["message"].as_str().unwrap().contains("Bearer"));
+    mock.finish();
+}
+
+#[tokio::test]
+async fn invalid_token_is_401() {
+    // The real server answers 201 for an invalid token; the verdict is in the body.
+    let (client, mock) = MockApi::start(vec![fx("POST", TOKENREVIEW, "18-tokenreview-invalid")]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("not-a-real-token"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "unauthenticated");
+    mock.finish();
+}
+
+#[tokio::test]
+async fn denied_by_rbac_is_403_and_writes_nothing() {
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "19-subjectaccessreview-denied"),
+    ]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(body["error"], "forbidden");
+    assert!(body["message"].as_str().unwrap().contains("release-bot"));
+    mock.finish();
+}
+
+#[tokio::test]
+async fn no_pending_gate_is_409() {
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "20-subjectaccessreview-allowed"),
+        expect("GET", CANARY, 200, canary_json("Progressing", None)),
+    ]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"], "conflict");
+    mock.finish();
+}
+
+#[tokio::test]
+async fn unknown_canary_is_404() {
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "20-subjectaccessreview-allowed"),
+        expect(
+            "GET",
+            CANARY,
+            404,
+            not_found("canaries", "serin.dev", "podinfo"),
+        ),
+    ]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "not_found");
+    mock.finish();
+}
+
+#[tokio::test]
+async fn malformed_body_is_422() {
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "20-subjectaccessreview-allowed"),
+    ]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        r#"{"gate":"beforeRollout"}"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid");
+    mock.finish();
+}
+
+#[tokio::test]
+async fn pause_is_authorized_against_canaries_not_status() {
+    let (client, mock) = MockApi::start(vec![
+        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+        fx("POST", SAR, "19-subjectaccessreview-denied"),
+    ]);
+    let (status, _) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        "/api/v1/namespaces/shop/canaries/podinfo/pause",
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 403);
+    let log = mock.finish();
+    let attrs = &log[1].body.as_ref().unwrap()["spec"]["resourceAttributes"];
+    assert_eq!(attrs["verb"], "patch");
+    assert_eq!(attrs["resource"], "canaries");
+    assert!(attrs.get("subresource").is_none());
+}
+
+#[tokio::test]
+async fn rate_limited_per_client_is_429() {
+    let (client, mock) = MockApi::start(vec![]);
+    let router = api_router(state(
+        client,
+        RateLimit {
+            burst: 2,
+            per_second: 0.01,
+        },
+    ));
+    let mut codes = vec![];
+    for _ in 0..3 {
+        codes.push(call(router.clone(), "POST", APPROVE, None, "").await.0);
+    }
+    assert_eq!(codes, vec![401, 401, 429]);
+    mock.finish();
+}
+
+/// A fake authenticator that lets everyone in and records the checks it was asked.
+struct AllowAll(Mutex<Vec<ResourceCheck>>);
+
+#[async_trait::async_trait]
+impl Authenticator for AllowAll {
+    async fn authenticate(&self, _token: &str) -> Result<Option<UserInfo>, GateError> {
+        Ok(Some(UserInfo {
+            username: "u".into(),
+            uid: None,
+            groups: vec![],
+        }))
+    }
+    async fn authorize(&self, _user: &UserInfo, check: &ResourceCheck) -> Result<bool, GateError> {
+        self.0.lock().unwrap().push(check.clone());
+        Ok(false)
+    }
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let doc = crate::gates::openapi_document();
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 1 + Verb::ALL.len() + 1);
+    for verb in Verb::ALL {
+        let p = format!(
+            "/api/v1/namespaces/{{ns}}/canaries/{{name}}/{}",
+            verb.as_str()
+        );
+        assert!(
+            paths[&p]["post"].is_object(),
+            "{p} missing from the document"
+        );
+    }
+    let (client, _mock) = MockApi::start(vec![]);
+    let auth = Arc::new(AllowAll(Mutex::new(vec![])));
+    let router = api_router(ApiState {
+        client,
+        auth: auth.clone(),
+        limiter: Arc::new(RateLimiter::new(RateLimit {
+            burst: 100,
+            per_second: 1.0,
+        })),
+    });
+    for (path, ops) in paths {
+        let uri = path.replace("{ns}", "shop").replace("{name}", "podinfo");
+        for method in ops.as_object().unwrap().keys() {
+            let (status, _) =
+                call(router.clone(), &method.to_uppercase(), &uri, Some("t"), "").await;
+            // The fake denies everything: a served API route answers 403, never 404/405.
+            let want = if path == "/openapi.json" { 200 } else { 403 };
+            assert_eq!(status, want, "{method} {uri}");
+        }
+    }
+    assert_eq!(auth.0.lock().unwrap().len(), 1 + Verb::ALL.len());
+    let (status, _) = call(
+        router,
+        "POST",
+        "/api/v1/namespaces/shop/canaries/podinfo/explode",
+        Some("t"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn review_failure_is_503_not_403() {
+    // The controller's own ServiceAccount may not create TokenReviews.
+    let forbidden = crate::testing::status_body(
+        403,
+        "Forbidden",
+        "tokenreviews.authentication.k8s.io is forbidden",
+    );
+    let (client, mock) = MockApi::start(vec![expect("POST", TOKENREVIEW, 403, forbidden)]);
+    let (status, body) = call(
+        api_router(state(client, RateLimit::default())),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"], "unavailable");
+    mock.finish();
+}

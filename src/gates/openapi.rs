@@ -1,0 +1,141 @@
+//! The API's OpenAPI 3 document, written by hand beside the routes it describes
+//! (a test walks every documented path against the router).
+
+use serde_json::{json, Map, Value};
+
+use super::record::Verb;
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    })
+}
+
+fn params() -> Value {
+    json!([
+        {"name": "ns", "in": "path", "required": true, "schema": {"type": "string"},
+         "description": "Namespace of the Canary"},
+        {"name": "name", "in": "path", "required": true, "schema": {"type": "string"},
+         "description": "Name of the Canary"}
+    ])
+}
+
+fn describe(verb: Verb) -> &'static str {
+    match verb {
+        Verb::Approve => "Approve the pending gate (status.pendingGate) of the release in flight.",
+        Verb::Reject => "Reject the pending gate: the release is rolled back.",
+        Verb::Abort => "Roll back the release in flight now.",
+        Verb::Retry => "Release the last rolled-back revision again.",
+        Verb::Pause => "Pause the release (spec.suspend=true); the deadline clock stops.",
+        Verb::Resume => "Resume a paused release (spec.suspend=false).",
+    }
+}
+
+/// The OpenAPI 3.0 document served at `/openapi.json`.
+pub fn openapi_document() -> Value {
+    let mut paths = Map::new();
+    paths.insert(
+        "/api/v1/namespaces/{ns}/canaries/{name}".into(),
+        json!({"get": {
+            "operationId": "getCanary",
+            "summary": "The release state a human decides on: phase, pending gate, metrics, records.",
+            "parameters": params(),
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": "The Canary's decision view",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CanaryView"}}}},
+                "401": error_response("No or invalid bearer token"),
+                "403": error_response("RBAC denies get on canaries"),
+                "404": error_response("No such Canary"),
+                "422": error_response("Malformed namespace or name"),
+                "429": error_response("Rate limited; see Retry-After"),
+            }
+        }}),
+    );
+    for verb in Verb::ALL {
+        let needs = if verb.writes_spec() {
+            "patch on canaries.serin.dev"
+        } else {
+            "patch on canaries.serin.dev/status"
+        };
+        let mut op = json!({
+            "operationId": format!("{}Canary", verb.as_str()),
+            "summary": describe(verb),
+            "description": format!("Requires RBAC {needs} in the namespace. Idempotent: a repeat answers 200 with changed=false."),
+            "parameters": params(),
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {"description": "Recorded (or already recorded)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Outcome"}}}},
+                "401": error_response("No or invalid bearer token"),
+                "403": error_response("RBAC denies the action"),
+                "404": error_response("No such Canary"),
+                "409": error_response("The Canary is not in a state for this action (no gate pending, stale gate, decided otherwise)"),
+                "422": error_response("Malformed request"),
+                "429": error_response("Rate limited; see Retry-After"),
+            }
+        });
+        if matches!(verb, Verb::Approve | Verb::Reject) {
+            op["requestBody"] = json!({
+                "required": false,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GateRef"}}}
+            });
+        }
+        paths.insert(
+            format!(
+                "/api/v1/namespaces/{{ns}}/canaries/{{name}}/{}",
+                verb.as_str()
+            ),
+            json!({"post": op}),
+        );
+    }
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": {"operationId": "openapi", "summary": "This document",
+                        "responses": {"200": {"description": "OpenAPI 3 document"}}}}),
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "serin gates API",
+            "version": "v1",
+            "description": "Approve, reject, abort, retry, pause and resume serin Canary releases. \
+                Authenticate with a Kubernetes bearer token (TokenReview); the cluster's RBAC \
+                decides (SubjectAccessReview)."
+        },
+        "paths": Value::Object(paths),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "A Kubernetes token (service-account or OIDC) the API server accepts"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "message"], "properties": {
+                    "error": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found",
+                        "conflict", "invalid", "rate_limited", "unavailable", "kube"]},
+                    "message": {"type": "string"}}},
+                "Outcome": {"type": "object", "required": ["changed", "message"], "properties": {
+                    "changed": {"type": "boolean", "description": "false when already recorded"},
+                    "id": {"type": "string", "description": "id of the status.approvals or status.commands record"},
+                    "message": {"type": "string"}}},
+                "GateRef": {"type": "object", "description": "The gate passage the caller saw; all three or none",
+                    "properties": {
+                        "gate": {"type": "string", "enum": ["beforeRollout", "beforeTrafficIncrease", "beforePromotion"]},
+                        "revision": {"type": "string"},
+                        "step": {"type": "integer"}}},
+                "CanaryView": {"type": "object", "properties": {
+                    "namespace": {"type": "string"}, "name": {"type": "string"},
+                    "phase": {"type": "string"}, "suspend": {"type": "boolean"},
+                    "skipAnalysis": {"type": "boolean"},
+                    "pendingGate": {"type": "string", "nullable": true},
+                    "stableRevision": {"type": "string", "nullable": true},
+                    "canaryRevision": {"type": "string", "nullable": true},
+                    "failedRevision": {"type": "string", "nullable": true},
+                    "currentStep": {"type": "integer"}, "canaryWeight": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "metrics": {"type": "array", "items": {"type": "object"}},
+                    "approvals": {"type": "array", "items": {"type": "object"}},
+                    "commands": {"type": "array", "items": {"type": "object"}}}}
+            }
+        }
+    })
+}
