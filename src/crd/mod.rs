@@ -2,11 +2,13 @@
 
 mod canary;
 mod condition;
+mod judge_spec;
 mod routing;
 mod template;
 
 pub use canary::*;
 pub use condition::*;
+pub use judge_spec::*;
 pub use routing::*;
 pub use template::*;
 

@@ -57,6 +57,12 @@ pub struct MetricTemplate {
     pub interval: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<ThresholdSpec>,
+    /// Judge the canary against the primary with a statistical test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::CompareSpec>,
+    /// Judge error counts with an anytime-valid sequential test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<super::SequentialSpec>,
     /// Measured and reported, never deciding.
     #[serde(default)]
     pub dry_run: bool,
