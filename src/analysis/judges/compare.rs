@@ -285,3 +285,172 @@ pub fn judge_proportions(canary: Counts, baseline: Counts, cfg: &CompareSpec) ->
         advance_early: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::CompareKind;
+
+    fn samples(min: u32) -> CompareSpec {
+        CompareSpec {
+            min_samples: min,
+            ..CompareSpec::default()
+        }
+    }
+
+    fn counts() -> CompareSpec {
+        CompareSpec {
+            kind: CompareKind::Counts,
+            ..CompareSpec::default()
+        }
+    }
+
+    const EXPERIMENT: [f64; 4] = [10.0, 20.0, 30.0, 40.0];
+    const CONTROL: [f64; 4] = [1.0, 2.0, 3.0, 4.0];
+
+    #[test]
+    fn kayenta_vector_fails_an_increase() {
+        let v = judge_mann_whitney(&EXPERIMENT, &CONTROL, &samples(4));
+        assert_eq!(v.outcome, MetricVerdict::Fail);
+        assert_eq!(v.effect, Some(22.5));
+        assert_eq!(v.interval, Some((6.0, 39.0)));
+        assert_eq!(
+            (v.value, v.baseline, v.ratio),
+            (Some(25.0), Some(2.5), Some(10.0))
+        );
+        assert!(
+            v.reason
+                .starts_with("mean 25 vs baseline 2.5 (+900.0%), HL shift 22.5 [95% CI 6, 39]"),
+            "{}",
+            v.reason
+        );
+    }
+
+    #[test]
+    fn allowed_ratio_and_direction_gate_the_failure() {
+        let cfg = CompareSpec {
+            allowed_increase: Some(12.0),
+            ..samples(4)
+        };
+        let v = judge_mann_whitney(&EXPERIMENT, &CONTROL, &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Pass);
+        assert!(
+            v.reason.ends_with("within the allowed ratio"),
+            "{}",
+            v.reason
+        );
+        let down = CompareSpec {
+            direction: Direction::Decrease,
+            ..samples(4)
+        };
+        assert_eq!(
+            judge_mann_whitney(&EXPERIMENT, &CONTROL, &down).outcome,
+            MetricVerdict::Pass
+        );
+        assert_eq!(
+            judge_mann_whitney(&CONTROL, &EXPERIMENT, &down).outcome,
+            MetricVerdict::Fail
+        );
+        let either = CompareSpec {
+            direction: Direction::Either,
+            ..samples(4)
+        };
+        assert_eq!(
+            judge_mann_whitney(&CONTROL, &EXPERIMENT, &either).outcome,
+            MetricVerdict::Fail
+        );
+    }
+
+    #[test]
+    fn too_few_or_non_finite_samples_are_never_a_pass() {
+        let v = judge_mann_whitney(&EXPERIMENT, &CONTROL, &samples(5));
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive);
+        let canary = [10.0, f64::NAN, 20.0, f64::INFINITY, 30.0, 40.0];
+        let v = judge_mann_whitney(&canary, &CONTROL, &samples(4));
+        assert_eq!((v.outcome, v.dropped), (MetricVerdict::Fail, 2));
+        assert!(v.reason.ends_with("(2 non-finite dropped)"), "{}", v.reason);
+        let v = judge_mann_whitney(&[f64::NAN; 8], &CONTROL, &samples(1));
+        assert_eq!((v.outcome, v.dropped), (MetricVerdict::Inconclusive, 8));
+        let v = judge_mann_whitney(&[], &[], &samples(0));
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive);
+    }
+
+    #[test]
+    fn bad_config_is_an_error_not_a_panic() {
+        let cfg = CompareSpec {
+            confidence: 1.5,
+            ..samples(4)
+        };
+        let v = judge_mann_whitney(&EXPERIMENT, &CONTROL, &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Error);
+        assert_eq!(
+            v.reason,
+            "invalid judge config: confidence must be between 0 and 1, got 1.5"
+        );
+    }
+
+    fn c(errors: f64, requests: f64) -> Counts {
+        Counts { errors, requests }
+    }
+
+    #[test]
+    fn proportions_fail_a_clear_regression_and_pass_noise() {
+        let v = judge_proportions(c(30.0, 1000.0), c(5.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Fail);
+        assert_eq!((v.value, v.baseline), (Some(0.03), Some(0.005)));
+        assert!(
+            v.reason
+                .starts_with("error rate 3.00% vs baseline 0.50% (+2.50pp, x6.00; 90% CI ["),
+            "{}",
+            v.reason
+        );
+        let (lo, hi) = v.interval.unwrap();
+        assert!(lo > 0.0 && hi > 0.025 && lo < 0.025);
+        let v = judge_proportions(c(6.0, 1000.0), c(5.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Pass);
+        let v = judge_proportions(c(0.0, 1000.0), c(0.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Pass);
+    }
+
+    #[test]
+    fn proportions_respect_margins() {
+        let abs = CompareSpec {
+            allowed_absolute_increase: Some(0.03),
+            ..counts()
+        };
+        assert_eq!(
+            judge_proportions(c(30.0, 1000.0), c(5.0, 1000.0), &abs).outcome,
+            MetricVerdict::Pass
+        );
+        let rel = CompareSpec {
+            allowed_increase: Some(8.0),
+            ..counts()
+        };
+        assert_eq!(
+            judge_proportions(c(30.0, 1000.0), c(5.0, 1000.0), &rel).outcome,
+            MetricVerdict::Pass
+        );
+        let down = CompareSpec {
+            direction: Direction::Decrease,
+            ..counts()
+        };
+        assert_eq!(
+            judge_proportions(c(30.0, 1000.0), c(5.0, 1000.0), &down).outcome,
+            MetricVerdict::Pass
+        );
+        assert_eq!(
+            judge_proportions(c(5.0, 1000.0), c(30.0, 1000.0), &down).outcome,
+            MetricVerdict::Fail
+        );
+    }
+
+    #[test]
+    fn proportions_guard_their_input() {
+        let v = judge_proportions(c(3.0, 50.0), c(5.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive);
+        let v = judge_proportions(c(3000.0, 1000.0), c(5.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Error);
+        let v = judge_proportions(c(f64::NAN, 1000.0), c(5.0, 1000.0), &counts());
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive);
+    }
+}

@@ -195,3 +195,103 @@ pub fn judge_sequential(
     };
     (st, verdict)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::AdvanceEarlySpec;
+
+    fn obs(ce: f64, cn: f64, be: f64, bn: f64) -> SequentialObservation {
+        SequentialObservation {
+            canary_errors: ce,
+            baseline_errors: be,
+            requests: Some((cn, bn)),
+            weight: 10.0,
+        }
+    }
+
+    #[test]
+    fn rollback_is_sticky_and_explained() {
+        let cfg = SequentialSpec::default();
+        let (s, v) = judge_sequential(None, obs(12.0, 120.0, 5.0, 1080.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Fail, "{}", v.reason);
+        assert!(
+            v.reason.starts_with(
+                "errors 10.00% vs baseline 0.46% (12/120 vs 5/1080) over 1 looks: e-value "
+            ),
+            "{}",
+            v.reason
+        );
+        assert!(v.p_value.unwrap() <= 0.01);
+        // A clean interval afterwards does not undo the rollback decision.
+        let (s, v) = judge_sequential(Some(&s), obs(0.0, 120.0, 5.0, 1080.0), &cfg);
+        assert_eq!((v.outcome, s.looks), (MetricVerdict::Fail, 2));
+    }
+
+    #[test]
+    fn small_evidence_passes_only_after_min_requests() {
+        let cfg = SequentialSpec::default();
+        let (s, v) = judge_sequential(None, obs(1.0, 60.0, 5.0, 540.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+        let (_, v) = judge_sequential(Some(&s), obs(0.0, 60.0, 4.0, 540.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
+        assert!(!v.advance_early);
+    }
+
+    #[test]
+    fn weight_only_mode_and_no_data() {
+        let cfg = SequentialSpec::default();
+        let o = SequentialObservation {
+            canary_errors: 0.0,
+            baseline_errors: 0.0,
+            requests: None,
+            weight: 25.0,
+        };
+        let (_, v) = judge_sequential(None, o, &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Pass);
+        assert_eq!(v.value, None);
+        let bad = SequentialObservation {
+            canary_errors: -1.0,
+            ..o
+        };
+        let (_, v) = judge_sequential(None, bad, &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+    }
+
+    #[test]
+    fn advance_early_needs_evidence_below_the_margin() {
+        let cfg = SequentialSpec {
+            advance_early: Some(AdvanceEarlySpec::default()),
+            ..SequentialSpec::default()
+        };
+        let mut state = None;
+        let mut early_at = None;
+        // Equal rates (1%) at a 50% split: ~20 errors per look on each side.
+        for look in 1..=20 {
+            let (s, v) = judge_sequential(state.as_ref(), obs(20.0, 2000.0, 20.0, 2000.0), &cfg);
+            assert_eq!(v.outcome, MetricVerdict::Pass);
+            if v.advance_early && early_at.is_none() {
+                early_at = Some(look);
+            }
+            state = Some(s);
+        }
+        assert!(early_at.is_some_and(|l| l > 1 && l < 20), "{early_at:?}");
+        // A canary at twice the baseline's rate is never advanced early.
+        let mut state = None;
+        for _ in 0..20 {
+            let (s, v) = judge_sequential(state.as_ref(), obs(20.0, 2000.0, 10.0, 2000.0), &cfg);
+            assert!(!v.advance_early);
+            state = Some(s);
+        }
+    }
+
+    #[test]
+    fn invalid_config_is_an_error() {
+        let cfg = SequentialSpec {
+            alpha: 0.0,
+            ..SequentialSpec::default()
+        };
+        let (_, v) = judge_sequential(None, obs(1.0, 100.0, 1.0, 100.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Error);
+    }
+}
