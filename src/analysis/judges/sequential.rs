@@ -114,7 +114,7 @@ pub fn judge_sequential(
         };
     let ratio = match (value, baseline) {
         (Some(c), Some(b)) if b > 0.0 => Some(c / b),
-        (Some(c), Some(_)) if c == 0.0 => Some(1.0),
+        (Some(0.0), Some(_)) => Some(1.0),
         (Some(_), Some(_)) => Some(f64::INFINITY),
         _ => None,
     };
