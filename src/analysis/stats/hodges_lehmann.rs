@@ -19,7 +19,7 @@
 
 use super::mann_whitney::tie_term_sorted;
 use super::normal;
-use super::select::kth_difference;
+use super::select::{kth_difference, kth_difference_pair};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HodgesLehmann {
@@ -42,7 +42,8 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<HodgesLeh
     let estimate = if nm % 2 == 1 {
         kth(nm / 2 + 1)?
     } else {
-        (kth(nm / 2)? + kth(nm / 2 + 1)?) / 2.0
+        let (a, b) = kth_difference_pair(x, y, nm / 2 - 1)?;
+        (a + b) / 2.0
     };
     let n = nx + ny;
     let ties = tie_term_sorted(x) + tie_term_sorted(y);

@@ -109,6 +109,28 @@ pub fn kth_difference(x: &[f64], y: &[f64], k: u64) -> Option<f64> {
     }
 }
 
+/// The `k`-th and `k+1`-th smallest differences (0-based), for an even-count median:
+/// one selection plus an O(n + m) walk for the successor.
+pub fn kth_difference_pair(x: &[f64], y: &[f64], k: u64) -> Option<(f64, f64)> {
+    let a = kth_difference(x, y, k)?;
+    if k + 1 >= x.len() as u64 * y.len() as u64 {
+        return None;
+    }
+    let yd: Vec<f64> = y.iter().rev().copied().collect();
+    let mut le = vec![0usize; x.len()];
+    if count_rows(x, &yd, |d| d <= a, &mut le) > k + 1 {
+        return Some((a, a));
+    }
+    // The successor is the smallest first-element-above-`a` over the rows.
+    let b = le
+        .iter()
+        .enumerate()
+        .filter(|&(_, &j)| j < yd.len())
+        .map(|(i, &j)| x[i] - yd[j])
+        .min_by(f64::total_cmp)?;
+    Some((a, b))
+}
+
 /// Per row, how many columns satisfy `pred(x[i] - yd[j])`, for a predicate that holds
 /// on a prefix of every row and on shorter prefixes as `i` grows. Returns the total.
 fn count_rows(x: &[f64], yd: &[f64], pred: impl Fn(f64) -> bool, out: &mut [usize]) -> u64 {
@@ -161,6 +183,10 @@ mod tests {
                     Some(all[k as usize]),
                     "n={n} m={m} k={k}"
                 );
+                if k + 1 < nm {
+                    let pair = (all[k as usize], all[k as usize + 1]);
+                    assert_eq!(kth_difference_pair(&x, &y, k), Some(pair), "pair k={k}");
+                }
             }
         }
     }
