@@ -19,7 +19,7 @@
 
 use super::mann_whitney::tie_term_sorted;
 use super::normal;
-use super::select::{kth_difference, kth_difference_pair};
+use super::select::kth_differences;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HodgesLehmann {
@@ -38,22 +38,25 @@ pub fn hodges_lehmann(x: &[f64], y: &[f64], confidence: f64) -> Option<HodgesLeh
     }
     let (nx, ny) = (x.len() as f64, y.len() as f64);
     let nm = x.len() as u64 * y.len() as u64;
-    let kth = |one_based: u64| kth_difference(x, y, one_based.clamp(1, nm) - 1);
-    let estimate = if nm % 2 == 1 {
-        kth(nm / 2 + 1)?
-    } else {
-        let (a, b) = kth_difference_pair(x, y, nm / 2 - 1)?;
-        (a + b) / 2.0
-    };
     let n = nx + ny;
     let ties = tie_term_sorted(x) + tie_term_sorted(y);
     let var = nx * ny / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
     let half = nm as f64 / 2.0;
-    let (low, high) = if var > 0.0 {
+    // 1-based ranks of the two middle differences (the same one when nm is odd).
+    let mid = (nm.div_ceil(2), nm / 2 + 1);
+    let (k_lo, k_hi) = if var > 0.0 {
         let zs = normal::ppf(1.0 - (1.0 - confidence) / 2.0) * var.sqrt();
-        let k_lo = (half - 0.5 - zs).ceil().max(1.0) as u64;
-        let k_hi = ((half + 0.5 + zs).floor() + 1.0).min(nm as f64) as u64;
-        (kth(k_lo)?, kth(k_hi)?)
+        (
+            ((half - 0.5 - zs).ceil().max(1.0) as u64).min(nm),
+            ((half + 0.5 + zs).floor() + 1.0).clamp(1.0, nm as f64) as u64,
+        )
+    } else {
+        mid
+    };
+    let d = kth_differences(x, y, &[k_lo - 1, mid.0 - 1, mid.1.min(nm) - 1, k_hi - 1])?;
+    let estimate = (d[1] + d[2]) / 2.0;
+    let (low, high) = if var > 0.0 {
+        (d[0], d[3])
     } else {
         // Both samples constant: every difference is the same number.
         (estimate, estimate)

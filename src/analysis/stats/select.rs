@@ -28,107 +28,204 @@ impl SplitMix64 {
     }
 }
 
-const SAMPLE: usize = 2048;
+const SAMPLE: usize = 8192;
 
 /// The `k`-th smallest (0-based) of `x[i] - y[j]` over all pairs.
 ///
 /// `x` and `y` must be ascending, finite and non-empty, and `k < x.len() * y.len()`;
 /// otherwise `None`.
 pub fn kth_difference(x: &[f64], y: &[f64], k: u64) -> Option<f64> {
-    let (n, m) = (x.len(), y.len());
-    if n == 0 || m == 0 || k >= n as u64 * m as u64 {
-        return None;
-    }
-    let yd: Vec<f64> = y.iter().rev().copied().collect();
-    let mut lo = vec![0usize; n];
-    let mut hi = vec![m; n];
-    let mut less = vec![0usize; n];
-    let mut le = vec![0usize; n];
-    let mut prefix = vec![0u64; n + 1];
-    let mut sample = Vec::with_capacity(SAMPLE);
-    let mut rng = SplitMix64(0x5EED ^ (n as u64) << 32 ^ m as u64 ^ k.rotate_left(17));
-    let limit = (4 * (n + m)).max(4096) as u64;
-    let mut single_pivot = false;
-    loop {
-        for i in 0..n {
-            prefix[i + 1] = prefix[i] + (hi[i] - lo[i]) as u64;
-        }
-        let total = prefix[n];
-        let below: u64 = lo.iter().map(|&l| l as u64).sum();
-        // Invariant: below <= k < below + total.
-        let rank = k.checked_sub(below)?;
-        if total <= limit {
-            let mut cand = Vec::with_capacity(total as usize);
-            for i in 0..n {
-                cand.extend(yd[lo[i]..hi[i]].iter().map(|&b| x[i] - b));
-            }
-            let r = usize::try_from(rank).ok()?;
-            if r >= cand.len() {
-                return None;
-            }
-            let (_, v, _) = cand.select_nth_unstable_by(r, f64::total_cmp);
-            return Some(*v);
-        }
-        sample.clear();
-        for _ in 0..SAMPLE {
-            let r = rng.below(total);
-            let i = prefix.partition_point(|&p| p <= r) - 1;
-            let j = lo[i] + (r - prefix[i]) as usize;
-            sample.push(x[i] - yd[j]);
-        }
-        sample.sort_unstable_by(f64::total_cmp);
-        let s = SAMPLE as f64;
-        let centre = rank as f64 / total as f64 * s;
-        // The sample rank of the target has sd <= sqrt(s)/2: +-4 sd misses rarely.
-        let delta = if single_pivot { 0.0 } else { 2.0 * s.sqrt() };
-        let a = ((centre - delta).floor().max(0.0) as usize).min(SAMPLE - 1);
-        let b = ((centre + delta).ceil().max(0.0) as usize).min(SAMPLE - 1);
-        let (p_lo, p_hi) = (sample[a], sample[b]);
-        let n_less = count_rows(x, &yd, |d| d < p_lo, &mut less);
-        let n_le = count_rows(x, &yd, |d| d <= p_hi, &mut le);
-        if k < n_less {
-            for i in 0..n {
-                hi[i] = hi[i].min(less[i]);
-            }
-        } else if k >= n_le {
-            for i in 0..n {
-                lo[i] = lo[i].max(le[i]);
-            }
-        } else {
-            if p_lo == p_hi {
-                return Some(p_lo);
-            }
-            for i in 0..n {
-                lo[i] = lo[i].max(less[i]);
-                hi[i] = hi[i].min(le[i]);
-            }
-        }
-        let new_total: u64 = lo.iter().zip(&hi).map(|(&l, &h)| (h - l) as u64).sum();
-        // Heavy ties can stall the bracket; one pivot always removes itself.
-        single_pivot = new_total == total;
-    }
+    kth_differences(x, y, &[k]).map(|v| v[0])
 }
 
-/// The `k`-th and `k+1`-th smallest differences (0-based), for an even-count median:
-/// one selection plus an O(n + m) walk for the successor.
+/// The `k`-th and `k+1`-th smallest differences (0-based), for an even-count median.
 pub fn kth_difference_pair(x: &[f64], y: &[f64], k: u64) -> Option<(f64, f64)> {
-    let a = kth_difference(x, y, k)?;
-    if k + 1 >= x.len() as u64 * y.len() as u64 {
+    kth_differences(x, y, &[k, k.checked_add(1)?]).map(|v| (v[0], v[1]))
+}
+
+/// Several order statistics of the differences at once (0-based ranks, any order).
+/// The ranks share the first rounds while they lie close together, as the median
+/// and the confidence bounds of a Hodges-Lehmann interval do.
+pub fn kth_differences(x: &[f64], y: &[f64], ks: &[u64]) -> Option<Vec<f64>> {
+    let (n, m) = (x.len(), y.len());
+    let nm = (n as u64).checked_mul(m as u64)?;
+    if n == 0 || m == 0 || ks.is_empty() || ks.iter().any(|&k| k >= nm) {
         return None;
     }
     let yd: Vec<f64> = y.iter().rev().copied().collect();
-    let mut le = vec![0usize; x.len()];
-    if count_rows(x, &yd, |d| d <= a, &mut le) > k + 1 {
-        return Some((a, a));
+    let mut w = Work {
+        x,
+        yd: &yd,
+        lo: vec![0; n],
+        hi: vec![m; n],
+        less: vec![0; n],
+        le: vec![0; n],
+        sample: Vec::with_capacity(SAMPLE),
+        rng: SplitMix64(0x5EED ^ (n as u64) << 32 ^ m as u64 ^ ks[0].rotate_left(17)),
+        limit: (4 * (n + m)).max(4096) as u64,
+    };
+    let kmin = ks.iter().copied().min()?;
+    let kmax = ks.iter().copied().max()?;
+    // Shared rounds while the band between the ranks is small next to the candidates.
+    match w.narrow(kmin, kmax, true)? {
+        Narrowed::Equal(v) => return Some(vec![v; ks.len()]),
+        Narrowed::Small => return w.materialize(ks),
+        Narrowed::Wide => {}
     }
-    // The successor is the smallest first-element-above-`a` over the rows.
-    let b = le
-        .iter()
-        .enumerate()
-        .filter(|&(_, &j)| j < yd.len())
-        .map(|(i, &j)| x[i] - yd[j])
-        .min_by(f64::total_cmp)?;
-    Some((a, b))
+    let (lo, hi) = (w.lo.clone(), w.hi.clone());
+    let mut out = Vec::with_capacity(ks.len());
+    for &k in ks {
+        w.lo.copy_from_slice(&lo);
+        w.hi.copy_from_slice(&hi);
+        match w.narrow(k, k, false)? {
+            Narrowed::Equal(v) => out.push(v),
+            _ => out.push(w.materialize(&[k])?[0]),
+        }
+    }
+    Some(out)
+}
+
+enum Narrowed {
+    /// Every requested rank holds this value.
+    Equal(f64),
+    /// The candidates fit in memory.
+    Small,
+    /// The band between the ranks dominates what is left (shared phase only).
+    Wide,
+}
+
+struct Work<'a> {
+    x: &'a [f64],
+    yd: &'a [f64],
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    less: Vec<usize>,
+    le: Vec<usize>,
+    sample: Vec<f64>,
+    rng: SplitMix64,
+    limit: u64,
+}
+
+impl Work<'_> {
+    fn totals(&self) -> (u64, u64) {
+        let below = self.lo.iter().map(|&l| l as u64).sum();
+        let total = self
+            .lo
+            .iter()
+            .zip(&self.hi)
+            .map(|(&l, &h)| (h - l) as u64)
+            .sum();
+        (below, total)
+    }
+
+    /// Shrink the candidates (columns `lo[i]..hi[i]` of each row) around ranks
+    /// `kmin..=kmax`, keeping the invariant `below <= kmin <= kmax < below + total`.
+    fn narrow(&mut self, kmin: u64, kmax: u64, shared: bool) -> Option<Narrowed> {
+        let n = self.x.len();
+        let mut single_pivot = false;
+        loop {
+            let (below, total) = self.totals();
+            let (rmin, rmax) = (kmin.checked_sub(below)?, kmax.checked_sub(below)?);
+            if rmax >= total {
+                return None;
+            }
+            if total <= self.limit {
+                return Some(Narrowed::Small);
+            }
+            if shared && (rmax - rmin + 1) * 4 > total {
+                return Some(Narrowed::Wide);
+            }
+            self.draw_sample(total);
+            let s = SAMPLE as f64;
+            // Sample ranks of the targets have sd <= sqrt(s)/2: +-3 sd brackets them
+            // nearly always, and a miss only costs another round.
+            let delta = if single_pivot { 0.0 } else { 1.5 * s.sqrt() };
+            let at = |r: u64, d: f64| {
+                ((r as f64 / total as f64 * s + d).floor().max(0.0) as usize).min(SAMPLE - 1)
+            };
+            let (a, b) = (
+                at(rmin, -delta),
+                at(rmax, delta + 1.0).max(at(rmin, -delta)),
+            );
+            let cmp = f64::total_cmp;
+            let (_, &mut p_lo, upper) = self.sample.select_nth_unstable_by(a, cmp);
+            let p_hi = if b > a {
+                *upper.select_nth_unstable_by(b - a - 1, cmp).1
+            } else {
+                p_lo
+            };
+            let n_less = count_rows(self.x, self.yd, |d| d < p_lo, &mut self.less);
+            let n_le = count_rows(self.x, self.yd, |d| d <= p_hi, &mut self.le);
+            if kmax < n_less {
+                for i in 0..n {
+                    self.hi[i] = self.hi[i].min(self.less[i]);
+                }
+            } else if kmin >= n_le {
+                for i in 0..n {
+                    self.lo[i] = self.lo[i].max(self.le[i]);
+                }
+            } else {
+                if kmin >= n_less && kmax < n_le && p_lo == p_hi {
+                    return Some(Narrowed::Equal(p_lo));
+                }
+                if kmin >= n_less {
+                    for i in 0..n {
+                        self.lo[i] = self.lo[i].max(self.less[i]);
+                    }
+                }
+                if kmax < n_le {
+                    for i in 0..n {
+                        self.hi[i] = self.hi[i].min(self.le[i]);
+                    }
+                }
+            }
+            let (_, new_total) = self.totals();
+            // Heavy ties can stall the bracket; one pivot always removes itself.
+            single_pivot = new_total == total;
+            if single_pivot && shared {
+                return Some(Narrowed::Wide);
+            }
+        }
+    }
+
+    /// A stratified sample of the candidates: one uniform draw in each of `SAMPLE`
+    /// equal slices of the candidate index space, located by one walk over the rows.
+    fn draw_sample(&mut self, total: u64) {
+        self.sample.clear();
+        let mut row = 0usize;
+        let mut row_start = 0u64;
+        let mut row_end = (self.hi[0] - self.lo[0]) as u64;
+        for t in 0..SAMPLE as u64 {
+            let slice = |t: u64| (t as u128 * total as u128 / SAMPLE as u128) as u64;
+            let start = slice(t);
+            let end = slice(t + 1).max(start + 1);
+            let r = start + self.rng.below(end - start);
+            while r >= row_end {
+                row += 1;
+                row_start = row_end;
+                row_end += (self.hi[row] - self.lo[row]) as u64;
+            }
+            let j = self.lo[row] + (r - row_start) as usize;
+            self.sample.push(self.x[row] - self.yd[j]);
+        }
+    }
+
+    fn materialize(&self, ks: &[u64]) -> Option<Vec<f64>> {
+        let (below, total) = self.totals();
+        let mut cand = Vec::with_capacity(usize::try_from(total).ok()?);
+        for (i, (&l, &h)) in self.lo.iter().zip(&self.hi).enumerate() {
+            cand.extend(self.yd[l..h].iter().map(|&b| self.x[i] - b));
+        }
+        ks.iter()
+            .map(|&k| {
+                let r = usize::try_from(k.checked_sub(below)?).ok()?;
+                if r >= cand.len() {
+                    return None;
+                }
+                Some(*cand.select_nth_unstable_by(r, f64::total_cmp).1)
+            })
+            .collect()
+    }
 }
 
 /// Per row, how many columns satisfy `pred(x[i] - yd[j])`, for a predicate that holds
@@ -189,6 +286,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn several_ranks_at_once_match_brute_force() {
+        let mut rng = SplitMix64(9);
+        for levels in [13, 1 << 40] {
+            let mut x: Vec<f64> = (0..900).map(|_| rng.below(levels) as f64).collect();
+            let mut y: Vec<f64> = (0..800).map(|_| rng.below(levels) as f64 * 0.5).collect();
+            x.sort_unstable_by(f64::total_cmp);
+            y.sort_unstable_by(f64::total_cmp);
+            let all = brute(&x, &y);
+            let nm = all.len() as u64;
+            let ks = [nm / 10, nm / 2 - 1, nm / 2, nm / 2 + 3000, 9 * nm / 10];
+            let want: Vec<f64> = ks.iter().map(|&k| all[k as usize]).collect();
+            assert_eq!(kth_differences(&x, &y, &ks), Some(want), "levels {levels}");
+        }
+        assert_eq!(kth_differences(&[1.0], &[1.0], &[]), None);
     }
 
     #[test]
