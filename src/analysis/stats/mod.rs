@@ -24,50 +24,21 @@ pub fn finite_sorted(values: &[f64]) -> (Vec<f64>, usize) {
     (v, dropped)
 }
 
-/// Ascending sort in `f64::total_cmp` order. Large inputs use an LSD radix sort on
-/// order-preserving integer keys (11-bit digits, constant digits skipped): several
-/// times faster than a comparison sort at the sample sizes a judge sees.
+/// Ascending sort in `f64::total_cmp` order, as a sort of order-preserving integer
+/// keys (measured ~20% faster than comparing floats; an LSD radix sort was slower at
+/// 10k values).
 pub fn sort_f64(v: &mut [f64]) {
-    if v.len() < 512 {
-        v.sort_unstable_by(f64::total_cmp);
-        return;
-    }
     // Flip all bits of negatives and the sign bit of positives: unsigned order of the
     // keys is then total_cmp order of the floats.
-    let key = |f: f64| {
-        let b = f.to_bits();
-        b ^ (((b as i64 >> 63) as u64) | (1 << 63))
-    };
-    let mut a: Vec<u64> = v.iter().map(|&f| key(f)).collect();
-    let mut b = vec![0u64; a.len()];
-    const BITS: u32 = 11;
-    const BUCKETS: usize = 1 << BITS;
-    let mut shift = 0u32;
-    while shift < 64 {
-        let mut count = [0usize; BUCKETS];
-        for &k in &a {
-            count[((k >> shift) as usize) & (BUCKETS - 1)] += 1;
-        }
-        if count.iter().any(|&c| c == a.len()) {
-            shift += BITS;
-            continue;
-        }
-        let mut sum = 0;
-        for c in count.iter_mut() {
-            let t = *c;
-            *c = sum;
-            sum += t;
-        }
-        for &k in &a {
-            let d = ((k >> shift) as usize) & (BUCKETS - 1);
-            b[count[d]] = k;
-            count[d] += 1;
-        }
-        std::mem::swap(&mut a, &mut b);
-        shift += BITS;
-    }
-    for (f, &k) in v.iter_mut().zip(&a) {
-        // Invert the key transform.
+    let mut keys: Vec<u64> = v
+        .iter()
+        .map(|f| {
+            let b = f.to_bits();
+            b ^ (((b as i64 >> 63) as u64) | (1 << 63))
+        })
+        .collect();
+    keys.sort_unstable();
+    for (f, &k) in v.iter_mut().zip(&keys) {
         let bits = if k >> 63 == 1 { k ^ (1 << 63) } else { !k };
         *f = f64::from_bits(bits);
     }
@@ -78,7 +49,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn radix_sort_matches_comparison_sort() {
+    fn key_sort_matches_total_cmp_sort() {
         let mut state = 12345u64;
         let mut next = || {
             state ^= state << 13;
