@@ -44,41 +44,6 @@ pub fn sort_f64(v: &mut [f64]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_sort_matches_total_cmp_sort() {
-        let mut state = 12345u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for len in [0, 1, 511, 512, 5000] {
-            let mut v: Vec<f64> = (0..len)
-                .map(|i| match i % 7 {
-                    0 => -0.0,
-                    1 => 0.0,
-                    2 => (next() % 100) as f64 - 50.0,
-                    3 => f64::from_bits(next() >> 2) * -1.0,
-                    _ => f64::from_bits(next() >> 2),
-                })
-                .filter(|f| f.is_finite())
-                .collect();
-            let mut want = v.clone();
-            want.sort_unstable_by(f64::total_cmp);
-            sort_f64(&mut v);
-            assert_eq!(
-                v.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
-                want.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
-            );
-        }
-    }
-}
-
 /// Arithmetic mean; `None` for an empty slice.
 pub fn mean(values: &[f64]) -> Option<f64> {
     if values.is_empty() {
@@ -100,4 +65,39 @@ pub fn median_sorted(sorted: &[f64]) -> Option<f64> {
     } else {
         (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_sort_matches_total_cmp_sort() {
+        let mut state = 12345u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in [0, 1, 511, 512, 5000] {
+            let mut v: Vec<f64> = (0..len)
+                .map(|i| match i % 7 {
+                    0 => -0.0,
+                    1 => 0.0,
+                    2 => (next() % 100) as f64 - 50.0,
+                    3 => -f64::from_bits(next() >> 2),
+                    _ => f64::from_bits(next() >> 2),
+                })
+                .filter(|f| f.is_finite())
+                .collect();
+            let mut want = v.clone();
+            want.sort_unstable_by(f64::total_cmp);
+            sort_f64(&mut v);
+            assert_eq!(
+                v.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+            );
+        }
+    }
 }
