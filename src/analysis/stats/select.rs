@@ -73,14 +73,40 @@ pub fn kth_differences(x: &[f64], y: &[f64], ks: &[u64]) -> Option<Vec<f64>> {
         Narrowed::Wide => {}
     }
     let (lo, hi) = (w.lo.clone(), w.hi.clone());
-    let mut out = Vec::with_capacity(ks.len());
-    for &k in ks {
+    // Then per group of nearby ranks (a median's two middle ranks share every round).
+    let mut order: Vec<usize> = (0..ks.len()).collect();
+    order.sort_unstable_by_key(|&i| ks[i]);
+    let mut out = vec![0.0; ks.len()];
+    let mut g = 0;
+    while g < order.len() {
+        let mut e = g + 1;
+        while e < order.len() && ks[order[e]] - ks[order[e - 1]] <= w.limit / 4 {
+            e += 1;
+        }
+        let group: Vec<u64> = order[g..e].iter().map(|&i| ks[i]).collect();
         w.lo.copy_from_slice(&lo);
         w.hi.copy_from_slice(&hi);
-        match w.narrow(k, k, false)? {
-            Narrowed::Equal(v) => out.push(v),
-            _ => out.push(w.materialize(&[k])?[0]),
+        let vals = match w.narrow(group[0], group[group.len() - 1], group.len() > 1)? {
+            Narrowed::Equal(v) => vec![v; group.len()],
+            Narrowed::Small => w.materialize(&group)?,
+            Narrowed::Wide => {
+                // A stalled group: finish its ranks one by one.
+                let mut v = Vec::with_capacity(group.len());
+                for &k in &group {
+                    w.lo.copy_from_slice(&lo);
+                    w.hi.copy_from_slice(&hi);
+                    v.push(match w.narrow(k, k, false)? {
+                        Narrowed::Equal(x) => x,
+                        _ => w.materialize(&[k])?[0],
+                    });
+                }
+                v
+            }
+        };
+        for (&i, v) in order[g..e].iter().zip(vals) {
+            out[i] = v;
         }
+        g = e;
     }
     Some(out)
 }
