@@ -13,7 +13,10 @@ pub mod sequential;
 
 pub use hodges_lehmann::{hodges_lehmann, HodgesLehmann};
 pub use mann_whitney::{mann_whitney_u, mann_whitney_u_sorted, MannWhitney};
-pub use proportions::{newcombe_difference, two_proportions, wilson, Margin, ProportionTest, Tail};
+pub use proportions::{
+    conditional_ratio_test, newcombe_difference, two_proportions, wilson, Margin, ProportionTest,
+    Tail,
+};
 pub use sequential::{CountIncrement, SequentialLook, SequentialState, SequentialTest};
 
 /// Keep the finite values, sorted ascending; return them and how many were dropped.

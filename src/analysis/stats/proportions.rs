@@ -117,6 +117,41 @@ pub fn two_proportions(
     })
 }
 
+/// Exact conditional test of the error-rate ratio, for counts too small for any
+/// normal approximation (a canary's first minutes): given the total errors
+/// `T = x1 + x0`, the canary's errors are Binomial(T, q) with
+/// `q = ratio * s / (ratio * s + 1 - s)` and `s = n1 / (n1 + n0)` when its per-request
+/// rate is `ratio` times the baseline's (Poisson requests; with Bernoulli requests the
+/// law is hypergeometric, more concentrated, so the test is conservative). Returns
+/// the one-sided p-value; counts are rounded to whole errors.
+pub fn conditional_ratio_test(
+    x1: f64,
+    n1: f64,
+    x0: f64,
+    n0: f64,
+    ratio: f64,
+    tail: Tail,
+) -> Option<f64> {
+    use statrs::distribution::{Binomial, DiscreteCDF};
+    let ok = |x: f64, n: f64| x.is_finite() && n.is_finite() && x >= 0.0 && n > 0.0 && x <= n;
+    if !ok(x1, n1) || !ok(x0, n0) || !(ratio > 0.0 && ratio.is_finite()) {
+        return None;
+    }
+    let (e1, e0) = (x1.round() as u64, x0.round() as u64);
+    let total = e1 + e0;
+    if total == 0 {
+        return Some(1.0);
+    }
+    let s = n1 / (n1 + n0);
+    let q = ratio * s / (ratio * s + 1.0 - s);
+    let b = Binomial::new(q, total).ok()?;
+    Some(match tail {
+        Tail::Larger if e1 == 0 => 1.0,
+        Tail::Larger => b.sf(e1 - 1),
+        Tail::Smaller => b.cdf(e1),
+    })
+}
+
 /// Wilson score interval for `x / n` at two-sided `confidence`.
 pub fn wilson(x: f64, n: f64, confidence: f64) -> (f64, f64) {
     let z = normal::ppf(1.0 - (1.0 - confidence) / 2.0);
@@ -159,6 +194,25 @@ mod tests {
         assert!(two_proportions(1.0, 0.0, 1.0, 10.0, m, Tail::Larger).is_none());
         assert!(two_proportions(f64::NAN, 3.0, 1.0, 10.0, m, Tail::Larger).is_none());
         assert!(two_proportions(1.0, 3.0, 1.0, 10.0, Margin::Ratio(0.0), Tail::Larger).is_none());
+    }
+
+    #[test]
+    fn conditional_test_matches_hand_computed_binomial_tails() {
+        // 3 of 4 errors on a 10% canary: P(X >= 3) = 4 * 0.1^3 * 0.9 + 0.1^4 = 0.0037.
+        let p = conditional_ratio_test(3.0, 100.0, 1.0, 900.0, 1.0, Tail::Larger).unwrap();
+        assert!((p - 0.0037).abs() < 1e-12, "{p}");
+        // Ratio 2 at 50%: q = 2/3; P(X <= 1 of 3) = 1/27 + 3 * (2/3) * (1/9) = 7/27.
+        let p = conditional_ratio_test(1.0, 50.0, 2.0, 50.0, 2.0, Tail::Smaller).unwrap();
+        assert!((p - 7.0 / 27.0).abs() < 1e-12, "{p}");
+        assert_eq!(
+            conditional_ratio_test(0.0, 50.0, 0.0, 50.0, 1.0, Tail::Larger),
+            Some(1.0)
+        );
+        assert_eq!(
+            conditional_ratio_test(0.0, 50.0, 5.0, 50.0, 1.0, Tail::Larger),
+            Some(1.0)
+        );
+        assert!(conditional_ratio_test(60.0, 50.0, 5.0, 50.0, 1.0, Tail::Larger).is_none());
     }
 
     #[test]
