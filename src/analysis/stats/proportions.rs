@@ -134,7 +134,7 @@ pub fn conditional_ratio_test(
 ) -> Option<f64> {
     use statrs::distribution::{Binomial, DiscreteCDF};
     let ok = |x: f64, n: f64| x.is_finite() && n.is_finite() && x >= 0.0 && n > 0.0 && x <= n;
-    if !ok(x1, n1) || !ok(x0, n0) || !(ratio > 0.0 && ratio.is_finite()) {
+    if !(ok(x1, n1) && ok(x0, n0) && ratio > 0.0 && ratio.is_finite()) {
         return None;
     }
     let (e1, e0) = (x1.round() as u64, x0.round() as u64);
