@@ -33,6 +33,7 @@ fn event(step: i32) -> NotifyEvent {
         serde_json::from_value(serde_json::json!({"targetRef": {"name": "podinfo"}})).unwrap();
     let metrics = (0..5)
         .map(|i| MetricStatus {
+            consecutive_errors: 0,
             name: format!("metric-{i}"),
             value: Some(0.5 + f64::from(i)),
             baseline: Some(0.4),

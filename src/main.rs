@@ -62,6 +62,21 @@ enum Command {
     Demo(DemoArgs),
     /// Evaluate an AnalysisTemplate against Prometheus over one window or its history.
     Analyze(Box<AnalyzeArgs>),
+    /// Judge canary against baseline samples or counts (JSON) with a judge config.
+    Judge(JudgeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct JudgeArgs {
+    /// JSON: {"canary": [..], "baseline": [..]}, {"canary": {"errors", "requests"}, "baseline": {..}},
+    /// or {"looks": [..]} for the sequential judge. "-" reads standard input.
+    #[arg(long, env = "SERIN_JUDGE_INPUT")]
+    input: std::path::PathBuf,
+    /// YAML or JSON with `compare:` or `sequential:` (as in an AnalysisTemplate metric).
+    #[arg(long, env = "SERIN_JUDGE_CONFIG")]
+    config: std::path::PathBuf,
+    #[arg(long, value_enum, default_value = "table", env = "SERIN_OUTPUT")]
+    output: Output,
 }
 
 #[derive(clap::Args, Debug)]
@@ -397,6 +412,28 @@ async fn main() -> anyhow::Result<()> {
         Command::Controller(args) => controller(*args).await,
         Command::Demo(args) => demo(args).await,
         Command::Analyze(args) => analyze(*args).await,
+        Command::Judge(args) => {
+            let read = |p: &std::path::Path| -> anyhow::Result<String> {
+                if p.as_os_str() == "-" {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                    Ok(s)
+                } else {
+                    std::fs::read_to_string(p).with_context(|| p.display().to_string())
+                }
+            };
+            let format = match args.output {
+                Output::Table => serin::analysis::judge_cli::OutputFormat::Table,
+                Output::Json => serin::analysis::judge_cli::OutputFormat::Json,
+            };
+            let out = serin::analysis::judge_cli::run_judge(
+                &read(&args.input)?,
+                &read(&args.config)?,
+                format,
+            )?;
+            print!("{out}");
+            Ok(())
+        }
         Command::Crdgen => {
             print!("{}", serin::crd::crds_yaml()?);
             Ok(())

@@ -5,6 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
+use super::judges;
 use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::ResolvedMetric;
 use super::threshold::judge_threshold;
@@ -35,6 +36,17 @@ pub async fn run_check(
                 dry_run: m.dry_run,
                 ..p.clone()
             };
+        }
+        if let Some(cfg) = &m.compare {
+            let mut st = compare(m, cfg, base, canary_interval, sources, now).await;
+            st.dry_run = m.dry_run;
+            st.consecutive_errors = match st.verdict {
+                MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
+                _ => 0,
+            };
+            (st.verdict, st.reason) =
+                escalate_errors(st.verdict, st.reason, st.consecutive_errors, m);
+            return st;
         }
         let value = measure(m, base, canary_interval, sources, now).await;
         let (verdict, reason) = judge_threshold(&value, &m.threshold);
@@ -68,6 +80,90 @@ pub async fn run_check(
             .collect(),
         metrics: statuses,
     }
+}
+
+/// A metric that could not be measured: no evidence is inconclusive, anything else an error.
+fn unmeasured(m: &ResolvedMetric, e: &MetricError, now: DateTime<Utc>) -> MetricStatus {
+    let verdict = if e.is_no_evidence() {
+        MetricVerdict::Inconclusive
+    } else {
+        MetricVerdict::Error
+    };
+    MetricStatus {
+        name: m.name.clone(),
+        value: None,
+        baseline: None,
+        effect: None,
+        p_value: None,
+        interval_low: None,
+        interval_high: None,
+        verdict,
+        reason: e.to_string(),
+        dry_run: m.dry_run,
+        checked_at: now,
+        consecutive_errors: 0,
+    }
+}
+
+/// Canary against primary: the same query rendered for each (or `baselineQuery`),
+/// judged by Mann-Whitney (samples) or the two-proportion test (counts).
+async fn compare(
+    m: &ResolvedMetric,
+    cfg: &crate::crd::CompareSpec,
+    base: &RenderVars,
+    canary_interval: Duration,
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+) -> MetricStatus {
+    let vars_for = |workload: &str| RenderVars {
+        workload: workload.to_string(),
+        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
+        args: m.args.clone(),
+        ..base.clone()
+    };
+    let (canary_vars, baseline_vars) = (vars_for(&base.canary), vars_for(&base.primary));
+    let render = |q: &str, v: &RenderVars| {
+        render_query(q, v).map_err(|e| MetricError::BadQuery(e.to_string()))
+    };
+    let result: Result<MetricStatus, MetricError> = async {
+        let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
+        let baseline_q = cfg.baseline_query.as_deref().unwrap_or(&m.query);
+        match cfg.kind {
+            crate::crd::CompareKind::Samples => {
+                let c = source
+                    .query_vector(&render(&m.query, &canary_vars)?, now)
+                    .await?;
+                let b = source
+                    .query_vector(&render(baseline_q, &baseline_vars)?, now)
+                    .await?;
+                Ok(judges::judge_mann_whitney(&c, &b, cfg)
+                    .to_metric_status(&m.name, m.dry_run, now))
+            }
+            crate::crd::CompareKind::Counts => {
+                let requests = cfg.requests_query.as_deref().unwrap_or_default();
+                let counts = |errors: f64, requests: f64| judges::Counts { errors, requests };
+                let c = counts(
+                    source
+                        .query_scalar(&render(&m.query, &canary_vars)?, now)
+                        .await?,
+                    source
+                        .query_scalar(&render(requests, &canary_vars)?, now)
+                        .await?,
+                );
+                let b = counts(
+                    source
+                        .query_scalar(&render(baseline_q, &baseline_vars)?, now)
+                        .await?,
+                    source
+                        .query_scalar(&render(requests, &baseline_vars)?, now)
+                        .await?,
+                );
+                Ok(judges::judge_proportions(c, b, cfg).to_metric_status(&m.name, m.dry_run, now))
+            }
+        }
+    }
+    .await;
+    result.unwrap_or_else(|e| unmeasured(m, &e, now))
 }
 
 /// Render the metric's query for the canary and ask its provider.

@@ -12,6 +12,7 @@ use crate::providers::{MetricSource, ProviderCredentials};
 #[derive(Default)]
 struct Scripted {
     answers: BTreeMap<String, Result<f64, MetricError>>,
+    vectors: BTreeMap<String, Vec<f64>>,
     asked: Mutex<Vec<String>>,
 }
 
@@ -24,8 +25,9 @@ impl MetricSource for Scripted {
             .cloned()
             .unwrap_or(Err(MetricError::NoData))
     }
-    async fn query_vector(&self, _q: &str, _at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
-        Err(MetricError::NoData)
+    async fn query_vector(&self, q: &str, _at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+        self.asked.lock().unwrap().push(q.to_string());
+        self.vectors.get(q).cloned().ok_or(MetricError::NoData)
     }
 }
 
@@ -47,6 +49,7 @@ fn sources(answers: &[(&str, Result<f64, MetricError>)]) -> (Sources, Arc<Script
             .iter()
             .map(|(q, a)| (q.to_string(), a.clone()))
             .collect(),
+        vectors: BTreeMap::new(),
         asked: Mutex::default(),
     });
     (Sources(s.clone()), s)
@@ -69,6 +72,7 @@ fn metric(name: &str, query: &str, max: f64) -> ResolvedMetric {
         credentials: None,
         failure_limit: None,
         inconclusive_limit: None,
+        compare: None,
         consecutive_error_limit: None,
     }
 }
@@ -253,4 +257,49 @@ fn timed_out_report_carries_and_escalates_errors() {
     assert_eq!(second.metrics[0].consecutive_errors, 2);
     assert_eq!(second.metrics[0].verdict, MetricVerdict::Fail);
     assert_eq!(second.critical, vec!["m".to_string()]);
+}
+
+/// Canary against primary: the query is rendered once per variant, and the samples are
+/// judged by Mann-Whitney with the verdict's statistics in the status.
+#[tokio::test]
+async fn compare_judges_canary_samples_against_the_primary() {
+    let canary_q = "lat{pod=~\"podinfo-.*\"}";
+    let primary_q = "lat{pod=~\"podinfo-primary-.*\"}";
+    let baseline: Vec<f64> = (0..40).map(|i| 0.100 + f64::from(i % 10) * 0.002).collect();
+    let slow: Vec<f64> = baseline.iter().map(|v| v * 1.5).collect();
+    let cfg: crate::crd::CompareSpec =
+        serde_json::from_value(serde_json::json!({"kind": "samples", "allowedIncrease": 1.1}))
+            .unwrap();
+    let mut m = metric("latency", "lat{pod=~\"{{workload}}-.*\"}", 0.0);
+    m.compare = Some(cfg);
+    let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+    for (canary, expect) in [
+        (slow, MetricVerdict::Fail),
+        (baseline.clone(), MetricVerdict::Pass),
+    ] {
+        let scripted = Arc::new(Scripted {
+            vectors: BTreeMap::from([
+                (canary_q.to_string(), canary),
+                (primary_q.to_string(), baseline.clone()),
+            ]),
+            ..Default::default()
+        });
+        let report = run_check(
+            &[m.clone()],
+            &base(),
+            Duration::from_secs(60),
+            &[],
+            &Sources(scripted.clone()),
+            now,
+        )
+        .await;
+        let st = &report.metrics[0];
+        assert_eq!(st.verdict, expect, "{}", st.reason);
+        assert!(st.baseline.is_some() && st.p_value.is_some(), "{st:?}");
+        assert_eq!(st.checked_at, now);
+        assert_eq!(
+            *scripted.asked.lock().unwrap(),
+            vec![canary_q.to_string(), primary_q.to_string()]
+        );
+    }
 }

@@ -5,8 +5,11 @@
 
 mod check;
 pub mod history;
+pub mod judge_cli;
+pub mod judges;
 pub mod render;
 mod resolve;
+pub mod stats;
 pub mod threshold;
 
 pub use check::{run_check, timed_out_report};

@@ -35,6 +35,8 @@ pub struct ResolvedMetric {
     pub inconclusive_limit: Option<i32>,
     /// The template's `consecutiveErrorLimit`, applied by `run_check` per metric.
     pub consecutive_error_limit: Option<i32>,
+    /// Judge against the primary (baseline) instead of a threshold.
+    pub compare: Option<crate::crd::CompareSpec>,
 }
 
 impl ResolvedMetric {
@@ -120,6 +122,12 @@ pub enum AnalysisConfigError {
     },
     #[error("template {template:?}: provider credentials: {message}")]
     Credentials { template: String, message: String },
+    #[error("template {template:?} metric {metric:?}: {message}")]
+    Judge {
+        template: String,
+        metric: String,
+        message: String,
+    },
 }
 
 impl AnalysisConfigError {
@@ -245,6 +253,22 @@ pub fn resolve_metrics(
                     second: template,
                 });
             }
+            if let Some(c) = &m.compare {
+                crate::analysis::judges::validate_compare(c).map_err(|e| {
+                    AnalysisConfigError::Judge {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if c.kind == crate::crd::CompareKind::Counts && c.requests_query.is_none() {
+                    return Err(AnalysisConfigError::Judge {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        message: "compare.kind counts needs compare.requestsQuery (the metric's query gives the errors)".into(),
+                    });
+                }
+            }
             out.push(ResolvedMetric {
                 template: template.clone(),
                 name: m.name.clone(),
@@ -259,6 +283,7 @@ pub fn resolve_metrics(
                 failure_limit: spec.failure_limit,
                 inconclusive_limit: spec.inconclusive_limit,
                 consecutive_error_limit: spec.consecutive_error_limit,
+                compare: m.compare.clone(),
             });
         }
     }

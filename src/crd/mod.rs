@@ -3,6 +3,7 @@
 
 mod canary;
 mod condition;
+mod judge_spec;
 mod notifier;
 mod routing;
 mod template;
@@ -10,6 +11,7 @@ mod webhook;
 
 pub use canary::*;
 pub use condition::*;
+pub use judge_spec::*;
 pub use notifier::*;
 pub use routing::*;
 pub use template::*;

@@ -82,6 +82,12 @@ pub struct MetricTemplate {
     /// Pass while `min <= value <= max`; each bound a number or `"{{args.NAME}}"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<ThresholdTemplate>,
+    /// Judge the canary against the primary with a statistical test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<super::CompareSpec>,
+    /// Judge error counts with an anytime-valid sequential test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<super::SequentialSpec>,
     /// Measured and reported, never deciding.
     #[serde(default)]
     pub dry_run: bool,

@@ -1,0 +1,296 @@
+//! Decision quality of serin's judges against the common static policy, on seeded
+//! simulated releases.
+//!
+//! Release: steps 10%, 25%, 50% of traffic, each analysed for 5 one-minute intervals
+//! (15 looks), then promotion. Traffic: Poisson, `RATE` requests/s in total (20 req/s
+//! headline, 100 req/s second table), the canary getting the step weight. Baseline
+//! error rate 0.5%; latencies lognormal (median 100 ms, sigma 0.6, p99 ~405 ms), a
+//! latency regression scaling every canary latency (so p99 moves by the same %).
+//!
+//! Policies (each a rollback rule over the same 15 looks):
+//! - sequential: serin's anytime-valid count test, alpha 0.01, rollback at the first
+//!   failing look; "+early" also ends a step early on evidence of "not worse than 1.5x"
+//!   (beta 0.05), which shortens promotion;
+//! - compare: serin's fixed-horizon compare judge on each interval alone (proportions
+//!   test for counts, Mann-Whitney + HL for latency with allowed mean ratio 1.1), at
+//!   confidence 1 - 0.01/15 (Bonferroni over the release's looks), rollback at the
+//!   first failing look;
+//! - static: interval 1m, max error rate 1% (or max p99 500 ms), rollback after 5
+//!   cumulative failed checks, no data counting as a failed check (Flagger's rule).
+//!
+//! `cargo bench --bench decision_quality [-- RELEASES]`: table, then one JSON line.
+
+#[path = "../tests/sim/mod.rs"]
+mod sim;
+
+use serin::analysis::judges::{
+    judge_mann_whitney, judge_proportions, judge_sequential, Counts, SequentialObservation,
+};
+use serin::crd::{AdvanceEarlySpec, CompareKind, CompareSpec, MetricVerdict, SequentialSpec};
+use sim::{interval_counts, Rng};
+
+const STEPS: [f64; 3] = [10.0, 25.0, 50.0];
+const LOOKS_PER_STEP: u32 = 5;
+const LOOKS: f64 = (STEPS.len() as u32 * LOOKS_PER_STEP) as f64;
+const BASE_ERR: f64 = 0.005;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    None,
+    Errors(f64),
+    Latency(f64),
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::None => "no regression".into(),
+            Kind::Errors(d) => format!("errors +{}pp", d * 100.0),
+            Kind::Latency(f) => format!("p99 +{:.0}%", (f - 1.0) * 100.0),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Policy {
+    Sequential,
+    SequentialEarly,
+    CompareCounts,
+    StaticErrors,
+    CompareLatency,
+    StaticLatency,
+}
+
+impl Policy {
+    fn label(self) -> &'static str {
+        match self {
+            Policy::Sequential => "sequential",
+            Policy::SequentialEarly => "sequential+early",
+            Policy::CompareCounts => "compare (per interval)",
+            Policy::StaticErrors => "static (1%, 5 fails)",
+            Policy::CompareLatency => "compare MW (per interval)",
+            Policy::StaticLatency => "static (p99 500ms, 5 fails)",
+        }
+    }
+    fn on_latency(self) -> bool {
+        matches!(self, Policy::CompareLatency | Policy::StaticLatency)
+    }
+}
+
+/// Minutes to rollback, or `Err(minutes to promotion)`.
+fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64) -> Result<u32, u32> {
+    let p_canary = match kind {
+        Kind::Errors(d) => BASE_ERR + d,
+        _ => BASE_ERR,
+    };
+    let lat_scale = match kind {
+        Kind::Latency(f) => f,
+        _ => 1.0,
+    };
+    let seq = SequentialSpec {
+        advance_early: (policy == Policy::SequentialEarly).then(AdvanceEarlySpec::default),
+        ..SequentialSpec::default()
+    };
+    let conf = 1.0 - 0.01 / LOOKS;
+    let counts_cfg = CompareSpec {
+        kind: CompareKind::Counts,
+        confidence: conf,
+        min_requests: 50.0,
+        ..CompareSpec::default()
+    };
+    let mw_cfg = CompareSpec {
+        confidence: conf,
+        min_samples: 20,
+        allowed_increase: Some(1.1),
+        ..CompareSpec::default()
+    };
+    let mut state = None;
+    let mut fails = 0;
+    let mut minute = 0;
+    for weight in STEPS {
+        for _ in 0..LOOKS_PER_STEP {
+            minute += 1;
+            let c = interval_counts(rng, rate * 60.0, weight, BASE_ERR, p_canary);
+            let failed = match policy {
+                Policy::Sequential | Policy::SequentialEarly => {
+                    let obs = SequentialObservation {
+                        canary_errors: c.canary_errors as f64,
+                        baseline_errors: c.baseline_errors as f64,
+                        requests: Some((c.canary_requests as f64, c.baseline_requests as f64)),
+                        weight,
+                    };
+                    let (s, v) = judge_sequential(state.as_ref(), obs, &seq);
+                    state = Some(s);
+                    if v.outcome == MetricVerdict::Fail {
+                        return Ok(minute);
+                    }
+                    if v.advance_early {
+                        break;
+                    }
+                    false
+                }
+                Policy::CompareCounts => {
+                    let v = judge_proportions(
+                        Counts {
+                            errors: c.canary_errors as f64,
+                            requests: c.canary_requests as f64,
+                        },
+                        Counts {
+                            errors: c.baseline_errors as f64,
+                            requests: c.baseline_requests as f64,
+                        },
+                        &counts_cfg,
+                    );
+                    if v.outcome == MetricVerdict::Fail {
+                        return Ok(minute);
+                    }
+                    false
+                }
+                Policy::StaticErrors => {
+                    c.canary_requests == 0
+                        || c.canary_errors as f64 / c.canary_requests as f64 > 0.01
+                }
+                Policy::CompareLatency | Policy::StaticLatency => {
+                    let mut lat = |n: u64, scale: f64| -> Vec<f64> {
+                        (0..n)
+                            .map(|_| 100.0 * (0.6 * rng.normal()).exp() * scale)
+                            .collect()
+                    };
+                    let canary = lat(c.canary_requests, lat_scale);
+                    if policy == Policy::StaticLatency {
+                        p99(canary).is_none_or(|p| p > 500.0)
+                    } else {
+                        let baseline = lat(c.baseline_requests, 1.0);
+                        if judge_mann_whitney(&canary, &baseline, &mw_cfg).outcome
+                            == MetricVerdict::Fail
+                        {
+                            return Ok(minute);
+                        }
+                        false
+                    }
+                }
+            };
+            if failed {
+                fails += 1;
+                if fails >= 5 {
+                    return Ok(minute);
+                }
+            }
+        }
+    }
+    Err(minute)
+}
+
+/// Prometheus-style p99 of one interval's latencies (nearest rank).
+fn p99(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let idx = ((v.len() as f64 * 0.99).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[idx])
+}
+
+fn quantile(sorted: &[u32], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let idx = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    Some(sorted[idx] as f64)
+}
+
+fn fmt_min(v: Option<f64>) -> String {
+    v.map_or("-".into(), |m| format!("{m:.0}"))
+}
+
+fn main() {
+    let releases: u32 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let mut json_rows = Vec::new();
+    for rate in [20.0, 100.0] {
+        println!(
+            "\n{} releases per kind, {rate} req/s, steps 10/25/50% x 5 looks of 1m\n{:<28} {:<15} {:>10} {:>8} {:>8} {:>8}",
+            releases, "policy", "kind", "rolled back", "med min", "p90 min", "promote"
+        );
+        let kinds_err = [Kind::None, Kind::Errors(0.005), Kind::Errors(0.02)];
+        let kinds_lat = [Kind::None, Kind::Latency(1.2), Kind::Latency(1.5)];
+        let policies = [
+            Policy::Sequential,
+            Policy::SequentialEarly,
+            Policy::CompareCounts,
+            Policy::StaticErrors,
+            Policy::CompareLatency,
+            Policy::StaticLatency,
+        ];
+        for (pi, policy) in policies.into_iter().enumerate() {
+            // Latency simulation draws every request: the headline rate only.
+            if policy.on_latency() && rate > 20.0 {
+                continue;
+            }
+            let kinds = if policy.on_latency() {
+                kinds_lat
+            } else {
+                kinds_err
+            };
+            for (ki, kind) in kinds.into_iter().enumerate() {
+                let mut rng = Rng::new(1000 * pi as u64 + 10 * ki as u64 + rate as u64);
+                let mut rolled = Vec::new();
+                let mut promoted = Vec::new();
+                for _ in 0..releases {
+                    match release(&mut rng, policy, kind, rate) {
+                        Ok(m) => rolled.push(m),
+                        Err(m) => promoted.push(m),
+                    }
+                }
+                rolled.sort_unstable();
+                promoted.sort_unstable();
+                let frac = rolled.len() as f64 / releases as f64;
+                let (med, p90) = (quantile(&rolled, 0.5), quantile(&rolled, 0.9));
+                let promote = quantile(&promoted, 0.5);
+                println!(
+                    "{:<28} {:<15} {:>10.1}% {:>8} {:>8} {:>8}",
+                    policy.label(),
+                    kind.label(),
+                    frac * 100.0,
+                    fmt_min(med),
+                    fmt_min(p90),
+                    fmt_min(promote)
+                );
+                json_rows.push(serde_json::json!({
+                    "rate_rps": rate, "policy": policy.label(), "kind": kind.label(),
+                    "rolled_back": frac,
+                    "false_rollback": (kind == Kind::None).then_some(frac),
+                    "detection": (kind != Kind::None).then_some(frac),
+                    "median_min_to_rollback": med, "p90_min_to_rollback": p90,
+                    "median_min_to_promotion": promote,
+                }));
+            }
+        }
+    }
+    let pick = |policy: &str, kind: &str, rate: f64| {
+        json_rows
+            .iter()
+            .find(|r| r["policy"] == policy && r["kind"] == kind && r["rate_rps"] == rate)
+            .and_then(|r| r["median_min_to_rollback"].as_f64())
+    };
+    let mut speedups = serde_json::Map::new();
+    for rate in [20.0, 100.0] {
+        if let (Some(s), Some(q)) = (
+            pick("static (1%, 5 fails)", "errors +2pp", rate),
+            pick("sequential", "errors +2pp", rate),
+        ) {
+            println!(
+                "\n{rate} req/s, +2pp: sequential median {q} min vs static {s} min: {:.1}x sooner",
+                s / q
+            );
+            speedups.insert(format!("seq_vs_static_2pp_{rate}rps"), (s / q).into());
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"bench": "decision_quality", "releases_per_kind": releases,
+                           "speedup": speedups, "rows": json_rows})
+    );
+}
