@@ -253,6 +253,14 @@ pub fn resolve_metrics(
                     second: template,
                 });
             }
+            if m.sequential.is_some() {
+                // Refused rather than silently judged as an unbounded threshold.
+                return Err(AnalysisConfigError::Judge {
+                    template: template.clone(),
+                    metric: m.name.clone(),
+                    message: "sequential judges are not evaluated by the controller yet (only by `serin judge`); use compare or threshold".into(),
+                });
+            }
             if let Some(c) = &m.compare {
                 crate::analysis::judges::validate_compare(c).map_err(|e| {
                     AnalysisConfigError::Judge {

@@ -88,7 +88,13 @@ pub async fn reconcile_deployment(
             }
             return Ok(Action::await_change());
         }
-        Ok(Some(Ok(spec))) => Ok(spec),
+        Ok(Some(Ok(mut spec))) => {
+            // Pause/resume (`kubectl serin pause`) is the operator's, not the annotations'.
+            if let Some(c) = existing.as_ref() {
+                spec.suspend = c.spec.suspend;
+            }
+            Ok(spec)
+        }
         Ok(Some(Err(errors))) => Err(errors),
         Err(e) => Err(vec![e]),
     };

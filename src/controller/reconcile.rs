@@ -64,31 +64,13 @@ pub async fn reconcile_canary(
         return Ok(Action::requeue(Duration::ZERO));
     }
     let now = (ctx.clock)();
-    let mut status = canary.status.clone().unwrap_or_default();
+    let status = canary.status.clone().unwrap_or_default();
     let generation = canary.metadata.generation;
 
     let (router, metrics) = match check_config(&canary, &ctx, &ns).await? {
         Ok(ok) => ok,
         Err((reason, message)) => {
-            let changed = set_config_condition(
-                &mut status,
-                Some((reason, message.clone())),
-                generation,
-                now,
-            );
-            status.message = message.clone();
-            write_status(&api, &canary, &status).await?;
-            if changed {
-                let note = Note {
-                    type_: NoteType::Warning,
-                    reason,
-                    message,
-                };
-                ctx.events
-                    .publish(&reference(&canary), "Validate", &note)
-                    .await;
-            }
-            return Ok(Action::requeue(CONFIG_RETRY));
+            return config_problem(&api, &canary, &ctx, status, reason, message, now).await;
         }
     };
 
@@ -100,25 +82,16 @@ pub async fn reconcile_canary(
                     secrets,
                 }),
                 Err(message) => {
-                    let changed = set_config_condition(
-                        &mut status,
-                        Some(("InvalidWebhook", message.clone())),
-                        generation,
+                    return config_problem(
+                        &api,
+                        &canary,
+                        &ctx,
+                        status,
+                        "InvalidWebhook",
+                        message,
                         now,
-                    );
-                    status.message = message.clone();
-                    write_status(&api, &canary, &status).await?;
-                    if changed {
-                        let note = Note {
-                            type_: NoteType::Warning,
-                            reason: "InvalidWebhook",
-                            message,
-                        };
-                        ctx.events
-                            .publish(&reference(&canary), "Validate", &note)
-                            .await;
-                    }
-                    return Ok(Action::requeue(CONFIG_RETRY));
+                    )
+                    .await;
                 }
             }
         }
@@ -143,25 +116,7 @@ pub async fn reconcile_canary(
         Ok(d) => d,
         Err(e) if e.category() == "config" || e.category() == "not_found" => {
             let message = e.to_string();
-            let changed = set_config_condition(
-                &mut status,
-                Some(("InvalidSpec", message.clone())),
-                generation,
-                now,
-            );
-            status.message = message.clone();
-            write_status(&api, &canary, &status).await?;
-            if changed {
-                let note = Note {
-                    type_: NoteType::Warning,
-                    reason: "InvalidSpec",
-                    message,
-                };
-                ctx.events
-                    .publish(&reference(&canary), "Validate", &note)
-                    .await;
-            }
-            return Ok(Action::requeue(CONFIG_RETRY));
+            return config_problem(&api, &canary, &ctx, status, "InvalidSpec", message, now).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -189,6 +144,38 @@ pub async fn reconcile_canary(
         }
     }
     Ok(Action::requeue(decision.requeue_after))
+}
+
+/// A problem the user must fix: say so on the Canary (condition, message, one Warning
+/// Event when it first appears) and look again later, touching nothing else.
+async fn config_problem(
+    api: &Api<Canary>,
+    canary: &Canary,
+    ctx: &Context,
+    mut status: crate::crd::CanaryStatus,
+    reason: &'static str,
+    message: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Action, ReconcileError> {
+    let changed = set_config_condition(
+        &mut status,
+        Some((reason, message.clone())),
+        canary.metadata.generation,
+        now,
+    );
+    status.message = message.clone();
+    write_status(api, canary, &status).await?;
+    if changed {
+        let note = Note {
+            type_: NoteType::Warning,
+            reason,
+            message,
+        };
+        ctx.events
+            .publish(&reference(canary), "Validate", &note)
+            .await;
+    }
+    Ok(Action::requeue(CONFIG_RETRY))
 }
 
 type Ready = (
