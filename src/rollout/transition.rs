@@ -1,10 +1,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
-use crate::crd::{
-    condition_type, find_condition, set_condition, CanaryPhase, CanaryStatus, CommandKind,
-    Condition, GateKind,
-};
+use crate::crd::{CanaryPhase, CanaryStatus, CommandKind, GateKind};
 
 /// The result of one transition.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,7 +40,7 @@ pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc
         && next_check_at(status, plan).is_some_and(|t| now >= t)
 }
 
-fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
+pub(super) fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
     let base = match (status.step_started_at, status.last_analysis_at) {
         (Some(a), Some(b)) => a.max(b),
         (a, b) => a.or(b)?,
@@ -90,12 +87,12 @@ pub fn transition(
     }
 }
 
-struct Machine<'a> {
-    s: CanaryStatus,
-    plan: &'a ReleasePlan,
-    obs: &'a Observation,
-    now: DateTime<Utc>,
-    notes: Vec<Note>,
+pub(super) struct Machine<'a> {
+    pub(super) s: CanaryStatus,
+    pub(super) plan: &'a ReleasePlan,
+    pub(super) obs: &'a Observation,
+    pub(super) now: DateTime<Utc>,
+    pub(super) notes: Vec<Note>,
 }
 
 enum Gate {
@@ -126,7 +123,7 @@ impl Machine<'_> {
         ));
     }
 
-    fn past_deadline(&self) -> bool {
+    pub(super) fn past_deadline(&self) -> bool {
         self.s
             .step_started_at
             .is_some_and(|t| self.now - t > self.plan.progress_deadline)
@@ -561,117 +558,6 @@ impl Machine<'_> {
             "RolledBack",
             format!("revision {} rolled back: {why}", self.revision()),
         );
-    }
-
-    fn update_conditions(&mut self) {
-        let now = self.now;
-        let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
-            type_: type_.into(),
-            status: if ok { "True" } else { "False" }.into(),
-            reason: reason.into(),
-            message,
-            last_transition_time: now,
-            observed_generation: None,
-        };
-        let phase = self.s.phase;
-        let ready = self.obs.primary_exists && self.obs.primary_ready;
-        set_condition(
-            &mut self.s.conditions,
-            cond(
-                condition_type::READY,
-                ready,
-                if ready {
-                    "PrimaryReady"
-                } else {
-                    "PrimaryNotReady"
-                },
-                String::new(),
-            ),
-        );
-        let in_flight = !phase.is_idle() && phase != CanaryPhase::Initializing;
-        let stalled = in_flight && phase != CanaryPhase::WaitingApproval && self.past_deadline();
-        let (reason, msg) = if stalled {
-            ("ProgressDeadlineExceeded", self.s.message.clone())
-        } else {
-            (phase.as_str(), String::new())
-        };
-        let before = find_condition(&self.s.conditions, condition_type::PROGRESSING)
-            .map(|c| c.reason.clone());
-        set_condition(
-            &mut self.s.conditions,
-            cond(
-                condition_type::PROGRESSING,
-                in_flight && !stalled,
-                reason,
-                msg.clone(),
-            ),
-        );
-        if stalled && before.as_deref() != Some("ProgressDeadlineExceeded") {
-            // Only the primary can stall here (canary stalls roll back); say so once.
-            self.notes.push(Note {
-                type_: NoteType::Warning,
-                reason: "ProgressDeadlineExceeded",
-                message: msg,
-            });
-        }
-        let waiting = self.s.pending_gate.is_some();
-        set_condition(
-            &mut self.s.conditions,
-            cond(
-                condition_type::WAITING_APPROVAL,
-                waiting,
-                self.s.pending_gate.map_or("NoGate", |g| g.as_str()),
-                String::new(),
-            ),
-        );
-        if self.s.last_analysis_at == Some(now) {
-            let outcome = self.obs.analysis.as_ref().map(|r| r.outcome(now));
-            let (ok, reason) = match outcome {
-                Some(CheckOutcome::Error) => (false, "ProviderError"),
-                Some(CheckOutcome::Inconclusive) => (false, "NoData"),
-                _ => (true, "EvidenceAvailable"),
-            };
-            let msg = self
-                .obs
-                .analysis
-                .as_ref()
-                .map(|r| r.summary(now))
-                .unwrap_or_default();
-            set_condition(
-                &mut self.s.conditions,
-                cond(
-                    condition_type::ANALYSIS_HEALTHY,
-                    ok,
-                    reason,
-                    if ok { String::new() } else { msg },
-                ),
-            );
-        }
-        self.s.step_label = Some(format!(
-            "{}/{}",
-            self.s.current_step,
-            self.plan.step_count()
-        ));
-    }
-
-    fn requeue_after(&self) -> std::time::Duration {
-        let secs = |d: Duration| d.to_std().unwrap_or_default();
-        let short = std::time::Duration::from_secs(5);
-        match self.s.phase {
-            CanaryPhase::Progressing
-                if self.s.current_step >= 1
-                    && (self.obs.canary_ready || self.obs.canary_available) =>
-            {
-                let next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
-                secs(next - self.now)
-                    .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
-            }
-            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
-                std::time::Duration::from_secs(300)
-            }
-            CanaryPhase::WaitingApproval => std::time::Duration::from_secs(30),
-            _ => short,
-        }
     }
 }
 
