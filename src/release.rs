@@ -15,7 +15,8 @@ use crate::gates::{
 };
 use crate::providers::MetricSources;
 use crate::rollout::{
-    analysis_due, transition, Action, Decision, Observation, PlanError, ReleasePlan,
+    analysis_due, pre_rollout_due, transition, Action, Decision, Observation, PlanError,
+    ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -130,6 +131,12 @@ pub async fn reconcile_release(
     plan.inconclusive_limit = limits.inconclusive_limit;
     // A confirm hook closes its gate like a human gate; its 2xx opens it.
     plan.gates = effective_gates(subject.spec);
+    plan.pre_rollout = deps.hooks.is_some()
+        && subject
+            .spec
+            .webhooks
+            .iter()
+            .any(|h| h.type_ == WebhookType::PreRollout);
     let wref = subject.workload_ref();
     let state = deps.workloads.observe(&wref).await?;
     let target = subject.route_target(&state);
@@ -165,6 +172,7 @@ pub async fn reconcile_release(
     let mut analysis = analysis;
     let mut hook_approvals = Vec::new();
     let mut hook_commands = Vec::new();
+    let mut pre_rollout = None;
     if let Some(h) = &deps.hooks {
         let (ns, name, spec, st) = (
             subject.namespace,
@@ -172,6 +180,16 @@ pub async fn reconcile_release(
             subject.spec,
             subject.status,
         );
+        if pre_rollout_due(st, &plan, now) && (state.canary_ready || state.canary_available) {
+            let results = h
+                .caller
+                .call_kind(ns, name, spec, st, WebhookType::PreRollout, &h.secrets)
+                .await;
+            pre_rollout = Some(crate::rollout::AnalysisReport {
+                metrics: hook_checks(&results, now),
+                critical: vec![],
+            });
+        }
         if let Some(kind) = pending_confirm_kind(st) {
             let results = h
                 .caller
@@ -206,6 +224,7 @@ pub async fn reconcile_release(
         canary_available: state.canary_available,
         routed_weight,
         analysis,
+        pre_rollout,
         approvals: [subject.status.approvals.clone(), hook_approvals].concat(),
         commands: [subject.status.commands.clone(), hook_commands].concat(),
     };

@@ -24,6 +24,8 @@ pub struct Observation {
     pub routed_weight: Option<i32>,
     /// Result of the check the controller ran because [`super::analysis_due`] said so.
     pub analysis: Option<AnalysisReport>,
+    /// Result of the pre-rollout checks, when [`super::pre_rollout_due`] said so.
+    pub pre_rollout: Option<AnalysisReport>,
     pub approvals: Vec<Approval>,
     pub commands: Vec<Command>,
 }

@@ -15,6 +15,8 @@ pub struct ReleasePlan {
     pub gates: GatesSpec,
     pub skip_analysis: bool,
     pub suspend: bool,
+    /// Pre-rollout checks (webhooks) must pass before the first traffic step.
+    pub pre_rollout: bool,
     /// The router approximates weights by the canary's replica count.
     pub replica_weighting: bool,
 }
@@ -106,6 +108,7 @@ impl ReleasePlan {
             gates: spec.gates.clone(),
             skip_analysis: spec.skip_analysis,
             suspend: spec.suspend,
+            pre_rollout: false,
             replica_weighting,
         })
     }

@@ -16,7 +16,10 @@ fn transition(
     now: DateTime<Utc>,
 ) -> Decision {
     let mut obs = obs.clone();
-    if let Some(r) = obs.analysis.as_mut() {
+    for r in [obs.analysis.as_mut(), obs.pre_rollout.as_mut()]
+        .into_iter()
+        .flatten()
+    {
         for m in &mut r.metrics {
             m.checked_at = now;
         }
@@ -897,4 +900,44 @@ fn a_kept_verdict_of_a_slower_metric_blocks_advancing_but_is_not_counted_again()
         d.status.message
     );
     assert!(d.notes.is_empty());
+}
+
+#[test]
+fn pre_rollout_checks_gate_the_first_traffic_and_count_as_checks() {
+    let mut p = plan();
+    p.pre_rollout = true;
+    let s = progressing(0, 0);
+    assert!(pre_rollout_due(&s, &p, at(5)));
+    // No result yet: the canary is up but takes no traffic.
+    let d = transition(&s, &p, &releasing(0), at(5));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (0, 0));
+    assert!(d.actions.is_empty());
+
+    let failed = Observation {
+        pre_rollout: report(&[("webhook/conformance", MetricVerdict::Fail)]),
+        ..releasing(0)
+    };
+    let d = transition(&s, &p, &failed, at(10));
+    assert_eq!((d.status.current_step, d.status.failed_checks), (0, 1));
+    assert_eq!(reasons(&d), vec!["CheckFailed"]);
+    assert!(
+        !pre_rollout_due(&d.status, &p, at(69)),
+        "at most once per interval"
+    );
+    assert!(pre_rollout_due(&d.status, &p, at(70)));
+    let d2 = transition(&d.status, &p, &failed, at(70));
+    assert_eq!(d2.status.phase, P::Failed);
+    assert!(
+        d2.status.message.contains("webhook/conformance"),
+        "{}",
+        d2.status.message
+    );
+
+    let passed = Observation {
+        pre_rollout: report(&[("webhook/conformance", MetricVerdict::Pass)]),
+        ..releasing(0)
+    };
+    let d3 = transition(&d.status, &p, &passed, at(70));
+    assert_eq!((d3.status.current_step, d3.status.canary_weight), (1, 10));
+    assert_eq!(d3.actions, vec![Action::SetWeight { weight: 10 }]);
 }

@@ -40,6 +40,18 @@ pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc
         && next_check_at(status, plan).is_some_and(|t| now >= t)
 }
 
+/// Pre-rollout checks are due at step 0 with the canary up, at most once per interval.
+pub fn pre_rollout_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
+    plan.pre_rollout
+        && status.phase == CanaryPhase::Progressing
+        && status.current_step == 0
+        && !plan.suspend
+        && status.paused_at.is_none()
+        && status
+            .last_analysis_at
+            .is_none_or(|t| now >= t + plan.interval)
+}
+
 pub(super) fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
     let base = match (status.step_started_at, status.last_analysis_at) {
         (Some(a), Some(b)) => a.max(b),
@@ -375,7 +387,31 @@ impl Machine<'_> {
             return;
         }
         if self.s.current_step == 0 {
-            return self.advance();
+            if !self.plan.pre_rollout {
+                return self.advance();
+            }
+            // Pre-rollout checks (conformance, load tests) gate the first traffic; a
+            // failure counts as a failed check. Without a result yet: wait.
+            match &self.obs.pre_rollout {
+                Some(report) => {
+                    self.s.last_analysis_at = Some(self.now);
+                    let (outcome, summary) = (report.outcome(self.now), report.summary(self.now));
+                    merge_metrics(&mut self.s.metrics, &report.metrics);
+                    self.judge(outcome, summary);
+                }
+                None => self.s.message = "waiting for the pre-rollout checks".into(),
+            }
+            if self.s.phase == CanaryPhase::Progressing
+                && self.s.current_step == 0
+                && self.past_deadline()
+            {
+                let why = format!(
+                    "pre-rollout checks did not pass within the progress deadline: {}",
+                    self.s.message
+                );
+                self.rollback(why);
+            }
+            return;
         }
         if check_due {
             let (outcome, summary) = match (&self.obs.analysis, self.plan.skip_analysis) {
