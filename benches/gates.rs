@@ -34,6 +34,7 @@ fn event(step: i32) -> NotifyEvent {
     let metrics = (0..5)
         .map(|i| MetricStatus {
             consecutive_errors: 0,
+            sequential: None,
             name: format!("metric-{i}"),
             value: Some(0.5 + f64::from(i)),
             baseline: Some(0.4),

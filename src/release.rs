@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::analysis::{effective_limits, run_check, timed_out_report, RenderVars, ResolvedMetric};
+use crate::analysis::{
+    effective_limits, run_check_at_weight, timed_out_report, RenderVars, ResolvedMetric,
+};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::gates::{
     effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
@@ -148,11 +150,12 @@ pub async fn reconcile_release(
     let analysis = if analysis_due(subject.status, &plan, now) && !plan.skip_analysis {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let check = run_check(
+        let check = run_check_at_weight(
             subject.metrics,
             &vars,
             interval,
             &subject.status.metrics,
+            subject.status.canary_weight,
             deps.sources.as_ref(),
             now,
         );

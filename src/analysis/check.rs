@@ -29,6 +29,21 @@ pub async fn run_check(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
 ) -> AnalysisReport {
+    run_check_at_weight(metrics, base, canary_interval, previous, 0, sources, now).await
+}
+
+/// [`run_check`] for a canary that took `canary_weight` percent of the traffic during
+/// the interval: the sequential judge uses it as the canary's share when it has no
+/// requests query.
+pub async fn run_check_at_weight(
+    metrics: &[ResolvedMetric],
+    base: &RenderVars,
+    canary_interval: Duration,
+    previous: &[MetricStatus],
+    canary_weight: i32,
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+) -> AnalysisReport {
     let checks = metrics.iter().map(|m| async move {
         let prev = previous.iter().find(|p| p.name == m.name);
         if let Some(p) = prev.filter(|p| !is_due(m, p, canary_interval, now)) {
@@ -37,8 +52,24 @@ pub async fn run_check(
                 ..p.clone()
             };
         }
-        if let Some(cfg) = &m.compare {
-            let mut st = compare(m, cfg, base, canary_interval, sources, now).await;
+        let judged = match (&m.sequential, &m.compare) {
+            (Some(cfg), _) => Some(
+                sequential(
+                    m,
+                    cfg,
+                    prev,
+                    base,
+                    canary_interval,
+                    canary_weight,
+                    sources,
+                    now,
+                )
+                .await,
+            ),
+            (None, Some(cfg)) => Some(compare(m, cfg, base, canary_interval, sources, now).await),
+            (None, None) => None,
+        };
+        if let Some(mut st) = judged {
             st.dry_run = m.dry_run;
             st.consecutive_errors = match st.verdict {
                 MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
@@ -69,6 +100,7 @@ pub async fn run_check(
             dry_run: m.dry_run,
             checked_at: now,
             consecutive_errors,
+            sequential: None,
         }
     });
     let statuses = join_all(checks).await;
@@ -102,7 +134,70 @@ fn unmeasured(m: &ResolvedMetric, e: &MetricError, now: DateTime<Utc>) -> Metric
         dry_run: m.dry_run,
         checked_at: now,
         consecutive_errors: 0,
+        sequential: None,
     }
+}
+
+/// The sequential count test: this interval's errors (and requests) of both versions
+/// are one more look; the evidence so far travels in the metric's status.
+#[allow(clippy::too_many_arguments)]
+async fn sequential(
+    m: &ResolvedMetric,
+    cfg: &crate::crd::SequentialSpec,
+    prev: Option<&MetricStatus>,
+    base: &RenderVars,
+    canary_interval: Duration,
+    canary_weight: i32,
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+) -> MetricStatus {
+    let vars_for = |workload: &str| RenderVars {
+        workload: workload.to_string(),
+        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
+        args: m.args.clone(),
+        ..base.clone()
+    };
+    let (canary_vars, baseline_vars) = (vars_for(&base.canary), vars_for(&base.primary));
+    let render = |q: &str, v: &RenderVars| {
+        render_query(q, v).map_err(|e| MetricError::BadQuery(e.to_string()))
+    };
+    let state = prev.and_then(|p| p.sequential.as_ref());
+    let result: Result<MetricStatus, MetricError> = async {
+        let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
+        let errors_q = cfg.errors_query.as_deref().unwrap_or(&m.query);
+        let canary_errors = source
+            .query_scalar(&render(errors_q, &canary_vars)?, now)
+            .await?;
+        let baseline_errors = source
+            .query_scalar(&render(errors_q, &baseline_vars)?, now)
+            .await?;
+        let requests = match cfg.requests_query.as_deref() {
+            Some(q) => Some((
+                source.query_scalar(&render(q, &canary_vars)?, now).await?,
+                source
+                    .query_scalar(&render(q, &baseline_vars)?, now)
+                    .await?,
+            )),
+            None => None,
+        };
+        let look = judges::SequentialObservation {
+            canary_errors,
+            baseline_errors,
+            requests,
+            weight: f64::from(canary_weight),
+        };
+        let (next, verdict) = judges::judge_sequential(state, look, cfg);
+        let mut st = verdict.to_metric_status(&m.name, m.dry_run, now);
+        st.sequential = Some(next);
+        Ok(st)
+    }
+    .await;
+    result.unwrap_or_else(|e| {
+        // A missed look merges into the next one: keep the evidence gathered so far.
+        let mut st = unmeasured(m, &e, now);
+        st.sequential = state.cloned();
+        st
+    })
 }
 
 /// Canary against primary: the same query rendered for each (or `baselineQuery`),
@@ -255,6 +350,7 @@ pub fn timed_out_report(
                 dry_run: m.dry_run,
                 checked_at: now,
                 consecutive_errors,
+                sequential: None,
             }
         })
         .collect();

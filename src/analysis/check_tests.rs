@@ -73,6 +73,7 @@ fn metric(name: &str, query: &str, max: f64) -> ResolvedMetric {
         failure_limit: None,
         inconclusive_limit: None,
         compare: None,
+        sequential: None,
         consecutive_error_limit: None,
     }
 }
@@ -302,4 +303,70 @@ async fn compare_judges_canary_samples_against_the_primary() {
             vec![canary_q.to_string(), primary_q.to_string()]
         );
     }
+}
+
+/// The sequential judge: each check is one look; the evidence travels in the status, so
+/// a missed look keeps it, and a clearly worse canary fails.
+#[tokio::test]
+async fn sequential_judge_accumulates_looks_through_the_status() {
+    let cfg: crate::crd::SequentialSpec = serde_json::from_value(serde_json::json!({
+        "requestsQuery": "req{pod=~\"{{workload}}-.*\"}", "minRequests": 100
+    }))
+    .unwrap();
+    let mut m = metric("errors", "err{pod=~\"{{workload}}-.*\"}", 0.0);
+    m.sequential = Some(cfg);
+    let look = |ce: f64, be: f64| {
+        Arc::new(Scripted {
+            answers: BTreeMap::from([
+                ("err{pod=~\"podinfo-.*\"}".to_string(), Ok(ce)),
+                ("err{pod=~\"podinfo-primary-.*\"}".to_string(), Ok(be)),
+                ("req{pod=~\"podinfo-.*\"}".to_string(), Ok(1000.0)),
+                ("req{pod=~\"podinfo-primary-.*\"}".to_string(), Ok(1000.0)),
+            ]),
+            ..Default::default()
+        })
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
+    let first = run_check_at_weight(
+        &[m.clone()],
+        &base(),
+        MIN,
+        &[],
+        50,
+        &Sources(look(5.0, 5.0)),
+        t0,
+    )
+    .await;
+    let st = &first.metrics[0];
+    assert_ne!(st.verdict, MetricVerdict::Fail, "{}", st.reason);
+    assert_eq!(st.sequential.as_ref().unwrap().looks, 1);
+
+    // Prometheus had nothing this time: the look is missed, the evidence kept.
+    let missed = run_check_at_weight(
+        &[m.clone()],
+        &base(),
+        MIN,
+        &first.metrics,
+        50,
+        &Sources(Arc::new(Scripted::default())),
+        t0 + chrono::Duration::minutes(1),
+    )
+    .await;
+    assert_eq!(missed.metrics[0].verdict, MetricVerdict::Inconclusive);
+    assert_eq!(missed.metrics[0].sequential, first.metrics[0].sequential);
+
+    let bad = run_check_at_weight(
+        &[m],
+        &base(),
+        MIN,
+        &missed.metrics,
+        50,
+        &Sources(look(60.0, 5.0)),
+        t0 + chrono::Duration::minutes(2),
+    )
+    .await;
+    let st = &bad.metrics[0];
+    assert_eq!(st.verdict, MetricVerdict::Fail, "{}", st.reason);
+    assert_eq!(st.sequential.as_ref().unwrap().looks, 2);
+    assert!(st.p_value.is_some_and(|p| p <= 0.01), "{st:?}");
 }

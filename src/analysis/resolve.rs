@@ -37,6 +37,8 @@ pub struct ResolvedMetric {
     pub consecutive_error_limit: Option<i32>,
     /// Judge against the primary (baseline) instead of a threshold.
     pub compare: Option<crate::crd::CompareSpec>,
+    /// Judge error counts with the anytime-valid sequential test.
+    pub sequential: Option<crate::crd::SequentialSpec>,
 }
 
 impl ResolvedMetric {
@@ -253,13 +255,14 @@ pub fn resolve_metrics(
                     second: template,
                 });
             }
-            if m.sequential.is_some() {
-                // Refused rather than silently judged as an unbounded threshold.
-                return Err(AnalysisConfigError::Judge {
-                    template: template.clone(),
-                    metric: m.name.clone(),
-                    message: "sequential judges are not evaluated by the controller yet (only by `serin judge`); use compare or threshold".into(),
-                });
+            if let Some(q) = &m.sequential {
+                crate::analysis::judges::validate_sequential(q).map_err(|e| {
+                    AnalysisConfigError::Judge {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
             }
             if let Some(c) = &m.compare {
                 crate::analysis::judges::validate_compare(c).map_err(|e| {
@@ -292,6 +295,7 @@ pub fn resolve_metrics(
                 inconclusive_limit: spec.inconclusive_limit,
                 consecutive_error_limit: spec.consecutive_error_limit,
                 compare: m.compare.clone(),
+                sequential: m.sequential.clone(),
             });
         }
     }

@@ -316,6 +316,9 @@ pub struct MetricStatus {
     /// Dry-run metrics are reported but never decide.
     #[serde(default)]
     pub dry_run: bool,
+    /// Evidence of the sequential judge so far in this release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequential: Option<crate::analysis::stats::SequentialState>,
     pub checked_at: DateTime<Utc>,
     /// `Error` verdicts in a row for this metric, up to and including this one.
     #[serde(default)]

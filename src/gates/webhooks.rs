@@ -335,6 +335,7 @@ pub fn hook_checks(results: &[HookResult], now: DateTime<Utc>) -> Vec<MetricStat
             reason: format!("{} webhook {}: {}", r.type_.as_str(), r.name, r.describe()),
             dry_run: false,
             consecutive_errors: 0,
+            sequential: None,
             checked_at: now,
         })
         .collect()

@@ -30,6 +30,7 @@ fn metric(name: &str, value: f64, verdict: MetricVerdict) -> MetricStatus {
         reason: format!("{name} judged"),
         dry_run: false,
         consecutive_errors: 0,
+        sequential: None,
         checked_at: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
     }
 }

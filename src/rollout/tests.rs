@@ -80,6 +80,7 @@ fn metric(name: &str, verdict: MetricVerdict) -> MetricStatus {
         reason: format!("{name} {}", verdict.as_str()),
         dry_run: false,
         consecutive_errors: 0,
+        sequential: None,
         checked_at: at(0),
     }
 }

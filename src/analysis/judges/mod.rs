@@ -63,6 +63,7 @@ impl JudgeVerdict {
     ) -> MetricStatus {
         MetricStatus {
             consecutive_errors: 0,
+            sequential: None,
             name: name.to_string(),
             value: self.value.filter(|v| v.is_finite()),
             baseline: self.baseline.filter(|v| v.is_finite()),
