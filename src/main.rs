@@ -174,8 +174,8 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     // Dropping the demo future stops every process it started, so Ctrl-C must land here.
     tokio::select! {
         r = run_demo(o) => {
+            // The demo prints its own progress and summary.
             let summary = r?;
-            println!("{}", summary.render());
             anyhow::ensure!(summary.as_expected(), "the demo did not end as expected");
         }
         _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping everything the demo started"),

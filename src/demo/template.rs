@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::crd::AnalysisTemplateSpec;
 
-pub const BUILTIN_NAME: &str = "app-http-histogram";
+pub const BUILTIN_NAME: &str = "demo-builtin-http";
 
 /// The same metrics, selectors and names as the shipped
 /// `analysis-templates/app-http-histogram.yaml` (error rate and p99 latency from the
