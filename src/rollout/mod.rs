@@ -7,6 +7,7 @@
 //! restart between any two actions simply recomputes and redoes the missing ones.
 
 mod actions;
+mod commands;
 mod conditions;
 mod observation;
 mod plan;

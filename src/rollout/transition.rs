@@ -1,7 +1,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
-use crate::crd::{CanaryPhase, CanaryStatus, CommandKind, GateKind};
+use crate::crd::{CanaryPhase, CanaryStatus, GateKind};
 
 /// The result of one transition.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +114,7 @@ enum Gate {
 }
 
 impl Machine<'_> {
-    fn note(&mut self, type_: NoteType, reason: &'static str, message: String) {
+    pub(super) fn note(&mut self, type_: NoteType, reason: &'static str, message: String) {
         self.s.message = message.clone();
         self.notes.push(Note {
             type_,
@@ -141,84 +141,12 @@ impl Machine<'_> {
             .is_some_and(|t| self.now - t > self.plan.progress_deadline)
     }
 
-    fn revision(&self) -> String {
+    pub(super) fn revision(&self) -> String {
         self.s.canary_revision.clone().unwrap_or_default()
     }
 
     fn new_revision(&self) -> bool {
         self.s.canary_revision.as_deref() != Some(self.obs.target_revision.as_str())
-    }
-
-    /// Abort, retry and pause/resume. Returns true when the step is decided.
-    fn commands_or_pause(&mut self) -> bool {
-        let phase = self.s.phase;
-        let rev = self.s.canary_revision.clone();
-        let in_flight = matches!(
-            phase,
-            CanaryPhase::Progressing | CanaryPhase::WaitingApproval
-        );
-        if in_flight {
-            let started = self.s.release_started_at;
-            let abort = self.obs.commands.iter().find(|c| {
-                c.kind == CommandKind::Abort
-                    && Some(&c.revision) == rev.as_ref()
-                    && started.is_none_or(|t| c.at >= t)
-            });
-            if let Some(c) = abort {
-                let why = format!("aborted by {} via {}", c.by, c.via);
-                self.s.paused_at = None;
-                self.rollback(why);
-                return true;
-            }
-        }
-        if phase == CanaryPhase::Failed {
-            let failed_at = self.s.last_transition_time;
-            let retry = self
-                .obs
-                .commands
-                .iter()
-                .find(|c| {
-                    c.kind == CommandKind::Retry
-                        && Some(&c.revision) == self.s.failed_revision.as_ref()
-                        && Some(&c.revision) == Some(&self.obs.target_revision)
-                        && failed_at.is_none_or(|t| c.at >= t)
-                })
-                .cloned();
-            if let Some(c) = retry {
-                self.s.failed_revision = None;
-                self.s.canary_revision = None;
-                self.note(
-                    NoteType::Normal,
-                    "Retry",
-                    format!(
-                        "retry of revision {} requested by {} via {}",
-                        c.revision, c.by, c.via
-                    ),
-                );
-                self.start_release("Retry");
-                return true;
-            }
-        }
-        let holdable = in_flight || phase == CanaryPhase::Promoting;
-        if self.plan.suspend && holdable {
-            if self.s.paused_at.is_none() {
-                self.s.paused_at = Some(self.now);
-                self.note(
-                    NoteType::Normal,
-                    "Paused",
-                    "release paused (spec.suspend)".into(),
-                );
-            }
-            return true;
-        }
-        if let Some(paused_at) = self.s.paused_at.take() {
-            // The deadline and check clocks stop while paused.
-            let paused = self.now - paused_at;
-            self.s.step_started_at = self.s.step_started_at.map(|t| t + paused);
-            self.s.last_analysis_at = self.s.last_analysis_at.map(|t| t + paused);
-            self.note(NoteType::Normal, "Resumed", "release resumed".into());
-        }
-        false
     }
 
     fn initializing(&mut self) {
@@ -269,7 +197,7 @@ impl Machine<'_> {
         self.start_release("NewRevision");
     }
 
-    fn start_release(&mut self, reason: &'static str) {
+    pub(super) fn start_release(&mut self, reason: &'static str) {
         let target = self.obs.target_revision.clone();
         let restart = self.s.canary_revision.is_some() && !self.s.phase.is_idle();
         self.s.canary_revision = Some(target.clone());
@@ -583,7 +511,7 @@ impl Machine<'_> {
         }
     }
 
-    fn rollback(&mut self, why: String) {
+    pub(super) fn rollback(&mut self, why: String) {
         self.s.canary_weight = 0;
         self.s.pending_gate = None;
         self.s.failed_revision = self.s.canary_revision.clone();
