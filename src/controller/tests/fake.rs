@@ -110,10 +110,19 @@ impl FakeState {
             );
         }
         match r.method.as_str() {
-            "GET" if path.ends_with("horizontalpodautoscalers") => (
-                200,
-                json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": []}),
-            ),
+            "GET" if path.ends_with("horizontalpodautoscalers") => {
+                let prefix = format!("{path}/");
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&prefix))
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                (
+                    200,
+                    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": items}),
+                )
+            }
             "GET" => match self.objects.get(&path) {
                 Some(o) => (200, o.clone()),
                 None => (
