@@ -114,6 +114,25 @@ pub async fn run_check_at_weight(
     }
 }
 
+/// The variables of `m`'s queries when measuring `workload` (canary or primary).
+fn variant_vars(
+    m: &ResolvedMetric,
+    base: &RenderVars,
+    canary_interval: Duration,
+    workload: &str,
+) -> RenderVars {
+    RenderVars {
+        workload: workload.to_string(),
+        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
+        args: m.args.clone(),
+        ..base.clone()
+    }
+}
+
+fn render(query: &str, vars: &RenderVars) -> Result<String, MetricError> {
+    render_query(query, vars).map_err(|e| MetricError::BadQuery(e.to_string()))
+}
+
 /// A metric that could not be measured: no evidence is inconclusive, anything else an error.
 fn unmeasured(m: &ResolvedMetric, e: &MetricError, now: DateTime<Utc>) -> MetricStatus {
     let verdict = if e.is_no_evidence() {
@@ -151,16 +170,8 @@ async fn sequential(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
 ) -> MetricStatus {
-    let vars_for = |workload: &str| RenderVars {
-        workload: workload.to_string(),
-        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
-        args: m.args.clone(),
-        ..base.clone()
-    };
-    let (canary_vars, baseline_vars) = (vars_for(&base.canary), vars_for(&base.primary));
-    let render = |q: &str, v: &RenderVars| {
-        render_query(q, v).map_err(|e| MetricError::BadQuery(e.to_string()))
-    };
+    let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
+    let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);
     let state = prev.and_then(|p| p.sequential.as_ref());
     let result: Result<MetricStatus, MetricError> = async {
         let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
@@ -210,16 +221,8 @@ async fn compare(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
 ) -> MetricStatus {
-    let vars_for = |workload: &str| RenderVars {
-        workload: workload.to_string(),
-        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
-        args: m.args.clone(),
-        ..base.clone()
-    };
-    let (canary_vars, baseline_vars) = (vars_for(&base.canary), vars_for(&base.primary));
-    let render = |q: &str, v: &RenderVars| {
-        render_query(q, v).map_err(|e| MetricError::BadQuery(e.to_string()))
-    };
+    let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
+    let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);
     let result: Result<MetricStatus, MetricError> = async {
         let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
         let baseline_q = cfg.baseline_query.as_deref().unwrap_or(&m.query);
@@ -269,13 +272,10 @@ async fn measure(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
 ) -> Result<f64, MetricError> {
-    let vars = RenderVars {
-        workload: base.canary.clone(),
-        interval: prometheus_duration(m.interval.unwrap_or(canary_interval)),
-        args: m.args.clone(),
-        ..base.clone()
-    };
-    let query = render_query(&m.query, &vars).map_err(|e| MetricError::BadQuery(e.to_string()))?;
+    let query = render(
+        &m.query,
+        &variant_vars(m, base, canary_interval, &base.canary),
+    )?;
     let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
     source.query_scalar(&query, now).await
 }
