@@ -1,0 +1,120 @@
+//! Hand-back, tracked config and HPA mirroring.
+
+use super::*;
+
+#[tokio::test]
+async fn deleting_the_canary_hands_the_deployment_back_without_downtime() {
+    let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
+    initialize(&h).await;
+    {
+        let mut s = h.fake.0.lock().unwrap();
+        let mut c = s.get(&canary("podinfo"));
+        c["metadata"]["deletionTimestamp"] = json!("2026-11-22T12:05:00Z");
+        s.put(&canary("podinfo"), c);
+        s.rollouts_finish = false;
+    }
+    // First the user's Deployment scales back up; traffic stays on the primary meanwhile.
+    let c = h.ok().await;
+    assert!(c.contains(&apply(&dep("podinfo"))));
+    assert!(
+        !c.contains(&apply(&svc("podinfo"))),
+        "no traffic moves before the target is ready"
+    );
+    assert_eq!(h.get(&dep("podinfo"))["spec"]["replicas"], 3);
+    assert_eq!(
+        h.get(&svc("podinfo"))["spec"]["selector"],
+        json!({"app": "podinfo-primary"})
+    );
+    assert!(!h.get(&dep("podinfo-primary")).is_null());
+
+    h.settle();
+    let c = h.ok().await;
+    let pos = |x: &str| {
+        c.iter()
+            .position(|y| y == x)
+            .unwrap_or_else(|| panic!("{x} not in {c:#?}"))
+    };
+    let route = pos(&apply(&svc("podinfo")));
+    let delete = pos(&format!("DELETE {}?", dep("podinfo-primary")));
+    assert!(route < delete, "traffic moves before the primary goes");
+    assert_eq!(
+        h.get(&svc("podinfo"))["spec"]["selector"],
+        json!({"app": "podinfo"})
+    );
+    assert!(h.get(&dep("podinfo-primary")).is_null());
+    assert!(h.get(&svc("podinfo-primary")).is_null() && h.get(&svc("podinfo-canary")).is_null());
+    assert_eq!(
+        h.get(&canary("podinfo"))["metadata"]["finalizers"],
+        json!([])
+    );
+    assert_eq!(h.reasons(), vec!["HandedBack"]);
+}
+
+fn configmap(path_name: &str, level: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": path_name, "namespace": NS, "labels": {"team": "web"}},
+           "data": {"LOG_LEVEL": level}})
+}
+
+#[tokio::test]
+async fn tracked_config_is_copied_for_the_primary_an_hpa_is_mirrored_and_a_config_change_is_a_release(
+) {
+    let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
+    let cm = format!("/api/v1/namespaces/{NS}/configmaps/podinfo-env");
+    {
+        let mut s = h.fake.0.lock().unwrap();
+        let mut d = s.get(&dep("podinfo"));
+        d["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+            json!([{"configMapRef": {"name": "podinfo-env"}}]);
+        s.put(&dep("podinfo"), d);
+        s.put(&cm, configmap("podinfo-env", "info"));
+        s.put(
+            &format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/podinfo"),
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+                   "metadata": {"name": "podinfo", "namespace": NS},
+                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                            "minReplicas": 2, "maxReplicas": 10}}),
+        );
+    }
+    initialize(&h).await;
+    let copy = h.get(&format!(
+        "/api/v1/namespaces/{NS}/configmaps/podinfo-env-primary"
+    ));
+    assert_eq!(copy["data"], json!({"LOG_LEVEL": "info"}));
+    assert_eq!(copy["metadata"]["ownerReferences"][0]["kind"], "Canary");
+    let primary = h.get(&dep("podinfo-primary"));
+    assert_eq!(
+        primary["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+        "podinfo-env-primary",
+        "the primary keeps its own copy while the canary tries new config"
+    );
+    let hpa = h.get(&format!(
+        "/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/podinfo-primary"
+    ));
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(
+        (
+            hpa["spec"]["minReplicas"].as_i64(),
+            hpa["spec"]["maxReplicas"].as_i64()
+        ),
+        (Some(2), Some(10))
+    );
+
+    // Only the ConfigMap changes: that is a new revision, released like an image change.
+    let stable = h.status()["stableRevision"].clone();
+    h.fake
+        .0
+        .lock()
+        .unwrap()
+        .put(&cm, configmap("podinfo-env", "debug"));
+    h.ok().await;
+    let st = h.status();
+    assert_eq!(st["phase"], "Progressing");
+    assert_ne!(st["canaryRevision"], stable);
+    assert_eq!(h.reasons(), vec!["NewRevision"]);
+    // The primary still reads the old config.
+    let copy = h.get(&format!(
+        "/api/v1/namespaces/{NS}/configmaps/podinfo-env-primary"
+    ));
+    assert_eq!(copy["data"], json!({"LOG_LEVEL": "info"}));
+}
