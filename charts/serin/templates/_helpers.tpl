@@ -184,6 +184,7 @@ API calls in src/ (see README, "RBAC"); each rule says why.
 - apiGroups: ["authentication.k8s.io"]
   resources: ["tokenreviews"]
   verbs: ["create"]
+# (approval API, continued) the SubjectAccessReview for the caller's request.
 - apiGroups: ["authorization.k8s.io"]
   resources: ["subjectaccessreviews"]
   verbs: ["create"]

@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""Render charts/serin with Helm's own engine and check the result.
+
+Helm's engine comes from the PyPI package helm-python-sdk (Helm v4's Go SDK as a C
+library, loaded with ctypes): the same template functions, value coalescing, schema
+validation and lint as `helm template` / `helm lint`, with no cluster and no helm binary.
+`.ci/run` installs it; tests/helm_chart.rs runs this script and fails when it fails.
+
+    python3 charts/serin/tests/render_test.py [--emit rendered.json]
+
+--emit writes every scenario's parsed documents as JSON, for the Rust side, which
+round-trips each built-in kind through k8s-openapi's types to catch misspelt fields.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+try:
+    import helm_python as helm
+    import yaml
+except ImportError as e:  # fail, never skip
+    sys.stderr.write(
+        f"render_test.py: {e}\n"
+        "install the chart test's tools: python3 -m pip install helm-python-sdk pyyaml\n"
+    )
+    sys.exit(2)
+
+CHART = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+RELEASE, NS = "serin", "serin-system"
+FAILURES = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILURES.append(what)
+    return cond
+
+
+def load_values(path):
+    with open(os.path.join(CHART, path)) as f:
+        return yaml.safe_load(f) or {}
+
+
+def render(chart, values, name=RELEASE, namespace=NS):
+    """Schema-check and render like `helm template`; returns (docs, raw text by template)."""
+    chart.validate_schema(values)
+    out = chart.render(values, name=name, namespace=namespace, is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                doc["__template"] = path
+                docs.append(doc)
+    return docs, out
+
+
+def of_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs, kind, name=None):
+    found = [d for d in of_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    check(len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}")
+    return found[0] if found else {}
+
+
+def grants(rules):
+    """(apiGroup, resource, verb) triples of a rule list."""
+    out = set()
+    for r in rules or []:
+        check(set(r) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule keys {r}")
+        check("*" not in r["verbs"] and "*" not in r["resources"], f"wildcard in {r}")
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                for v in r["verbs"]:
+                    out.add((g, res, v))
+    return out
+
+
+def triples(spec):
+    out = set()
+    for group, resource, verbs in spec:
+        for v in verbs.split():
+            out.add((group, resource, v))
+    return out
+
+
+# What the controller calls, from src/ (see the README's RBAC section). Namespaced
+# resources: a ClusterRole in all-namespaces mode, a Role with controller.watchNamespace.
+WORKLOAD = triples([
+    ("serin.dev", "canaries", "get list watch patch delete"),
+    ("serin.dev", "canaries/status", "patch"),
+    ("serin.dev", "canaries/finalizers", "update"),
+    ("serin.dev", "analysistemplates", "get"),
+    ("apps", "deployments", "get list watch patch delete"),
+    ("apps", "deployments/finalizers", "update"),
+    ("autoscaling", "horizontalpodautoscalers", "list patch delete"),
+    ("", "services", "get patch delete"),
+    ("", "configmaps", "get patch delete"),
+    ("", "secrets", "get patch delete"),
+    ("events.k8s.io", "events", "create patch"),
+])
+ROUTERS = {
+    "istio": triples([("networking.istio.io", "virtualservices", "get patch delete"),
+                      ("networking.istio.io", "destinationrules", "patch delete")]),
+    "gatewayApi": triples([("gateway.networking.k8s.io", "httproutes", "get patch delete")]),
+    "ingressNginx": triples([("networking.k8s.io", "ingresses", "get patch delete")]),
+    "smi": triples([("split.smi-spec.io", "trafficsplits", "get patch delete")]),
+}
+CLUSTER = triples([
+    ("serin.dev", "clusteranalysistemplates", "get"),
+    ("serin.dev", "notifiers", "list watch"),
+    ("serin.dev", "clusternotifiers", "list watch"),
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
+])
+NAMESPACES = triples([("", "namespaces", "list watch")])
+LEASE = triples([("coordination.k8s.io", "leases", "get create update")])
+
+
+def env_of(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def check_rules_commented(raw):
+    """Every RBAC rule in the rendered text has a comment line right above it."""
+    for path, text in raw.items():
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"^\s*- apiGroups:", line):
+                check(i > 0 and lines[i - 1].strip().startswith("#"),
+                      f"{path}: rule without a comment: {line.strip()} (line {i + 1})")
+
+
+def check_deployment(docs, values):
+    d = one(docs, "Deployment", RELEASE)
+    if not d:
+        return
+    pod = d["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    psc, sc = pod["securityContext"], c["securityContext"]
+    check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532, f"pod securityContext {psc}")
+    check(psc.get("seccompProfile") == {"type": "RuntimeDefault"}, "pod seccomp RuntimeDefault")
+    check(sc.get("runAsNonRoot") is True and sc.get("runAsUser") == 65532, f"container user {sc}")
+    check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
+    check(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation false")
+    check(sc.get("capabilities") == {"drop": ["ALL"]}, f"capabilities {sc.get('capabilities')}")
+    check(sc.get("seccompProfile") == {"type": "RuntimeDefault"}, "container seccomp RuntimeDefault")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    check(ports == {"health": 8080, "api": 8081}, f"container ports {ports}")
+    check(c["livenessProbe"]["httpGet"] == {"path": "/live", "port": "health"}, "liveness /live")
+    check(c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "health"}, "readiness /ready")
+    check(c["args"] == ["controller"], "runs `serin controller`")
+    check("limits" in c.get("resources", {}) and "requests" in c["resources"], "resources set")
+    env = env_of(c)
+    check(env["SERIN_POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}, "SERIN_POD_NAME from fieldRef")
+    check(env["SERIN_HEALTH_ADDR"] == "0.0.0.0:8080" and env["SERIN_API_ADDR"] == "0.0.0.0:8081", "addresses")
+    check(env["SERIN_LEASE_NAMESPACE"] == NS, "lease in the release namespace")
+    check(RELEASE in env["SERIN_LEASE_NAME"], f"lease name has the release name: {env['SERIN_LEASE_NAME']}")
+    check(env["SERIN_DEFAULT_ROUTER"] == values.get("controller", {}).get("defaultRouter", "service"), "default router")
+    # Every SERIN_ variable the chart sets is a flag of `serin controller` (src/main.rs),
+    # or one of the sharding flags being added beside it.
+    main_rs = open(os.path.join(CHART, "..", "..", "src", "main.rs")).read()
+    known = set(re.findall(r'env = "(SERIN_[A-Z_]+)"', main_rs)) | {"SERIN_NAMESPACE_SELECTOR", "SERIN_LABEL_SELECTOR"}
+    for name in env:
+        if name.startswith("SERIN_"):
+            check(name in known, f"{name} is not a serin flag's env var")
+    sharding = values.get("sharding", {})
+    check(env.get("SERIN_NAMESPACE_SELECTOR") == (sharding.get("namespaceSelector") or None), "namespace selector env")
+    check(env.get("SERIN_LABEL_SELECTOR") == (sharding.get("labelSelector") or None), "label selector env")
+    check(d["spec"]["replicas"] == values.get("replicas", 2), "replicas")
+    secret = values.get("slack", {}).get("signingSecret", {}).get("secretName")
+    mounts = {m["name"]: m for m in c.get("volumeMounts", [])}
+    if secret:
+        check(mounts.get("slack-signing-secret", {}).get("readOnly") is True, "slack secret mounted read-only")
+        vol = [v for v in pod["volumes"] if v["name"] == "slack-signing-secret"]
+        check(vol and vol[0]["secret"]["secretName"] == secret, "slack secret volume")
+        check(env.get("SERIN_SLACK_SIGNING_SECRET_FILE", "").startswith(mounts["slack-signing-secret"]["mountPath"]),
+              "slack secret file under the mount")
+    else:
+        check("slack-signing-secret" not in mounts and "SERIN_SLACK_SIGNING_SECRET_FILE" not in env, "no slack")
+    svc = one(docs, "Service", RELEASE)
+    sp = {p["name"]: (p["port"], p["targetPort"]) for p in svc.get("spec", {}).get("ports", [])}
+    check(sp == {"health": (8080, "health"), "api": (8081, "api")}, f"service ports {sp}")
+    check(svc.get("spec", {}).get("selector") == d["spec"]["selector"]["matchLabels"], "service selects the pods")
+
+
+def scenario_default(chart):
+    values = {}
+    docs, raw = render(chart, values)
+    check_deployment(docs, values)
+    check_rules_commented(raw)
+    kinds = sorted({d["kind"] for d in docs})
+    check(kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "PodDisruptionBudget",
+                    "Role", "RoleBinding", "Service", "ServiceAccount"], f"default kinds {kinds}")
+    cr = one(docs, "ClusterRole", RELEASE)
+    check(grants(cr.get("rules")) == WORKLOAD | CLUSTER,
+          f"default ClusterRole: extra {grants(cr.get('rules')) - (WORKLOAD | CLUSTER)}, "
+          f"missing {(WORKLOAD | CLUSTER) - grants(cr.get('rules'))}")
+    lease = one(docs, "Role", f"{RELEASE}-leader-election")
+    check(lease.get("metadata", {}).get("namespace") == NS, "lease Role in the release namespace")
+    check(grants(lease.get("rules")) == LEASE, f"lease Role rules {lease.get('rules')}")
+    check(not [d for d in docs if d["kind"] == "ClusterRole" and "leases" in json.dumps(d)],
+          "no cluster-wide lease permission")
+    pdb = one(docs, "PodDisruptionBudget")
+    check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable 1")
+    # The user-facing roles are ClusterRoles named -viewer / -approver.
+    names = {d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")}
+    check({f"{RELEASE}-viewer", f"{RELEASE}-approver"} <= names, f"user roles {names}")
+    approver = grants(one(docs, "ClusterRole", f"{RELEASE}-approver").get("rules"))
+    check(("serin.dev", "canaries/status", "patch") in approver, "approver may approve")
+    sa = one(docs, "ServiceAccount")
+    for b in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
+        check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NS}],
+              f"{b['kind']} {b['metadata']['name']} binds the ServiceAccount")
+    return docs
+
+
+def scenario_full(chart):
+    values = load_values("ci/full-values.yaml")
+    docs, raw = render(chart, values)
+    check_deployment(docs, values)
+    check_rules_commented(raw)
+    kinds = {d["kind"] for d in docs}
+    check({"NetworkPolicy", "ServiceMonitor", "ConfigMap", "PodDisruptionBudget"} <= kinds, f"full kinds {kinds}")
+    want = WORKLOAD | CLUSTER | NAMESPACES | set().union(*ROUTERS.values())
+    got = grants(one(docs, "ClusterRole", RELEASE).get("rules"))
+    check(got == want, f"full ClusterRole: extra {got - want}, missing {want - got}")
+    sm = one(docs, "ServiceMonitor")
+    ep = sm.get("spec", {}).get("endpoints", [{}])[0]
+    check(sm.get("apiVersion") == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")
+    check(ep.get("port") == "health" and ep.get("path") == "/metrics", f"ServiceMonitor endpoint {ep}")
+    check(sm["metadata"]["labels"].get("release") == "kube-prometheus-stack", "ServiceMonitor labels")
+    check(sm.get("spec", {}).get("selector", {}).get("matchLabels")
+          == one(docs, "Deployment")["spec"]["selector"]["matchLabels"], "ServiceMonitor selects the Service")
+    np = one(docs, "NetworkPolicy")
+    spec = np.get("spec", {})
+    check(spec.get("policyTypes") == ["Ingress", "Egress"], "NetworkPolicy types")
+    in_ports = sorted(p["port"] for r in spec.get("ingress", []) for p in r["ports"])
+    check(in_ports == ["api", "health"], f"ingress only to api + health: {in_ports}")
+    check(all(r.get("from") for r in spec.get("ingress", [])), "ingress peers set from values")
+    eg = json.dumps(spec.get("egress"))
+    for needle in ('"port": 53', '"cidr": "10.96.0.1/32"', '"port": 9090', '"port": 6443'):
+        check(needle in eg, f"egress has {needle}")
+    cm = one(docs, "ConfigMap")
+    check(cm["metadata"]["namespace"] == "monitoring" and cm["metadata"]["labels"].get("grafana_dashboard") == "1",
+          "dashboard ConfigMap labelled, in the chosen namespace")
+    check(json.loads(cm["data"]["serin.json"])["uid"] == "serin-overview", "dashboard JSON in the ConfigMap")
+    check(one(docs, "PodDisruptionBudget").get("spec", {}).get("minAvailable") == 1, "PDB with 3 replicas")
+    return docs
+
+
+def scenario_namespaced(chart):
+    """controller.watchNamespace: namespaced rules move to a Role there."""
+    values = {"controller": {"watchNamespace": "shop"}, "routers": {"gatewayApi": {"enabled": True}}}
+    docs, raw = render(chart, values)
+    check_rules_commented(raw)
+    env = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    check(env.get("SERIN_NAMESPACE") == "shop", "SERIN_NAMESPACE")
+    cr = grants(one(docs, "ClusterRole", RELEASE).get("rules"))
+    check(cr == CLUSTER, f"namespaced mode ClusterRole holds only cluster-wide needs: {cr ^ CLUSTER}")
+    role = one(docs, "Role", RELEASE)
+    check(role.get("metadata", {}).get("namespace") == "shop", "Role in the watched namespace")
+    want = WORKLOAD | ROUTERS["gatewayApi"]
+    check(grants(role.get("rules")) == want, f"namespaced Role: {grants(role.get('rules')) ^ want}")
+    rb = one(docs, "RoleBinding", RELEASE)
+    check(rb.get("metadata", {}).get("namespace") == "shop" and rb["roleRef"]["kind"] == "Role", "RoleBinding in shop")
+    own = one(docs, "Role", f"{RELEASE}-own-secrets")
+    check(own.get("metadata", {}).get("namespace") == NS and grants(own.get("rules")) == {("", "secrets", "get")},
+          "controller-namespace Secrets readable (ClusterNotifier, ClusterAnalysisTemplate)")
+    # Watching its own namespace: no extra Role for its Secrets.
+    docs2, _ = render(chart, {"controller": {"watchNamespace": NS}})
+    check(not [d for d in docs2 if d["metadata"]["name"].endswith("-own-secrets")], "no own-secrets Role in own ns")
+    return docs
+
+
+def scenario_single(chart):
+    """One replica without leader election: no PDB, no lease Role, no user roles."""
+    values = {"replicas": 1, "leaderElection": {"enabled": False}, "rbac": {"userRoles": False}}
+    docs, _ = render(chart, values, name="shard-b")
+    kinds = {d["kind"] for d in docs}
+    check("PodDisruptionBudget" not in kinds, "no PDB with one replica")
+    check(not [d for d in docs if "leases" in json.dumps(d.get("rules", []))], "no lease Role without election")
+    check({d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")} == {"shard-b-serin"}, "only the controller's ClusterRole")
+    env = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    check(env["SERIN_LEADER_ELECTION"] == "false", "leader election off")
+    check(env["SERIN_LEASE_NAME"] == "shard-b-serin-leader", f"per-release lease name {env['SERIN_LEASE_NAME']}")
+    for kind in ("NetworkPolicy", "ServiceMonitor", "ConfigMap"):
+        check(kind not in kinds, f"{kind} only when enabled")
+    return docs
+
+
+def scenario_rejected(chart):
+    """values.schema.json and the templates refuse bad values."""
+    bad_dir = os.path.join(CHART, "tests", "bad-values")
+    for name in sorted(os.listdir(bad_dir)):
+        values = load_values(os.path.join("tests", "bad-values", name))
+        try:
+            chart.validate_schema(values)
+            check(False, f"values.schema.json accepted tests/bad-values/{name}")
+        except helm.HelmError:
+            pass
+    # A default router whose RBAC is not granted fails the render, with the key named.
+    try:
+        chart.render({"controller": {"defaultRouter": "smi"}}, name=RELEASE, namespace=NS)
+        check(False, "defaultRouter smi without routers.smi.enabled rendered")
+    except helm.HelmError as e:
+        check("routers" in str(e), f"unhelpful error: {e}")
+
+
+def main():
+    emit = sys.argv[sys.argv.index("--emit") + 1] if "--emit" in sys.argv else None
+    started = time.monotonic()
+    print(f"helm-python-sdk {helm.helm_c_version()}, Helm SDK {helm.helm_sdk_version()}")
+    for values in (None, load_values("ci/full-values.yaml")):
+        report = helm.lint(CHART, values, strict=True, namespace=NS)
+        problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
+        check(not problems and not report.get("errors"),
+              f"helm lint --strict ({'full' if values else 'default'} values): {problems} {report.get('errors')}")
+    rendered = {}
+    with helm.Chart.load(CHART) as chart:
+        check(chart.metadata.get("apiVersion") == "v2" and chart.version == "0.1.0", "Chart.yaml")
+        check(len(chart.crds) == 1, "crds/crds.yaml is in the chart")
+        for name, fn in [("default", scenario_default), ("full", scenario_full),
+                         ("namespaced", scenario_namespaced), ("single", scenario_single),
+                         ("rejected", scenario_rejected)]:
+            before = len(FAILURES)
+            docs = fn(chart)
+            if docs is not None:
+                rendered[name] = [{k: v for k, v in d.items() if k != "__template"} for d in docs]
+            print(f"{name}: {'ok' if len(FAILURES) == before else 'FAILED'}")
+    dash = json.load(open(os.path.join(CHART, "dashboards", "serin.json")))
+    exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
+    for metric in ("serin_info", "serin_canaries", "serin_canary_weight", "serin_metric_verdicts_total",
+                   "serin_metric_value", "serin_judge_duration_seconds", "serin_metric_query_duration_seconds",
+                   "serin_metric_query_errors_total", "serin_reconcile_duration_seconds",
+                   "serin_reconcile_errors_total", "serin_webhook_deliveries_total",
+                   "serin_notification_deliveries_total", "serin_releases_total", "serin_leader"):
+        check(re.search(rf"\b{metric}(_bucket|_count)?\b", exprs), f"dashboard has no panel for {metric}")
+    if emit:
+        with open(emit, "w") as f:
+            json.dump(rendered, f)
+    for f in FAILURES:
+        print(f"FAIL: {f}")
+    print(f"chart: {len(FAILURES)} failed checks in {time.monotonic() - started:.1f}s")
+    return 1 if FAILURES else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
