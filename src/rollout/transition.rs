@@ -54,7 +54,8 @@ pub fn pre_rollout_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<
             .is_none_or(|t| now >= t + plan.interval)
 }
 
-pub(super) fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
+/// When the next check of the current step is due; `None` before the step has a clock.
+pub fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
     let base = match (status.step_started_at, status.last_analysis_at) {
         (Some(a), Some(b)) => a.max(b),
         (a, b) => a.or(b)?,
