@@ -72,9 +72,11 @@ fn param(query: &str, key: &str) -> Option<String> {
 fn status_404(name: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
-        axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        axum::Json(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
             "message": format!("canaries.serin.dev \"{name}\" not found"),
-            "reason": "NotFound", "code": 404})),
+            "reason": "NotFound", "code": 404}),
+        ),
     )
         .into_response()
 }
@@ -133,8 +135,10 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         };
     }
     let items: Vec<Value> = canaries.into_iter().filter(|c| matches(c)).collect();
-    axum::Json(json!({"apiVersion": "serin.dev/v1alpha1", "kind": "CanaryList",
-                      "metadata": {"resourceVersion": "10"}, "items": items}))
+    axum::Json(
+        json!({"apiVersion": "serin.dev/v1alpha1", "kind": "CanaryList",
+                      "metadata": {"resourceVersion": "10"}, "items": items}),
+    )
     .into_response()
 }
 
@@ -251,8 +255,14 @@ async fn status_of_one_canary_reads_it_from_the_context_namespace() {
     let (ok, out, err) = env.run(&["status", "podinfo", "-o", "json"]).await;
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((v["phase"].as_str(), v["canaryWeight"].as_i64()), (Some("Progressing"), Some(25)));
-    assert!(v.get("spec").is_none() && v.get("metadata").is_none(), "{v}");
+    assert_eq!(
+        (v["phase"].as_str(), v["canaryWeight"].as_i64()),
+        (Some("Progressing"), Some(25))
+    );
+    assert!(
+        v.get("spec").is_none() && v.get("metadata").is_none(),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -344,10 +354,16 @@ async fn read_until(
 #[tokio::test]
 async fn watch_redraws_on_a_change_and_stops_on_ctrl_c() {
     let env = start(vec![progressing()]).await;
-    let mut child = env.command(&["status", "podinfo", "--watch"]).spawn().unwrap();
+    let mut child = env
+        .command(&["status", "podinfo", "--watch"])
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = String::new();
-    read_until(&mut lines, &mut seen, |l| l.starts_with("Phase:      Progressing")).await;
+    read_until(&mut lines, &mut seen, |l| {
+        l.starts_with("Phase:      Progressing")
+    })
+    .await;
 
     // Wait for the watch request, then the controller promotes the release.
     tokio::time::timeout(LIMIT, async {
@@ -377,11 +393,18 @@ async fn watch_redraws_on_a_change_and_stops_on_ctrl_c() {
         .events
         .send(json!({"type": "MODIFIED", "object": done}))
         .unwrap();
-    read_until(&mut lines, &mut seen, |l| l.starts_with("Phase:      Succeeded")).await;
+    read_until(&mut lines, &mut seen, |l| {
+        l.starts_with("Phase:      Succeeded")
+    })
+    .await;
     read_until(&mut lines, &mut seen, |l| l.starts_with("Revision:   r2")).await;
     // Not a terminal: frames are appended, without escape codes.
     assert!(!seen.contains('\x1b'), "{seen:?}");
-    assert_eq!(seen.matches("Canary:     shop/podinfo").count(), 2, "{seen}");
+    assert_eq!(
+        seen.matches("Canary:     shop/podinfo").count(),
+        2,
+        "{seen}"
+    );
 
     // Ctrl-C ends it cleanly.
     let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
@@ -417,7 +440,10 @@ async fn watching_the_list_shows_added_canaries_as_json_lines() {
         .into_iter()
         .find(|r| r.contains("watch=true"))
         .unwrap();
-    assert!(watch.starts_with("GET /apis/serin.dev/v1alpha1/canaries?"), "{watch}");
+    assert!(
+        watch.starts_with("GET /apis/serin.dev/v1alpha1/canaries?"),
+        "{watch}"
+    );
     let added = canary("web", "api", json!({"phase": "Initialized"}));
     env.fake
         .events

@@ -323,7 +323,10 @@ mod tests {
         let Cmd::Status(a) = &cli.command else {
             panic!("{cli:?}")
         };
-        assert_eq!((a.name.as_deref(), a.watch, a.output), (Some("podinfo"), false, Output::Text));
+        assert_eq!(
+            (a.name.as_deref(), a.watch, a.output),
+            (Some("podinfo"), false, Output::Text)
+        );
         // One Canary is in one namespace.
         assert!(parse(&["status", "podinfo", "-A"]).is_err());
         assert!(parse(&["status", "-o", "wide"]).is_err());

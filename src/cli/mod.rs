@@ -195,7 +195,8 @@ impl Drawer<'_> {
             Output::Json => {
                 // One document per line.
                 let v = status_value(self.target, &canaries);
-                let line = serde_json::to_string(&v).map_err(|e| CliError::Encode(e.to_string()))?;
+                let line =
+                    serde_json::to_string(&v).map_err(|e| CliError::Encode(e.to_string()))?;
                 writeln!(out, "{line}")?;
             }
             Output::Yaml => write!(out, "---\n{text}")?,

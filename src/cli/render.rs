@@ -254,11 +254,7 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         .step_label
         .clone()
         .unwrap_or_else(|| format!("{}/{steps}", s.current_step));
-    let _ = writeln!(
-        out,
-        "Step:       {step}  {}",
-        weight_bar(s.canary_weight)
-    );
+    let _ = writeln!(out, "Step:       {step}  {}", weight_bar(s.canary_weight));
     let plan = plan_of(c);
     if let Some(started) = s.step_started_at.filter(|_| !s.phase.is_idle()) {
         let mut line = format!("In step:    {}", ago(started, now));

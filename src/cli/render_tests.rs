@@ -101,7 +101,10 @@ fn status_shows_phase_revisions_step_bar_clocks_and_verdicts() {
         lines[4],
         "In step:    30s; next check in 30s; deadline in 9m30s"
     );
-    assert!(out.contains("Checks:     failed 1/2, inconclusive 0\n"), "{out}");
+    assert!(
+        out.contains("Checks:     failed 1/2, inconclusive 0\n"),
+        "{out}"
+    );
     assert!(out.contains("Message:    check failed (1/2)"), "{out}");
     // Only the troubled condition; WaitingApproval=False is the normal state.
     assert!(out.contains("AnalysisHealthy   False    NoData"), "{out}");
@@ -114,7 +117,9 @@ fn status_shows_phase_revisions_step_bar_clocks_and_verdicts() {
         errors.split_whitespace().collect::<Vec<_>>()[..6],
         ["errors", "Fail", "0.0123", "0.01", "0.0023", "0.04"]
     );
-    for col in ["VERDICT", "VALUE", "BASELINE", "EFFECT", "P-VALUE", "REASON"] {
+    for col in [
+        "VERDICT", "VALUE", "BASELINE", "EFFECT", "P-VALUE", "REASON",
+    ] {
         assert!(header.contains(col), "{header}");
     }
     assert_eq!(column(header, "REASON"), column(errors, "1.2% > max 1%"));
@@ -141,9 +146,15 @@ fn verdict_table_aligns_wide_characters_and_cuts_long_reasons() {
     let narrow = lines.iter().find(|l| l.contains("Inconclusive")).unwrap();
     // Columns start at the same display column in every row.
     assert_eq!(column(header, "VERDICT"), column(wide, "Pass"));
-    assert_eq!(column(header, "VERDICT"), column(narrow, "Inconclusive (dry-run)"));
+    assert_eq!(
+        column(header, "VERDICT"),
+        column(narrow, "Inconclusive (dry-run)")
+    );
     assert_eq!(column(header, "REASON"), column(wide, "快"));
-    assert_eq!(column(header, "REASON"), column(narrow, "line one line two"));
+    assert_eq!(
+        column(header, "REASON"),
+        column(narrow, "line one line two")
+    );
     // Missing values show as "-"; the long reason is one line, cut with "…".
     assert_eq!(narrow.split_whitespace().nth(3), Some("-"));
     let reason = &narrow[narrow.find("line one").unwrap()..];
@@ -200,7 +211,10 @@ fn gate_pause_rollback_and_stalled_progress_are_spelled_out() {
     );
     let out = render_status(&waiting, at(120));
     assert!(out.contains("Waiting:    beforePromotion approval for revision r2 at step 3 (kubectl serin approve podinfo)"), "{out}");
-    assert!(!out.contains("deadline"), "no deadline while waiting for a human: {out}");
+    assert!(
+        !out.contains("deadline"),
+        "no deadline while waiting for a human: {out}"
+    );
 
     let paused = canary(
         "shop",
@@ -210,7 +224,10 @@ fn gate_pause_rollback_and_stalled_progress_are_spelled_out() {
     );
     let out = render_status(&paused, at(90));
     assert!(out.contains("Phase:      Progressing, paused"), "{out}");
-    assert!(out.contains("In step:    90s; paused 60s ago (spec.suspend)\n"), "{out}");
+    assert!(
+        out.contains("In step:    90s; paused 60s ago (spec.suspend)\n"),
+        "{out}"
+    );
 
     let stalled = canary(
         "shop",
@@ -228,9 +245,18 @@ fn gate_pause_rollback_and_stalled_progress_are_spelled_out() {
                "conditions": [{"type": "Progressing", "status": "False", "reason": "Failed", "lastTransitionTime": ts(0)}]}),
     );
     let out = render_status(&failed, at(60));
-    assert!(out.contains("Revision:   r1\n"), "idle: the primary's revision: {out}");
-    assert!(out.contains("Rolled back: r2 (`kubectl serin retry podinfo`"), "{out}");
-    assert!(!out.contains("Conditions:"), "Progressing=False is normal when idle: {out}");
+    assert!(
+        out.contains("Revision:   r1\n"),
+        "idle: the primary's revision: {out}"
+    );
+    assert!(
+        out.contains("Rolled back: r2 (`kubectl serin retry podinfo`"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Conditions:"),
+        "Progressing=False is normal when idle: {out}"
+    );
 }
 
 #[test]
@@ -267,9 +293,15 @@ fn list_is_a_sorted_aligned_table_with_namespaces_on_request() {
         ["api", "Succeeded", "0%", "0/3", "r9", "4m"]
     );
     for l in &lines[1..] {
-        assert_eq!(column(l, "%"), column(lines[0], "WEIGHT") + width(l.split_whitespace().nth(2).unwrap()) - 1);
+        assert_eq!(
+            column(l, "%"),
+            column(lines[0], "WEIGHT") + width(l.split_whitespace().nth(2).unwrap()) - 1
+        );
     }
-    assert_eq!(column(lines[2], "check failed"), column(lines[0], "MESSAGE"));
+    assert_eq!(
+        column(lines[2], "check failed"),
+        column(lines[0], "MESSAGE")
+    );
     let all = render_list(&list, true, at(90));
     let first = all.lines().nth(1).unwrap();
     assert!(all.starts_with("NAMESPACE "), "{all}");
@@ -301,9 +333,15 @@ fn history_lists_the_release_in_flight_then_ended_ones_newest_first() {
     assert_eq!(words(lines[3])[..2], ["r1", "rolledBack"]);
     assert_eq!(words(lines[4])[..2], ["r0", "promoted"]);
     // r1: started 2026… ran 10m, ended 51m30s ago (shown as 51m), at step 2/3 with 25%.
-    assert!(lines[3].contains(&at(-3600).format("%Y-%m-%d %H:%M:%SZ").to_string()), "{out}");
+    assert!(
+        lines[3].contains(&at(-3600).format("%Y-%m-%d %H:%M:%SZ").to_string()),
+        "{out}"
+    );
     assert_eq!(words(lines[3])[4..8], ["10m", "51m", "2/3", "25%"]);
-    assert_eq!(column(lines[3], "failed checks"), column(lines[0], "REASON"));
+    assert_eq!(
+        column(lines[3], "failed checks"),
+        column(lines[0], "REASON")
+    );
     // A record without a start time has no duration.
     assert_eq!(words(lines[2])[2..4], ["-", "-"]);
     // Idle: only the ended releases.
@@ -349,12 +387,14 @@ fn machine_output_is_the_status() {
     };
     let c = progressing();
     let v: serde_json::Value =
-        serde_json::from_str(&frame(&one, &[c.clone()], Output::Json, at(0)).unwrap()).unwrap();
+        serde_json::from_str(&frame(&one, std::slice::from_ref(&c), Output::Json, at(0)).unwrap())
+            .unwrap();
     assert_eq!(v["phase"], "Progressing");
     assert_eq!(v["canaryWeight"], 25);
     let list = Target::List { namespace: None };
     let y: serde_json::Value =
-        serde_yaml::from_str(&frame(&list, &[c.clone()], Output::Yaml, at(0)).unwrap()).unwrap();
+        serde_yaml::from_str(&frame(&list, std::slice::from_ref(&c), Output::Yaml, at(0)).unwrap())
+            .unwrap();
     assert_eq!(y[0]["namespace"], "shop");
     assert_eq!(y[0]["status"]["canaryRevision"], "r2");
     assert_eq!(status_value(&one, &[]), serde_json::Value::Null);

@@ -42,14 +42,51 @@ fn each_way_a_release_ends_is_recorded_once_with_result_step_weight_and_reason()
     };
     // (status, observation, now, result, step, weight, reason contains)
     let table: Vec<(CanaryStatus, Observation, i64, R, i32, i32, &str)> = vec![
-        (s, failing, 60, R::RolledBack, 2, 25, "failed checks 2/2: errors"),
-        (progressing(2, 0), aborted, 40, R::Aborted, 2, 25, "aborted by bob via cli"),
-        (progressing(2, 0), superseded, 30, R::Superseded, 2, 25, "superseded by revision r3"),
-        (finalising, done, 90, R::Promoted, 3, 100, "all 3 steps passed"),
+        (
+            s,
+            failing,
+            60,
+            R::RolledBack,
+            2,
+            25,
+            "failed checks 2/2: errors",
+        ),
+        (
+            progressing(2, 0),
+            aborted,
+            40,
+            R::Aborted,
+            2,
+            25,
+            "aborted by bob via cli",
+        ),
+        (
+            progressing(2, 0),
+            superseded,
+            30,
+            R::Superseded,
+            2,
+            25,
+            "superseded by revision r3",
+        ),
+        (
+            finalising,
+            done,
+            90,
+            R::Promoted,
+            3,
+            100,
+            "all 3 steps passed",
+        ),
     ];
     for (status, obs, now, result, step, weight, why) in table {
         let d = transition(&status, &p, &obs, at(now));
-        assert_eq!(d.status.history.len(), 1, "{result:?}: {:?}", d.status.history);
+        assert_eq!(
+            d.status.history.len(),
+            1,
+            "{result:?}: {:?}",
+            d.status.history
+        );
         let r = last(&d);
         assert_eq!(
             (r.revision.as_str(), r.result, r.step, r.steps, r.weight),
@@ -130,7 +167,11 @@ fn a_rejected_gate_and_a_missed_deadline_are_rollbacks() {
     assert_eq!(d.status.phase, P::Failed);
     let r = last(&d);
     assert_eq!((r.result, r.weight, r.step), (R::RolledBack, 50, 3));
-    assert!(r.reason.contains("rejected by carol via slack"), "{}", r.reason);
+    assert!(
+        r.reason.contains("rejected by carol via slack"),
+        "{}",
+        r.reason
+    );
 
     // Canary never ready: rolled back at the deadline, at step 0 with no traffic.
     let mut s = progressing(0, 0);
@@ -178,7 +219,10 @@ fn history_keeps_the_newest_ten_oldest_first_and_reasons_stay_one_short_line() {
     let reason = &h.last().unwrap().reason;
     assert!(!reason.contains('\n'), "{reason}");
     assert!(reason.contains("line one line two"), "{reason}");
-    assert!(reason.chars().count() <= 200 && reason.ends_with('…'), "{reason}");
+    assert!(
+        reason.chars().count() <= 200 && reason.ends_with('…'),
+        "{reason}"
+    );
 }
 
 #[test]
