@@ -250,6 +250,10 @@ async fn status_of_one_canary_reads_it_from_the_context_namespace() {
     let (ok, out, err) = env.run(&["status", "podinfo", "-n", "web"]).await;
     assert!(!ok, "{out}");
     assert_eq!(err.trim(), "error: canary web/podinfo not found");
+    // Watching a Canary that does not exist fails too, rather than waiting forever.
+    let (ok, _, err) = env.run(&["status", "nope", "--watch"]).await;
+    assert!(!ok);
+    assert_eq!(err.trim(), "error: canary shop/nope not found");
 
     // Machine-readable: the status itself.
     let (ok, out, err) = env.run(&["status", "podinfo", "-o", "json"]).await;

@@ -403,3 +403,64 @@ fn machine_output_is_the_status() {
         "No canaries found.\n"
     );
 }
+
+#[test]
+fn watch_frames_redraw_in_place_on_a_terminal_and_append_otherwise() {
+    use super::{Drawer, WatchOptions, CLEAR};
+    use std::collections::BTreeMap;
+    let one = Target::One {
+        namespace: "shop".into(),
+        name: "podinfo".into(),
+    };
+    let mut store = BTreeMap::new();
+    store.insert(("shop".to_string(), "podinfo".to_string()), progressing());
+    let opts = |output, redraw| WatchOptions {
+        output,
+        redraw,
+        tick: std::time::Duration::from_secs(5),
+    };
+    let draw3 = |o: &WatchOptions| {
+        let mut d = Drawer {
+            target: &one,
+            opts: o,
+            last: None,
+        };
+        let mut out = Vec::new();
+        let mut s = store.clone();
+        d.draw(&s, &mut out, at(90)).unwrap();
+        // Unchanged: nothing is written.
+        d.draw(&s, &mut out, at(90)).unwrap();
+        let c = s.values_mut().next().unwrap();
+        c.status.as_mut().unwrap().phase = crate::crd::CanaryPhase::Succeeded;
+        d.draw(&s, &mut out, at(90)).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    let tty = draw3(&opts(Output::Text, true));
+    assert_eq!(tty.matches(CLEAR).count(), 2, "{tty:?}");
+    assert!(tty.starts_with(CLEAR));
+    assert!(tty
+        .split(CLEAR)
+        .nth(2)
+        .unwrap()
+        .contains("Phase:      Succeeded"));
+    let piped = draw3(&opts(Output::Text, false));
+    assert!(!piped.contains('\x1b'), "{piped:?}");
+    assert_eq!(piped.matches("Canary:     shop/podinfo").count(), 2);
+    assert!(
+        piped.contains("\n\nCanary:     shop/podinfo"),
+        "frames apart: {piped}"
+    );
+    let json = draw3(&opts(Output::Json, true));
+    let docs: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        docs.len(),
+        2,
+        "one line per change, no escape codes: {json:?}"
+    );
+    assert_eq!(docs[1]["phase"], "Succeeded");
+    let yaml = draw3(&opts(Output::Yaml, false));
+    assert_eq!(yaml.matches("---\n").count(), 2, "{yaml}");
+}
