@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod annotations;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod demo;

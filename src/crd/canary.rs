@@ -427,4 +427,60 @@ pub struct CanaryStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last releases that ended (10 at most), oldest first.
+    /// Written whole by the controller on every status apply, hence an atomic list.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic", "maxItems" = 10))]
+    pub history: Vec<ReleaseRecord>,
+}
+
+/// How many ended releases `status.history` keeps.
+pub const RELEASE_HISTORY_LIMIT: usize = 10;
+
+/// How a release ended.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum ReleaseResult {
+    /// The revision was promoted to the primary.
+    Promoted,
+    /// The analysis, a deadline or a rejected gate rolled the revision back.
+    RolledBack,
+    /// A newer revision replaced it before it ended.
+    Superseded,
+    /// Someone aborted it (`kubectl serin abort`, the API or Slack).
+    Aborted,
+}
+
+impl ReleaseResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseResult::Promoted => "promoted",
+            ReleaseResult::RolledBack => "rolledBack",
+            ReleaseResult::Superseded => "superseded",
+            ReleaseResult::Aborted => "aborted",
+        }
+    }
+}
+
+/// One release that ended.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRecord {
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: DateTime<Utc>,
+    pub result: ReleaseResult,
+    /// Why it ended, in one line.
+    #[serde(default)]
+    pub reason: String,
+    /// The last step it reached (1-based; 0: before the first step).
+    #[serde(default)]
+    pub step: i32,
+    /// Number of steps of the plan it ran under.
+    #[serde(default)]
+    pub steps: i32,
+    /// Canary weight when it ended (100 when promoted).
+    #[serde(default)]
+    pub weight: i32,
 }

@@ -2,7 +2,7 @@
 
 use super::transition::Machine;
 use super::NoteType;
-use crate::crd::{CanaryPhase, CommandKind};
+use crate::crd::{CanaryPhase, CommandKind, ReleaseResult};
 
 impl Machine<'_> {
     /// Abort, retry and pause/resume. Returns true when the step is decided.
@@ -23,7 +23,7 @@ impl Machine<'_> {
             if let Some(c) = abort {
                 let why = format!("aborted by {} via {}", c.by, c.via);
                 self.s.paused_at = None;
-                self.rollback(why);
+                self.end_in_rollback(ReleaseResult::Aborted, why);
                 return true;
             }
         }

@@ -17,7 +17,9 @@ pub use actions::{desired_actions, Action};
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
-pub use transition::{analysis_due, pre_rollout_due, transition, Decision, Note, NoteType};
+pub use transition::{
+    analysis_due, next_check_at, pre_rollout_due, transition, Decision, Note, NoteType,
+};
 
 #[cfg(test)]
 mod tests;

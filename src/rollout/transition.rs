@@ -1,7 +1,9 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
-use crate::crd::{CanaryPhase, CanaryStatus, GateKind};
+use crate::crd::{
+    CanaryPhase, CanaryStatus, GateKind, ReleaseRecord, ReleaseResult, RELEASE_HISTORY_LIMIT,
+};
 
 /// The result of one transition.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +54,8 @@ pub fn pre_rollout_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<
             .is_none_or(|t| now >= t + plan.interval)
 }
 
-pub(super) fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
+/// When the next check of the current step is due; `None` before the step has a clock.
+pub fn next_check_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
     let base = match (status.step_started_at, status.last_analysis_at) {
         (Some(a), Some(b)) => a.max(b),
         (a, b) => a.or(b)?,
@@ -200,6 +203,13 @@ impl Machine<'_> {
     pub(super) fn start_release(&mut self, reason: &'static str) {
         let target = self.obs.target_revision.clone();
         let restart = self.s.canary_revision.is_some() && !self.s.phase.is_idle();
+        if restart {
+            self.record(
+                ReleaseResult::Superseded,
+                format!("superseded by revision {target}"),
+                self.s.canary_weight,
+            );
+        }
         self.s.canary_revision = Some(target.clone());
         self.s.release_started_at = Some(self.now);
         self.s.step_started_at = Some(self.now);
@@ -503,6 +513,13 @@ impl Machine<'_> {
 
     fn finalising(&mut self) {
         if self.obs.routed_weight == Some(0) && self.obs.canary_replicas == 0 {
+            let steps = self.plan.step_count();
+            let why = if self.plan.skip_analysis {
+                format!("all {steps} steps done (analysis skipped)")
+            } else {
+                format!("all {steps} steps passed")
+            };
+            self.record(ReleaseResult::Promoted, why, 100);
             self.s.current_step = 0;
             self.s.step_started_at = None;
             self.enter(CanaryPhase::Succeeded);
@@ -512,6 +529,12 @@ impl Machine<'_> {
     }
 
     pub(super) fn rollback(&mut self, why: String) {
+        self.end_in_rollback(ReleaseResult::RolledBack, why)
+    }
+
+    /// Roll back, recording the release as `result` (rolled back or aborted).
+    pub(super) fn end_in_rollback(&mut self, result: ReleaseResult, why: String) {
+        self.record(result, why.clone(), self.s.canary_weight);
         self.s.canary_weight = 0;
         self.s.pending_gate = None;
         self.s.failed_revision = self.s.canary_revision.clone();
@@ -523,6 +546,54 @@ impl Machine<'_> {
             format!("revision {} rolled back: {why}", self.revision()),
         );
     }
+}
+
+impl Machine<'_> {
+    /// Append the release of `canaryRevision` that just ended to `status.history`,
+    /// keeping the newest [`RELEASE_HISTORY_LIMIT`]. A transition recomputed from the same
+    /// status (a retried write) replaces its own record instead of adding a second one.
+    fn record(&mut self, result: ReleaseResult, reason: String, weight: i32) {
+        let Some(revision) = self.s.canary_revision.clone() else {
+            return;
+        };
+        let record = ReleaseRecord {
+            revision,
+            started_at: self.s.release_started_at,
+            finished_at: self.now,
+            result,
+            reason: one_line(&reason, REASON_MAX_CHARS),
+            step: self.s.current_step,
+            steps: self.plan.step_count(),
+            weight,
+        };
+        let h = &mut self.s.history;
+        match h.last_mut() {
+            Some(last)
+                if last.revision == record.revision
+                    && last.started_at == record.started_at
+                    && record.started_at.is_some() =>
+            {
+                *last = record
+            }
+            _ => h.push(record),
+        }
+        let excess = h.len().saturating_sub(RELEASE_HISTORY_LIMIT);
+        h.drain(..excess);
+    }
+}
+
+/// Longest `reason` kept in a history record.
+const REASON_MAX_CHARS: usize = 200;
+
+/// `s` on one line (whitespace runs become one space), cut to `max` characters with "…".
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Replace metrics by name, keeping ones not measured this time.

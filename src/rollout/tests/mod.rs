@@ -509,5 +509,6 @@ fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
     );
 }
 
+mod history;
 mod human;
 mod strategies;
