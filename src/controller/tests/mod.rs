@@ -111,6 +111,7 @@ impl Harness {
             controller_namespace: "serin-system".into(),
             webhooks: None,
             notify: None,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         Harness {
             fake,

@@ -1,0 +1,2 @@
+//! Tests of the metrics registry itself.
+use super::*;
