@@ -250,6 +250,17 @@ impl Metrics {
             leader: Gauge::default(),
             tracked: Mutex::default(),
         };
+        // Series with bounded labels exist from the start, so dashboards show zeros.
+        for judge in [Judge::Threshold, Judge::Compare, Judge::Sequential] {
+            m.judge_duration.get_or_create_owned(&JudgeLabels {
+                judge: judge.as_str(),
+            });
+        }
+        for controller in [ControllerKind::Canary, ControllerKind::Materialize] {
+            m.reconcile_duration.get_or_create_owned(&ControllerLabels {
+                controller: controller.as_str(),
+            });
+        }
         for p in PHASES {
             m.canaries
                 .get_or_create(&PhaseLabels { phase: p.as_str() })
@@ -538,6 +549,15 @@ fn canary_labels(namespace: &str, name: &str) -> CanaryLabels {
         namespace: namespace.to_string(),
         name: name.to_string(),
     }
+}
+
+/// The value of one series (`name{labels}` exactly as encoded) in a scrape.
+#[cfg(test)]
+pub(crate) fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split(' ').next()?.parse().ok()
+    })
 }
 
 #[cfg(test)]
