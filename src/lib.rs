@@ -13,6 +13,7 @@ pub mod crd;
 pub mod demo;
 pub mod gates;
 pub mod local;
+pub mod metrics;
 pub mod notify;
 pub mod providers;
 pub mod release;

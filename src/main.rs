@@ -15,7 +15,8 @@ use serin::gates::{
     api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
     RateLimiter, SecretString, SlackState, WebhookCaller,
 };
-use serin::notify::{notifier_queue, NotifierRegistry, QueueConfig};
+use serin::metrics::Metrics;
+use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::PrometheusSources;
 use serin::traffic::{
     detect_routers, GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterKind, ServiceRouter,
@@ -323,22 +324,25 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("HTTP client")?;
+    let metrics = Arc::new(Metrics::new());
     let registry = Arc::new(NotifierRegistry::new());
-    let (notify, _dispatcher) = notifier_queue(registry.clone(), QueueConfig::default());
+    let (notify, _dispatcher) =
+        notifier_queue_with_metrics(registry.clone(), QueueConfig::default(), metrics.clone());
     let ctx = Context {
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),
         routers: Routers { by_kind, default },
-        sources: Arc::new(PrometheusSources::new(
-            args.prometheus_url,
-            args.query_timeout,
-        )),
+        sources: Arc::new(
+            PrometheusSources::new(args.prometheus_url, args.query_timeout)
+                .with_metrics(metrics.clone()),
+        ),
         events: Arc::new(KubeEvents::new(client.clone(), Some(identity.clone()))),
         clock: Arc::new(chrono::Utc::now),
         check_timeout: args.check_timeout,
         controller_namespace: args.lease_namespace.clone(),
-        webhooks: Some(WebhookCaller::new(http.clone())),
+        webhooks: Some(WebhookCaller::new(http.clone()).with_metrics(metrics.clone())),
         notify: Some(notify),
+        metrics,
     };
     tokio::spawn(run_notifier_watch(
         client.clone(),

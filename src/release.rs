@@ -8,13 +8,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::analysis::{
-    effective_limits, run_check_at_weight, timed_out_report, RenderVars, ResolvedMetric,
+    effective_limits, run_check_observed, timed_out_report, RenderVars, ResolvedMetric,
 };
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::gates::{
     effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
     rollback_requested, SecretString, WebhookCaller, WebhookPayload,
 };
+use crate::metrics::Metrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
     analysis_due, pre_rollout_due, transition, Action, Decision, Observation, PlanError,
@@ -33,6 +34,8 @@ pub struct ReleaseDeps {
     pub check_timeout: Duration,
     /// Outgoing webhooks of the Canary (`spec.webhooks`) and their resolved secrets.
     pub hooks: Option<Hooks>,
+    /// Verdicts, metric values and judge timings are recorded here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The webhook caller and the secrets of one Canary's hooks (by hook name).
@@ -150,7 +153,7 @@ pub async fn reconcile_release(
     let analysis = if analysis_due(subject.status, &plan, now) && !plan.skip_analysis {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let check = run_check_at_weight(
+        let check = run_check_observed(
             subject.metrics,
             &vars,
             interval,
@@ -158,16 +161,20 @@ pub async fn reconcile_release(
             subject.status.canary_weight,
             deps.sources.as_ref(),
             now,
+            Some(&deps.metrics),
         );
-        match tokio::time::timeout(deps.check_timeout, check).await {
-            Ok(report) => Some(report),
-            Err(_) => Some(timed_out_report(
+        let report = match tokio::time::timeout(deps.check_timeout, check).await {
+            Ok(report) => report,
+            Err(_) => timed_out_report(
                 subject.metrics,
                 &subject.status.metrics,
                 deps.check_timeout,
                 now,
-            )),
-        }
+            ),
+        };
+        deps.metrics
+            .observe_report(subject.namespace, subject.name, &report, now);
+        Some(report)
     } else {
         None
     };

@@ -10,6 +10,7 @@ use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::ResolvedMetric;
 use super::threshold::judge_threshold;
 use crate::crd::{MetricStatus, MetricVerdict};
+use crate::metrics::{Judge, Metrics};
 use crate::providers::{MetricError, MetricSources};
 use crate::rollout::AnalysisReport;
 
@@ -44,6 +45,32 @@ pub async fn run_check_at_weight(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
 ) -> AnalysisReport {
+    run_check_observed(
+        metrics,
+        base,
+        canary_interval,
+        previous,
+        canary_weight,
+        sources,
+        now,
+        None,
+    )
+    .await
+}
+
+/// [`run_check_at_weight`] that also times each judge into `observer` (the
+/// controller's metrics); the judges themselves stay free of clocks.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_check_observed(
+    metrics: &[ResolvedMetric],
+    base: &RenderVars,
+    canary_interval: Duration,
+    previous: &[MetricStatus],
+    canary_weight: i32,
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+    observer: Option<&Metrics>,
+) -> AnalysisReport {
     let checks = metrics.iter().map(|m| async move {
         let prev = previous.iter().find(|p| p.name == m.name);
         if let Some(p) = prev.filter(|p| !is_due(m, p, canary_interval, now)) {
@@ -63,10 +90,13 @@ pub async fn run_check_at_weight(
                     canary_weight,
                     sources,
                     now,
+                    observer,
                 )
                 .await,
             ),
-            (None, Some(cfg)) => Some(compare(m, cfg, base, canary_interval, sources, now).await),
+            (None, Some(cfg)) => {
+                Some(compare(m, cfg, base, canary_interval, sources, now, observer).await)
+            }
             (None, None) => None,
         };
         if let Some(mut st) = judged {
@@ -80,7 +110,9 @@ pub async fn run_check_at_weight(
             return st;
         }
         let value = measure(m, base, canary_interval, sources, now).await;
-        let (verdict, reason) = judge_threshold(&value, &m.threshold);
+        let (verdict, reason) = timed(observer, Judge::Threshold, || {
+            judge_threshold(&value, &m.threshold)
+        });
         tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
         let consecutive_errors = match verdict {
             MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
@@ -111,6 +143,19 @@ pub async fn run_check_at_weight(
             .map(|m| m.name.clone())
             .collect(),
         metrics: statuses,
+    }
+}
+
+/// Run a judge, timing it when there is an observer.
+fn timed<T>(observer: Option<&Metrics>, judge: Judge, f: impl FnOnce() -> T) -> T {
+    match observer {
+        None => f(),
+        Some(o) => {
+            let start = std::time::Instant::now();
+            let out = f();
+            o.observe_judge(judge, start.elapsed());
+            out
+        }
     }
 }
 
@@ -169,6 +214,7 @@ async fn sequential(
     canary_weight: i32,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
+    observer: Option<&Metrics>,
 ) -> MetricStatus {
     let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
     let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);
@@ -197,7 +243,9 @@ async fn sequential(
             requests,
             weight: f64::from(canary_weight),
         };
-        let (next, verdict) = judges::judge_sequential(state, look, cfg);
+        let (next, verdict) = timed(observer, Judge::Sequential, || {
+            judges::judge_sequential(state, look, cfg)
+        });
         let mut st = verdict.to_metric_status(&m.name, m.dry_run, now);
         st.sequential = Some(next);
         Ok(st)
@@ -220,6 +268,7 @@ async fn compare(
     canary_interval: Duration,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
+    observer: Option<&Metrics>,
 ) -> MetricStatus {
     let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
     let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);
@@ -234,8 +283,10 @@ async fn compare(
                 let b = source
                     .query_vector(&render(baseline_q, &baseline_vars)?, now)
                     .await?;
-                Ok(judges::judge_mann_whitney(&c, &b, cfg)
-                    .to_metric_status(&m.name, m.dry_run, now))
+                let verdict = timed(observer, Judge::Compare, || {
+                    judges::judge_mann_whitney(&c, &b, cfg)
+                });
+                Ok(verdict.to_metric_status(&m.name, m.dry_run, now))
             }
             crate::crd::CompareKind::Counts => {
                 let requests = cfg.requests_query.as_deref().unwrap_or_default();
@@ -256,7 +307,10 @@ async fn compare(
                         .query_scalar(&render(requests, &baseline_vars)?, now)
                         .await?,
                 );
-                Ok(judges::judge_proportions(c, b, cfg).to_metric_status(&m.name, m.dry_run, now))
+                let verdict = timed(observer, Judge::Compare, || {
+                    judges::judge_proportions(c, b, cfg)
+                });
+                Ok(verdict.to_metric_status(&m.name, m.dry_run, now))
             }
         }
     }

@@ -3,7 +3,7 @@
 //! finalizer hands the Deployment back). Canaries written by hand are never touched.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -18,6 +18,7 @@ use super::status::{set_config_condition, write_status};
 use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
 use crate::crd::{Canary, FIELD_MANAGER};
+use crate::metrics::{ControllerKind, Metrics};
 use crate::rollout::{Note, NoteType};
 
 /// Label on Canaries serin wrote from annotations.
@@ -30,6 +31,7 @@ pub struct MaterializeContext {
     pub canaries: Store<Canary>,
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
 }
 
 fn managed(c: &Canary) -> bool {
@@ -63,6 +65,18 @@ fn errors_message(errors: &[AnnotationError]) -> String {
 pub async fn reconcile_deployment(
     d: Arc<Deployment>,
     ctx: Arc<MaterializeContext>,
+) -> Result<Action, ReconcileError> {
+    let start = Instant::now();
+    let result = materialize(d, &ctx).await;
+    let error = result.as_ref().err().map(ReconcileError::category);
+    ctx.metrics
+        .observe_reconcile(ControllerKind::Materialize, start.elapsed(), error);
+    result
+}
+
+async fn materialize(
+    d: Arc<Deployment>,
+    ctx: &MaterializeContext,
 ) -> Result<Action, ReconcileError> {
     let ns = d.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = d.name_any();

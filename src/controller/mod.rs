@@ -77,6 +77,8 @@ pub struct Context {
     pub webhooks: Option<crate::gates::WebhookCaller>,
     /// Notification queue (never blocks a reconcile); `None` disables notifications.
     pub notify: Option<crate::notify::NotifyHandle>,
+    /// The controller's own metrics, served on `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]

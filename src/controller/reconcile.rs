@@ -2,7 +2,7 @@
 //! status write, Events.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -16,6 +16,7 @@ use super::status::{set_config_condition, write_status};
 use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
 use crate::crd::Canary;
+use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
 use crate::release::{
     hand_back, reconcile_release, Hooks, ReleaseDeps, ReleaseError, ReleaseSubject,
@@ -41,14 +42,24 @@ pub async fn reconcile_canary(
     obj: Arc<Canary>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    let start = Instant::now();
+    let result = reconcile(obj, &ctx).await;
+    let error = result.as_ref().err().map(ReconcileError::category);
+    ctx.metrics
+        .observe_reconcile(ControllerKind::Canary, start.elapsed(), error);
+    result
+}
+
+async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     // Read fresh: the watch cache may not have our own last status write yet.
     let Some(canary) = api.get_opt(&obj.name_any()).await? else {
+        ctx.metrics.forget_canary(&ns, &obj.name_any());
         return Ok(Action::await_change());
     };
     if canary.metadata.deletion_timestamp.is_some() {
-        return finalize(&api, &canary, &ctx).await;
+        return finalize(&api, &canary, ctx).await;
     }
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
         let mut finalizers = canary.finalizers().to_vec();
@@ -67,10 +78,10 @@ pub async fn reconcile_canary(
     let status = canary.status.clone().unwrap_or_default();
     let generation = canary.metadata.generation;
 
-    let (router, metrics) = match check_config(&canary, &ctx, &ns).await? {
+    let (router, metrics) = match check_config(&canary, ctx, &ns).await? {
         Ok(ok) => ok,
         Err((reason, message)) => {
-            return config_problem(&api, &canary, &ctx, status, reason, message, now).await;
+            return config_problem(&api, &canary, ctx, status, reason, message, now).await;
         }
     };
 
@@ -85,7 +96,7 @@ pub async fn reconcile_canary(
                     return config_problem(
                         &api,
                         &canary,
-                        &ctx,
+                        ctx,
                         status,
                         "InvalidWebhook",
                         message,
@@ -103,6 +114,7 @@ pub async fn reconcile_canary(
         sources: ctx.sources.clone(),
         check_timeout: ctx.check_timeout,
         hooks,
+        metrics: ctx.metrics.clone(),
     };
     let subject = ReleaseSubject {
         namespace: &ns,
@@ -116,7 +128,7 @@ pub async fn reconcile_canary(
         Ok(d) => d,
         Err(e) if e.category() == "config" || e.category() == "not_found" => {
             let message = e.to_string();
-            return config_problem(&api, &canary, &ctx, status, "InvalidSpec", message, now).await;
+            return config_problem(&api, &canary, ctx, status, "InvalidSpec", message, now).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -126,6 +138,10 @@ pub async fn reconcile_canary(
     if next != status || canary.status.is_none() {
         write_status(&api, &canary, &next).await?;
     }
+    let name = canary.name_any();
+    ctx.metrics
+        .observe_canary(&ns, &name, next.phase, next.canary_weight);
+    ctx.metrics.observe_notes(&ns, &name, &decision.notes);
     for note in &decision.notes {
         info!(reason = note.reason, message = %note.message, "transition");
         ctx.events
@@ -165,6 +181,12 @@ async fn config_problem(
     );
     status.message = message.clone();
     write_status(api, canary, &status).await?;
+    ctx.metrics.observe_canary(
+        &canary.namespace().unwrap_or_default(),
+        &canary.name_any(),
+        status.phase,
+        status.canary_weight,
+    );
     if changed {
         let note = Note {
             type_: NoteType::Warning,
@@ -227,10 +249,11 @@ async fn finalize(
     canary: &Canary,
     ctx: &Context,
 ) -> Result<Action, ReconcileError> {
+    let ns = canary.namespace().unwrap_or_default();
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
+        ctx.metrics.forget_canary(&ns, &canary.name_any());
         return Ok(Action::await_change());
     }
-    let ns = canary.namespace().unwrap_or_default();
     let router = ctx
         .routers
         .pick(canary.spec.router.as_deref(), &ns, &canary.name_any());
@@ -243,6 +266,7 @@ async fn finalize(
             sources: ctx.sources.clone(),
             check_timeout: ctx.check_timeout,
             hooks: None,
+            metrics: ctx.metrics.clone(),
         };
         let subject = ReleaseSubject {
             namespace: &ns,
@@ -275,6 +299,7 @@ async fn finalize(
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
+    ctx.metrics.forget_canary(&ns, &name);
     let note = Note {
         type_: NoteType::Normal,
         reason: "HandedBack",

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::StreamExt;
@@ -19,6 +20,7 @@ use super::lease::LeaseLock;
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
 use super::{error_policy, reconcile_canary, Context};
 use crate::crd::Canary;
+use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 
 /// How the controller runs, as `serin controller` flags set it.
 #[derive(Clone, Debug)]
@@ -60,13 +62,14 @@ where
     }
 }
 
-async fn health(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<(), RunError> {
-    let app = axum::Router::new()
+/// `/live`, `/ready` and `/metrics`.
+pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new()
         .route("/live", get(|| async { "ok" }))
         .route(
             "/ready",
-            get(|State(r): State<Arc<AtomicBool>>| async move {
-                if r.load(Ordering::Relaxed) {
+            get(move || async move {
+                if ready.load(Ordering::Relaxed) {
                     (StatusCode::OK, "ready")
                 } else {
                     (
@@ -76,11 +79,24 @@ async fn health(addr: SocketAddr, ready: Arc<AtomicBool>) -> Result<(), RunError
                 }
             }),
         )
-        .with_state(ready);
+        .route(
+            "/metrics",
+            get(|State(m): State<Arc<Metrics>>| async move {
+                ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], m.encode())
+            }),
+        )
+        .with_state(metrics)
+}
+
+async fn health(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Health { addr, source })?;
-    axum::serve(listener, app)
+    axum::serve(listener, health_router(ready, metrics))
         .await
         .map_err(|source| RunError::Health { addr, source })
 }
@@ -107,7 +123,8 @@ async fn keep_lease(lock: &LeaseLock, duration: Duration) -> RunError {
 /// Run until a signal, or until the lease is lost (an error: the process should exit).
 pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), RunError> {
     let ready = Arc::new(AtomicBool::new(false));
-    let health_task = tokio::spawn(health(opts.health_addr, ready.clone()));
+    let metrics = ctx.metrics.clone();
+    let health_task = tokio::spawn(health(opts.health_addr, ready.clone(), metrics.clone()));
 
     let lock = LeaseLock::new(
         Api::<Lease>::namespaced(client.clone(), &opts.lease_namespace),
@@ -122,6 +139,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         }
         tracing::info!("leading");
     }
+    // Without leader election every replica acts as the leader.
+    metrics.set_leader(true);
 
     let ns = opts.namespace.as_deref();
     let canary_ctl = Controller::new(api::<Canary>(&client, ns), watcher::Config::default())
@@ -140,6 +159,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         canaries: canaries.clone(),
         events: ctx.events.clone(),
         clock: ctx.clock.clone(),
+        metrics: ctx.metrics.clone(),
     });
     let canary_run = canary_ctl
         .shutdown_on_signal()
@@ -175,5 +195,6 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         },
     };
     ready.store(false, Ordering::Relaxed);
+    metrics.set_leader(false);
     result
 }

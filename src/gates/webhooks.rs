@@ -2,6 +2,7 @@
 //! bounded backoff) and pure mappings from their results to the core's inputs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use crate::crd::{
     Approval, CanaryPhase, CanarySpec, CanaryStatus, Command, CommandKind, GateKind, GatesSpec,
     MetricStatus, MetricVerdict, WebhookSpec, WebhookType,
 };
+use crate::metrics::Metrics;
 use crate::rollout::{Note, NoteType};
 
 /// Header carrying `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -111,6 +113,8 @@ pub struct WebhookCaller {
     /// First retry delay; doubles per attempt up to `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// Counts every call as `serin_webhook_deliveries_total`.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl WebhookCaller {
@@ -119,11 +123,36 @@ impl WebhookCaller {
             http,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
+            metrics: None,
         }
+    }
+
+    /// Count deliveries in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// POST `payload` to `hook`, retrying transport errors, 5xx and 429.
     pub async fn call(
+        &self,
+        hook: &WebhookSpec,
+        secret: Option<&SecretString>,
+        payload: &WebhookPayload,
+    ) -> HookResult {
+        let result = self.deliver(hook, secret, payload).await;
+        if let Some(m) = &self.metrics {
+            let outcome = match result.status {
+                _ if result.ok() => "ok",
+                Some(_) => "rejected",
+                None => "error",
+            };
+            m.observe_webhook(hook.type_.as_str(), outcome);
+        }
+        result
+    }
+
+    async fn deliver(
         &self,
         hook: &WebhookSpec,
         secret: Option<&SecretString>,

@@ -10,6 +10,7 @@ use chrono::Utc;
 use super::{LocalCluster, LocalError};
 use crate::analysis::{resolve_metrics, AnalysisConfigError};
 use crate::crd::CanaryStatus;
+use crate::metrics::Metrics;
 use crate::providers::{MetricSources, PrometheusSources};
 use crate::release::{reconcile_release, ReleaseDeps, ReleaseSubject};
 use crate::rollout::Note;
@@ -46,6 +47,8 @@ impl LocalController {
             sources,
             check_timeout: Duration::from_secs(8),
             hooks: None,
+            // Nobody scrapes the demo; recording costs a few hash lookups per check.
+            metrics: Arc::new(Metrics::new()),
         };
         Self {
             cluster,

@@ -63,6 +63,10 @@ impl Notifier for HttpNotifier {
         &self.key
     }
 
+    fn kind(&self) -> &'static str {
+        self.kind.as_str()
+    }
+
     fn accepts(&self, event: &NotifyEvent) -> bool {
         event.severity >= self.min_severity
             && (self.canaries.is_empty() || self.canaries.iter().any(|c| c == &event.name))

@@ -10,7 +10,10 @@ mod render;
 
 pub use event::NotifyEvent;
 pub use http::HttpNotifier;
-pub use queue::{notifier_queue, NotifyHandle, NotifyStats, QueueConfig, StatsSnapshot};
+pub use queue::{
+    notifier_queue, notifier_queue_with_metrics, NotifyHandle, NotifyStats, QueueConfig,
+    StatsSnapshot,
+};
 pub use registry::{NotifierRegistry, NotifierSource, ScopedNotifier};
 pub use render::{generic_json, slack_message, teams_card};
 
@@ -53,6 +56,10 @@ pub trait Notifier: Send + Sync {
     /// Stable identity (e.g. `Notifier/shop/slack-releases`): ordering, deduplication
     /// and the rate cap are per key.
     fn key(&self) -> &str;
+    /// Bounded kind for metrics labels (`slack`, `teams`, `webhook`, ...).
+    fn kind(&self) -> &'static str {
+        "other"
+    }
     /// Whether this notifier wants `event` (severity filter, canary filter).
     fn accepts(&self, event: &NotifyEvent) -> bool;
     /// One attempt, bounded by the notifier's own timeout.

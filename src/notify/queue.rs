@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{Notifier, NotifierSource, NotifyEvent};
 use crate::gates::{RateLimit, RateLimiter};
+use crate::metrics::Metrics;
 
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
@@ -100,6 +101,7 @@ fn inc(a: &AtomicU64) {
 pub struct NotifyHandle {
     tx: mpsc::Sender<NotifyEvent>,
     stats: Arc<NotifyStats>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl NotifyHandle {
@@ -112,6 +114,8 @@ impl NotifyHandle {
             }
             Err(_) => {
                 inc(&self.stats.dropped_full);
+                // Not routed yet: no notifier kind to name.
+                count(&self.metrics, "none", "dropped");
                 false
             }
         }
@@ -127,10 +131,34 @@ pub fn notifier_queue(
     source: Arc<dyn NotifierSource>,
     config: QueueConfig,
 ) -> (NotifyHandle, JoinHandle<()>) {
+    start(source, config, None)
+}
+
+/// [`notifier_queue`] that also counts outcomes as `serin_notification_deliveries_total`.
+pub fn notifier_queue_with_metrics(
+    source: Arc<dyn NotifierSource>,
+    config: QueueConfig,
+    metrics: Arc<Metrics>,
+) -> (NotifyHandle, JoinHandle<()>) {
+    start(source, config, Some(metrics))
+}
+
+fn start(
+    source: Arc<dyn NotifierSource>,
+    config: QueueConfig,
+    metrics: Option<Arc<Metrics>>,
+) -> (NotifyHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.capacity.max(1));
     let stats = Arc::new(NotifyStats::default());
-    let task = tokio::spawn(dispatch(rx, source, config, stats.clone()));
-    (NotifyHandle { tx, stats }, task)
+    let task = tokio::spawn(dispatch(rx, source, config, stats.clone(), metrics.clone()));
+    let handle = NotifyHandle { tx, stats, metrics };
+    (handle, task)
+}
+
+fn count(metrics: &Option<Arc<Metrics>>, kind: &'static str, result: &'static str) {
+    if let Some(m) = metrics {
+        m.observe_notification(kind, result);
+    }
 }
 
 type Job = (Arc<dyn Notifier>, NotifyEvent);
@@ -138,6 +166,7 @@ type Job = (Arc<dyn Notifier>, NotifyEvent);
 struct Dispatcher {
     config: QueueConfig,
     stats: Arc<NotifyStats>,
+    metrics: Option<Arc<Metrics>>,
     seen: HashMap<String, Instant>,
     limiter: RateLimiter,
     workers: HashMap<String, mpsc::Sender<Job>>,
@@ -148,6 +177,7 @@ async fn dispatch(
     source: Arc<dyn NotifierSource>,
     config: QueueConfig,
     stats: Arc<NotifyStats>,
+    metrics: Option<Arc<Metrics>>,
 ) {
     let per_minute = config.per_minute.max(1);
     let mut d = Dispatcher {
@@ -157,6 +187,7 @@ async fn dispatch(
         }),
         config,
         stats,
+        metrics,
         seen: HashMap::new(),
         workers: HashMap::new(),
     };
@@ -178,16 +209,20 @@ impl Dispatcher {
         }
         if self.limiter.check(&key).is_err() {
             tracing::warn!(notifier = %key, reason = %event.reason, "notification rate cap reached; dropped");
+            count(&self.metrics, notifier.kind(), "rate_limited");
             return inc(&self.stats.rate_limited);
         }
         let tx = self.workers.entry(key.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(self.config.per_notifier_capacity.max(1));
-            tokio::spawn(work(rx, self.config.clone(), self.stats.clone()));
+            let (config, stats) = (self.config.clone(), self.stats.clone());
+            tokio::spawn(work(rx, config, stats, self.metrics.clone()));
             tx
         });
+        let kind = notifier.kind();
         if tx.try_send((notifier, event.clone())).is_err() {
             tracing::warn!(notifier = %key, "notifier queue full; dropped");
             inc(&self.stats.dropped_notifier_full);
+            count(&self.metrics, kind, "dropped");
         }
     }
 
@@ -218,24 +253,33 @@ impl Dispatcher {
     }
 }
 
-async fn work(mut rx: mpsc::Receiver<Job>, config: QueueConfig, stats: Arc<NotifyStats>) {
+async fn work(
+    mut rx: mpsc::Receiver<Job>,
+    config: QueueConfig,
+    stats: Arc<NotifyStats>,
+    metrics: Option<Arc<Metrics>>,
+) {
     while let Some((notifier, event)) = rx.recv().await {
+        let kind = notifier.kind();
         let mut backoff = config.base_backoff;
         let attempts = config.max_attempts.max(1);
         for attempt in 1..=attempts {
             match notifier.deliver(&event).await {
                 Ok(()) => {
                     inc(&stats.delivered);
+                    count(&metrics, kind, "delivered");
                     break;
                 }
                 Err(e) if e.retryable() && attempt < attempts => {
                     inc(&stats.retried);
+                    count(&metrics, kind, "retried");
                     tracing::debug!(notifier = %notifier.key(), error = %e, attempt, "notification failed; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(config.max_backoff);
                 }
                 Err(e) => {
                     inc(&stats.failed);
+                    count(&metrics, kind, "failed");
                     tracing::warn!(notifier = %notifier.key(), reason = %event.reason,
                         error = %e, category = e.category(), "notification not delivered");
                     break;

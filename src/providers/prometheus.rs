@@ -16,6 +16,10 @@ use prometheus_http_query::{Client, Error as PromError};
 
 use super::{MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials};
 use crate::crd::{PrometheusProviderSpec, ProviderSpec};
+use crate::metrics::Metrics;
+
+/// The `provider` label of this source's metrics.
+const PROVIDER: &str = "prometheus";
 
 /// Everything needed to talk to one Prometheus.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -96,6 +100,8 @@ impl PrometheusConfig {
 pub struct PrometheusSource {
     client: Client,
     timeout: Duration,
+    /// Times every query and counts its errors.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for PrometheusSource {
@@ -175,7 +181,29 @@ impl PrometheusSource {
         Ok(Self {
             client,
             timeout: config.timeout,
+            metrics: None,
         })
+    }
+
+    /// Record query durations and errors (provider `prometheus`) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Run one query, timed and its error counted when there are metrics.
+    async fn observed<T>(
+        &self,
+        query: impl std::future::Future<Output = Result<T, MetricError>>,
+    ) -> Result<T, MetricError> {
+        let Some(m) = &self.metrics else {
+            return query.await;
+        };
+        let start = std::time::Instant::now();
+        let result = query.await;
+        let error = result.as_ref().err().map(MetricError::category);
+        m.observe_query(PROVIDER, start.elapsed(), error);
+        result
     }
 
     fn timeout_ms(&self) -> i64 {
@@ -359,6 +387,26 @@ fn range_vector_error() -> MetricError {
 #[async_trait]
 impl MetricSource for PrometheusSource {
     async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
+        self.observed(self.scalar(query, at)).await
+    }
+
+    async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+        self.observed(self.vector(query, at)).await
+    }
+
+    async fn query_range(
+        &self,
+        query: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        step: Duration,
+    ) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> {
+        self.observed(self.range(query, start, end, step)).await
+    }
+}
+
+impl PrometheusSource {
+    async fn scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
         match self.instant(query, at).await? {
             Data::Matrix(_) => Err(range_vector_error()),
             Data::Scalar(s) => finite(s.value()),
@@ -370,7 +418,7 @@ impl MetricSource for PrometheusSource {
         }
     }
 
-    async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+    async fn vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
         let data = self.instant(query, at).await?;
         if let Data::Matrix(_) = data {
             return Err(range_vector_error());
@@ -387,7 +435,7 @@ impl MetricSource for PrometheusSource {
         Ok(finite)
     }
 
-    async fn query_range(
+    async fn range(
         &self,
         query: &str,
         start: DateTime<Utc>,
@@ -441,6 +489,7 @@ pub struct PrometheusSources {
     default: Option<PrometheusConfig>,
     default_timeout: Duration,
     cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl PrometheusSources {
@@ -457,7 +506,14 @@ impl PrometheusSources {
             default,
             default_timeout,
             cache: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Every source handed out records its queries in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -479,7 +535,9 @@ impl MetricSources for PrometheusSources {
         if let Some(s) = cache.get(&config) {
             return Ok(s.clone());
         }
-        let source = Arc::new(PrometheusSource::new(&config)?);
+        let mut source = PrometheusSource::new(&config)?;
+        source.metrics = self.metrics.clone();
+        let source = Arc::new(source);
         if cache.len() >= CACHE_LIMIT {
             cache.clear();
         }

@@ -34,6 +34,7 @@ impl M {
             canaries: store,
             events: Arc::new(events.clone()),
             clock: Arc::new(|| Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         M {
             fake,
@@ -165,4 +166,35 @@ async fn removing_the_annotation_deletes_only_a_managed_canary() {
         .await
         .is_empty());
     assert_eq!(m.events.take()[0].reason, "CanaryExists");
+}
+
+#[tokio::test]
+async fn onboarding_reconciles_are_timed_and_failures_counted() {
+    let m = M::new();
+    m.reconcile("plain", json!({})).await;
+    m.fake.0.lock().unwrap().fail_next = Some(format!("PATCH {}", canary("web")));
+    let mut d = target_deployment("podinfo:1", 3);
+    d["metadata"]["name"] = json!("web");
+    d["metadata"]["annotations"] = json!({"serin.dev/enabled": "true"});
+    let d: Deployment = serde_json::from_value(d).unwrap();
+    let err = reconcile_deployment(Arc::new(d), m.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), "kube");
+    let text = m.ctx.metrics.encode();
+    use crate::metrics::sample;
+    assert_eq!(
+        sample(
+            &text,
+            r#"serin_reconcile_duration_seconds_count{controller="materialize"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"serin_reconcile_errors_total{controller="materialize",category="kube"}"#
+        ),
+        Some(1.0)
+    );
 }

@@ -6,6 +6,7 @@ mod config;
 mod fake;
 mod lifecycle;
 mod materialize;
+mod metrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -111,6 +112,7 @@ impl Harness {
             controller_namespace: "serin-system".into(),
             webhooks: None,
             notify: None,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         Harness {
             fake,
