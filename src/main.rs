@@ -410,6 +410,9 @@ async fn serve_api(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // kube enables rustls' ring provider and reqwest its aws-lc-rs one; with both
+    // linked rustls cannot choose and the first TLS client would panic. Pick ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log)?;
     match cli.command {

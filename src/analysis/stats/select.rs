@@ -29,6 +29,7 @@ impl SplitMix64 {
 }
 
 const SAMPLE: usize = 8192;
+const MIN_SAMPLE: usize = 256;
 
 /// The `k`-th smallest (0-based) of `x[i] - y[j]` over all pairs.
 ///
@@ -62,7 +63,7 @@ pub fn kth_differences(x: &[f64], y: &[f64], ks: &[u64]) -> Option<Vec<f64>> {
         le: vec![0; n],
         sample: Vec::with_capacity(SAMPLE),
         rng: SplitMix64(0x5EED ^ (n as u64) << 32 ^ m as u64 ^ ks[0].rotate_left(17)),
-        limit: (4 * (n + m)).max(4096) as u64,
+        limit: (2 * (n + m)).max(4096) as u64,
     };
     let kmin = ks.iter().copied().min()?;
     let kmax = ks.iter().copied().max()?;
@@ -161,13 +162,18 @@ impl Work<'_> {
             if shared && (rmax - rmin + 1) * 4 > total {
                 return Some(Narrowed::Wide);
             }
-            self.draw_sample(total);
-            let s = SAMPLE as f64;
+            let t0 = std::time::Instant::now();
+            // +-3 sd of the sample rank spans ~3/sqrt(s) of the candidates: draw no more
+            // than it takes to get under `limit` in one round.
+            let want = 12.0 * (total as f64 / self.limit as f64).powi(2);
+            let size = (want.ceil() as usize).clamp(MIN_SAMPLE, SAMPLE);
+            self.draw_sample(total, size);
+            let s = size as f64;
             // Sample ranks of the targets have sd <= sqrt(s)/2: +-3 sd brackets them
             // nearly always, and a miss only costs another round.
             let delta = if single_pivot { 0.0 } else { 1.5 * s.sqrt() };
             let at = |r: u64, d: f64| {
-                ((r as f64 / total as f64 * s + d).floor().max(0.0) as usize).min(SAMPLE - 1)
+                ((r as f64 / total as f64 * s + d).floor().max(0.0) as usize).min(size - 1)
             };
             let (a, b) = (
                 at(rmin, -delta),
@@ -180,8 +186,8 @@ impl Work<'_> {
             } else {
                 p_lo
             };
-            let n_less = count_rows(self.x, self.yd, |d| d < p_lo, &mut self.less);
-            let n_le = count_rows(self.x, self.yd, |d| d <= p_hi, &mut self.le);
+            let (n_less, n_le) =
+                count_rows_below(self.x, self.yd, p_lo, p_hi, &mut self.less, &mut self.le);
             if kmax < n_less {
                 for i in 0..n {
                     self.hi[i] = self.hi[i].min(self.less[i]);
@@ -214,18 +220,23 @@ impl Work<'_> {
         }
     }
 
-    /// A stratified sample of the candidates: one uniform draw in each of `SAMPLE`
+    /// A stratified sample of the candidates: one uniform draw in each of `size`
     /// equal slices of the candidate index space, located by one walk over the rows.
-    fn draw_sample(&mut self, total: u64) {
+    fn draw_sample(&mut self, total: u64, size: usize) {
         self.sample.clear();
+        let s = size as u64;
+        // `narrow` only samples above `limit` candidates, and never more than that.
+        debug_assert!(total >= s);
+        // Slice t is [start, start + width (+1 for the first `total % s` slices)).
+        let (width, extra) = (total / s, total % s);
+        let mut start = 0u64;
         let mut row = 0usize;
         let mut row_start = 0u64;
         let mut row_end = (self.hi[0] - self.lo[0]) as u64;
-        for t in 0..SAMPLE as u64 {
-            let slice = |t: u64| (t as u128 * total as u128 / SAMPLE as u128) as u64;
-            let start = slice(t);
-            let end = slice(t + 1).max(start + 1);
-            let r = start + self.rng.below(end - start);
+        for t in 0..s {
+            let len = width + u64::from(t < extra);
+            let r = start + self.rng.below(len);
+            start += len;
             while r >= row_end {
                 row += 1;
                 row_start = row_end;
@@ -254,20 +265,47 @@ impl Work<'_> {
     }
 }
 
-/// Per row, how many columns satisfy `pred(x[i] - yd[j])`, for a predicate that holds
-/// on a prefix of every row and on shorter prefixes as `i` grows. Returns the total.
-fn count_rows(x: &[f64], yd: &[f64], pred: impl Fn(f64) -> bool, out: &mut [usize]) -> u64 {
+/// Per row `i`, how many columns `j` have `x[i] - yd[j] < lo` (into `less`) and
+/// `<= hi` (into `le`); returns both totals.
+///
+/// Each count is a merge walk over the rows (last first) and the columns: a step
+/// either moves to the next column or ends the row, without a data-dependent branch.
+/// Such a walk is bound by the latency of its load-compare-add chain, so the two
+/// independent walks are interleaved in one loop to overlap (~2x at n = m = 10k).
+fn count_rows_below(
+    x: &[f64],
+    yd: &[f64],
+    lo: f64,
+    hi: f64,
+    less: &mut [usize],
+    le: &mut [usize],
+) -> (u64, u64) {
     let m = yd.len();
-    let mut j = 0usize;
-    let mut total = 0u64;
-    for i in (0..x.len()).rev() {
-        while j < m && pred(x[i] - yd[j]) {
-            j += 1;
+    let (mut i1, mut j1) = (x.len(), 0usize);
+    let (mut i2, mut j2) = (x.len(), 0usize);
+    loop {
+        let (a, b) = (i1 > 0 && j1 < m, i2 > 0 && j2 < m);
+        if a {
+            let take = x[i1 - 1] - yd[j1] < lo;
+            less[i1 - 1] = j1;
+            j1 += usize::from(take);
+            i1 -= usize::from(!take);
         }
-        out[i] = j;
-        total += j as u64;
+        if b {
+            let take = x[i2 - 1] - yd[j2] <= hi;
+            le[i2 - 1] = j2;
+            j2 += usize::from(take);
+            i2 -= usize::from(!take);
+        }
+        if !a && !b {
+            break;
+        }
     }
-    total
+    // Rows left when the columns ran out hold in every column.
+    less[..i1].fill(m);
+    le[..i2].fill(m);
+    let total = |c: &[usize]| c.iter().map(|&v| v as u64).sum();
+    (total(less), total(le))
 }
 
 #[cfg(test)]
