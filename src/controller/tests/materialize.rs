@@ -34,6 +34,7 @@ impl M {
             canaries: store,
             events: Arc::new(events.clone()),
             clock: Arc::new(|| Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()),
+            shard: Default::default(),
         });
         M {
             fake,
