@@ -6,6 +6,7 @@ mod config;
 mod fake;
 mod lifecycle;
 mod materialize;
+mod shard;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
