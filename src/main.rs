@@ -516,7 +516,10 @@ mod tests {
             "tier in (web, api)",
         ])
         .unwrap();
-        assert_eq!(a.namespace_selector.unwrap().to_string(), "serin.dev/shard=a");
+        assert_eq!(
+            a.namespace_selector.unwrap().to_string(),
+            "serin.dev/shard=a"
+        );
         assert_eq!(a.label_selector.unwrap().to_string(), "tier in (api,web)");
         assert!(a.lease_name.is_none(), "derived from the selectors");
         let a = controller_args(&["--label-selector", ""]).unwrap();

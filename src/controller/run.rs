@@ -9,12 +9,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -131,6 +131,51 @@ async fn keep_lease(lock: &LeaseLock, duration: Duration) -> RunError {
     }
 }
 
+/// What the onboarding controller keeps of a Deployment: it reads only the name,
+/// namespace, uid, labels and `serin.dev/*` annotations. The pod template, the status,
+/// managedFields and other annotations (`kubectl.kubernetes.io/last-applied-configuration`
+/// alone is a copy of the object) are dropped before the store: with thousands of
+/// Deployments they were most of the controller's memory.
+pub fn slim_deployment(d: &mut Deployment) {
+    d.metadata.managed_fields = None;
+    if let Some(a) = d.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(crate::annotations::PREFIX));
+    }
+    d.spec = None;
+    d.status = None;
+}
+
+/// Reconciles in flight per controller. Unbounded, a burst (start-up with a thousand
+/// Canaries) ran a thousand reconciles at once, each with its own HTTP connection and
+/// buffers, and the heap never shrank back; a few dozen keep the API server as busy as
+/// a single controller should make it.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
+
+/// The onboarding controller's Deployments come from a metadata-only watch: the API
+/// server never sends (and serin never decodes) their pod templates.
+fn from_metadata(e: watcher::Event<PartialObjectMeta<Deployment>>) -> watcher::Event<Deployment> {
+    let slim = |m: PartialObjectMeta<Deployment>| {
+        let mut d = Deployment {
+            metadata: m.metadata,
+            ..Default::default()
+        };
+        slim_deployment(&mut d);
+        d
+    };
+    match e {
+        watcher::Event::Apply(m) => watcher::Event::Apply(slim(m)),
+        watcher::Event::Delete(m) => watcher::Event::Delete(slim(m)),
+        watcher::Event::InitApply(m) => watcher::Event::InitApply(slim(m)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// The Canary store keeps everything but managedFields.
+fn slim_canary(c: &mut Canary) {
+    c.metadata.managed_fields = None;
+}
+
 fn watch_config(shard: &Shard) -> watcher::Config {
     match &shard.labels {
         Some(sel) => watcher::Config::default().labels_from(&sel.selector()),
@@ -149,7 +194,9 @@ fn namespace_watch(
     shard: &Shard,
 ) -> (
     NamespaceFilter,
-    Option<impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + Send + 'static>,
+    Option<
+        impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + Send + 'static,
+    >,
 ) {
     let Some(sel) = shard.namespaces.clone() else {
         return (NamespaceFilter::all(), None);
@@ -203,21 +250,34 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     };
 
     let (canary_ns, canary_ns_watch) = namespace_watch(&client, &opts.shard);
-    let mut canary_ctl = Controller::new(api::<Canary>(&client, ns), watch_config(&opts.shard));
-    let canaries = canary_ctl.store();
+    let (canaries, writer) = reflector::store();
+    let canary_stream = reflector::reflector(
+        writer,
+        watcher(api::<Canary>(&client, ns), watch_config(&opts.shard)).modify(slim_canary),
+    )
+    .applied_objects();
+    let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     let mapper_ns = canary_ns.clone();
-    canary_ctl = canary_ctl.watches(
-        api::<Deployment>(&client, ns),
-        watch_config(&opts.shard),
+    // A Deployment wakes the Canary of the same name (if there is one): only its name
+    // is needed, so the watch is metadata-only.
+    let deployment_meta = || -> Api<PartialObjectMeta<Deployment>> {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    };
+    canary_ctl = canary_ctl.watches_stream(
+        watcher(deployment_meta(), watch_config(&opts.shard)).touched_objects(),
         move |d| {
-            // A Deployment wakes the Canary of the same name (if there is one).
             let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
             Some(ObjectRef::new(&d.name_any()).within(&ns))
         },
     );
     if let Some(stream) = canary_ns_watch {
         let store = canaries.clone();
-        canary_ctl = canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
+        canary_ctl =
+            canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
     }
     let mctx = Arc::new(MaterializeContext {
         client: client.clone(),
@@ -243,10 +303,16 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         .for_each(|_| async {});
 
     let (materialize_ns, materialize_ns_watch) = namespace_watch(&client, &opts.shard);
-    let mut materialize_ctl =
-        Controller::new(api::<Deployment>(&client, ns), watch_config(&opts.shard));
+    let (deployments, writer) = reflector::store();
+    let deployment_stream = reflector::reflector(
+        writer,
+        watcher(deployment_meta(), watch_config(&opts.shard)).map_ok(from_metadata),
+    )
+    .applied_objects();
+    let mut materialize_ctl = Controller::for_stream(deployment_stream, deployments.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
     if let Some(stream) = materialize_ns_watch {
-        let store = materialize_ctl.store();
+        let store = deployments;
         materialize_ctl =
             materialize_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
     }

@@ -145,8 +145,7 @@ fn is_name(s: &str, max: usize) -> bool {
         && b.len() <= max
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
@@ -328,7 +327,9 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, SelectorError> {
             Some(Token::Comma) => {
                 i += 1;
                 if i == tokens.len() {
-                    return Err(fail("trailing \",\": expected a requirement after it".into()));
+                    return Err(fail(
+                        "trailing \",\": expected a requirement after it".into(),
+                    ));
                 }
             }
             other => {
@@ -501,13 +502,22 @@ mod tests {
     #[test]
     fn bad_selectors_say_what_is_wrong() {
         let cases = [
-            ("team in (a,b", "expected \",\" or \")\" in the set of \"team\", found the end"),
+            (
+                "team in (a,b",
+                "expected \",\" or \")\" in the set of \"team\", found the end",
+            ),
             ("team in a", "expected \"(\" after \"team in\", found \"a\""),
             ("team in ()", "the set of values of \"team\" is empty"),
             ("a=1,,b=2", "expected a label key, found \",\""),
             ("a=1,", "trailing \",\""),
-            ("a=1 b=2", "expected \",\" between requirements, found \"b\""),
-            ("replicas>3", "the numeric operators > and < are not supported"),
+            (
+                "a=1 b=2",
+                "expected \",\" between requirements, found \"b\"",
+            ),
+            (
+                "replicas>3",
+                "the numeric operators > and < are not supported",
+            ),
             ("Shard/x=a", "the prefix \"Shard\" must be a DNS subdomain"),
             ("-bad=a", "key \"-bad\": the name must be"),
             ("a=b c", "expected \",\" between requirements, found \"c\""),
@@ -521,7 +531,9 @@ mod tests {
             match parse_selector(input) {
                 Err(e) => {
                     assert!(e.message.contains(want), "{input}: {e}");
-                    assert!(e.to_string().starts_with(&format!("label selector {input:?}: ")));
+                    assert!(e
+                        .to_string()
+                        .starts_with(&format!("label selector {input:?}: ")));
                 }
                 // `a==` is `a` equal to the empty value: valid upstream too.
                 Ok(s) if input == "a==" => assert_eq!(s.to_string(), "a="),
@@ -569,7 +581,10 @@ mod tests {
     fn copies_only_the_selector_keys_the_deployment_has() {
         let shard = Shard::from_flags(None, Some("serin.dev/shard=a,!legacy")).unwrap();
         let d = labels(&[("serin.dev/shard", "a"), ("app", "web")]);
-        assert_eq!(shard.labels_to_copy(&d), labels(&[("serin.dev/shard", "a")]));
+        assert_eq!(
+            shard.labels_to_copy(&d),
+            labels(&[("serin.dev/shard", "a")])
+        );
         assert!(Shard::default().labels_to_copy(&d).is_empty());
     }
 
@@ -588,19 +603,32 @@ mod tests {
         let filter = NamespaceFilter::selected(sel, store);
         // Before the watch has listed anything, nothing is admitted.
         assert!(!filter.admits(Some("shop")));
-        writer.apply_watcher_event(&watcher::Event::Apply(ns("shop", &[("serin.dev/shard", "a")])));
-        writer.apply_watcher_event(&watcher::Event::Apply(ns("blog", &[("serin.dev/shard", "b")])));
+        writer.apply_watcher_event(&watcher::Event::Apply(ns(
+            "shop",
+            &[("serin.dev/shard", "a")],
+        )));
+        writer.apply_watcher_event(&watcher::Event::Apply(ns(
+            "blog",
+            &[("serin.dev/shard", "b")],
+        )));
         assert!(filter.admits(Some("shop")));
-        assert!(!filter.admits(Some("blog")), "in the store but not matching");
+        assert!(
+            !filter.admits(Some("blog")),
+            "in the store but not matching"
+        );
         assert!(!filter.admits(Some("other")));
         assert!(!filter.admits(None));
         // Relabelled out of the shard: the watch reports it deleted.
-        writer.apply_watcher_event(&watcher::Event::Delete(ns("shop", &[("serin.dev/shard", "b")])));
+        writer.apply_watcher_event(&watcher::Event::Delete(ns(
+            "shop",
+            &[("serin.dev/shard", "b")],
+        )));
         assert!(!filter.admits(Some("shop")));
         // A terminating namespace is still served: its Canaries' finalizers hand back.
         let mut gone = ns("blog", &[("serin.dev/shard", "a")]);
-        gone.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        gone.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
         writer.apply_watcher_event(&watcher::Event::Apply(gone));
         assert!(filter.admits(Some("blog")));
     }

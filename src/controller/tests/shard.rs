@@ -256,7 +256,10 @@ async fn namespace_selector_watches_selected_namespaces_and_leaves_the_others_un
         .iter()
         .filter(|r| r.path.starts_with("/api/v1/namespaces?"))
         .collect();
-    assert!(ns_requests.len() >= 4, "a list and a watch per controller: {all:#?}");
+    assert!(
+        ns_requests.len() >= 4,
+        "a list and a watch per controller: {all:#?}"
+    );
     for r in &ns_requests {
         assert!(
             r.path.contains("labelSelector=serin.dev%2Fshard%3Da"),
@@ -331,7 +334,10 @@ async fn label_selector_filters_the_watches_and_the_canary_carries_the_shard_lab
         "no Namespace watch without --namespace-selector"
     );
     // Only shard a's objects (all in shop) are touched.
-    assert!(!all.iter().any(|l| l.contains("/namespaces/blog/")), "{all:#?}");
+    assert!(
+        !all.iter().any(|l| l.contains("/namespaces/blog/")),
+        "{all:#?}"
+    );
     // The Canary is looked up first (the store only has shard a's Canaries), then
     // applied with the Deployment's shard label.
     let apply = calls
