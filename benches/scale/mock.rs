@@ -51,9 +51,9 @@ struct ApiPath {
 
 fn parse_path(path: &str) -> Option<ApiPath> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (prefix, rest) = match segs.first()? {
-        &"api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
-        &"apis" => (
+    let (prefix, rest) = match *segs.first()? {
+        "api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
+        "apis" => (
             format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?),
             &segs[3..],
         ),
@@ -246,7 +246,7 @@ impl Mock {
                 json!({"apiVersion": "v1", "kind": "Namespace",
                        "metadata": {"name": ns, "uid": format!("ns-{n}"),
                                     "labels": {"kubernetes.io/metadata.name": ns,
-                                               "serin.dev/shard": if n % 2 == 0 { "a" } else { "b" }}}}),
+                                               "serin.dev/shard": if n.is_multiple_of(2) { "a" } else { "b" }}}}),
             );
             let p = parse_path(&format!(
                 "/apis/serin.dev/v1alpha1/namespaces/{ns}/analysistemplates/error-rate"
@@ -581,7 +581,7 @@ fn deployment(ns: &str, name: &str, i: usize, version: &str, seed: &Seed) -> Val
             "name": name, "namespace": ns, "uid": format!("dep-{i}"), "generation": 1,
             "creationTimestamp": "2026-11-22T14:23:08Z",
             "labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "shop",
-                       "serin.dev/shard": if i % 2 == 0 { "a" } else { "b" }},
+                       "serin.dev/shard": if i.is_multiple_of(2) { "a" } else { "b" }},
             "annotations": annotations,
             "managedFields": [
                 {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "apps/v1",
