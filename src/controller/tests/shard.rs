@@ -352,6 +352,16 @@ async fn label_selector_filters_the_watches_and_the_canary_carries_the_shard_lab
         apply.body.as_ref().unwrap()["metadata"]["labels"],
         json!({"serin.dev/managed-by": "annotations", "serin.dev/shard": "a"})
     );
+    // The Deployment came from a metadata-only watch: enough for the owner reference.
+    let owner = &apply.body.as_ref().unwrap()["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (
+            owner["kind"].as_str(),
+            owner["name"].as_str(),
+            owner["uid"].as_str()
+        ),
+        (Some("Deployment"), Some("web"), Some("shop-web-uid"))
+    );
     let get = all
         .iter()
         .position(|l| l == "GET /apis/serin.dev/v1alpha1/namespaces/shop/canaries/web")
