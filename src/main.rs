@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
+use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Context, KubeEvents, Routers};
 use serin::gates::{
     api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
@@ -225,6 +226,14 @@ struct ControllerArgs {
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "SERIN_NAMESPACE")]
     namespace: Option<String>,
+    /// Shard by namespace: only serve namespaces whose labels match this label
+    /// selector, e.g. "serin.dev/shard=a" (default: all namespaces).
+    #[arg(long, value_parser = parse_selector_flag, env = "SERIN_NAMESPACE_SELECTOR")]
+    namespace_selector: Option<LabelSelector>,
+    /// Shard by object: only serve Deployments and Canaries whose labels match this
+    /// label selector; Canaries serin writes carry the Deployment's labels it reads.
+    #[arg(long, value_parser = parse_selector_flag, env = "SERIN_LABEL_SELECTOR")]
+    label_selector: Option<LabelSelector>,
     /// Router for Canaries that do not name one.
     #[arg(long, default_value = "service", env = "SERIN_DEFAULT_ROUTER")]
     default_router: String,
@@ -260,8 +269,11 @@ struct ControllerArgs {
     /// Elect a leader among replicas with a Lease (only the leader writes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "SERIN_LEADER_ELECTION")]
     leader_election: bool,
-    #[arg(long, default_value = "serin-leader", env = "SERIN_LEASE_NAME")]
-    lease_name: String,
+    /// The Lease of leader election. Default "serin-leader", or with a selector
+    /// "serin-leader-<hash of the selectors>": one Lease per shard, shared by its
+    /// replicas. Set it explicitly only if it is unique per shard.
+    #[arg(long, env = "SERIN_LEASE_NAME")]
+    lease_name: Option<String>,
     /// Namespace of the Lease (the controller's own).
     #[arg(long, default_value = "serin-system", env = "SERIN_LEASE_NAMESPACE")]
     lease_namespace: String,
@@ -270,6 +282,12 @@ struct ControllerArgs {
     /// This replica's identity (the pod name).
     #[arg(long, env = "SERIN_POD_NAME")]
     identity: Option<String>,
+}
+
+/// A label selector flag, checked at startup (kube would pass a typo to the API server
+/// and the watch would fail later).
+fn parse_selector_flag(s: &str) -> Result<LabelSelector, String> {
+    parse_selector(s).map_err(|e| e.to_string())
 }
 
 fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
@@ -356,14 +374,32 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         args.slack_signing_secret_file.clone(),
         args.slack_allowed_users.clone(),
     ));
+    let shard = Shard {
+        // An empty selector selects everything: not sharded.
+        namespaces: args.namespace_selector.filter(|s| !s.is_empty()),
+        labels: args.label_selector.filter(|s| !s.is_empty()),
+    };
+    let lease_name = args
+        .lease_name
+        .unwrap_or_else(|| shard.lease_name("serin-leader"));
+    if shard.is_sharded() {
+        tracing::info!(
+            namespace_selector = %shard.namespaces.as_ref().map(ToString::to_string).unwrap_or_default(),
+            label_selector = %shard.labels.as_ref().map(ToString::to_string).unwrap_or_default(),
+            lease = %lease_name,
+            "serving one shard"
+        );
+    }
     let opts = RunOptions {
         namespace: args.namespace,
         health_addr: args.health_addr,
         leader_election: args.leader_election,
         lease_namespace: args.lease_namespace,
-        lease_name: args.lease_name,
+        lease_name,
         identity,
         lease_duration: args.lease_duration,
+        shard,
+        reconcile_hook: None,
     };
     run(client, ctx, opts).await?;
     Ok(())
@@ -445,5 +481,55 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", serin::crd::crds_yaml()?);
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller_args(extra: &[&str]) -> Result<ControllerArgs, clap::Error> {
+        let mut argv = vec!["serin", "controller"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Controller(a) => *a,
+            _ => unreachable!(),
+        })
+    }
+
+    #[test]
+    fn a_bad_selector_is_refused_at_startup_with_the_reason() {
+        let err = controller_args(&["--label-selector", "team in (a,b"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--label-selector")
+                && msg.contains(r#"label selector "team in (a,b": expected "," or ")" in the set of "team", found the end"#),
+            "{msg}"
+        );
+        let err = controller_args(&["--namespace-selector", "Shard/x=a"]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--namespace-selector") && msg.contains("must be a DNS subdomain"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn selector_flags_parse_and_an_empty_one_means_unsharded() {
+        let a = controller_args(&[
+            "--namespace-selector",
+            "serin.dev/shard=a",
+            "--label-selector",
+            "tier in (web, api)",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.namespace_selector.unwrap().to_string(),
+            "serin.dev/shard=a"
+        );
+        assert_eq!(a.label_selector.unwrap().to_string(), "tier in (api,web)");
+        assert!(a.lease_name.is_none(), "derived from the selectors");
+        let a = controller_args(&["--label-selector", ""]).unwrap();
+        assert!(a.label_selector.unwrap().is_empty());
     }
 }

@@ -2,6 +2,7 @@
 //! of the same name, owned by it; removing the annotation deletes that Canary (whose
 //! finalizer hands the Deployment back). Canaries written by hand are never touched.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::events::EventSink;
+use super::shard::Shard;
 use super::status::{set_config_condition, write_status};
 use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
@@ -32,21 +34,31 @@ pub struct MaterializeContext {
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
+    /// With `--label-selector`, the Canary carries the Deployment's shard labels (and
+    /// the Canary store above only holds this shard's Canaries).
+    pub shard: Shard,
 }
 
 fn managed(c: &Canary) -> bool {
     c.labels().get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_ANNOTATIONS)
 }
 
-/// The Canary serin applies for an annotated Deployment.
-pub fn canary_apply_body(d: &Deployment, spec: &crate::crd::CanarySpec) -> serde_json::Value {
+/// The Canary serin applies for an annotated Deployment; `shard_labels` (the
+/// Deployment's labels that `--label-selector` reads) put it in the Deployment's shard.
+pub fn canary_apply_body(
+    d: &Deployment,
+    spec: &crate::crd::CanarySpec,
+    shard_labels: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    let mut labels = shard_labels.clone();
+    labels.insert(MANAGED_BY.into(), MANAGED_BY_ANNOTATIONS.into());
     json!({
         "apiVersion": "serin.dev/v1alpha1",
         "kind": "Canary",
         "metadata": {
             "name": d.name_any(),
             "namespace": d.namespace(),
-            "labels": {MANAGED_BY: MANAGED_BY_ANNOTATIONS},
+            "labels": labels,
             "ownerReferences": d.controller_owner_ref(&()).map(|mut o| { o.controller = Some(false); o }).into_iter().collect::<Vec<_>>(),
         },
         "spec": spec,
@@ -80,11 +92,18 @@ async fn materialize(
 ) -> Result<Action, ReconcileError> {
     let ns = d.namespace().ok_or(ReconcileError::NoNamespace)?;
     let name = d.name_any();
-    let existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
+    let mut existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     let annotations = d.annotations();
     let enabled =
         is_enabled(annotations).map(|on| on.then(|| spec_from_annotations(&name, annotations)));
+    if existing.is_none() && ctx.shard.labels.is_some() && matches!(enabled, Ok(Some(_))) {
+        // The store only holds this shard's Canaries: one outside it (written by hand
+        // without the shard label, or still labelled for the Deployment's old shard)
+        // must be seen before applying over it.
+        existing = api.get_opt(&name).await?.map(Arc::new);
+    }
+    let shard_labels = ctx.shard.labels_to_copy(d.labels());
     let outcome = match enabled {
         Ok(None) => {
             if let Some(c) =
@@ -115,7 +134,16 @@ async fn materialize(
     match outcome {
         Ok(spec) => {
             let current = existing.as_ref().filter(|c| managed(c));
-            let up_to_date = current.is_some_and(|c| c.spec == spec);
+            // Up to date: the spec, and the shard labels (a Deployment moved between
+            // shards moves its Canary with it).
+            let up_to_date = current.is_some_and(|c| {
+                c.spec == spec
+                    && ctx.shard.labels.as_ref().is_none_or(|sel| {
+                        sel.keys()
+                            .into_iter()
+                            .all(|k| c.labels().get(k) == shard_labels.get(k))
+                    })
+            });
             if existing.is_some() && current.is_none() {
                 // A hand-written Canary of the same name wins; say so once per change.
                 let note = Note {
@@ -131,7 +159,7 @@ async fn materialize(
                 return Ok(Action::await_change());
             }
             if !up_to_date {
-                let body = canary_apply_body(&d, &spec);
+                let body = canary_apply_body(&d, &spec, &shard_labels);
                 api.patch(
                     &name,
                     &PatchParams::apply(FIELD_MANAGER).force(),

@@ -9,16 +9,21 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::routing::get;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Api, Client, Resource, ResourceExt};
 
 use super::lease::LeaseLock;
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
-use super::{error_policy, reconcile_canary, Context};
+use super::shard::{NamespaceFilter, Shard};
+use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::Canary;
 use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 
@@ -33,6 +38,28 @@ pub struct RunOptions {
     pub lease_name: String,
     pub identity: String,
     pub lease_duration: Duration,
+    /// The namespaces and objects this controller serves (`--namespace-selector`,
+    /// `--label-selector`); the default serves everything.
+    pub shard: Shard,
+    /// Wraps every reconcile future; `None` in production. The scale benchmark measures
+    /// CPU time per reconcile with it.
+    pub reconcile_hook: Option<ReconcileHook>,
+}
+
+/// A reconcile in flight, as the hook sees it.
+pub type ReconcileFuture = BoxFuture<'static, Result<Action, ReconcileError>>;
+
+/// Wraps each reconcile future; the `&str` says which controller ("canary" or
+/// "materialize").
+#[derive(Clone)]
+pub struct ReconcileHook(
+    pub Arc<dyn Fn(&'static str, ReconcileFuture) -> ReconcileFuture + Send + Sync>,
+);
+
+impl std::fmt::Debug for ReconcileHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReconcileHook")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +101,7 @@ pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> axum::Rou
                 } else {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "watches not synced or not the leader",
+                        "watches not synced yet (or shutting down)",
                     )
                 }
             }),
@@ -120,6 +147,98 @@ async fn keep_lease(lock: &LeaseLock, duration: Duration) -> RunError {
     }
 }
 
+/// What the onboarding controller keeps of a Deployment: it reads only the name,
+/// namespace, uid, labels and `serin.dev/*` annotations. The pod template, the status,
+/// managedFields and other annotations (`kubectl.kubernetes.io/last-applied-configuration`
+/// alone is a copy of the object) are dropped before the store: with thousands of
+/// Deployments they were most of the controller's memory.
+pub fn slim_deployment(d: &mut Deployment) {
+    d.metadata.managed_fields = None;
+    if let Some(a) = d.metadata.annotations.as_mut() {
+        a.retain(|k, _| k.starts_with(crate::annotations::PREFIX));
+    }
+    d.spec = None;
+    d.status = None;
+}
+
+/// Reconciles in flight per controller. Unbounded, a burst (start-up with a thousand
+/// Canaries) ran a thousand reconciles at once, each with its own HTTP connection and
+/// buffers, and the heap never shrank back; a few dozen keep the API server as busy as
+/// a single controller should make it.
+pub const RECONCILE_CONCURRENCY: u16 = 16;
+
+/// The onboarding controller's Deployments come from a metadata-only watch: the API
+/// server never sends (and serin never decodes) their pod templates.
+fn from_metadata(e: watcher::Event<PartialObjectMeta<Deployment>>) -> watcher::Event<Deployment> {
+    let slim = |m: PartialObjectMeta<Deployment>| {
+        let mut d = Deployment {
+            metadata: m.metadata,
+            ..Default::default()
+        };
+        slim_deployment(&mut d);
+        d
+    };
+    match e {
+        watcher::Event::Apply(m) => watcher::Event::Apply(slim(m)),
+        watcher::Event::Delete(m) => watcher::Event::Delete(slim(m)),
+        watcher::Event::InitApply(m) => watcher::Event::InitApply(slim(m)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// The Canary store keeps everything but managedFields.
+fn slim_canary(c: &mut Canary) {
+    c.metadata.managed_fields = None;
+}
+
+fn watch_config(shard: &Shard) -> watcher::Config {
+    match &shard.labels {
+        Some(sel) => watcher::Config::default().labels_from(&sel.selector()),
+        None => watcher::Config::default(),
+    }
+}
+
+/// With `--namespace-selector`: a metadata watch of the selected Namespaces, reflected
+/// into the store the returned filter reads. The reflector updates the store before the
+/// stream yields, so a controller triggered by this stream sees a namespace that starts
+/// matching as admitted (and one that stops matching, reported deleted, as not).
+/// Each controller gets its own watch so that its filter and its triggers never race.
+#[allow(clippy::type_complexity)]
+fn namespace_watch(
+    client: &Client,
+    shard: &Shard,
+) -> (
+    NamespaceFilter,
+    Option<
+        impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>> + Send + 'static,
+    >,
+) {
+    let Some(sel) = shard.namespaces.clone() else {
+        return (NamespaceFilter::all(), None);
+    };
+    let (store, writer) = reflector::store();
+    let cfg = watcher::Config::default().labels_from(&sel.selector());
+    // Api<PartialObjectMeta<_>> makes metadata-only requests.
+    let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+    let stream = reflector::reflector(writer, watcher(api, cfg)).touched_objects();
+    (NamespaceFilter::selected(sel, store), Some(stream))
+}
+
+/// The objects of `store` in namespace `ns` (a namespace that starts matching wakes
+/// them all).
+fn in_namespace<K>(store: &Store<K>, ns: &str) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
 /// Run until a signal, or until the lease is lost (an error: the process should exit).
 pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), RunError> {
     let ready = Arc::new(AtomicBool::new(false));
@@ -133,6 +252,11 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         opts.lease_duration.as_secs().max(1) as i32,
     );
     if opts.leader_election {
+        // A standby is ready: it serves the approval API (which only writes status
+        // records) and is a hot spare. Were it not, a rolling update would wait forever
+        // for the new pod while the old one holds the Lease, and a PodDisruptionBudget
+        // would count the leader as the only ready pod. `serin_leader` tells them apart.
+        ready.store(true, Ordering::Relaxed);
         tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "waiting for leadership");
         while !lock.try_acquire_or_renew(chrono::Utc::now()).await? {
             tokio::time::sleep(opts.lease_duration / 2).await;
@@ -143,37 +267,101 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     metrics.set_leader(true);
 
     let ns = opts.namespace.as_deref();
-    let canary_ctl = Controller::new(api::<Canary>(&client, ns), watcher::Config::default())
-        .watches(
-            api::<Deployment>(&client, ns),
-            watcher::Config::default(),
-            |d| {
-                // A Deployment wakes the Canary of the same name (if there is one).
-                d.namespace()
-                    .map(|ns| ObjectRef::new(&d.name_any()).within(&ns))
-            },
-        );
-    let canaries = canary_ctl.store();
+    let hook = opts.reconcile_hook.clone();
+    let wrap = move |which: &'static str, fut: ReconcileFuture| match &hook {
+        Some(h) => (h.0)(which, fut),
+        None => fut,
+    };
+
+    let (canary_ns, canary_ns_watch) = namespace_watch(&client, &opts.shard);
+    let (canaries, writer) = reflector::store();
+    let canary_stream = reflector::reflector(
+        writer,
+        watcher(api::<Canary>(&client, ns), watch_config(&opts.shard)).modify(slim_canary),
+    )
+    .applied_objects();
+    let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+    let mapper_ns = canary_ns.clone();
+    // A Deployment wakes the Canary of the same name (if there is one): only its name
+    // is needed, so the watch is metadata-only.
+    let deployment_meta = || -> Api<PartialObjectMeta<Deployment>> {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    };
+    canary_ctl = canary_ctl.watches_stream(
+        watcher(deployment_meta(), watch_config(&opts.shard)).touched_objects(),
+        move |d| {
+            let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
+            Some(ObjectRef::new(&d.name_any()).within(&ns))
+        },
+    );
+    if let Some(stream) = canary_ns_watch {
+        let store = canaries.clone();
+        canary_ctl =
+            canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
+    }
     let mctx = Arc::new(MaterializeContext {
         client: client.clone(),
         canaries: canaries.clone(),
         events: ctx.events.clone(),
         clock: ctx.clock.clone(),
         metrics: ctx.metrics.clone(),
+        shard: opts.shard.clone(),
     });
+    let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
     let canary_run = canary_ctl
         .shutdown_on_signal()
-        .run(reconcile_canary, error_policy, Arc::new(ctx))
+        .run(
+            move |c: Arc<Canary>, ctx: Arc<Context>| -> ReconcileFuture {
+                if !filter.admits(c.namespace().as_deref()) {
+                    // Another shard's namespace (or one that stopped matching).
+                    return Box::pin(async { Ok(Action::await_change()) });
+                }
+                wrap_c("canary", Box::pin(reconcile_canary(c, ctx)))
+            },
+            error_policy,
+            Arc::new(ctx),
+        )
         .for_each(|_| async {});
-    let materialize_run =
-        Controller::new(api::<Deployment>(&client, ns), watcher::Config::default())
-            .shutdown_on_signal()
-            .run(reconcile_deployment, materialize_error_policy, mctx)
-            .for_each(|_| async {});
+
+    let (materialize_ns, materialize_ns_watch) = namespace_watch(&client, &opts.shard);
+    let (deployments, writer) = reflector::store();
+    let deployment_stream = reflector::reflector(
+        writer,
+        watcher(deployment_meta(), watch_config(&opts.shard)).map_ok(from_metadata),
+    )
+    .applied_objects();
+    let mut materialize_ctl = Controller::for_stream(deployment_stream, deployments.clone())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+    if let Some(stream) = materialize_ns_watch {
+        let store = deployments;
+        materialize_ctl =
+            materialize_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
+    }
+    let filter = materialize_ns.clone();
+    let materialize_run = materialize_ctl
+        .shutdown_on_signal()
+        .run(
+            move |d: Arc<Deployment>, mctx: Arc<MaterializeContext>| -> ReconcileFuture {
+                if !filter.admits(d.namespace().as_deref()) {
+                    return Box::pin(async { Ok(Action::await_change()) });
+                }
+                wrap("materialize", Box::pin(reconcile_deployment(d, mctx)))
+            },
+            materialize_error_policy,
+            mctx,
+        )
+        .for_each(|_| async {});
     let readiness = {
         let ready = ready.clone();
         async move {
-            if canaries.wait_until_ready().await.is_ok() {
+            let synced = canaries.wait_until_ready().await.is_ok()
+                && canary_ns.wait_until_ready().await
+                && materialize_ns.wait_until_ready().await;
+            if synced {
                 ready.store(true, Ordering::Relaxed);
                 tracing::info!("watches synced; ready");
             }

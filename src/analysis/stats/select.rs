@@ -162,7 +162,6 @@ impl Work<'_> {
             if shared && (rmax - rmin + 1) * 4 > total {
                 return Some(Narrowed::Wide);
             }
-            let t0 = std::time::Instant::now();
             // +-3 sd of the sample rank spans ~3/sqrt(s) of the candidates: draw no more
             // than it takes to get under `limit` in one round.
             let want = 12.0 * (total as f64 / self.limit as f64).powi(2);

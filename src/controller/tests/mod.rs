@@ -7,6 +7,7 @@ mod fake;
 mod lifecycle;
 mod materialize;
 mod metrics;
+mod shard;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,645 @@
+//! The mock API server of the scale benchmark: list + watch (newline-delimited events
+//! from a resourceVersion), GET, server-side apply and merge patches (object and
+//! `/status`), create, replace (Leases, with resourceVersion preconditions), delete, and
+//! Events (counted, not stored). Deployments finish their rollout at once, in a second
+//! watch event, as the Deployment controller would report it.
+//!
+//! It runs in a child process so that the controller's RSS is measured alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+pub struct Seed {
+    pub deployments: usize,
+    pub namespaces: usize,
+    pub interval: String,
+    pub steps: String,
+}
+
+#[derive(Default)]
+struct State {
+    rv: u64,
+    /// By type key ("/apis/apps/v1/deployments"), then item path.
+    objects: HashMap<String, BTreeMap<String, Value>>,
+    /// (resourceVersion, type key, namespace, event line)
+    log: Vec<(u64, String, String, Arc<Value>)>,
+    counts: BTreeMap<String, u64>,
+    open_watches: u64,
+}
+
+#[derive(Clone)]
+pub struct Mock {
+    state: Arc<Mutex<State>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+/// `/apis/g/v/namespaces/ns/plural/name/sub` split up.
+struct ApiPath {
+    type_key: String,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+    /// The item path (without a subresource).
+    item: String,
+}
+
+fn parse_path(path: &str) -> Option<ApiPath> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (prefix, rest) = match *segs.first()? {
+        "api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
+        "apis" => (
+            format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?),
+            &segs[3..],
+        ),
+        _ => return None,
+    };
+    let (ns, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
+        (Some(rest[1].to_string()), &rest[2..])
+    } else {
+        (None, rest)
+    };
+    let plural = rest.first()?;
+    let name = rest.get(1).map(|s| s.to_string());
+    let sub = rest.get(2).map(|s| s.to_string());
+    let type_key = format!("{prefix}/{plural}");
+    let item = match (&ns, &name) {
+        (Some(ns), Some(n)) => format!("{prefix}/namespaces/{ns}/{plural}/{n}"),
+        (None, Some(n)) => format!("{prefix}/{plural}/{n}"),
+        _ => String::new(),
+    };
+    Some(ApiPath {
+        type_key,
+        ns,
+        name,
+        sub,
+        item,
+    })
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code})
+}
+
+fn merge(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                if v.is_null() {
+                    a.remove(k);
+                } else if k == "selector" || k == "matchLabels" || k == "finalizers" {
+                    a.insert(k.clone(), v.clone());
+                } else {
+                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+fn kind_for(type_key: &str) -> &'static str {
+    match type_key.rsplit('/').next() {
+        Some("deployments") => "Deployment",
+        Some("canaries") => "Canary",
+        Some("services") => "Service",
+        Some("namespaces") => "Namespace",
+        Some("leases") => "Lease",
+        Some("analysistemplates") => "AnalysisTemplate",
+        Some("horizontalpodautoscalers") => "HorizontalPodAutoscaler",
+        _ => "Object",
+    }
+}
+
+/// What the metadata-only watches and lists of kube ask for.
+fn metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+fn as_partial(o: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o["metadata"]})
+}
+
+impl State {
+    fn get(&self, p: &ApiPath) -> Option<&Value> {
+        self.objects.get(&p.type_key)?.get(&p.item)
+    }
+
+    fn remove(&mut self, p: &ApiPath) -> Option<Value> {
+        self.objects.get_mut(&p.type_key)?.remove(&p.item)
+    }
+
+    fn bump(&mut self, o: &mut Value) -> u64 {
+        self.rv += 1;
+        o["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.rv
+    }
+
+    fn record(&mut self, p: &ApiPath, kind: &str, obj: &Value) {
+        let line = Arc::new(json!({"type": kind, "object": obj}));
+        self.log.push((
+            self.rv,
+            p.type_key.clone(),
+            p.ns.clone().unwrap_or_default(),
+            line,
+        ));
+    }
+
+    /// Store `obj` at `p`, with a new resourceVersion and a watch event.
+    fn store(&mut self, p: &ApiPath, mut obj: Value) -> Value {
+        let kind = if self.get(p).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.bump(&mut obj);
+        self.record(p, kind, &obj);
+        self.objects
+            .entry(p.type_key.clone())
+            .or_default()
+            .insert(p.item.clone(), obj.clone());
+        obj
+    }
+
+    fn finish_rollout(&mut self, p: &ApiPath) {
+        let Some(mut d) = self.get(p).cloned() else {
+            return;
+        };
+        let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
+        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+        let want = json!({"observedGeneration": generation, "replicas": replicas,
+                          "updatedReplicas": replicas, "availableReplicas": replicas,
+                          "readyReplicas": replicas,
+                          "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
+                                          "lastUpdateTime": "2026-11-22T14:23:08Z", "lastTransitionTime": "2026-11-22T14:23:08Z",
+                                          "message": "Deployment has minimum availability."},
+                                         {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                                          "lastUpdateTime": "2026-11-22T14:23:08Z", "lastTransitionTime": "2026-11-22T14:23:08Z",
+                                          "message": "ReplicaSet has successfully progressed."}]});
+        if d["status"] != want {
+            d["status"] = want;
+            self.store(p, d);
+        }
+    }
+
+    fn list(&self, p: &ApiPath, partial: bool) -> Value {
+        let items: Vec<Value> = match self.objects.get(&p.type_key) {
+            None => vec![],
+            Some(m) => match &p.ns {
+                None => m.values().collect::<Vec<_>>(),
+                // Items sort by path, so one namespace is one range.
+                Some(_) => {
+                    let from = format!("{}/", uriless_collection(p));
+                    m.range(from.clone()..)
+                        .take_while(|(k, _)| k.starts_with(&from))
+                        .map(|(_, v)| v)
+                        .collect()
+                }
+            }
+            .into_iter()
+            .map(|v| if partial { as_partial(v) } else { v.clone() })
+            .collect(),
+        };
+        let kind = if partial {
+            "PartialObjectMetadataList".to_string()
+        } else {
+            format!("{}List", kind_for(&p.type_key))
+        };
+        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items})
+    }
+}
+
+fn query_param(uri: &Uri, key: &str) -> Option<String> {
+    let q = uri.query()?;
+    serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+        .ok()?
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+fn json_response(code: u16, v: &Value) -> Response {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(v).unwrap()))
+        .unwrap()
+}
+
+impl Mock {
+    pub fn new(seed: &Seed) -> Mock {
+        let mut st = State::default();
+        for n in 0..seed.namespaces {
+            let ns = format!("team-{n:03}");
+            let p = parse_path(&format!("/api/v1/namespaces/{ns}")).unwrap();
+            st.store(
+                &p,
+                json!({"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": ns, "uid": format!("ns-{n}"),
+                                    "labels": {"kubernetes.io/metadata.name": ns,
+                                               "serin.dev/shard": if n.is_multiple_of(2) { "a" } else { "b" }}}}),
+            );
+            let p = parse_path(&format!(
+                "/apis/serin.dev/v1alpha1/namespaces/{ns}/analysistemplates/error-rate"
+            ))
+            .unwrap();
+            st.store(&p, json!({"apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
+                "metadata": {"name": "error-rate", "namespace": ns, "uid": format!("tpl-{n}"), "generation": 1},
+                "spec": {"args": [{"name": "max", "default": "0.01"}],
+                         "metrics": [{"name": "error-rate",
+                                      "query": "sum(rate(http_requests_total{namespace=\"{{namespace}}\",pod=~\"{{workload}}-.*\",code=~\"5..\"}[{{interval}}])) / sum(rate(http_requests_total{namespace=\"{{namespace}}\",pod=~\"{{workload}}-.*\"}[{{interval}}]))",
+                                      "threshold": {"max": 0.01}}]}}));
+        }
+        for i in 0..seed.deployments {
+            let ns = format!("team-{:03}", i % seed.namespaces);
+            let name = format!("app-{i:04}");
+            let p =
+                parse_path(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")).unwrap();
+            let d = deployment(&ns, &name, i, "1.0.0", seed);
+            st.store(&p, d);
+            st.finish_rollout(&p);
+        }
+        let (changed, _) = tokio::sync::watch::channel(st.rv);
+        Mock {
+            state: Arc::new(Mutex::new(st)),
+            changed,
+        }
+    }
+
+    fn count(&self, what: String) {
+        *self.state.lock().unwrap().counts.entry(what).or_default() += 1;
+    }
+
+    fn notify(&self) {
+        let rv = self.state.lock().unwrap().rv;
+        self.changed.send_replace(rv);
+    }
+
+    /// Start a release on `count` Deployments: a new image.
+    pub fn release(&self, count: usize) -> usize {
+        let mut st = self.state.lock().unwrap();
+        let keys: Vec<String> = st
+            .objects
+            .get("/apis/apps/v1/deployments")
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter(|k| !k.ends_with("-primary"))
+            .take(count)
+            .cloned()
+            .collect();
+        for k in &keys {
+            let p = parse_path(k).unwrap();
+            let mut d = st.get(&p).unwrap().clone();
+            d["spec"]["template"]["spec"]["containers"][0]["image"] =
+                json!("registry.example.com/shop/app:2.0.0");
+            let g = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            d["metadata"]["generation"] = json!(g);
+            st.store(&p, d);
+            st.finish_rollout(&p);
+        }
+        drop(st);
+        self.notify();
+        keys.len()
+    }
+
+    /// Canaries by phase, and the API calls served so far.
+    pub fn stats(&self) -> Value {
+        let st = self.state.lock().unwrap();
+        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+        let mut steps: BTreeMap<String, u64> = BTreeMap::new();
+        let canaries = st.objects.get("/apis/serin.dev/v1alpha1/canaries");
+        let example = canaries
+            .into_iter()
+            .flat_map(|m| m.values())
+            .find(|v| v["status"]["phase"] == "Progressing")
+            .map(|v| v["status"].clone());
+        for v in canaries.into_iter().flat_map(|m| m.values()) {
+            {
+                let phase = v["status"]["phase"].as_str().unwrap_or("None").to_string();
+                *phases.entry(phase).or_default() += 1;
+                if let Some(s) = v["status"]["currentStep"].as_i64() {
+                    if s > 0 {
+                        *steps.entry(s.to_string()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        json!({"phases": phases, "steps": steps, "example": example, "requests": st.counts, "open_watches": st.open_watches,
+               "objects": st.objects.values().map(BTreeMap::len).sum::<usize>(), "rv": st.rv})
+    }
+
+    async fn watch(&self, p: ApiPath, from: u64, partial: bool) -> Response {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let mut changed = self.changed.subscribe();
+        let state = self.state.clone();
+        state.lock().unwrap().open_watches += 1;
+        tokio::spawn(async move {
+            let mut next_rv = from;
+            loop {
+                changed.borrow_and_update();
+                let batch: Vec<Bytes> = {
+                    let st = state.lock().unwrap();
+                    let start = st.log.partition_point(|(rv, ..)| *rv <= next_rv);
+                    let out: Vec<Bytes> = st.log[start..]
+                        .iter()
+                        .filter(|(_, t, ns, _)| {
+                            *t == p.type_key && p.ns.as_ref().is_none_or(|want| want == ns)
+                        })
+                        .map(|(_, _, _, line)| {
+                            let mut bytes = if partial {
+                                serde_json::to_vec(&json!({"type": line["type"], "object": as_partial(&line["object"])}))
+                            } else {
+                                serde_json::to_vec(&**line)
+                            }
+                            .unwrap();
+                            bytes.push(b'\n');
+                            Bytes::from(bytes)
+                        })
+                        .collect();
+                    next_rv = st.log.last().map_or(next_rv, |(rv, ..)| *rv);
+                    out
+                };
+                for b in batch {
+                    if tx.send(b).await.is_err() {
+                        state.lock().unwrap().open_watches -= 1;
+                        return;
+                    }
+                }
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+        });
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    }
+
+    pub async fn handle(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        let path = uri.path().to_string();
+        if path == "/bench/stats" {
+            return json_response(200, &self.stats());
+        }
+        if path == "/bench/release" {
+            let n = query_param(&uri, "count")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let done = self.release(n);
+            return json_response(200, &json!({"released": done}));
+        }
+        let Some(p) = parse_path(&path) else {
+            return (StatusCode::NOT_FOUND, "not an API path").into_response();
+        };
+        let plural = p.type_key.rsplit('/').next().unwrap_or("").to_string();
+        let watching = query_param(&uri, "watch").is_some_and(|w| w == "true" || w == "1");
+        let verb = match (&method, p.name.is_some(), watching) {
+            (&Method::GET, _, true) => "WATCH",
+            (&Method::GET, false, false) => "LIST",
+            _ => method.as_str(),
+        };
+        self.count(format!(
+            "{verb} {plural}{}",
+            p.sub.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
+        ));
+        let partial = metadata_only(&headers);
+        if watching {
+            let from = query_param(&uri, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return self.watch(p, from, partial).await;
+        }
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        };
+        let (code, answer) = {
+            let mut st = self.state.lock().unwrap();
+            self.apply(&mut st, &method, &p, &plural, body, partial)
+        };
+        if method != Method::GET {
+            self.notify();
+        }
+        json_response(code, &answer)
+    }
+
+    fn apply(
+        &self,
+        st: &mut State,
+        method: &Method,
+        p: &ApiPath,
+        plural: &str,
+        body: Value,
+        partial: bool,
+    ) -> (u16, Value) {
+        let not_found = || {
+            (
+                404,
+                status(
+                    404,
+                    "NotFound",
+                    &format!(
+                        "{plural} \"{}\" not found",
+                        p.name.clone().unwrap_or_default()
+                    ),
+                ),
+            )
+        };
+        // Events are counted, not kept.
+        if plural == "events" {
+            let mut o = body;
+            if o["metadata"]["name"].is_null() {
+                o["metadata"]["name"] = json!(format!("ev-{}", st.rv));
+            }
+            return (if *method == Method::POST { 201 } else { 200 }, o);
+        }
+        match *method {
+            Method::GET if p.name.is_none() => (200, st.list(p, partial)),
+            Method::GET => match st.get(p) {
+                Some(o) => (200, if partial { as_partial(o) } else { o.clone() }),
+                None => not_found(),
+            },
+            Method::POST => {
+                let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let item = format!("{}/{name}", uriless_collection(p));
+                let q = parse_path(&item).unwrap();
+                if st.get(&q).is_some() {
+                    return (409, status(409, "AlreadyExists", "already exists"));
+                }
+                let mut o = body;
+                o["metadata"]["uid"] = json!(format!("uid-{}", st.rv + 1));
+                (201, st.store(&q, o))
+            }
+            Method::PUT => {
+                let Some(cur) = st.get(p) else {
+                    return not_found();
+                };
+                if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
+                    return (409, status(409, "Conflict", "the object has been modified"));
+                }
+                (200, st.store(p, body))
+            }
+            Method::DELETE => match st.remove(p) {
+                Some(o) => {
+                    st.rv += 1;
+                    st.record(p, "DELETED", &o);
+                    (200, o)
+                }
+                None => not_found(),
+            },
+            Method::PATCH => {
+                let existed = st.get(p).cloned();
+                let is_status = p.sub.as_deref() == Some("status");
+                if is_status && existed.is_none() {
+                    return not_found();
+                }
+                let mut obj = existed.clone().unwrap_or_else(|| {
+                    json!({"apiVersion": body["apiVersion"], "kind": body["kind"],
+                           "metadata": {"name": p.name, "namespace": p.ns, "generation": 0,
+                                        "uid": format!("uid-{}", st.rv + 1),
+                                        "creationTimestamp": "2026-11-22T14:23:08Z"}})
+                });
+                if let Some(want) = body["metadata"]["resourceVersion"].as_str() {
+                    if obj["metadata"]["resourceVersion"].as_str() != Some(want) {
+                        return (409, status(409, "Conflict", "the object has been modified"));
+                    }
+                }
+                let mut patch = body;
+                if let Some(m) = patch["metadata"].as_object_mut() {
+                    m.remove("resourceVersion");
+                }
+                if is_status {
+                    obj["status"] = Value::Null;
+                    merge(&mut obj["status"], &patch["status"]);
+                } else {
+                    let before = obj["spec"].clone();
+                    if let Some(m) = patch.as_object_mut() {
+                        m.remove("status");
+                    }
+                    merge(&mut obj, &patch);
+                    if obj["spec"] != before {
+                        let g = obj["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+                        obj["metadata"]["generation"] = json!(g);
+                    }
+                }
+                if existed.as_ref() == Some(&obj) {
+                    // A no-op apply leaves the resourceVersion alone, as the server does.
+                    return (200, obj);
+                }
+                let out = st.store(p, obj);
+                if plural == "deployments" && !is_status {
+                    st.finish_rollout(p);
+                    return (200, st.get(p).unwrap().clone());
+                }
+                (200, out)
+            }
+            _ => (405, status(405, "MethodNotAllowed", "")),
+        }
+    }
+}
+
+/// The collection path of `p` (POST target).
+fn uriless_collection(p: &ApiPath) -> String {
+    let (prefix, plural) = p.type_key.rsplit_once('/').unwrap();
+    match &p.ns {
+        Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}"),
+        None => p.type_key.clone(),
+    }
+}
+
+/// A Deployment as a real API server returns it (managedFields included): ~4 kB.
+fn deployment(ns: &str, name: &str, i: usize, version: &str, seed: &Seed) -> Value {
+    let mut annotations = HashMap::new();
+    annotations.insert("serin.dev/enabled", "true".to_string());
+    annotations.insert("serin.dev/steps", seed.steps.clone());
+    annotations.insert("serin.dev/interval", seed.interval.clone());
+    annotations.insert("serin.dev/analysis", "error-rate".to_string());
+    annotations.insert("deployment.kubernetes.io/revision", "1".to_string());
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": ns, "uid": format!("dep-{i}"), "generation": 1,
+            "creationTimestamp": "2026-11-22T14:23:08Z",
+            "labels": {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "shop",
+                       "serin.dev/shard": if i.is_multiple_of(2) { "a" } else { "b" }},
+            "annotations": annotations,
+            "managedFields": [
+                {"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "apps/v1",
+                 "time": "2026-11-22T14:23:08Z", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:serin.dev/enabled": {}, "f:serin.dev/steps": {}, "f:serin.dev/interval": {}, "f:serin.dev/analysis": {}},
+                                             "f:labels": {".": {}, "f:app.kubernetes.io/name": {}, "f:app.kubernetes.io/part-of": {}, "f:serin.dev/shard": {}}},
+                              "f:spec": {"f:progressDeadlineSeconds": {}, "f:replicas": {}, "f:revisionHistoryLimit": {}, "f:selector": {},
+                                         "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}}, "f:type": {}},
+                                         "f:template": {"f:metadata": {"f:labels": {".": {}, "f:app": {}, "f:app.kubernetes.io/name": {}}},
+                                                        "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:env": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:livenessProbe": {}, "f:name": {}, "f:ports": {}, "f:readinessProbe": {}, "f:resources": {}}},
+                                                                   "f:dnsPolicy": {}, "f:restartPolicy": {}, "f:schedulerName": {}, "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}}}}}},
+                {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+                 "time": "2026-11-22T14:23:08Z", "fieldsType": "FieldsV1", "subresource": "status",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}},
+                              "f:status": {"f:availableReplicas": {}, "f:conditions": {".": {}, "k:{\"type\":\"Available\"}": {".": {}, "f:lastTransitionTime": {}, "f:lastUpdateTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}},
+                                                                                   "k:{\"type\":\"Progressing\"}": {".": {}, "f:lastTransitionTime": {}, "f:lastUpdateTime": {}, "f:message": {}, "f:reason": {}, "f:status": {}, "f:type": {}}},
+                                           "f:observedGeneration": {}, "f:readyReplicas": {}, "f:replicas": {}, "f:updatedReplicas": {}}}}
+            ]
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name, "app.kubernetes.io/name": name}},
+                "spec": {
+                    "containers": [{
+                        "name": "app", "image": format!("registry.example.com/shop/app:{version}"),
+                        "ports": [{"name": "http", "containerPort": 8080, "protocol": "TCP"}],
+                        "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "OTEL_SERVICE_NAME", "value": name},
+                                {"name": "DATABASE_URL", "value": format!("postgres://db.{ns}.svc:5432/app")}],
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http", "scheme": "HTTP"}, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+                        "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+                        "imagePullPolicy": "IfNotPresent"
+                    }],
+                    "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                    "securityContext": {}, "schedulerName": "default-scheduler"
+                }
+            },
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
+            "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600
+        }
+    })
+}
+
+/// Serve on 127.0.0.1 (an ephemeral port) until the process is stopped.
+pub async fn serve(seed: Seed) {
+    let mock = Mock::new(&seed);
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let mock = mock.clone();
+            async move { mock.handle(method, uri, headers, body).await }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("PORT {}", listener.local_addr().unwrap().port());
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
