@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # serin controller image: a static binary on distroless, non-root, nothing else.
 #   docker build -t serin:dev .
-# Build stage: musl for a fully static binary (rustls + ring, no OpenSSL).
+# Build stage: musl for a fully static binary (rustls, no OpenSSL). reqwest's rustls
+# feature also builds aws-lc-rs (C), so the stage needs musl-gcc from musl-tools.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \

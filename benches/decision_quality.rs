@@ -1,19 +1,21 @@
 //! Decision quality of serin's judges against the common static policy, on seeded
 //! simulated releases.
 //!
-//! Release: steps 10%, 25%, 50% of traffic, each analysed for 5 one-minute intervals
-//! (15 looks), then promotion. Traffic: Poisson, `RATE` requests/s in total (20 req/s
-//! headline, 100 req/s second table), the canary getting the step weight. Baseline
+//! Release: steps 10%, 25%, 50% of traffic with a one-minute check interval, in two
+//! flows: serin's own (one check per step: a passing check advances, a failed one
+//! holds) and a longer one holding each step for 5 checks. A release not promoted
+//! within 25 checks is rolled back (the progress deadline). Traffic: Poisson, 20 and
+//! 100 requests/s in total, the canary getting the step weight. Baseline
 //! error rate 0.5%; latencies lognormal (median 100 ms, sigma 0.6, p99 ~405 ms), a
 //! latency regression scaling every canary latency (so p99 moves by the same %).
 //!
-//! Policies (each a rollback rule over the same 15 looks):
+//! Policies (each a rollback rule over at most 25 looks):
 //! - sequential: serin's anytime-valid count test, alpha 0.01, rollback at the first
 //!   failing look; "+early" also ends a step early on evidence of "not worse than 1.5x"
 //!   (beta 0.05), which shortens promotion;
 //! - compare: serin's fixed-horizon compare judge on each interval alone (proportions
 //!   test for counts, Mann-Whitney + HL for latency with allowed mean ratio 1.1), at
-//!   confidence 1 - 0.01/15 (Bonferroni over the release's looks), rollback at the
+//!   confidence 1 - 0.01/25 (Bonferroni over the most looks a release may take), rollback at the
 //!   first failing look;
 //! - static: interval 1m, max error rate 1% (or max p99 500 ms), rollback after 5
 //!   cumulative failed checks, no data counting as a failed check (Flagger's rule).
@@ -31,7 +33,29 @@ use sim::{interval_counts, Rng};
 
 const STEPS: [f64; 3] = [10.0, 25.0, 50.0];
 const LOOKS_PER_STEP: u32 = 5;
-const LOOKS: f64 = (STEPS.len() as u32 * LOOKS_PER_STEP) as f64;
+/// A release not promoted within this many looks is rolled back (the progress deadline;
+/// a release without holds needs 3 or 15).
+const MAX_LOOKS: u32 = 25;
+
+/// How a release moves through its steps.
+#[derive(Clone, Copy, PartialEq)]
+enum Flow {
+    /// serin's (and Flagger's) flow: one check per step; a passing check advances, a
+    /// failed one holds the step.
+    PerCheck,
+    /// Each step held for `LOOKS_PER_STEP` checks (a longer, more careful release);
+    /// "+early" may end a step sooner.
+    Held,
+}
+
+impl Flow {
+    fn label(self) -> &'static str {
+        match self {
+            Flow::PerCheck => "one check per step (serin's default flow)",
+            Flow::Held => "each step held for 5 checks",
+        }
+    }
+}
 const BASE_ERR: f64 = 0.005;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -72,13 +96,16 @@ impl Policy {
             Policy::StaticLatency => "static (p99 500ms, 5 fails)",
         }
     }
+    fn is_static(self) -> bool {
+        matches!(self, Policy::StaticErrors | Policy::StaticLatency)
+    }
     fn on_latency(self) -> bool {
         matches!(self, Policy::CompareLatency | Policy::StaticLatency)
     }
 }
 
 /// Minutes to rollback, or `Err(minutes to promotion)`.
-fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64) -> Result<u32, u32> {
+fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64, flow: Flow) -> Result<u32, u32> {
     let p_canary = match kind {
         Kind::Errors(d) => BASE_ERR + d,
         _ => BASE_ERR,
@@ -91,7 +118,7 @@ fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64) -> Result<u32, 
         advance_early: (policy == Policy::SequentialEarly).then(AdvanceEarlySpec::default),
         ..SequentialSpec::default()
     };
-    let conf = 1.0 - 0.01 / LOOKS;
+    let conf = 1.0 - 0.01 / MAX_LOOKS as f64;
     let counts_cfg = CompareSpec {
         kind: CompareKind::Counts,
         confidence: conf,
@@ -106,79 +133,96 @@ fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64) -> Result<u32, 
     };
     let mut state = None;
     let mut fails = 0;
-    let mut minute = 0;
-    for weight in STEPS {
-        for _ in 0..LOOKS_PER_STEP {
-            minute += 1;
-            let c = interval_counts(rng, rate * 60.0, weight, BASE_ERR, p_canary);
-            let failed = match policy {
-                Policy::Sequential | Policy::SequentialEarly => {
-                    let obs = SequentialObservation {
-                        canary_errors: c.canary_errors as f64,
-                        baseline_errors: c.baseline_errors as f64,
-                        requests: Some((c.canary_requests as f64, c.baseline_requests as f64)),
-                        weight,
-                    };
-                    let (s, v) = judge_sequential(state.as_ref(), obs, &seq);
-                    state = Some(s);
-                    if v.outcome == MetricVerdict::Fail {
-                        return Ok(minute);
-                    }
-                    if v.advance_early {
-                        break;
-                    }
-                    false
+    let mut step = 0;
+    let mut looks_in_step = 0;
+    for minute in 1..=MAX_LOOKS {
+        let weight = STEPS[step];
+        let c = interval_counts(rng, rate * 60.0, weight, BASE_ERR, p_canary);
+        let mut early = false;
+        let verdict = match policy {
+            Policy::Sequential | Policy::SequentialEarly => {
+                let obs = SequentialObservation {
+                    canary_errors: c.canary_errors as f64,
+                    baseline_errors: c.baseline_errors as f64,
+                    requests: Some((c.canary_requests as f64, c.baseline_requests as f64)),
+                    weight,
+                };
+                let (s, v) = judge_sequential(state.as_ref(), obs, &seq);
+                state = Some(s);
+                early = v.advance_early;
+                v.outcome
+            }
+            Policy::CompareCounts => {
+                judge_proportions(
+                    Counts {
+                        errors: c.canary_errors as f64,
+                        requests: c.canary_requests as f64,
+                    },
+                    Counts {
+                        errors: c.baseline_errors as f64,
+                        requests: c.baseline_requests as f64,
+                    },
+                    &counts_cfg,
+                )
+                .outcome
+            }
+            Policy::StaticErrors => pass_if(
+                c.canary_requests > 0 && c.canary_errors as f64 / c.canary_requests as f64 <= 0.01,
+            ),
+            Policy::CompareLatency | Policy::StaticLatency => {
+                let mut lat = |n: u64, scale: f64| -> Vec<f64> {
+                    (0..n)
+                        .map(|_| 100.0 * (0.6 * rng.normal()).exp() * scale)
+                        .collect()
+                };
+                let canary = lat(c.canary_requests, lat_scale);
+                if policy == Policy::StaticLatency {
+                    pass_if(p99(canary).is_some_and(|p| p <= 500.0))
+                } else {
+                    let baseline = lat(c.baseline_requests, 1.0);
+                    judge_mann_whitney(&canary, &baseline, &mw_cfg).outcome
                 }
-                Policy::CompareCounts => {
-                    let v = judge_proportions(
-                        Counts {
-                            errors: c.canary_errors as f64,
-                            requests: c.canary_requests as f64,
-                        },
-                        Counts {
-                            errors: c.baseline_errors as f64,
-                            requests: c.baseline_requests as f64,
-                        },
-                        &counts_cfg,
-                    );
-                    if v.outcome == MetricVerdict::Fail {
-                        return Ok(minute);
-                    }
-                    false
-                }
-                Policy::StaticErrors => {
-                    c.canary_requests == 0
-                        || c.canary_errors as f64 / c.canary_requests as f64 > 0.01
-                }
-                Policy::CompareLatency | Policy::StaticLatency => {
-                    let mut lat = |n: u64, scale: f64| -> Vec<f64> {
-                        (0..n)
-                            .map(|_| 100.0 * (0.6 * rng.normal()).exp() * scale)
-                            .collect()
-                    };
-                    let canary = lat(c.canary_requests, lat_scale);
-                    if policy == Policy::StaticLatency {
-                        p99(canary).is_none_or(|p| p > 500.0)
-                    } else {
-                        let baseline = lat(c.baseline_requests, 1.0);
-                        if judge_mann_whitney(&canary, &baseline, &mw_cfg).outcome
-                            == MetricVerdict::Fail
-                        {
-                            return Ok(minute);
-                        }
-                        false
-                    }
-                }
-            };
-            if failed {
+            }
+        };
+        match verdict {
+            // serin's judges roll back at their first failure (sequential metrics are
+            // critical by construction; the compare judge is configured critical here);
+            // the static policy counts failures as Flagger does.
+            MetricVerdict::Fail if !policy.is_static() => return Ok(minute),
+            MetricVerdict::Fail => {
                 fails += 1;
                 if fails >= 5 {
                     return Ok(minute);
                 }
             }
+            MetricVerdict::Pass => {}
+            // Inconclusive or error: hold, count nothing.
+            _ => continue,
+        }
+        looks_in_step += 1;
+        let step_done = match flow {
+            // A failed check holds the step; a passing one advances it.
+            Flow::PerCheck => verdict == MetricVerdict::Pass,
+            Flow::Held => looks_in_step >= LOOKS_PER_STEP || early,
+        };
+        if step_done {
+            step += 1;
+            looks_in_step = 0;
+            if step == STEPS.len() {
+                return Err(minute);
+            }
         }
     }
-    Err(minute)
+    // Not promoted within the progress deadline: rolled back.
+    Ok(MAX_LOOKS)
+}
+
+fn pass_if(ok: bool) -> MetricVerdict {
+    if ok {
+        MetricVerdict::Pass
+    } else {
+        MetricVerdict::Fail
+    }
 }
 
 /// Prometheus-style p99 of one interval's latencies (nearest rank).
@@ -209,10 +253,15 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
     let mut json_rows = Vec::new();
-    for rate in [20.0, 100.0] {
+    for (flow, rate) in [
+        (Flow::PerCheck, 20.0),
+        (Flow::PerCheck, 100.0),
+        (Flow::Held, 20.0),
+        (Flow::Held, 100.0),
+    ] {
         println!(
-            "\n{} releases per kind, {rate} req/s, steps 10/25/50% x 5 looks of 1m\n{:<28} {:<15} {:>10} {:>8} {:>8} {:>8}",
-            releases, "policy", "kind", "rolled back", "med min", "p90 min", "promote"
+            "\n{} releases per kind, {rate} req/s, steps 10/25/50%, 1m checks, {}\n{:<28} {:<15} {:>10} {:>8} {:>8} {:>8}",
+            releases, flow.label(), "policy", "kind", "rolled back", "med min", "p90 min", "promote"
         );
         let kinds_err = [Kind::None, Kind::Errors(0.005), Kind::Errors(0.02)];
         let kinds_lat = [Kind::None, Kind::Latency(1.2), Kind::Latency(1.5)];
@@ -225,8 +274,11 @@ fn main() {
             Policy::StaticLatency,
         ];
         for (pi, policy) in policies.into_iter().enumerate() {
-            // Latency simulation draws every request: the headline rate only.
-            if policy.on_latency() && rate > 20.0 {
+            // Latency simulation draws every request: the headline rate only. Ending
+            // a step early only means something when a step lasts several checks.
+            if (policy.on_latency() && rate > 20.0)
+                || (policy == Policy::SequentialEarly && flow == Flow::PerCheck)
+            {
                 continue;
             }
             let kinds = if policy.on_latency() {
@@ -239,7 +291,7 @@ fn main() {
                 let mut rolled = Vec::new();
                 let mut promoted = Vec::new();
                 for _ in 0..releases {
-                    match release(&mut rng, policy, kind, rate) {
+                    match release(&mut rng, policy, kind, rate, flow) {
                         Ok(m) => rolled.push(m),
                         Err(m) => promoted.push(m),
                     }
@@ -259,7 +311,7 @@ fn main() {
                     fmt_min(promote)
                 );
                 json_rows.push(serde_json::json!({
-                    "rate_rps": rate, "policy": policy.label(), "kind": kind.label(),
+                    "flow": flow.label(), "rate_rps": rate, "policy": policy.label(), "kind": kind.label(),
                     "rolled_back": frac,
                     "false_rollback": (kind == Kind::None).then_some(frac),
                     "detection": (kind != Kind::None).then_some(frac),
@@ -269,23 +321,41 @@ fn main() {
             }
         }
     }
-    let pick = |policy: &str, kind: &str, rate: f64| {
+    let pick = |flow: Flow, policy: &str, kind: &str, rate: f64, field: &str| {
         json_rows
             .iter()
-            .find(|r| r["policy"] == policy && r["kind"] == kind && r["rate_rps"] == rate)
-            .and_then(|r| r["median_min_to_rollback"].as_f64())
+            .find(|r| {
+                r["flow"] == flow.label()
+                    && r["policy"] == policy
+                    && r["kind"] == kind
+                    && r["rate_rps"] == rate
+            })
+            .and_then(|r| r[field].as_f64())
     };
     let mut speedups = serde_json::Map::new();
-    for rate in [20.0, 100.0] {
-        if let (Some(s), Some(q)) = (
-            pick("static (1%, 5 fails)", "errors +2pp", rate),
-            pick("sequential", "errors +2pp", rate),
-        ) {
+    println!();
+    for flow in [Flow::PerCheck, Flow::Held] {
+        for rate in [20.0, 100.0] {
+            let row = |p: &str, f: &str| pick(flow, p, "errors +2pp", rate, f);
+            let (Some(s), Some(q)) = (
+                row("static (1%, 5 fails)", "median_min_to_rollback"),
+                row("sequential", "median_min_to_rollback"),
+            ) else {
+                continue;
+            };
+            let detect = |p: &str| row(p, "detection").map_or(f64::NAN, |d| d * 100.0);
             println!(
-                "\n{rate} req/s, +2pp: sequential median {q} min vs static {s} min: {:.1}x sooner",
+                "{}, {rate} req/s, +2pp: sequential median {q} min ({:.1}% detected) vs static {s} min ({:.1}% detected): {:.1}x sooner",
+                flow.label(),
+                detect("sequential"),
+                detect("static (1%, 5 fails)"),
                 s / q
             );
-            speedups.insert(format!("seq_vs_static_2pp_{rate}rps"), (s / q).into());
+            let key = match flow {
+                Flow::PerCheck => "per_check",
+                Flow::Held => "held",
+            };
+            speedups.insert(format!("seq_vs_static_2pp_{rate}rps_{key}"), (s / q).into());
         }
     }
     println!(

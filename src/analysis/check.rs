@@ -137,11 +137,7 @@ pub async fn run_check_observed(
     });
     let statuses = join_all(checks).await;
     AnalysisReport {
-        critical: metrics
-            .iter()
-            .filter(|m| m.critical)
-            .map(|m| m.name.clone())
-            .collect(),
+        critical: critical_metrics(metrics),
         metrics: statuses,
     }
 }
@@ -409,11 +405,7 @@ pub fn timed_out_report(
         })
         .collect();
     AnalysisReport {
-        critical: metrics
-            .iter()
-            .filter(|m| m.critical)
-            .map(|m| m.name.clone())
-            .collect(),
+        critical: critical_metrics(metrics),
         metrics: statuses,
     }
 }
@@ -421,3 +413,15 @@ pub fn timed_out_report(
 #[cfg(test)]
 #[path = "check_tests.rs"]
 mod tests;
+
+/// Metrics whose failure rolls back at once: those marked critical, and every
+/// sequential one. A sequential rejection already bounds the false-rollback chance over
+/// the whole release by alpha, and it is sticky, so counting it towards `failureLimit`
+/// would only hold a bad canary for more intervals without adding certainty.
+fn critical_metrics(metrics: &[ResolvedMetric]) -> Vec<String> {
+    metrics
+        .iter()
+        .filter(|m| m.critical || m.sequential.is_some())
+        .map(|m| m.name.clone())
+        .collect()
+}

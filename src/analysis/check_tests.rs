@@ -369,4 +369,11 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
     assert_eq!(st.verdict, MetricVerdict::Fail, "{}", st.reason);
     assert_eq!(st.sequential.as_ref().unwrap().looks, 2);
     assert!(st.p_value.is_some_and(|p| p <= 0.01), "{st:?}");
+    // Conclusive over the whole release: rolls back at once, whatever failureLimit says.
+    assert_eq!(bad.critical, vec!["errors".to_string()]);
+    assert_eq!(
+        bad.outcome(t0 + chrono::Duration::minutes(2)),
+        crate::rollout::CheckOutcome::CriticalFail
+    );
+    assert!(first.critical.contains(&"errors".to_string()));
 }

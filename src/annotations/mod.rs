@@ -19,6 +19,7 @@ pub const ITERATIONS: &str = "serin.dev/iterations";
 pub const INTERVAL: &str = "serin.dev/interval";
 pub const ANALYSIS: &str = "serin.dev/analysis";
 pub const FAILURE_LIMIT: &str = "serin.dev/failure-limit";
+pub const CHECKS_PER_STEP: &str = "serin.dev/checks-per-step";
 pub const INCONCLUSIVE_LIMIT: &str = "serin.dev/inconclusive-limit";
 pub const PROGRESS_DEADLINE: &str = "serin.dev/progress-deadline";
 pub const SERVICE_NAME: &str = "serin.dev/service-name";
@@ -36,6 +37,7 @@ pub const KEYS: &[(&str, &str)] = &[
     (ITERATIONS, "5"),
     (INTERVAL, "1m"),
     (ANALYSIS, "none"),
+    (CHECKS_PER_STEP, "1"),
     (FAILURE_LIMIT, "2"),
     (
         INCONCLUSIVE_LIMIT,
@@ -138,6 +140,9 @@ pub fn spec_from_annotations(
             duration(PROGRESS_DEADLINE, v)
                 .map(|()| spec.analysis.progress_deadline = v.trim().into()),
         );
+    }
+    if let Some(v) = a.get(CHECKS_PER_STEP) {
+        take(int(CHECKS_PER_STEP, v, 1, 100).map(|n| spec.analysis.checks_per_step = n));
     }
     if let Some(v) = a.get(FAILURE_LIMIT) {
         take(int(FAILURE_LIMIT, v, 1, 1000).map(|n| spec.analysis.failure_limit = n));

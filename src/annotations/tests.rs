@@ -48,6 +48,10 @@ fn defaults_when_only_enabled() {
         s.analysis.failure_limit.to_string()
     );
     assert_eq!(defaults[ITERATIONS], s.analysis.iterations.to_string());
+    assert_eq!(
+        defaults[CHECKS_PER_STEP],
+        s.analysis.checks_per_step.to_string()
+    );
     assert_eq!(defaults[SERVICE_PORT], s.service.port.to_string());
 }
 
@@ -78,6 +82,7 @@ fn every_key_parses() {
                 "error-rate(max=0.01, window=5m), cluster/latency , app.latency(quantile=0.99)",
             ),
             (FAILURE_LIMIT, "4"),
+            (CHECKS_PER_STEP, "3"),
             (INCONCLUSIVE_LIMIT, "3"),
             (PROGRESS_DEADLINE, "1h30m"),
             (SERVICE_NAME, "web"),
@@ -94,6 +99,7 @@ fn every_key_parses() {
     assert_eq!(s.analysis.iterations, 7);
     assert_eq!(s.analysis.interval, "30s");
     assert_eq!(s.analysis.failure_limit, 4);
+    assert_eq!(s.analysis.checks_per_step, 3);
     assert_eq!(s.analysis.inconclusive_limit, Some(3));
     assert_eq!(s.analysis.progress_deadline, "1h30m");
     assert_eq!(s.service.name.as_deref(), Some("web"));
@@ -130,6 +136,7 @@ fn each_bad_value_names_key_value_and_what_is_accepted() {
         (INTERVAL, "0s", "a duration such as"),
         (PROGRESS_DEADLINE, "-5m", "a duration such as"),
         (FAILURE_LIMIT, "two", "a whole number from 1 to 1000"),
+        (CHECKS_PER_STEP, "101", "a whole number from 1 to 100"),
         (INCONCLUSIVE_LIMIT, "0", "a whole number from 1 to 1000"),
         (
             ANALYSIS,

@@ -128,6 +128,10 @@ pub struct AnalysisSpec {
     /// Blue/green: number of passing checks before the switch.
     #[serde(default = "default_iterations")]
     pub iterations: i32,
+    /// Passing checks each step needs before it advances (default 1). With more than
+    /// one, a sequential metric with `advanceEarly` may end a step sooner.
+    #[serde(default = "default_checks_per_step")]
+    pub checks_per_step: i32,
     /// Failed checks (cumulative within a release) that trigger a rollback.
     #[serde(default = "default_failure_limit")]
     pub failure_limit: i32,
@@ -151,6 +155,9 @@ fn default_steps() -> Vec<i32> {
 fn default_iterations() -> i32 {
     5
 }
+fn default_checks_per_step() -> i32 {
+    1
+}
 fn default_failure_limit() -> i32 {
     2
 }
@@ -164,6 +171,7 @@ impl Default for AnalysisSpec {
             interval: default_interval(),
             steps: default_steps(),
             iterations: default_iterations(),
+            checks_per_step: default_checks_per_step(),
             failure_limit: default_failure_limit(),
             inconclusive_limit: None,
             progress_deadline: default_progress_deadline(),
@@ -383,6 +391,9 @@ pub struct CanaryStatus {
     /// "2/3" for printing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_label: Option<String>,
+    /// Passing checks at the current step (see `analysis.checksPerStep`).
+    #[serde(default)]
+    pub step_checks: i32,
     #[serde(default)]
     pub failed_checks: i32,
     #[serde(default)]

@@ -73,6 +73,21 @@ impl AnalysisReport {
         }
     }
 
+    /// Whether the check at `now` may end its step early: it passes, and every deciding
+    /// sequential metric (at least one) has evidence that the canary is not worse than
+    /// its `advanceEarly` margin.
+    pub fn advance_early(&self, now: DateTime<Utc>) -> bool {
+        let mut sequential = self
+            .metrics
+            .iter()
+            .filter(|m| !m.dry_run)
+            .filter_map(|m| m.sequential.as_ref())
+            .peekable();
+        self.outcome(now) == CheckOutcome::Pass
+            && sequential.peek().is_some()
+            && sequential.all(|s| s.not_worse)
+    }
+
     /// One line naming the metrics that decided the outcome.
     pub fn summary(&self, now: DateTime<Utc>) -> String {
         let outcome = self.outcome(now);

@@ -9,6 +9,8 @@ pub struct ReleasePlan {
     /// Canary weight at each step; blue/green: `iterations` steps at weight 0.
     pub steps: Vec<i32>,
     pub interval: Duration,
+    /// Passing checks a step needs before it advances.
+    pub checks_per_step: i32,
     pub failure_limit: i32,
     pub inconclusive_limit: Option<i32>,
     pub progress_deadline: Duration,
@@ -75,6 +77,13 @@ impl ReleasePlan {
                 vec![0; a.iterations as usize]
             }
         };
+        if !(1..=100).contains(&a.checks_per_step) {
+            return Err(PlanError {
+                field: "analysis.checksPerStep",
+                value: a.checks_per_step.to_string(),
+                expected: "a whole number from 1 to 100".into(),
+            });
+        }
         if !(1..=1000).contains(&a.failure_limit) {
             return Err(PlanError {
                 field: "analysis.failureLimit",
@@ -102,6 +111,7 @@ impl ReleasePlan {
             strategy: spec.strategy,
             steps,
             interval,
+            checks_per_step: a.checks_per_step,
             failure_limit: a.failure_limit,
             inconclusive_limit: a.inconclusive_limit,
             progress_deadline,

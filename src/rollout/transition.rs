@@ -216,6 +216,7 @@ impl Machine<'_> {
         self.s.last_analysis_at = None;
         self.s.current_step = 0;
         self.s.canary_weight = 0;
+        self.s.step_checks = 0;
         self.s.failed_checks = 0;
         self.s.inconclusive_checks = 0;
         self.s.metrics.clear();
@@ -335,7 +336,7 @@ impl Machine<'_> {
                     self.s.last_analysis_at = Some(self.now);
                     let (outcome, summary) = (report.outcome(self.now), report.summary(self.now));
                     merge_metrics(&mut self.s.metrics, &report.metrics);
-                    self.judge(outcome, summary);
+                    self.judge(outcome, summary, false);
                 }
                 None => self.s.message = "waiting for the pre-rollout checks".into(),
             }
@@ -352,17 +353,25 @@ impl Machine<'_> {
             return;
         }
         if check_due {
-            let (outcome, summary) = match (&self.obs.analysis, self.plan.skip_analysis) {
-                (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string()),
+            let (outcome, summary, early) = match (&self.obs.analysis, self.plan.skip_analysis) {
+                (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string(), false),
                 (Some(report), false) => {
                     merge_metrics(&mut self.s.metrics, &report.metrics);
-                    (report.outcome(self.now), report.summary(self.now))
+                    (
+                        report.outcome(self.now),
+                        report.summary(self.now),
+                        report.advance_early(self.now),
+                    )
                 }
                 // The controller did not run the check: treat as no evidence.
-                (None, false) => (CheckOutcome::Error, "the check did not run".to_string()),
+                (None, false) => (
+                    CheckOutcome::Error,
+                    "the check did not run".to_string(),
+                    false,
+                ),
             };
             self.s.last_analysis_at = Some(self.now);
-            self.judge(outcome, summary);
+            self.judge(outcome, summary, early);
             if self.s.phase != CanaryPhase::Progressing {
                 return;
             }
@@ -377,12 +386,31 @@ impl Machine<'_> {
         }
     }
 
-    fn judge(&mut self, outcome: CheckOutcome, summary: String) {
+    fn judge(&mut self, outcome: CheckOutcome, summary: String, early: bool) {
         let step = self.s.current_step;
         match outcome {
             CheckOutcome::Pass => {
-                self.s.message = format!("step {step} passed: {summary}");
-                self.advance();
+                self.s.step_checks = self.s.step_checks.saturating_add(1);
+                // Pre-rollout checks (step 0) pass once.
+                let need = if step == 0 {
+                    1
+                } else {
+                    self.plan.checks_per_step
+                };
+                let done = self.s.step_checks;
+                if done >= need {
+                    self.s.message = format!("step {step} passed: {summary}");
+                    self.advance();
+                } else if early {
+                    self.s.message = format!(
+                        "step {step} ends early after {done}/{need} passing checks: \
+                         the sequential evidence shows the canary not worse: {summary}"
+                    );
+                    self.advance();
+                } else {
+                    self.s.message =
+                        format!("step {step}: {done}/{need} passing checks: {summary}");
+                }
             }
             CheckOutcome::CriticalFail => {
                 self.s.failed_checks += 1;
@@ -463,6 +491,7 @@ impl Machine<'_> {
         let raised = weight != self.s.canary_weight;
         self.s.current_step = step;
         self.s.canary_weight = weight;
+        self.s.step_checks = 0;
         self.s.step_started_at = Some(self.now);
         self.s.last_analysis_at = None;
         self.enter(CanaryPhase::Progressing);

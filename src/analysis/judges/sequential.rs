@@ -173,6 +173,14 @@ pub fn judge_sequential(
             MetricVerdict::Inconclusive,
             "no usable counts yet".to_string(),
         )
+    } else if look.e_value > 1.0 {
+        // The evidence leans towards a regression without proving it. Holding keeps
+        // the canary's share (and its exposure) where it is until more data settles
+        // it either way; never rejecting except at 1/alpha keeps the bound.
+        (
+            MetricVerdict::Inconclusive,
+            "evidence leans towards a regression (e-value > 1): holding for more data".to_string(),
+        )
     } else if st.not_worse {
         (
             MetricVerdict::Pass,
@@ -236,6 +244,28 @@ mod tests {
         let (_, v) = judge_sequential(Some(&s), obs(0.0, 60.0, 4.0, 540.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
         assert!(!v.advance_early);
+    }
+
+    /// More canary errors than its share, but short of proof: hold (Inconclusive), not
+    /// pass and not fail; clean looks afterwards bring the evidence back below 1.
+    #[test]
+    fn evidence_leaning_towards_a_regression_holds_the_step() {
+        let cfg = SequentialSpec::default();
+        // 25% canary share; 4 of 8 errors on the canary (2 expected).
+        let lean = SequentialObservation {
+            weight: 25.0,
+            ..obs(4.0, 250.0, 4.0, 750.0)
+        };
+        let (s, v) = judge_sequential(None, lean, &cfg);
+        assert!(!s.rejected && s.p_value > cfg.alpha, "{s:?}");
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+        assert!(v.reason.contains("leans towards a regression"), "{}", v.reason);
+        let clean = SequentialObservation {
+            weight: 25.0,
+            ..obs(0.0, 250.0, 12.0, 750.0)
+        };
+        let (_, v) = judge_sequential(Some(&s), clean, &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
     }
 
     #[test]

@@ -512,3 +512,84 @@ fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
 mod history;
 mod human;
 mod strategies;
+
+/// `checksPerStep: 3`: a step advances after its third passing check, not before; a
+/// failed check in between does not reset the count of passes.
+#[test]
+fn a_step_needs_its_passing_checks_before_it_advances() {
+    let mut p = plan();
+    p.checks_per_step = 3;
+    let mut s = progressing(1, 0);
+    let obs = |v| Observation {
+        analysis: report(&[("errors", v)]),
+        ..releasing(10)
+    };
+    let mut now = 0;
+    for (v, want_checks) in [
+        (MetricVerdict::Pass, 1),
+        (MetricVerdict::Fail, 1),
+        (MetricVerdict::Pass, 2),
+    ] {
+        now += 60;
+        let d = transition(&s, &p, &obs(v), at(now));
+        assert_eq!(
+            (d.status.current_step, d.status.step_checks),
+            (1, want_checks),
+            "{}",
+            d.status.message
+        );
+        assert!(d.actions.is_empty(), "{:?}", d.actions);
+        s = d.status;
+    }
+    assert!(s.message.contains("2/3 passing checks"), "{}", s.message);
+    now += 60;
+    let d = transition(&s, &p, &obs(MetricVerdict::Pass), at(now));
+    assert_eq!((d.status.current_step, d.status.canary_weight), (2, 25));
+    assert_eq!(d.status.step_checks, 0, "the next step counts afresh");
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 25 }]);
+}
+
+/// A passing check whose sequential metrics all show "not worse than the margin" ends
+/// the step early; one that does not (or a non-passing check) does not.
+#[test]
+fn sequential_evidence_of_not_worse_ends_a_step_early() {
+    use crate::analysis::stats::SequentialState;
+    let mut p = plan();
+    p.checks_per_step = 5;
+    let s = progressing(1, 0);
+    let with = |not_worse: bool, verdict| {
+        let mut m = metric("errors", verdict);
+        m.sequential = Some(SequentialState {
+            not_worse,
+            ..Default::default()
+        });
+        m.checked_at = at(60);
+        Observation {
+            analysis: Some(AnalysisReport {
+                metrics: vec![m, metric("latency", MetricVerdict::Pass)],
+                critical: vec![],
+            }),
+            ..releasing(10)
+        }
+    };
+    let d = transition(&s, &p, &with(true, MetricVerdict::Pass), at(60));
+    assert_eq!(
+        (
+            d.status.current_step,
+            d.status.canary_weight,
+            d.status.step_checks
+        ),
+        (2, 25, 0),
+        "{}",
+        d.status.message
+    );
+
+    let d = transition(&s, &p, &with(false, MetricVerdict::Pass), at(60));
+    assert_eq!((d.status.current_step, d.status.step_checks), (1, 1));
+
+    // Not worse on errors, but another metric is inconclusive: no pass, no advance.
+    let mut o = with(true, MetricVerdict::Pass);
+    o.analysis.as_mut().unwrap().metrics[1] = metric("latency", MetricVerdict::Inconclusive);
+    let d = transition(&s, &p, &o, at(60));
+    assert_eq!((d.status.current_step, d.status.step_checks), (1, 0));
+}
