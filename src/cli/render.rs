@@ -263,6 +263,13 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
                 let _ = write!(line, "; paused {} ago (spec.suspend)", ago(paused_at, now));
             } else {
                 if s.phase == CanaryPhase::Progressing && s.current_step >= 1 {
+                    if p.checks_per_step > 1 {
+                        let _ = write!(
+                            line,
+                            "; {}/{} passing checks",
+                            s.step_checks, p.checks_per_step
+                        );
+                    }
                     if let Some(next) = crate::rollout::next_check_at(s, p) {
                         if next > now {
                             let _ = write!(line, "; next check in {}", human_duration(next - now));

@@ -106,6 +106,15 @@ fn status_shows_phase_revisions_step_bar_clocks_and_verdicts() {
         "{out}"
     );
     assert!(out.contains("Message:    check failed (1/2)"), "{out}");
+    // A step held for several checks shows how many have passed.
+    let mut held = progressing();
+    held.spec.analysis.checks_per_step = 5;
+    held.status.as_mut().unwrap().step_checks = 2;
+    let out_held = render_status(&held, at(90));
+    assert!(
+        out_held.contains("In step:    30s; 2/5 passing checks; next check in 30s;"),
+        "{out_held}"
+    );
     // Only the troubled condition; WaitingApproval=False is the normal state.
     assert!(out.contains("AnalysisHealthy   False    NoData"), "{out}");
     assert!(!out.contains("NoGate"), "{out}");
