@@ -6,6 +6,7 @@ pub mod materialize;
 pub mod notifiers;
 mod reconcile;
 pub mod run;
+pub mod selector;
 pub mod shard;
 pub mod status;
 mod templates;
