@@ -101,39 +101,15 @@ pub async fn run_check_observed(
         };
         if let Some(mut st) = judged {
             st.dry_run = m.dry_run;
-            st.consecutive_errors = match st.verdict {
-                MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
-                _ => 0,
-            };
-            (st.verdict, st.reason) =
-                escalate_errors(st.verdict, st.reason, st.consecutive_errors, m);
-            return st;
+            return count_errors(st, prev, m);
         }
         let value = measure(m, base, canary_interval, sources, now).await;
         let (verdict, reason) = timed(observer, Judge::Threshold, || {
             judge_threshold(&value, &m.threshold)
         });
         tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
-        let consecutive_errors = match verdict {
-            MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
-            _ => 0,
-        };
-        let (verdict, reason) = escalate_errors(verdict, reason, consecutive_errors, m);
-        MetricStatus {
-            name: m.name.clone(),
-            value: value.as_ref().ok().copied().filter(|v| v.is_finite()),
-            baseline: None,
-            effect: None,
-            p_value: None,
-            interval_low: None,
-            interval_high: None,
-            verdict,
-            reason,
-            dry_run: m.dry_run,
-            checked_at: now,
-            consecutive_errors,
-            sequential: None,
-        }
+        let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
+        count_errors(plain_status(m, value, verdict, reason, now), prev, m)
     });
     let statuses = join_all(checks).await;
     AnalysisReport {
@@ -379,29 +355,13 @@ pub fn timed_out_report(
     let statuses = metrics
         .iter()
         .map(|m| {
-            let consecutive_errors = previous
-                .iter()
-                .find(|p| p.name == m.name)
-                .map_or(0, |p| p.consecutive_errors)
-                .saturating_add(1);
+            let prev = previous.iter().find(|p| p.name == m.name);
             let reason = format!("check timed out after {}", prometheus_duration(timeout));
-            let (verdict, reason) =
-                escalate_errors(MetricVerdict::Error, reason, consecutive_errors, m);
-            MetricStatus {
-                name: m.name.clone(),
-                value: None,
-                baseline: None,
-                effect: None,
-                p_value: None,
-                interval_low: None,
-                interval_high: None,
-                verdict,
-                reason,
-                dry_run: m.dry_run,
-                checked_at: now,
-                consecutive_errors,
-                sequential: None,
-            }
+            count_errors(
+                plain_status(m, None, MetricVerdict::Error, reason, now),
+                prev,
+                m,
+            )
         })
         .collect();
     AnalysisReport {
@@ -424,4 +384,44 @@ fn critical_metrics(metrics: &[ResolvedMetric]) -> Vec<String> {
         .filter(|m| m.critical || m.sequential.is_some())
         .map(|m| m.name.clone())
         .collect()
+}
+
+/// Carry `prev`'s run of `Error` verdicts on (or reset it) and escalate past the
+/// metric's consecutive-error limit.
+fn count_errors(
+    mut st: MetricStatus,
+    prev: Option<&MetricStatus>,
+    m: &ResolvedMetric,
+) -> MetricStatus {
+    st.consecutive_errors = match st.verdict {
+        MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
+        _ => 0,
+    };
+    (st.verdict, st.reason) = escalate_errors(st.verdict, st.reason, st.consecutive_errors, m);
+    st
+}
+
+/// A status with a value only: the threshold judge's, or a check that did not run.
+fn plain_status(
+    m: &ResolvedMetric,
+    value: Option<f64>,
+    verdict: MetricVerdict,
+    reason: String,
+    now: DateTime<Utc>,
+) -> MetricStatus {
+    MetricStatus {
+        name: m.name.clone(),
+        value,
+        baseline: None,
+        effect: None,
+        p_value: None,
+        interval_low: None,
+        interval_high: None,
+        verdict,
+        reason,
+        dry_run: m.dry_run,
+        checked_at: now,
+        consecutive_errors: 0,
+        sequential: None,
+    }
 }
