@@ -382,6 +382,7 @@ async fn a_check_times_each_judge_and_its_queries() {
         &sources,
         now(),
         Some(&m),
+        None,
     )
     .await;
     assert_eq!(

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::analysis::{
-    effective_limits, run_check_observed, timed_out_report, RenderVars, ResolvedMetric,
-};
+use crate::analysis::{effective_limits, run_check_observed, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::gates::{
     effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
@@ -18,8 +16,8 @@ use crate::gates::{
 use crate::metrics::Metrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
-    analysis_due, pre_rollout_due, transition, Action, Decision, Observation, PlanError,
-    ReleasePlan,
+    analysis_due, desired_actions, pre_rollout_due, transition, Action, Decision, Note,
+    Observation, PlanError, ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -54,6 +52,9 @@ pub struct ReleaseSubject<'a> {
     pub status: &'a CanaryStatus,
     pub owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
     pub metrics: &'a [ResolvedMetric],
+    /// A configuration problem found before the release step (a missing template, a
+    /// broken Secret); it fails checks of a release in flight.
+    pub config_problem: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,9 @@ pub enum ReleaseError {
     Workload(#[from] WorkloadError),
     #[error("traffic router: {0}")]
     Router(#[from] RouterError),
+    /// This replica may no longer write (it lost, or cannot renew, the leader lease).
+    #[error("not writing: {0}")]
+    Fenced(String),
 }
 
 impl ReleaseError {
@@ -72,6 +76,7 @@ impl ReleaseError {
             ReleaseError::Plan(_) => "config",
             ReleaseError::Workload(e) => e.category(),
             ReleaseError::Router(e) => e.category(),
+            ReleaseError::Fenced(_) => "fenced",
         }
     }
 }
@@ -119,17 +124,36 @@ impl<'a> ReleaseSubject<'a> {
     }
 }
 
-/// Observe, decide and act once. The caller persists `Decision::status` afterwards
-/// (only after every action succeeded, so a failure simply repeats the step).
-pub async fn reconcile_release(
+/// One pass, observed and decided but not yet acted on: the caller persists
+/// `decision.status` first and then calls [`act`] with what was persisted.
+pub struct Prepared {
+    pub decision: Decision,
+    pub plan: ReleasePlan,
+    pub observation: Observation,
+    target: RouteTarget,
+    workload: WorkloadRef,
+}
+
+/// Observe the world (running a check or hooks when due) and decide. Writes nothing:
+/// a conflict on the status write afterwards leaves the world untouched.
+pub async fn decide(
     deps: &ReleaseDeps,
     subject: &ReleaseSubject<'_>,
     now: DateTime<Utc>,
-) -> Result<Decision, ReleaseError> {
-    let mut plan = ReleasePlan::from_spec(
-        subject.spec,
-        deps.router.replica_weighting(subject.spec.strategy),
-    )?;
+) -> Result<Prepared, ReleaseError> {
+    let weighting = deps.router.replica_weighting(subject.spec.strategy);
+    let mut config_problem = subject.config_problem.clone();
+    let mut plan = match ReleasePlan::from_spec(subject.spec, weighting) {
+        Ok(plan) => plan,
+        // An invalid spec mid-release still needs a plan that keeps traffic safe.
+        Err(e) => match ReleasePlan::fallback(subject.spec, weighting) {
+            Some(plan) => {
+                config_problem.get_or_insert_with(|| format!("invalid spec: {e}"));
+                plan
+            }
+            None => return Err(e.into()),
+        },
+    };
     // Templates may tighten the Canary's limits, never loosen them.
     let limits = effective_limits(&subject.spec.analysis, subject.metrics);
     plan.failure_limit = limits.failure_limit;
@@ -150,10 +174,11 @@ pub async fn reconcile_release(
     } else {
         None
     };
-    let analysis = if analysis_due(subject.status, &plan, now) && !plan.skip_analysis {
+    let due = analysis_due(subject.status, &plan, now);
+    let mut analysis = if due && !plan.skip_analysis && config_problem.is_none() {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let check = run_check_observed(
+        let report = run_check_observed(
             subject.metrics,
             &vars,
             interval,
@@ -162,28 +187,19 @@ pub async fn reconcile_release(
             deps.sources.as_ref(),
             now,
             Some(&deps.metrics),
-        );
-        let report = match tokio::time::timeout(deps.check_timeout, check).await {
-            Ok(report) => report,
-            Err(_) => timed_out_report(
-                subject.metrics,
-                &subject.status.metrics,
-                deps.check_timeout,
-                now,
-            ),
-        };
+            Some(deps.check_timeout),
+        )
+        .await;
         deps.metrics
             .observe_report(subject.namespace, subject.name, &report, now);
         Some(report)
     } else {
         None
     };
-    let due = analysis_due(subject.status, &plan, now);
-    let mut analysis = analysis;
     let mut hook_approvals = Vec::new();
     let mut hook_commands = Vec::new();
     let mut pre_rollout = None;
-    if let Some(h) = &deps.hooks {
+    if let (Some(h), None) = (&deps.hooks, &config_problem) {
         let (ns, name, spec, st) = (
             subject.namespace,
             subject.name,
@@ -237,45 +253,65 @@ pub async fn reconcile_release(
         pre_rollout,
         approvals: [subject.status.approvals.clone(), hook_approvals].concat(),
         commands: [subject.status.commands.clone(), hook_commands].concat(),
+        owned_missing: state.owned_missing.clone(),
+        canary_config_stale: state.canary_config_stale,
+        config_problem,
     };
     let decision = transition(subject.status, &plan, &obs, now);
-    if let Some(h) = &deps.hooks {
-        announce(h, subject, &decision);
-    }
-    for action in &decision.actions {
+    Ok(Prepared {
+        decision,
+        plan,
+        observation: obs,
+        target,
+        workload: wref,
+    })
+}
+
+/// Carry out what the persisted status asks of the observed world, in order. `may_write`
+/// is asked before every write (leader fencing): a replica that may no longer lead
+/// stops before touching anything.
+pub async fn act(
+    deps: &ReleaseDeps,
+    prepared: &Prepared,
+    persisted: &CanaryStatus,
+    now: DateTime<Utc>,
+    may_write: &(dyn Fn() -> Result<(), ReleaseError> + Send + Sync),
+) -> Result<(), ReleaseError> {
+    let actions = desired_actions(persisted, &prepared.plan, &prepared.observation, now);
+    let (wref, target) = (&prepared.workload, &prepared.target);
+    for action in &actions {
+        may_write()?;
         tracing::info!(?action, "carrying out");
         match action {
-            Action::InitializePrimary { revision } => {
-                deps.workloads.initialize_primary(&wref, revision).await?
+            Action::InitializePrimary { revision, replicas } => {
+                deps.workloads
+                    .initialize_primary(wref, revision, *replicas)
+                    .await?
             }
             Action::PromotePrimary { revision } => {
-                deps.workloads.promote_primary(&wref, revision).await?
+                deps.workloads.promote_primary(wref, revision).await?
             }
             Action::ScaleCanary { replicas } => {
-                deps.workloads.scale_canary(&wref, *replicas).await?
+                deps.workloads.scale_canary(wref, *replicas).await?
             }
-            Action::SetWeight { weight } => deps.router.set_weight(&target, *weight).await?,
+            Action::SetWeight { weight } => deps.router.set_weight(target, *weight).await?,
         }
     }
-    Ok(decision)
+    Ok(())
 }
 
 /// Event hooks hear every note; post-rollout hooks hear the end of a release. Both run
-/// in the background: a slow receiver never holds a release up.
-fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, decision: &Decision) {
-    for note in &decision.notes {
+/// in the background: a slow receiver never holds a release up. Called once the
+/// decision is persisted, so a refused status write announces nothing.
+pub fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, status: &CanaryStatus, notes: &[Note]) {
+    for note in notes {
         let finished = matches!(note.reason, "Promoted" | "RolledBack");
         for hook in &subject.spec.webhooks {
             let wanted = hook.type_ == WebhookType::Event
                 || (finished && hook.type_ == WebhookType::PostRollout);
             if wanted {
-                let payload = WebhookPayload::for_note(
-                    subject.namespace,
-                    subject.name,
-                    &decision.status,
-                    hook,
-                    note,
-                );
+                let payload =
+                    WebhookPayload::for_note(subject.namespace, subject.name, status, hook, note);
                 // Fire and forget: the task reports its own failures.
                 drop(h.caller.spawn_informational(
                     hook.clone(),
@@ -287,28 +323,38 @@ fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, decision: &Decision) {
     }
 }
 
-/// Give the Deployment back: stable spec on the target, traffic on it, serin's objects
-/// gone. Returns `Pending` while the target is not ready yet; call again later.
+/// Give the Deployment back, in every phase and with or without a working router:
+/// the user's Deployment first runs the last promoted spec at the primary's scale and
+/// is ready; only then does traffic move to it, serin's field ownership on it is
+/// released (nothing stripped) and serin's objects are removed. Returns `Pending`
+/// while the Deployment is not ready yet; call again later.
 pub async fn hand_back(
     deps: &ReleaseDeps,
     subject: &ReleaseSubject<'_>,
 ) -> Result<HandBack, ReleaseError> {
     let wref = subject.workload_ref();
+    let status = subject.status;
     let state = match deps.workloads.observe(&wref).await {
         Ok(s) => s,
         // The user's Deployment is gone: nothing to hand back, only to clean up.
         Err(WorkloadError::TargetNotFound { .. }) => {
             deps.workloads.remove_primary(&wref).await?;
-            return Ok(HandBack::Done);
+            return Ok(HandBack::TargetGone);
         }
         Err(e) => return Err(e.into()),
     };
-    if state.primary_exists {
-        if let HandBack::Pending(why) = deps.workloads.restore_target(&wref).await? {
-            return Ok(HandBack::Pending(why));
-        }
+    let restored = deps
+        .workloads
+        .restore_target(
+            &wref,
+            status.stable_revision.as_deref(),
+            status.primary_replicas,
+        )
+        .await?;
+    if let HandBack::Pending(why) = restored {
+        return Ok(HandBack::Pending(why));
     }
     deps.router.finalize(&subject.route_target(&state)).await?;
     deps.workloads.remove_primary(&wref).await?;
-    Ok(HandBack::Done)
+    Ok(restored)
 }

@@ -54,12 +54,15 @@ pub async fn run_check_at_weight(
         sources,
         now,
         None,
+        None,
     )
     .await
 }
 
 /// [`run_check_at_weight`] that also times each judge into `observer` (the
-/// controller's metrics); the judges themselves stay free of clocks.
+/// controller's metrics); the judges themselves stay free of clocks. With `timeout`,
+/// each metric gets that long: one that does not answer in time is an `Error` (its
+/// sequential evidence kept), while the metrics that finished keep their verdicts.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_check_observed(
     metrics: &[ResolvedMetric],
@@ -70,52 +73,99 @@ pub async fn run_check_observed(
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
     observer: Option<&Metrics>,
+    timeout: Option<Duration>,
 ) -> AnalysisReport {
     let checks = metrics.iter().map(|m| async move {
         let prev = previous.iter().find(|p| p.name == m.name);
-        if let Some(p) = prev.filter(|p| !is_due(m, p, canary_interval, now)) {
-            return MetricStatus {
-                dry_run: m.dry_run,
-                ..p.clone()
-            };
+        let check = check_metric(
+            m,
+            prev,
+            base,
+            canary_interval,
+            canary_weight,
+            sources,
+            now,
+            observer,
+        );
+        match timeout {
+            None => check.await,
+            Some(limit) => match tokio::time::timeout(limit, check).await {
+                Ok(st) => st,
+                Err(_) => timed_out(m, prev, limit, now),
+            },
         }
-        let judged = match (&m.sequential, &m.compare) {
-            (Some(cfg), _) => Some(
-                sequential(
-                    m,
-                    cfg,
-                    prev,
-                    base,
-                    canary_interval,
-                    canary_weight,
-                    sources,
-                    now,
-                    observer,
-                )
-                .await,
-            ),
-            (None, Some(cfg)) => {
-                Some(compare(m, cfg, base, canary_interval, sources, now, observer).await)
-            }
-            (None, None) => None,
-        };
-        if let Some(mut st) = judged {
-            st.dry_run = m.dry_run;
-            return count_errors(st, prev, m);
-        }
-        let value = measure(m, base, canary_interval, sources, now).await;
-        let (verdict, reason) = timed(observer, Judge::Threshold, || {
-            judge_threshold(&value, &m.threshold)
-        });
-        tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
-        let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
-        count_errors(plain_status(m, value, verdict, reason, now), prev, m)
     });
     let statuses = join_all(checks).await;
     AnalysisReport {
         critical: critical_metrics(metrics),
         metrics: statuses,
     }
+}
+
+/// Measure and judge one metric (or return its previous status when not due).
+#[allow(clippy::too_many_arguments)]
+async fn check_metric(
+    m: &ResolvedMetric,
+    prev: Option<&MetricStatus>,
+    base: &RenderVars,
+    canary_interval: Duration,
+    canary_weight: i32,
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+    observer: Option<&Metrics>,
+) -> MetricStatus {
+    if let Some(p) = prev.filter(|p| !is_due(m, p, canary_interval, now)) {
+        return MetricStatus {
+            dry_run: m.dry_run,
+            ..p.clone()
+        };
+    }
+    let judged = match (&m.sequential, &m.compare) {
+        (Some(cfg), _) => Some(
+            sequential(
+                m,
+                cfg,
+                prev,
+                base,
+                canary_interval,
+                canary_weight,
+                sources,
+                now,
+                observer,
+            )
+            .await,
+        ),
+        (None, Some(cfg)) => {
+            Some(compare(m, cfg, base, canary_interval, sources, now, observer).await)
+        }
+        (None, None) => None,
+    };
+    if let Some(mut st) = judged {
+        st.dry_run = m.dry_run;
+        return count_errors(st, prev, m);
+    }
+    let value = measure(m, base, canary_interval, sources, now).await;
+    let (verdict, reason) = timed(observer, Judge::Threshold, || {
+        judge_threshold(&value, &m.threshold)
+    });
+    tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
+    let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
+    count_errors(plain_status(m, value, verdict, reason, now), prev, m)
+}
+
+/// A metric that did not answer within the check's time: an error, counted like one,
+/// with the sequential evidence so far kept (a missed look merges into the next, so
+/// alpha is not spent twice).
+fn timed_out(
+    m: &ResolvedMetric,
+    prev: Option<&MetricStatus>,
+    limit: Duration,
+    now: DateTime<Utc>,
+) -> MetricStatus {
+    let reason = format!("check timed out after {}", prometheus_duration(limit));
+    let mut st = plain_status(m, None, MetricVerdict::Error, reason, now);
+    st.sequential = prev.and_then(|p| p.sequential.clone());
+    count_errors(st, prev, m)
 }
 
 /// Run a judge, timing it when there is an observer.
@@ -341,32 +391,6 @@ fn escalate_errors(
             ),
         ),
         _ => (verdict, reason),
-    }
-}
-
-/// The report for a check that did not finish in time: every metric `Error`, with
-/// consecutive errors carried on from `previous` (and escalated like `run_check` does).
-pub fn timed_out_report(
-    metrics: &[ResolvedMetric],
-    previous: &[MetricStatus],
-    timeout: Duration,
-    now: DateTime<Utc>,
-) -> AnalysisReport {
-    let statuses = metrics
-        .iter()
-        .map(|m| {
-            let prev = previous.iter().find(|p| p.name == m.name);
-            let reason = format!("check timed out after {}", prometheus_duration(timeout));
-            count_errors(
-                plain_status(m, None, MetricVerdict::Error, reason, now),
-                prev,
-                m,
-            )
-        })
-        .collect();
-    AnalysisReport {
-        critical: critical_metrics(metrics),
-        metrics: statuses,
     }
 }
 

@@ -241,23 +241,92 @@ async fn an_unrenderable_query_is_an_error_verdict() {
     assert!(rec.asked.lock().unwrap().is_empty());
 }
 
-#[test]
-fn timed_out_report_carries_and_escalates_errors() {
-    let mut m = metric("m", "q", 1.0);
-    m.consecutive_error_limit = Some(1);
-    m.critical = true;
-    let first = timed_out_report(std::slice::from_ref(&m), &[], Duration::from_secs(30), t(0));
-    assert_eq!(first.metrics[0].verdict, MetricVerdict::Error);
-    assert_eq!(first.metrics[0].reason, "check timed out after 30s");
-    let second = timed_out_report(
-        std::slice::from_ref(&m),
-        &first.metrics,
-        Duration::from_secs(30),
+/// Answers every query at once except those containing "slow", which never answer.
+struct HalfHanging(Arc<Scripted>);
+
+#[async_trait]
+impl MetricSource for HalfHanging {
+    async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
+        if query.contains("slow") {
+            std::future::pending::<()>().await;
+        }
+        self.0.query_scalar(query, at).await
+    }
+    async fn query_vector(&self, q: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+        self.query_scalar(q, at).await.map(|v| vec![v])
+    }
+}
+
+impl MetricSources for HalfHanging {
+    fn source(
+        &self,
+        _p: Option<&ProviderSpec>,
+        _c: Option<&ProviderCredentials>,
+    ) -> Result<Arc<dyn crate::providers::MetricSource>, MetricError> {
+        Ok(Arc::new(HalfHanging(self.0.clone())))
+    }
+}
+
+/// Regression: a check timeout used to discard every metric's result and reset the
+/// sequential evidence. Now the metrics that answered keep their verdicts, the one that
+/// hung is an error that counts towards its consecutive-error limit, and its evidence
+/// so far is kept.
+#[tokio::test(start_paused = true)]
+async fn a_timeout_keeps_finished_metrics_and_sequential_evidence() {
+    let fast = metric("fast", "fast_q", 1.0);
+    let mut slow = metric("slow", "slow_q", 1.0);
+    slow.consecutive_error_limit = Some(1);
+    let (_, rec) = sources(&[("fast_q", Ok(0.5))]);
+    let src = HalfHanging(rec);
+    let evidence = crate::analysis::stats::SequentialState {
+        looks: 3,
+        canary_requests: 120.0,
+        ..Default::default()
+    };
+    let mut before = plain_status(&slow, Some(0.1), MetricVerdict::Pass, "ok".into(), t(0));
+    before.sequential = Some(evidence.clone());
+    let metrics = [fast, slow];
+    let first = run_check_observed(
+        &metrics,
+        &base(),
+        MIN,
+        std::slice::from_ref(&before),
+        10,
+        &src,
         t(60),
+        None,
+        Some(Duration::from_secs(30)),
+    )
+    .await;
+    assert_eq!(
+        first.metrics[0].verdict,
+        MetricVerdict::Pass,
+        "{:?}",
+        first.metrics[0]
     );
-    assert_eq!(second.metrics[0].consecutive_errors, 2);
-    assert_eq!(second.metrics[0].verdict, MetricVerdict::Fail);
-    assert_eq!(second.critical, vec!["m".to_string()]);
+    assert_eq!(first.metrics[0].value, Some(0.5));
+    let hung = &first.metrics[1];
+    assert_eq!(hung.verdict, MetricVerdict::Error);
+    assert_eq!(hung.reason, "check timed out after 30s");
+    assert_eq!(
+        hung.sequential,
+        Some(evidence),
+        "evidence kept across the timeout"
+    );
+    let second = run_check_observed(
+        &metrics,
+        &base(),
+        MIN,
+        &first.metrics,
+        10,
+        &src,
+        t(120),
+        None,
+        Some(Duration::from_secs(30)),
+    )
+    .await;
+    assert_eq!(second.metrics[1].consecutive_errors, 2);
+    assert_eq!(second.metrics[1].verdict, MetricVerdict::Fail);
 }
 
 /// Canary against primary: the query is rendered once per variant, and the samples are

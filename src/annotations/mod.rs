@@ -28,6 +28,8 @@ pub const TARGET_PORT: &str = "serin.dev/target-port";
 pub const ROUTER: &str = "serin.dev/router";
 pub const GATES: &str = "serin.dev/gates";
 pub const SKIP_ANALYSIS: &str = "serin.dev/skip-analysis";
+pub const SCALE_DOWN_DELAY: &str = "serin.dev/scale-down-delay";
+pub const APPROVAL_TIMEOUT: &str = "serin.dev/approval-timeout";
 
 /// Every key this module reads, with its default, for docs and unknown-key hints.
 pub const KEYS: &[(&str, &str)] = &[
@@ -50,6 +52,8 @@ pub const KEYS: &[(&str, &str)] = &[
     (ROUTER, "the controller's --default-router (service)"),
     (GATES, "none"),
     (SKIP_ANALYSIS, "false"),
+    (SCALE_DOWN_DELAY, "30s"),
+    (APPROVAL_TIMEOUT, "unset (wait for a human indefinitely)"),
 ];
 
 /// A bad annotation value.
@@ -187,6 +191,25 @@ pub fn spec_from_annotations(
     if let Some(v) = a.get(GATES) {
         take(parse_gates(v).map(|g| spec.gates = g));
     }
+    if let Some(v) = a.get(APPROVAL_TIMEOUT) {
+        take(
+            duration(APPROVAL_TIMEOUT, v)
+                .map(|()| spec.gates.approval_timeout = Some(v.trim().into())),
+        );
+    }
+    if let Some(v) = a.get(SCALE_DOWN_DELAY) {
+        take(match humantime::parse_duration(v.trim()) {
+            Ok(d) if d <= std::time::Duration::from_secs(3600) => {
+                spec.analysis.scale_down_delay = v.trim().into();
+                Ok(())
+            }
+            _ => Err(err(
+                SCALE_DOWN_DELAY,
+                v,
+                "a duration from \"0s\" to \"1h\", e.g. \"30s\"",
+            )),
+        });
+    }
     if let Some(v) = a.get(SKIP_ANALYSIS) {
         take(match v.trim() {
             "true" => {
@@ -250,6 +273,7 @@ fn parse_gates(v: &str) -> Result<GatesSpec, AnnotationError> {
                     before_rollout: true,
                     before_traffic_increase: true,
                     before_promotion: true,
+                    approval_timeout: None,
                 }
             }
             _ => {

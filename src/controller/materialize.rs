@@ -16,7 +16,7 @@ use tracing::instrument;
 
 use super::events::EventSink;
 use super::shard::Shard;
-use super::status::{set_config_condition, write_status};
+use super::status::{put_config_condition, write_status, INVALID_ANNOTATION};
 use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
 use crate::crd::{Canary, FIELD_MANAGER};
@@ -173,9 +173,9 @@ async fn materialize(
                 let was_bad = status
                     .conditions
                     .iter()
-                    .any(|x| x.reason == "InvalidAnnotation");
+                    .any(|x| x.reason == INVALID_ANNOTATION);
                 if was_bad {
-                    set_config_condition(&mut status, None, c.metadata.generation, (ctx.clock)());
+                    put_config_condition(&mut status, None, c.metadata.generation, (ctx.clock)());
                     write_status(&api, c, &status).await?;
                 }
             }
@@ -193,9 +193,9 @@ async fn materialize(
             // The Canary keeps its last good spec; its status says why it is not updated.
             if let Some(c) = existing.filter(|c| managed(c)) {
                 let mut status = c.status.clone().unwrap_or_default();
-                if set_config_condition(
+                if put_config_condition(
                     &mut status,
-                    Some(("InvalidAnnotation", message)),
+                    Some((INVALID_ANNOTATION, message)),
                     c.metadata.generation,
                     (ctx.clock)(),
                 ) {

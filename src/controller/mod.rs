@@ -1,6 +1,8 @@
 //! Kubernetes wiring: watches, reconcile, status writes, events, leader lease.
 
 pub mod events;
+mod failures;
+mod finalize;
 pub mod lease;
 pub mod materialize;
 pub mod notifiers;

@@ -49,7 +49,8 @@ pub async fn run_notifier_watch(
         watcher(
             Api::<Notifier>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .default_backoff(),
     )
     .applied_objects()
     .map(|_| ());
@@ -58,7 +59,8 @@ pub async fn run_notifier_watch(
         watcher(
             Api::<ClusterNotifier>::all(client.clone()),
             watcher::Config::default(),
-        ),
+        )
+        .default_backoff(),
     )
     .applied_objects()
     .map(|_| ());

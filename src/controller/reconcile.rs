@@ -1,9 +1,11 @@
-//! The Canary reconciler: fresh read, finalizer, config checks, one release step,
-//! status write, Events.
+//! The Canary reconciler: fresh read, finalizer, config checks, then decide, persist,
+//! act: the status is written (under a resourceVersion precondition) before anything
+//! in the world moves, and the actions are derived from what was persisted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
@@ -12,29 +14,32 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use super::failures;
 use super::status::{set_config_condition, write_status};
 use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
-use crate::crd::Canary;
+use crate::crd::{Canary, CanaryStatus};
 use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
-use crate::release::{
-    hand_back, reconcile_release, Hooks, ReleaseDeps, ReleaseError, ReleaseSubject,
-};
+use crate::release::{act, announce, decide, Hooks, ReleaseDeps, ReleaseError, ReleaseSubject};
 use crate::rollout::{Note, NoteType, ReleasePlan};
-use crate::workloads::HandBack;
 
 /// Holds the Canary until its Deployment has been handed back.
 pub const FINALIZER: &str = "serin.dev/finalizer";
 
 const CONFIG_RETRY: Duration = Duration::from_secs(300);
 
-fn owner_of(c: &Canary) -> Option<OwnerReference> {
+pub(super) fn owner_of(c: &Canary) -> Option<OwnerReference> {
     c.controller_owner_ref(&())
 }
 
-fn reference(c: &Canary) -> ObjectReference {
+pub(super) fn reference(c: &Canary) -> ObjectReference {
     c.object_ref(&())
+}
+
+/// Leader fencing: a replica that may no longer lead writes nothing.
+pub(super) fn may_write(_ctx: &Context) -> Result<(), ReleaseError> {
+    Ok(())
 }
 
 #[instrument(skip_all, fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
@@ -59,9 +64,10 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
         return Ok(Action::await_change());
     };
     if canary.metadata.deletion_timestamp.is_some() {
-        return finalize(&api, &canary, ctx).await;
+        return super::finalize::finalize(&api, &canary, ctx).await;
     }
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
+        may_write(ctx)?;
         let mut finalizers = canary.finalizers().to_vec();
         finalizers.push(FINALIZER.into());
         // resourceVersion makes this a compare-and-swap on the list.
@@ -78,13 +84,44 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
     let status = canary.status.clone().unwrap_or_default();
     let generation = canary.metadata.generation;
 
-    let (router, metrics) = match check_config(&canary, ctx, &ns).await? {
-        Ok(ok) => ok,
-        Err((reason, message)) => {
-            return config_problem(&api, &canary, ctx, status, reason, message, now).await;
+    // Without the router nothing can be routed, not even rolled back: touch nothing.
+    let router = match ctx
+        .routers
+        .pick(canary.spec.router.as_deref(), &ns, &canary.name_any())
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let problem = ("RouterUnavailable", e.to_string());
+            return config_problem(&api, &canary, ctx, status, problem, now).await;
         }
     };
-
+    // Anything else the user must fix fails the checks of a release in flight (under
+    // its progress deadline), and keeps a new release from starting.
+    let mut problem: Option<(&'static str, String)> = None;
+    if let Err(e) =
+        ReleasePlan::from_spec(&canary.spec, router.replica_weighting(canary.spec.strategy))
+    {
+        problem = Some(("InvalidSpec", e.to_string()));
+    }
+    let metrics = match load_metrics(
+        &ctx.client,
+        &ns,
+        &canary.spec.analysis.templates,
+        &ctx.controller_namespace,
+    )
+    .await?
+    {
+        Ok(m) => m,
+        Err(e) => {
+            let reason = if e.category() == "template_not_found" {
+                "TemplateNotFound"
+            } else {
+                "InvalidTemplate"
+            };
+            problem.get_or_insert((reason, e.to_string()));
+            Vec::new()
+        }
+    };
     let hooks = match (&ctx.webhooks, canary.spec.webhooks.is_empty()) {
         (Some(caller), false) => {
             match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {
@@ -93,16 +130,8 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
                     secrets,
                 }),
                 Err(message) => {
-                    return config_problem(
-                        &api,
-                        &canary,
-                        ctx,
-                        status,
-                        "InvalidWebhook",
-                        message,
-                        now,
-                    )
-                    .await;
+                    problem.get_or_insert(("InvalidWebhook", message));
+                    None
                 }
             }
         }
@@ -116,62 +145,139 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
         hooks,
         metrics: ctx.metrics.clone(),
     };
+    let name = canary.name_any();
     let subject = ReleaseSubject {
         namespace: &ns,
-        name: &canary.name_any(),
+        name: &name,
         spec: &canary.spec,
         status: &status,
         owner: owner_of(&canary),
         metrics: &metrics,
+        config_problem: problem.as_ref().map(|(_, m)| m.clone()),
     };
-    let decision = match reconcile_release(&deps, &subject, now).await {
-        Ok(d) => d,
+
+    // Decide: observe (and check) without writing anything.
+    let prepared = match decide(&deps, &subject, now).await {
+        Ok(p) => p,
         Err(e) if e.category() == "config" || e.category() == "not_found" => {
-            let message = e.to_string();
-            return config_problem(&api, &canary, ctx, status, "InvalidSpec", message, now).await;
+            let problem = ("InvalidSpec", e.to_string());
+            return config_problem(&api, &canary, ctx, status, problem, now).await;
         }
         Err(e) => return Err(e.into()),
     };
-    let mut next = decision.status;
-    set_config_condition(&mut next, None, generation, now);
+    let mut next = prepared.decision.status.clone();
+    let config_changed = set_config_condition(&mut next, problem.clone(), generation, now);
     next.observed_generation = generation;
+    let acting = !prepared.decision.actions.is_empty();
+    let failure_kept = acting && failures::carry(&status, &mut next);
+
+    // Persist: a 409 here means someone wrote in between; nothing has moved yet, the
+    // retry reads again and decides again.
+    let mut persisted = canary.clone();
     if next != status || canary.status.is_none() {
-        write_status(&api, &canary, &next).await?;
+        may_write(ctx)?;
+        persisted = write_status(&api, &canary, &next).await?;
     }
-    let name = canary.name_any();
     ctx.metrics
         .observe_canary(&ns, &name, next.phase, next.canary_weight);
-    ctx.metrics.observe_notes(&ns, &name, &decision.notes);
-    for note in &decision.notes {
+    ctx.metrics
+        .observe_notes(&ns, &name, &prepared.decision.notes);
+    let mut notes = prepared.decision.notes.clone();
+    if config_changed {
+        if let Some((reason, message)) = &problem {
+            notes.push(Note {
+                type_: NoteType::Warning,
+                reason,
+                message: message.clone(),
+            });
+        }
+    }
+    publish(ctx, &canary, &subject, &deps, &next, &notes, now).await;
+
+    // Act on what was persisted.
+    match act(&deps, &prepared, &next, now, &|| may_write(ctx)).await {
+        Ok(()) => {
+            if failure_kept {
+                // The actions went through: the core's Ready condition stands again.
+                let mut cleared = next.clone();
+                crate::crd::set_condition(
+                    &mut cleared.conditions,
+                    crate::crd::find_condition(
+                        &prepared.decision.status.conditions,
+                        crate::crd::condition_type::READY,
+                    )
+                    .cloned()
+                    .unwrap_or_default(),
+                );
+                may_write(ctx)?;
+                write_status(&api, &persisted, &cleared).await?;
+            }
+        }
+        Err(e) => {
+            if let Some((reason, message)) = failures::classify(&e) {
+                let mut failed = next.clone();
+                if failures::record(&mut failed, reason, &message, now) {
+                    if may_write(ctx).is_ok() {
+                        if let Err(w) = write_status(&api, &persisted, &failed).await {
+                            warn!(error = %w, "could not record the failed action");
+                        }
+                    }
+                    let note = Note {
+                        type_: NoteType::Warning,
+                        reason: reason.as_str(),
+                        message,
+                    };
+                    ctx.events.publish(&reference(&canary), "Act", &note).await;
+                }
+            }
+            return Err(e.into());
+        }
+    }
+    Ok(Action::requeue(prepared.decision.requeue_after))
+}
+
+/// Events, notifications and event webhooks for the notes of a persisted decision.
+async fn publish(
+    ctx: &Context,
+    canary: &Canary,
+    subject: &ReleaseSubject<'_>,
+    deps: &ReleaseDeps,
+    status: &CanaryStatus,
+    notes: &[Note],
+    now: DateTime<Utc>,
+) {
+    if let Some(h) = &deps.hooks {
+        announce(h, subject, status, notes);
+    }
+    for note in notes {
         info!(reason = note.reason, message = %note.message, "transition");
         ctx.events
-            .publish(&reference(&canary), next.phase.as_str(), note)
+            .publish(&reference(canary), status.phase.as_str(), note)
             .await;
         if let Some(n) = &ctx.notify {
             // Non-blocking: a receiver that is down never slows a release.
             n.send(NotifyEvent::from_note(
-                &ns,
-                &canary.name_any(),
+                subject.namespace,
+                subject.name,
                 &canary.spec,
-                &next,
+                status,
                 note,
                 now,
             ));
         }
     }
-    Ok(Action::requeue(decision.requeue_after))
 }
 
-/// A problem the user must fix: say so on the Canary (condition, message, one Warning
-/// Event when it first appears) and look again later, touching nothing else.
+/// A problem the user must fix and nothing can be done until then: say so on the
+/// Canary (condition, message, one Warning Event when it first appears) and look again
+/// later, touching nothing else.
 async fn config_problem(
     api: &Api<Canary>,
     canary: &Canary,
     ctx: &Context,
-    mut status: crate::crd::CanaryStatus,
-    reason: &'static str,
-    message: String,
-    now: chrono::DateTime<chrono::Utc>,
+    mut status: CanaryStatus,
+    (reason, message): (&'static str, String),
+    now: DateTime<Utc>,
 ) -> Result<Action, ReconcileError> {
     let changed = set_config_condition(
         &mut status,
@@ -180,7 +286,10 @@ async fn config_problem(
         now,
     );
     status.message = message.clone();
-    write_status(api, canary, &status).await?;
+    if Some(&status) != canary.status.as_ref() {
+        may_write(ctx)?;
+        write_status(api, canary, &status).await?;
+    }
     ctx.metrics.observe_canary(
         &canary.namespace().unwrap_or_default(),
         &canary.name_any(),
@@ -200,125 +309,11 @@ async fn config_problem(
     Ok(Action::requeue(CONFIG_RETRY))
 }
 
-type Ready = (
-    Arc<dyn crate::traffic::TrafficRouter>,
-    Vec<crate::analysis::ResolvedMetric>,
-);
-
-/// Router, plan and templates: a user-fixable problem as `Err((reason, message))`.
-async fn check_config(
-    canary: &Canary,
-    ctx: &Context,
-    ns: &str,
-) -> Result<Result<Ready, (&'static str, String)>, ReconcileError> {
-    let router = match ctx
-        .routers
-        .pick(canary.spec.router.as_deref(), ns, &canary.name_any())
-    {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(("RouterUnavailable", e.to_string()))),
-    };
-    if let Err(e) =
-        ReleasePlan::from_spec(&canary.spec, router.replica_weighting(canary.spec.strategy))
-    {
-        return Ok(Err(("InvalidSpec", e.to_string())));
-    }
-    match load_metrics(
-        &ctx.client,
-        ns,
-        &canary.spec.analysis.templates,
-        &ctx.controller_namespace,
-    )
-    .await?
-    {
-        Ok(m) => Ok(Ok((router, m))),
-        Err(e) => Ok(Err((
-            if e.category() == "template_not_found" {
-                "TemplateNotFound"
-            } else {
-                "InvalidTemplate"
-            },
-            e.to_string(),
-        ))),
-    }
-}
-
-/// Canary deleted: hand the Deployment back, then let it go.
-async fn finalize(
-    api: &Api<Canary>,
-    canary: &Canary,
-    ctx: &Context,
-) -> Result<Action, ReconcileError> {
-    let ns = canary.namespace().unwrap_or_default();
-    if !canary.finalizers().iter().any(|f| f == FINALIZER) {
-        ctx.metrics.forget_canary(&ns, &canary.name_any());
-        return Ok(Action::await_change());
-    }
-    let router = ctx
-        .routers
-        .pick(canary.spec.router.as_deref(), &ns, &canary.name_any());
-    let status = canary.status.clone().unwrap_or_default();
-    let name = canary.name_any();
-    if let Ok(router) = router {
-        let deps = ReleaseDeps {
-            workloads: ctx.workloads.clone(),
-            router,
-            sources: ctx.sources.clone(),
-            check_timeout: ctx.check_timeout,
-            hooks: None,
-            metrics: ctx.metrics.clone(),
-        };
-        let subject = ReleaseSubject {
-            namespace: &ns,
-            name: &name,
-            spec: &canary.spec,
-            status: &status,
-            owner: owner_of(canary),
-            metrics: &[],
-        };
-        match hand_back(&deps, &subject).await {
-            Ok(HandBack::Done) => {}
-            Ok(HandBack::Pending(why)) => {
-                info!(%why, "handing back");
-                return Ok(Action::requeue(Duration::from_secs(5)));
-            }
-            Err(ReleaseError::Workload(crate::workloads::WorkloadError::Invalid(why))) => {
-                warn!(%why, "cannot restore the Deployment; releasing it as it is");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    } else {
-        warn!("router unavailable: serin's routing objects are left for garbage collection");
-    }
-    let finalizers: Vec<String> = canary
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    ctx.metrics.forget_canary(&ns, &name);
-    let note = Note {
-        type_: NoteType::Normal,
-        reason: "HandedBack",
-        message: format!(
-            "Deployment {} handed back: it serves traffic on its own again",
-            canary.spec.target_ref.name
-        ),
-    };
-    ctx.events
-        .publish(&reference(canary), "Finalize", &note)
-        .await;
-    Ok(Action::await_change())
-}
-
 /// Retry soon on conflicts (a fresh read fixes them), back off on anything else.
 pub fn error_policy(_obj: Arc<Canary>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
     match err.category() {
-        "conflict" => Action::requeue(Duration::from_secs(1)),
+        "conflict" | "revision_moved" => Action::requeue(Duration::from_secs(1)),
         _ => Action::requeue(Duration::from_secs(15)),
     }
 }

@@ -12,8 +12,10 @@ use axum::routing::get;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -24,7 +26,7 @@ use super::lease::LeaseLock;
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
-use crate::crd::Canary;
+use crate::crd::{Canary, CANARY_LABEL};
 use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 
 /// How the controller runs, as `serin controller` flags set it.
@@ -187,6 +189,38 @@ fn from_metadata(e: watcher::Event<PartialObjectMeta<Deployment>>) -> watcher::E
     }
 }
 
+/// The Canary an object serin created belongs to, from its label.
+fn owning_canary<K: Resource>(o: &K) -> Option<String> {
+    o.meta()
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CANARY_LABEL))
+        .cloned()
+}
+
+/// Wake a Canary when an object serin created for it changes or goes away: a
+/// metadata-only watch of the kind, limited by the API server to objects carrying the
+/// Canary label.
+fn watch_owned<K>(
+    ctl: Controller<Canary>,
+    api: Api<PartialObjectMeta<K>>,
+    dyntype: K::DynamicType,
+) -> Controller<Canary>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    let config = watcher::Config::default().labels(CANARY_LABEL);
+    ctl.watches_stream_with(
+        watcher(api, config).default_backoff().touched_objects(),
+        |o: PartialObjectMeta<K>| {
+            let ns = o.namespace()?;
+            Some(ObjectRef::new(&owning_canary(&o)?).within(&ns))
+        },
+        dyntype,
+    )
+}
+
 /// The Canary store keeps everything but managedFields.
 fn slim_canary(c: &mut Canary) {
     c.metadata.managed_fields = None;
@@ -221,7 +255,9 @@ fn namespace_watch(
     let cfg = watcher::Config::default().labels_from(&sel.selector());
     // Api<PartialObjectMeta<_>> makes metadata-only requests.
     let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-    let stream = reflector::reflector(writer, watcher(api, cfg)).touched_objects();
+    // Backoff: a failing watch (RBAC, a removed CRD) must not retry in a tight loop.
+    let stream =
+        reflector::reflector(writer, watcher(api, cfg).default_backoff()).touched_objects();
     (NamespaceFilter::selected(sel, store), Some(stream))
 }
 
@@ -277,7 +313,9 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     let (canaries, writer) = reflector::store();
     let canary_stream = reflector::reflector(
         writer,
-        watcher(api::<Canary>(&client, ns), watch_config(&opts.shard)).modify(slim_canary),
+        watcher(api::<Canary>(&client, ns), watch_config(&opts.shard))
+            .default_backoff()
+            .modify(slim_canary),
     )
     .applied_objects();
     let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
@@ -292,12 +330,46 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         }
     };
     canary_ctl = canary_ctl.watches_stream(
-        watcher(deployment_meta(), watch_config(&opts.shard)).touched_objects(),
+        watcher(deployment_meta(), watch_config(&opts.shard))
+            .default_backoff()
+            .touched_objects(),
         move |d| {
+            // The user's Deployment wakes the Canary of its name; the primary (which
+            // carries the Canary label) wakes its own Canary, so a deleted or edited
+            // primary is repaired at once.
             let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
-            Some(ObjectRef::new(&d.name_any()).within(&ns))
+            let name = owning_canary(&d).unwrap_or_else(|| d.name_any());
+            Some(ObjectRef::new(&name).within(&ns))
         },
     );
+    canary_ctl = watch_owned(
+        canary_ctl,
+        api::<PartialObjectMeta<Service>>(&client, ns),
+        (),
+    );
+    canary_ctl = watch_owned(
+        canary_ctl,
+        api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
+        (),
+    );
+    let mut router_kinds: Vec<ApiResource> = Vec::new();
+    for router in ctx.routers.by_kind.values() {
+        for ar in router.owned_kinds() {
+            if !router_kinds
+                .iter()
+                .any(|k| k.api_version == ar.api_version && k.plural == ar.plural)
+            {
+                router_kinds.push(ar);
+            }
+        }
+    }
+    for ar in router_kinds {
+        let routes: Api<PartialObjectMeta<DynamicObject>> = match ns {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
+        canary_ctl = watch_owned(canary_ctl, routes, ar);
+    }
     if let Some(stream) = canary_ns_watch {
         let store = canaries.clone();
         canary_ctl =
@@ -331,7 +403,9 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     let (deployments, writer) = reflector::store();
     let deployment_stream = reflector::reflector(
         writer,
-        watcher(deployment_meta(), watch_config(&opts.shard)).map_ok(from_metadata),
+        watcher(deployment_meta(), watch_config(&opts.shard))
+            .default_backoff()
+            .map_ok(from_metadata),
     )
     .applied_objects();
     let mut materialize_ctl = Controller::for_stream(deployment_stream, deployments.clone())

@@ -42,8 +42,30 @@ pub async fn write_status(
     .await
 }
 
-/// Set `ConfigValid`; returns true when it flipped or its message changed.
+/// The reason the onboarding controller gives a bad annotation. The Canary's own
+/// reconcile never clears it (its spec is the last good one, so it sees no problem);
+/// only the onboarding controller does, once the annotations are fixed.
+pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+
+/// Set `ConfigValid` from the Canary reconcile's own checks; returns true when it
+/// flipped or its message changed. An annotation problem stays until it is fixed.
 pub fn set_config_condition(
+    status: &mut CanaryStatus,
+    problem: Option<(&str, String)>,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) -> bool {
+    let annotation_problem =
+        crate::crd::find_condition(&status.conditions, condition_type::CONFIG_VALID)
+            .is_some_and(|c| c.status == "False" && c.reason == INVALID_ANNOTATION);
+    if problem.is_none() && annotation_problem {
+        return false;
+    }
+    put_config_condition(status, problem, generation, now)
+}
+
+/// Set `ConfigValid` as given (the onboarding controller's view of the annotations).
+pub fn put_config_condition(
     status: &mut CanaryStatus,
     problem: Option<(&str, String)>,
     generation: Option<i64>,

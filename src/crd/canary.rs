@@ -144,6 +144,10 @@ pub struct AnalysisSpec {
     /// Analysis templates whose metrics judge every check.
     #[serde(default)]
     pub templates: Vec<TemplateRef>,
+    /// How long the canary keeps its pods after traffic left it (rollback, promotion),
+    /// so proxies that still route to it while they converge reach running pods.
+    #[serde(default = "default_scale_down_delay")]
+    pub scale_down_delay: String,
 }
 
 fn default_interval() -> String {
@@ -164,6 +168,9 @@ fn default_failure_limit() -> i32 {
 fn default_progress_deadline() -> String {
     "10m".into()
 }
+fn default_scale_down_delay() -> String {
+    "30s".into()
+}
 
 impl Default for AnalysisSpec {
     fn default() -> Self {
@@ -176,6 +183,7 @@ impl Default for AnalysisSpec {
             inconclusive_limit: None,
             progress_deadline: default_progress_deadline(),
             templates: vec![],
+            scale_down_delay: default_scale_down_delay(),
         }
     }
 }
@@ -202,6 +210,10 @@ pub struct GatesSpec {
     pub before_traffic_increase: bool,
     #[serde(default)]
     pub before_promotion: bool,
+    /// Roll back when a gate has waited this long without a decision (humantime);
+    /// unset waits for a human indefinitely (checks keep running meanwhile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<String>,
 }
 
 /// The phase of a Canary.
@@ -428,6 +440,13 @@ pub struct CanaryStatus {
     /// Set while `spec.suspend` holds the release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// Replicas of the primary when last seen: a deleted primary comes back at this scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_replicas: Option<i32>,
+    /// The canary scales down at this time: traffic left it, and proxies get
+    /// `analysis.scaleDownDelay` to converge before its pods go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<DateTime<Utc>>,
     /// The last decision in one line.
     #[serde(default)]
     pub message: String,

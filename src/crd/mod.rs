@@ -23,6 +23,9 @@ use kube::CustomResourceExt;
 pub const GROUP: &str = "serin.dev";
 /// The field manager of every server-side apply serin makes.
 pub const FIELD_MANAGER: &str = "serin";
+/// Label on every object serin creates for a Canary, naming it: owned objects are
+/// watched with a selector on this key, so a change wakes their Canary at once.
+pub const CANARY_LABEL: &str = "serin.dev/canary";
 
 /// All CRDs as one multi-document YAML stream, as `serin crdgen` prints it.
 pub fn crds_yaml() -> Result<String, serde_yaml::Error> {

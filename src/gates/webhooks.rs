@@ -269,6 +269,7 @@ pub fn effective_gates(spec: &CanarySpec) -> GatesSpec {
         before_traffic_increase: spec.gates.before_traffic_increase
             || has(GateKind::BeforeTrafficIncrease),
         before_promotion: spec.gates.before_promotion || has(GateKind::BeforePromotion),
+        approval_timeout: spec.gates.approval_timeout.clone(),
     }
 }
 

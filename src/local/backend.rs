@@ -351,7 +351,12 @@ impl WorkloadBackend for LocalCluster {
         })
     }
 
-    async fn initialize_primary(&self, _w: &WorkloadRef, _rev: &str) -> Result<(), WorkloadError> {
+    async fn initialize_primary(
+        &self,
+        _w: &WorkloadRef,
+        _rev: &str,
+        _replicas: Option<i32>,
+    ) -> Result<(), WorkloadError> {
         let _op = self.op.lock().await;
         let state = self
             .store
@@ -400,7 +405,12 @@ impl WorkloadBackend for LocalCluster {
             .map_err(wl)
     }
 
-    async fn restore_target(&self, _w: &WorkloadRef) -> Result<HandBack, WorkloadError> {
+    async fn restore_target(
+        &self,
+        _w: &WorkloadRef,
+        _stable: Option<&str>,
+        _replicas: Option<i32>,
+    ) -> Result<HandBack, WorkloadError> {
         let _op = self.op.lock().await;
         let state = self.store.load().map_err(wl)?;
         let replicas = state.target.replicas;

@@ -12,7 +12,7 @@ use crate::analysis::{resolve_metrics, AnalysisConfigError};
 use crate::crd::CanaryStatus;
 use crate::metrics::Metrics;
 use crate::providers::{MetricSources, PrometheusSources};
-use crate::release::{reconcile_release, ReleaseDeps, ReleaseSubject};
+use crate::release::{act, decide, ReleaseDeps, ReleaseSubject};
 use crate::rollout::Note;
 
 /// What one reconcile did.
@@ -85,10 +85,13 @@ impl LocalController {
             status: &state.status,
             owner: None,
             metrics: &metrics,
+            config_problem: None,
         };
-        let decision = reconcile_release(&self.deps, &subject, Utc::now()).await?;
-        let status = decision.status.clone();
-        store.update(|s| {
+        let now = Utc::now();
+        let prepared = decide(&self.deps, &subject, now).await?;
+        // Decide, persist, then act: the file holds the decision before the world moves.
+        let status = prepared.decision.status.clone();
+        let persisted = store.update(|s| {
             // Approvals recorded while we decided must survive our write.
             let mut next = status.clone();
             for a in &s.status.approvals {
@@ -97,8 +100,10 @@ impl LocalController {
                 }
             }
             s.status = next;
-            Ok(())
+            Ok(s.status.clone())
         })?;
+        act(&self.deps, &prepared, &persisted, now, &|| Ok(())).await?;
+        let decision = prepared.decision;
         Ok(StepReport {
             status: store.load()?.status,
             notes: decision.notes,

@@ -99,6 +99,21 @@ impl Machine<'_> {
     }
 
     pub(super) fn requeue_after(&self) -> std::time::Duration {
+        let by_phase = self.requeue_for_phase();
+        // A pending scale-down is due at its own time.
+        match self.s.scale_down_at {
+            Some(t) => {
+                let wait = (t - self.now)
+                    .to_std()
+                    .unwrap_or_default()
+                    .max(std::time::Duration::from_secs(1));
+                by_phase.min(wait)
+            }
+            None => by_phase,
+        }
+    }
+
+    fn requeue_for_phase(&self) -> std::time::Duration {
         let secs = |d: Duration| d.to_std().unwrap_or_default();
         let short = std::time::Duration::from_secs(5);
         match self.s.phase {
@@ -113,7 +128,22 @@ impl Machine<'_> {
             CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
                 std::time::Duration::from_secs(300)
             }
-            CanaryPhase::WaitingApproval => std::time::Duration::from_secs(30),
+            CanaryPhase::WaitingApproval => {
+                let mut wait = std::time::Duration::from_secs(30);
+                if let Some(next) = next_check_at(&self.s, self.plan) {
+                    if super::analysis_due(&self.s, self.plan, next) {
+                        wait =
+                            wait.min(secs(next - self.now).max(std::time::Duration::from_secs(1)));
+                    }
+                }
+                if let (Some(limit), Some(since)) =
+                    (self.plan.approval_timeout, self.s.last_transition_time)
+                {
+                    wait = wait
+                        .min(secs(since + limit - self.now).max(std::time::Duration::from_secs(1)));
+                }
+                wait
+            }
             _ => short,
         }
     }

@@ -28,6 +28,15 @@ pub struct Observation {
     pub pre_rollout: Option<AnalysisReport>,
     pub approvals: Vec<Approval>,
     pub commands: Vec<Command>,
+    /// Objects serin owns beside the primary (its Services, the HPA copy) that are
+    /// missing or drifted; re-applying the primary repairs them.
+    pub owned_missing: Vec<String>,
+    /// The canary's pods were started with other data of the tracked ConfigMaps and
+    /// Secrets than the target references now: they must restart to pick it up.
+    pub canary_config_stale: bool,
+    /// A problem with the Canary's configuration (a missing template, a broken Secret,
+    /// an invalid spec): it counts as a failed check while a release is in flight.
+    pub config_problem: Option<String>,
 }
 
 /// Every metric's verdict at one check.

@@ -21,6 +21,10 @@ pub struct ReleasePlan {
     pub pre_rollout: bool,
     /// The router approximates weights by the canary's replica count.
     pub replica_weighting: bool,
+    /// Time the canary keeps its pods after traffic left it.
+    pub scale_down_delay: Duration,
+    /// A gate that waited this long without a decision rolls the release back.
+    pub approval_timeout: Option<Duration>,
 }
 
 /// A spec field that cannot be used, with what is accepted.
@@ -100,6 +104,19 @@ impl ReleasePlan {
                 });
             }
         }
+        let scale_down_delay = humantime::parse_duration(a.scale_down_delay.trim())
+            .ok()
+            .filter(|d| *d <= std::time::Duration::from_secs(3600))
+            .and_then(|d| Duration::from_std(d).ok())
+            .ok_or_else(|| PlanError {
+                field: "analysis.scaleDownDelay",
+                value: a.scale_down_delay.clone(),
+                expected: "a duration from \"0s\" to \"1h\", e.g. \"30s\"".into(),
+            })?;
+        let approval_timeout = match &spec.gates.approval_timeout {
+            Some(t) => Some(duration("gates.approvalTimeout", t)?),
+            None => None,
+        };
         if spec.target_ref.name.is_empty() {
             return Err(PlanError {
                 field: "targetRef.name",
@@ -120,7 +137,26 @@ impl ReleasePlan {
             suspend: spec.suspend,
             pre_rollout: false,
             replica_weighting,
+            scale_down_delay,
+            approval_timeout,
         })
+    }
+
+    /// The plan that keeps a release safe once its spec became invalid mid-release
+    /// (steps edited into nonsense, a bad duration): default analysis settings in place
+    /// of the Canary's, its strategy and gates kept. Checks then fail on the config
+    /// problem and the progress deadline applies, so traffic never freezes where it is.
+    pub fn fallback(spec: &CanarySpec, replica_weighting: bool) -> Option<Self> {
+        let mut safe = spec.clone();
+        safe.analysis = crate::crd::AnalysisSpec {
+            templates: spec.analysis.templates.clone(),
+            ..Default::default()
+        };
+        if spec.strategy == Strategy::Canary && validate_steps(&spec.analysis.steps).is_ok() {
+            safe.analysis.steps = spec.analysis.steps.clone();
+        }
+        safe.gates.approval_timeout = None;
+        Self::from_spec(&safe, replica_weighting).ok()
     }
 
     pub fn step_count(&self) -> i32 {

@@ -1,5 +1,6 @@
 use chrono::{DateTime, Duration, Utc};
 
+use super::actions::canary_up;
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
 use crate::crd::{
     CanaryPhase, CanaryStatus, GateKind, ReleaseRecord, ReleaseResult, RELEASE_HISTORY_LIMIT,
@@ -33,9 +34,15 @@ pub struct Note {
 }
 
 /// A check is due: the canary has been at its current step (or since the last check)
-/// for one interval.
+/// for one interval. Checks keep running while a gate waits for a human with traffic
+/// on the canary: a canary that fails meanwhile is rolled back, not left at its weight.
 pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
-    status.phase == CanaryPhase::Progressing
+    let judged_phase = match status.phase {
+        CanaryPhase::Progressing => true,
+        CanaryPhase::WaitingApproval => canary_up(status) && status.canary_weight > 0,
+        _ => false,
+    };
+    judged_phase
         && !plan.suspend
         && status.paused_at.is_none()
         && status.current_step >= 1
@@ -84,16 +91,17 @@ pub fn transition(
         match current.phase {
             CanaryPhase::Initializing => m.initializing(),
             CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => m.idle(),
-            CanaryPhase::WaitingApproval => m.waiting(),
+            CanaryPhase::WaitingApproval => m.waiting(check_due),
             CanaryPhase::Progressing => m.progressing(check_due),
             CanaryPhase::Promoting => m.promoting(),
             CanaryPhase::Finalising => m.finalising(),
         }
     }
+    m.track_world();
     m.update_conditions();
     let requeue_after = m.requeue_after();
     let Machine { s, notes, .. } = m;
-    let actions = desired_actions(&s, plan, obs);
+    let actions = desired_actions(&s, plan, obs, now);
     Decision {
         status: s,
         actions,
@@ -165,7 +173,7 @@ impl Machine<'_> {
         if self.s.step_started_at.is_none() {
             self.s.step_started_at = Some(self.now);
         }
-        if self.obs.primary_exists && self.obs.primary_ready {
+        if self.obs.primary_exists && self.obs.primary_ready && self.obs.owned_missing.is_empty() {
             self.s.step_started_at = None;
             self.enter(CanaryPhase::Initialized);
             self.note(
@@ -195,6 +203,11 @@ impl Machine<'_> {
         if self.s.phase == CanaryPhase::Failed
             && self.s.failed_revision.as_deref() == Some(target.as_str())
         {
+            return;
+        }
+        if let Some(problem) = &self.obs.config_problem {
+            // Starting would only fail its checks: the revision waits for a fix.
+            self.s.message = format!("new revision {target} waits: {problem}");
             return;
         }
         self.start_release("NewRevision");
@@ -272,7 +285,7 @@ impl Machine<'_> {
         );
     }
 
-    fn waiting(&mut self) {
+    fn waiting(&mut self, check_due: bool) {
         if self.new_revision() {
             return self.start_release("NewRevision");
         }
@@ -280,8 +293,25 @@ impl Machine<'_> {
             // Nothing to wait for (status edited by hand): carry on.
             return self.enter(CanaryPhase::Progressing);
         };
+        if check_due {
+            self.check_while_waiting();
+            if self.s.phase != CanaryPhase::WaitingApproval {
+                return;
+            }
+        }
         match self.gate(gate) {
-            Gate::Closed => {}
+            Gate::Closed => {
+                let since = self.s.last_transition_time.unwrap_or(self.now);
+                if let Some(limit) = self.plan.approval_timeout {
+                    if self.now - since >= limit {
+                        return self.rollback(format!(
+                            "{} was not approved within gates.approvalTimeout ({})",
+                            gate.as_str(),
+                            humantime_of(limit)
+                        ));
+                    }
+                }
+            }
             Gate::Rejected(why) => self.rollback(why),
             Gate::Open => {
                 self.s.pending_gate = None;
@@ -326,6 +356,18 @@ impl Machine<'_> {
             return;
         }
         if self.s.current_step == 0 {
+            if let Some(problem) = &self.obs.config_problem {
+                // No first traffic on a broken configuration; the deadline still runs.
+                self.s.message = format!("holding before the first step: {problem}");
+                if self.past_deadline() {
+                    let why = format!(
+                        "no progress within the progress deadline ({}): {problem}",
+                        humantime_of(self.plan.progress_deadline)
+                    );
+                    self.rollback(why);
+                }
+                return;
+            }
             if !self.plan.pre_rollout {
                 return self.advance();
             }
@@ -353,24 +395,7 @@ impl Machine<'_> {
             return;
         }
         if check_due {
-            let (outcome, summary, early) = match (&self.obs.analysis, self.plan.skip_analysis) {
-                (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string(), false),
-                (Some(report), false) => {
-                    merge_metrics(&mut self.s.metrics, &report.metrics);
-                    (
-                        report.outcome(self.now),
-                        report.summary(self.now),
-                        report.advance_early(self.now),
-                    )
-                }
-                // The controller did not run the check: treat as no evidence.
-                (None, false) => (
-                    CheckOutcome::Error,
-                    "the check did not run".to_string(),
-                    false,
-                ),
-            };
-            self.s.last_analysis_at = Some(self.now);
+            let (outcome, summary, early) = self.check_result();
             self.judge(outcome, summary, early);
             if self.s.phase != CanaryPhase::Progressing {
                 return;
@@ -383,6 +408,50 @@ impl Machine<'_> {
                 self.s.message
             );
             self.rollback(why);
+        }
+    }
+
+    /// The outcome of the check due now, merged into the status: a config problem is a
+    /// failed check, a check the controller could not run is no evidence.
+    fn check_result(&mut self) -> (CheckOutcome, String, bool) {
+        self.s.last_analysis_at = Some(self.now);
+        if let Some(problem) = &self.obs.config_problem {
+            return (
+                CheckOutcome::Fail,
+                format!("configuration: {problem}"),
+                false,
+            );
+        }
+        match (&self.obs.analysis, self.plan.skip_analysis) {
+            (_, true) => (CheckOutcome::Pass, "analysis skipped".to_string(), false),
+            (Some(report), false) => {
+                merge_metrics(&mut self.s.metrics, &report.metrics);
+                (
+                    report.outcome(self.now),
+                    report.summary(self.now),
+                    report.advance_early(self.now),
+                )
+            }
+            (None, false) => (
+                CheckOutcome::Error,
+                "the check did not run".to_string(),
+                false,
+            ),
+        }
+    }
+
+    /// A check while a gate waits: failures count (and roll back) as at any step; a
+    /// pass only says the canary is still fine, the gate decides what comes next.
+    fn check_while_waiting(&mut self) {
+        let (outcome, summary, _) = self.check_result();
+        match outcome {
+            CheckOutcome::Pass | CheckOutcome::Hold => {
+                self.s.message = format!(
+                    "waiting for approval ({}); the canary still passes: {summary}",
+                    self.s.pending_gate.map_or("gate", |g| g.as_str())
+                );
+            }
+            other => self.judge(other, summary, false),
         }
     }
 
@@ -554,6 +623,23 @@ impl Machine<'_> {
             self.enter(CanaryPhase::Succeeded);
             let msg = format!("revision {} promoted", self.revision());
             self.note(NoteType::Normal, "Promoted", msg);
+        }
+    }
+
+    /// Facts of the world the status keeps: the primary's scale (a deleted primary
+    /// comes back at it), and when the canary may scale down once traffic left it.
+    fn track_world(&mut self) {
+        if self.obs.primary_exists {
+            self.s.primary_replicas = Some(self.obs.primary_replicas);
+        }
+        let down = !canary_up(&self.s);
+        if !down || self.obs.canary_replicas == 0 {
+            self.s.scale_down_at = None;
+        } else if self.s.scale_down_at.is_none()
+            && self.s.canary_weight == 0
+            && self.obs.routed_weight == Some(0)
+        {
+            self.s.scale_down_at = Some(self.now + self.plan.scale_down_delay);
         }
     }
 

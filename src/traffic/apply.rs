@@ -132,7 +132,7 @@ pub(crate) fn owned_metadata(t: &RouteTarget, name: &str, weight: i32) -> Value 
     json!({
         "name": name,
         "namespace": t.namespace,
-        "labels": {"app.kubernetes.io/managed-by": "serin"},
+        "labels": {"app.kubernetes.io/managed-by": "serin", crate::crd::CANARY_LABEL: t.name},
         "annotations": {WEIGHT_ANNOTATION: weight.to_string()},
         "ownerReferences": owner_refs(t),
     })

@@ -316,6 +316,10 @@ impl TrafficRouter for GatewayApiRouter {
         RouterKind::GatewayApi
     }
 
+    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
+        vec![self.route.ar.clone()]
+    }
+
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         validate_routing(t)?;
         // Gateway API has no response-header-on-one-backend filter serin could rely on

@@ -192,6 +192,10 @@ impl TrafficRouter for IngressNginxRouter {
         RouterKind::IngressNginx
     }
 
+    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
+        vec![self.ingress.ar.clone()]
+    }
+
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         validate_routing(t)?;
         let r = &t.routing;

@@ -353,6 +353,10 @@ impl TrafficRouter for IstioRouter {
         RouterKind::Istio
     }
 
+    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
+        vec![self.vs.ar.clone(), self.dr.ar.clone()]
+    }
+
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         validate_routing(t)?;
         let existing = self.vs.get(&t.namespace, &t.service).await?;

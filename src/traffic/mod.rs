@@ -147,4 +147,10 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Hand traffic back to the user's own Deployment and remove what serin added.
     async fn finalize(&self, target: &RouteTarget) -> Result<(), RouterError>;
+
+    /// The kinds of object this router creates (labelled with the Canary's name): the
+    /// controller watches them, so a change to one wakes its Canary at once.
+    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
+        Vec::new()
+    }
 }

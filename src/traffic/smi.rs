@@ -72,6 +72,10 @@ impl TrafficRouter for SmiRouter {
         RouterKind::Smi
     }
 
+    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
+        vec![self.split.ar.clone()]
+    }
+
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         validate_routing(t)?;
         let r = &t.routing;

@@ -26,6 +26,13 @@ impl WorkloadRef {
     pub fn primary_name(&self) -> String {
         format!("{}-primary", self.name)
     }
+    /// The Canary's name (the owner's), which labels everything serin creates.
+    pub fn canary_name(&self) -> String {
+        self.owner
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_else(|| self.name.clone())
+    }
     pub fn service_name(&self) -> String {
         self.service
             .name
@@ -49,12 +56,21 @@ pub struct WorkloadState {
     pub primary_selector: BTreeMap<String, String>,
     pub canary_selector: BTreeMap<String, String>,
     pub shared_labels: BTreeMap<String, String>,
+    /// Objects serin owns beside the primary that are missing or drifted.
+    pub owned_missing: Vec<String>,
+    /// The canary's pods run with older data of the tracked configs than the target
+    /// references now.
+    pub canary_config_stale: bool,
 }
 
 /// Whether handing a Deployment back has finished.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HandBack {
+    /// The user's Deployment serves on its own (scaled, stable spec, ready).
     Done,
+    /// The user's Deployment no longer exists: serin's objects are removed, nothing
+    /// serves the app any more.
+    TargetGone,
     Pending(String),
 }
 
@@ -91,18 +107,32 @@ impl WorkloadError {
 #[async_trait]
 pub trait WorkloadBackend: Send + Sync {
     async fn observe(&self, w: &WorkloadRef) -> Result<WorkloadState, WorkloadError>;
-    /// Create the primary (and its Services) from the target's current spec.
+    /// Create or repair the primary and its owned objects (Services, HPA copy, config
+    /// copies) at `revision`: from the target when it has that revision, else from the
+    /// recorded spec of `revision`. `replicas`: its former scale, when known.
     async fn initialize_primary(
         &self,
         w: &WorkloadRef,
         revision: &str,
+        replicas: Option<i32>,
     ) -> Result<(), WorkloadError>;
-    /// Copy the target's spec onto the primary, if the target still has `revision`.
+    /// Put the primary on `revision` at its current scale, from the target (which must
+    /// still have `revision`) or the recorded spec of `revision`.
     async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError>;
+    /// Scale the canary; its pods restart when the tracked configs changed under them.
     async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError>;
-    /// First half of giving the workload back: the target runs the stable spec at the
-    /// primary's scale again. Called until it returns `Done`; traffic still on the primary.
-    async fn restore_target(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError>;
-    /// Second half, after traffic is back on the target: remove what serin created.
+    /// First half of giving the workload back: the target runs the last promoted spec
+    /// (`stable_revision`) at the primary's scale (or `replicas` when the primary is
+    /// gone). Called until it returns `Done`; traffic still on the primary. The same
+    /// fields are written on every call, so nothing is stripped between calls.
+    async fn restore_target(
+        &self,
+        w: &WorkloadRef,
+        stable_revision: Option<&str>,
+        replicas: Option<i32>,
+    ) -> Result<HandBack, WorkloadError>;
+    /// Second half, after traffic is back on the target: give the target's fields back
+    /// to their owners (serin stops managing them, nothing is removed), then remove
+    /// what serin created.
     async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError>;
 }

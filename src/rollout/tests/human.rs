@@ -34,11 +34,16 @@ fn promotion_gate_waits_then_proceeds_on_approval_or_rolls_back_on_rejection() {
     assert_eq!(reasons(&d), vec!["WaitingApproval"]);
     let waiting = d.status.clone();
 
-    // Hours later, still waiting: a gate has no deadline.
-    obs.analysis = None;
+    // Hours later, still waiting: a gate has no deadline; checks keep passing.
     let d = transition(&waiting, &p, &obs, at(5 * 3600));
     assert_eq!(d.status.phase, P::WaitingApproval);
-    assert!(d.notes.is_empty());
+    assert!(d.notes.is_empty(), "{:?}", d.notes);
+    assert_eq!(d.status.last_analysis_at, Some(at(5 * 3600)));
+    assert!(
+        d.status.message.contains("still passes"),
+        "{}",
+        d.status.message
+    );
 
     // An approval for another step does not open this gate.
     obs.approvals = vec![approval(GateKind::BeforePromotion, 2, true)];
@@ -236,4 +241,72 @@ fn pre_rollout_checks_gate_the_first_traffic_and_count_as_checks() {
     let d3 = transition(&d.status, &p, &passed, at(70));
     assert_eq!((d3.status.current_step, d3.status.canary_weight), (1, 10));
     assert_eq!(d3.actions, vec![Action::SetWeight { weight: 10 }]);
+}
+
+/// Regression: a canary waiting for a human at 50% got no checks, no rollback and no
+/// deadline. Checks keep running while a gate waits; failures roll back as anywhere.
+#[test]
+fn a_failing_canary_is_rolled_back_while_it_waits_for_approval() {
+    let mut sp = spec();
+    sp.gates.before_promotion = true;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let mut obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Pass)]),
+        ..releasing(50)
+    };
+    let waiting = transition(&progressing(3, 0), &p, &obs, at(60)).status;
+    assert_eq!(waiting.phase, P::WaitingApproval);
+    assert!(analysis_due(&waiting, &p, at(120)));
+    obs.analysis = report(&[("errors", MetricVerdict::Fail)]);
+    let d = transition(&waiting, &p, &obs, at(120));
+    assert_eq!(d.status.phase, P::WaitingApproval);
+    assert_eq!(d.status.failed_checks, 1);
+    assert_eq!(reasons(&d), vec!["CheckFailed"]);
+    let d = transition(&d.status, &p, &obs, at(180));
+    assert_eq!(d.status.phase, P::Failed);
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 0 }]);
+    assert!(
+        d.status.message.contains("failed checks 2/2"),
+        "{}",
+        d.status.message
+    );
+}
+
+/// Without traffic on the canary (before rollout) there is nothing to judge.
+#[test]
+fn no_checks_while_waiting_before_rollout() {
+    let mut s = progressing(0, 0);
+    s.phase = P::WaitingApproval;
+    s.pending_gate = Some(GateKind::BeforeRollout);
+    assert!(!analysis_due(&s, &plan(), at(3600)));
+}
+
+#[test]
+fn an_approval_timeout_rolls_back_a_gate_nobody_decided() {
+    let mut sp = spec();
+    sp.gates.before_promotion = true;
+    sp.gates.approval_timeout = Some("1h".into());
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let obs = Observation {
+        analysis: report(&[("errors", MetricVerdict::Pass)]),
+        ..releasing(50)
+    };
+    let waiting = transition(&progressing(3, 0), &p, &obs, at(60)).status;
+    let d = transition(&waiting, &p, &obs, at(60 + 3599));
+    assert_eq!(d.status.phase, P::WaitingApproval);
+    assert!(d.requeue_after.as_secs() <= 60);
+    let d = transition(&d.status, &p, &obs, at(60 + 3600));
+    assert_eq!(d.status.phase, P::Failed);
+    assert!(
+        d.status
+            .message
+            .contains("not approved within gates.approvalTimeout (1h)"),
+        "{}",
+        d.status.message
+    );
+    sp.gates.approval_timeout = Some("soon".into());
+    assert_eq!(
+        ReleasePlan::from_spec(&sp, false).unwrap_err().field,
+        "gates.approvalTimeout"
+    );
 }

@@ -96,7 +96,7 @@ fn report(verdicts: &[(&str, MetricVerdict)]) -> Option<AnalysisReport> {
 fn apply(obs: &mut Observation, actions: &[Action]) {
     for a in actions {
         match a {
-            Action::InitializePrimary { revision } | Action::PromotePrimary { revision } => {
+            Action::InitializePrimary { revision, .. } | Action::PromotePrimary { revision } => {
                 obs.primary_exists = true;
                 obs.primary_revision = Some(revision.clone());
                 obs.primary_ready = false;
@@ -165,7 +165,8 @@ fn initialization_creates_primary_then_moves_traffic_then_scales_target_down() {
     assert_eq!(
         d.actions,
         vec![Action::InitializePrimary {
-            revision: "r1".into()
+            revision: "r1".into(),
+            replicas: None,
         }]
     );
 
@@ -179,16 +180,23 @@ fn initialization_creates_primary_then_moves_traffic_then_scales_target_down() {
     obs.primary_replicas = 3;
     let d = transition(&d.status, &plan(), &obs, at(10));
     assert_eq!(d.status.phase, P::Initialized);
-    assert_eq!(
-        d.actions,
-        vec![
-            Action::SetWeight { weight: 0 },
-            Action::ScaleCanary { replicas: 0 }
-        ]
-    );
+    assert_eq!(d.actions, vec![Action::SetWeight { weight: 0 }]);
     assert_eq!(reasons(&d), vec!["Initialized"]);
     let ready = find_condition(&d.status.conditions, condition_type::READY).unwrap();
     assert_eq!(ready.status, "True");
+
+    // The user's pods served until the apex moved: they go after the scale-down delay,
+    // counted from when the primary was seen taking all traffic.
+    apply(&mut obs, &d.actions);
+    let d = transition(&d.status, &plan(), &obs, at(12));
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.scale_down_at, Some(at(42)));
+    let d = transition(&d.status, &plan(), &obs, at(42));
+    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
+    apply(&mut obs, &d.actions);
+    let d = transition(&d.status, &plan(), &obs, at(43));
+    assert_eq!(d.status.scale_down_at, None);
+    assert!(d.actions.is_empty());
 }
 
 #[test]
@@ -225,7 +233,12 @@ fn canary_not_ready_holds_then_rolls_back_at_the_deadline() {
     let d = transition(&s, &plan(), &obs, at(10 * 60 + 1));
     assert_eq!(d.status.phase, P::Failed);
     assert_eq!(d.status.failed_revision.as_deref(), Some("r2"));
-    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
+    // No traffic reached it; its pods still go only after the scale-down delay.
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.status.scale_down_at, Some(at(10 * 60 + 1 + 30)));
+    assert_eq!(d.requeue_after.as_secs(), 30);
+    let later = transition(&d.status, &plan(), &obs, at(10 * 60 + 31));
+    assert_eq!(later.actions, vec![Action::ScaleCanary { replicas: 0 }]);
     assert!(d
         .status
         .message
@@ -306,14 +319,21 @@ fn passing_checks_walk_the_steps_then_promote_and_finalise() {
     assert_eq!(d.status.stable_revision.as_deref(), Some("r2"));
     assert_eq!(
         d.actions,
-        vec![
-            Action::SetWeight { weight: 0 },
-            Action::ScaleCanary { replicas: 0 }
-        ],
+        vec![Action::SetWeight { weight: 0 }],
         "traffic leaves the canary before it scales down"
     );
     apply(&mut obs, &d.actions);
     let d = transition(&d.status, &p, &obs, at(now + 15));
+    assert_eq!(
+        d.status.phase,
+        P::Finalising,
+        "the canary keeps its pods a while"
+    );
+    assert!(d.actions.is_empty());
+    let d = transition(&d.status, &p, &obs, at(now + 45));
+    assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
+    apply(&mut obs, &d.actions);
+    let d = transition(&d.status, &p, &obs, at(now + 46));
     assert_eq!(d.status.phase, P::Succeeded);
     assert!(d.actions.is_empty());
     assert_eq!(reasons(&d), vec!["Promoted"]);
@@ -339,10 +359,7 @@ fn failed_checks_hold_until_the_failure_limit_then_roll_back() {
     assert_eq!(d.status.phase, P::Failed);
     assert_eq!(
         d.actions,
-        vec![
-            Action::SetWeight { weight: 0 },
-            Action::ScaleCanary { replicas: 0 }
-        ],
+        vec![Action::SetWeight { weight: 0 }],
         "rollback puts all traffic on the primary before scaling the canary down"
     );
     assert!(
@@ -509,6 +526,7 @@ fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
     );
 }
 
+mod faults;
 mod history;
 mod human;
 mod strategies;

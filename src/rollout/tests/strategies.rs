@@ -61,55 +61,25 @@ fn replica_weighting_scales_the_canary_to_the_weight() {
     );
 }
 
-/// A restart between any two actions: the status was not written, so the next
-/// reconcile starts from the old status and the partly changed world. It must reach
-/// the same status and carry out exactly the actions that are still missing.
+/// A restart between any two actions: the decision was persisted before the first
+/// action, so the next reconcile starts from that status and the partly changed world.
+/// It must keep the decision and carry out exactly the actions still missing.
 #[test]
 fn restart_between_any_two_actions_resumes_with_the_remaining_actions() {
     let p = plan();
-    let mut crit = report(&[("errors", MetricVerdict::Fail)]).unwrap();
-    crit.critical = vec!["errors".into()];
-    let mut promoting = progressing(3, 0);
-    promoting.phase = P::Promoting;
     let weighted = ReleasePlan::from_spec(&spec(), true).unwrap();
-    let cases: Vec<(CanaryStatus, Observation, i64, &ReleasePlan)> = vec![
-        // initialization done: route then scale down
+    let mut bg = spec();
+    bg.strategy = Strategy::BlueGreen;
+    bg.analysis.iterations = 1;
+    let bg = ReleasePlan::from_spec(&bg, false).unwrap();
+    let mut preview = progressing(1, 0);
+    preview.canary_weight = 0;
+    let mut failed = idle(P::Failed);
+    failed.canary_revision = Some("r2".into());
+    failed.failed_revision = Some("r2".into());
+    let cases: Vec<(&str, CanaryStatus, Observation, i64, &ReleasePlan)> = vec![
         (
-            CanaryStatus {
-                phase: P::Initializing,
-                stable_revision: Some("r1".into()),
-                ..Default::default()
-            },
-            Observation {
-                canary_replicas: 3,
-                routed_weight: None,
-                ..world("r1")
-            },
-            10,
-            &p,
-        ),
-        // rollback: route then scale down
-        (
-            progressing(2, 0),
-            Observation {
-                analysis: Some(crit),
-                ..releasing(25)
-            },
-            60,
-            &p,
-        ),
-        // finalising after promotion
-        (
-            promoting,
-            Observation {
-                primary_revision: Some("r2".into()),
-                ..releasing(50)
-            },
-            60,
-            &p,
-        ),
-        // replica-weighted step: scale then route
-        (
+            "replica-weighted step: scale then route",
             progressing(1, 0),
             Observation {
                 analysis: report(&[("errors", MetricVerdict::Pass)]),
@@ -120,24 +90,48 @@ fn restart_between_any_two_actions_resumes_with_the_remaining_actions() {
             60,
             &weighted,
         ),
+        (
+            "blue/green switch: promote then route",
+            preview,
+            Observation {
+                analysis: report(&[("errors", MetricVerdict::Pass)]),
+                ..releasing(0)
+            },
+            60,
+            &bg,
+        ),
+        (
+            "Failed with the primary on the rolled-back revision: repair, route back",
+            failed,
+            Observation {
+                primary_revision: Some("r2".into()),
+                ..releasing(25)
+            },
+            60,
+            &p,
+        ),
     ];
-    for (status, obs, t, p) in cases {
+    for (case, status, obs, t, p) in cases {
         let full = transition(&status, p, &obs, at(t));
         assert!(
             full.actions.len() >= 2,
-            "case needs two actions: {:?}",
+            "{case}: needs two actions: {:?}",
             full.actions
         );
         for k in 1..full.actions.len() {
             let mut partial = obs.clone();
+            partial.analysis = None;
             apply(&mut partial, &full.actions[..k]);
-            let again = transition(&status, p, &partial, at(t + 1));
-            assert_eq!(again.status.phase, full.status.phase);
-            assert_eq!(again.status.canary_weight, full.status.canary_weight);
+            let again = transition(&full.status, p, &partial, at(t + 1));
+            assert_eq!(again.status.phase, full.status.phase, "{case}");
+            assert_eq!(
+                again.status.canary_weight, full.status.canary_weight,
+                "{case}"
+            );
             assert_eq!(
                 again.actions,
                 full.actions[k..].to_vec(),
-                "after {k} action(s) of {:?}",
+                "{case}: after {k} action(s) of {:?}",
                 full.actions
             );
         }

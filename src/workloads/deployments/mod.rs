@@ -1,10 +1,12 @@
 //! Workloads on Kubernetes: the user's Deployment is the canary; serin keeps a
 //! `<name>-primary` copy that serves stable traffic, plus `-primary` copies of the
-//! ConfigMaps and Secrets it references, `<svc>-primary`/`<svc>-canary` Services and a
-//! mirrored HPA.
+//! ConfigMaps and Secrets it references, `<svc>-primary`/`<svc>-canary` Services, a
+//! mirrored HPA and a ControllerRevision per revision written to the primary.
 
 mod configs;
+mod handback;
 pub mod primary;
+pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,12 +14,13 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
 use self::primary::{
-    primary_deployment, restored_template, selector_keys, selectors, REVISION_ANNOTATION,
+    owned_labels, primary_deployment, primary_from_record, selector_keys, selectors,
+    without_serin_annotations, CONFIG_HASH_ANNOTATION, REVISION_ANNOTATION,
 };
 use super::pods::{config_refs, readiness, shared_labels, ConfigRef, PRIMARY_SUFFIX};
 use super::revision::revision_of;
@@ -28,6 +31,14 @@ use crate::crd::FIELD_MANAGER;
 #[derive(Clone)]
 pub struct KubeWorkloads {
     client: Client,
+}
+
+/// The target's revision, the configs it tracks and their digest.
+struct TargetRevision {
+    revision: String,
+    tracked: BTreeSet<ConfigRef>,
+    /// Digest of the tracked configs' data; `None` without tracked configs.
+    config_hash: Option<String>,
 }
 
 impl KubeWorkloads {
@@ -49,66 +60,105 @@ impl KubeWorkloads {
             })
     }
 
-    /// The target's revision and the configs it tracks.
     async fn target_revision(
         &self,
         w: &WorkloadRef,
         target: &Deployment,
-    ) -> Result<(String, BTreeSet<ConfigRef>), WorkloadError> {
-        let template = target.spec.as_ref().map(|s| &s.template);
+    ) -> Result<TargetRevision, WorkloadError> {
+        let mut template = target.spec.as_ref().map(|s| s.template.clone());
+        // serin's own marks on the pod template are not part of the revision.
+        if let Some(t) = template.as_mut() {
+            without_serin_annotations(t);
+        }
         let tracked = template
+            .as_ref()
             .and_then(|t| t.spec.as_ref())
             .map(config_refs)
             .unwrap_or_default();
         let data = configs::fingerprints(&self.client, &w.namespace, &tracked).await?;
-        let template_json = serde_json::to_value(template).unwrap_or_default();
-        Ok((revision_of(&template_json, &data), tracked))
+        let template_json = serde_json::to_value(&template).unwrap_or_default();
+        let config_hash = (!tracked.is_empty()).then(|| revision_of(&json!(null), &data));
+        Ok(TargetRevision {
+            revision: revision_of(&template_json, &data),
+            tracked,
+            config_hash,
+        })
     }
 
-    /// Write the primary from the target, refusing if the target moved off `revision`.
+    /// Write the primary at `revision` (from the target if it has that revision, else
+    /// from its record), then the Services and the HPA copy beside it.
     async fn write_primary(
         &self,
         w: &WorkloadRef,
         revision: &str,
         replicas: Option<i32>,
-    ) -> Result<Deployment, WorkloadError> {
+    ) -> Result<(), WorkloadError> {
         let target = self.target(w).await?;
-        let (found, tracked) = self.target_revision(w, &target).await?;
-        if found != revision {
-            return Err(WorkloadError::RevisionMoved {
-                expected: revision.to_string(),
-                found,
-            });
-        }
-        configs::copy_for_primary(&self.client, w, &tracked).await?;
-        let replicas = match replicas {
-            Some(r) => r,
-            None => target
-                .spec
-                .as_ref()
-                .and_then(|s| s.replicas)
-                .unwrap_or(1)
-                .max(1),
+        let found = self.target_revision(w, &target).await?;
+        let target_replicas = target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let replicas = replicas.unwrap_or(target_replicas).max(1);
+        let primary = if found.revision == revision {
+            configs::copy_for_primary(&self.client, w, &found.tracked).await?;
+            let primary = primary_deployment(&target, w, revision, replicas, &found.tracked)?;
+            if let Some(spec) = &primary.spec {
+                records::save(&self.client, w, revision, spec).await?;
+            }
+            primary
+        } else {
+            match records::load(&self.client, w, revision).await? {
+                Some(spec) => primary_from_record(
+                    spec,
+                    target.metadata.labels.as_ref(),
+                    w,
+                    revision,
+                    replicas,
+                ),
+                None => {
+                    return Err(WorkloadError::RevisionMoved {
+                        expected: revision.to_string(),
+                        found: found.revision,
+                    })
+                }
+            }
         };
-        let primary = primary_deployment(&target, w, revision, replicas, &tracked)?;
         self.deployments(&w.namespace)
             .patch(&w.primary_name(), &apply(), &Patch::Apply(&primary))
             .await?;
-        self.mirror_hpa(w).await?;
-        Ok(target)
+        let (canary_sel, primary_sel) = selectors(&target)?;
+        self.apply_services(w, &primary_sel, &canary_sel).await?;
+        self.mirror_hpa(w).await
+    }
+
+    /// The target's HPA, if it has one.
+    async fn target_hpa(
+        &self,
+        w: &WorkloadRef,
+    ) -> Result<
+        (
+            Option<HorizontalPodAutoscaler>,
+            Vec<HorizontalPodAutoscaler>,
+        ),
+        WorkloadError,
+    > {
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
+        let all = hpas.list(&ListParams::default()).await?.items;
+        let target = all
+            .iter()
+            .find(|h| {
+                h.spec.as_ref().is_some_and(|s| {
+                    s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == w.name
+                })
+            })
+            .cloned();
+        Ok((target, all))
     }
 
     /// An HPA scaling the target gets a twin scaling the primary.
     async fn mirror_hpa(&self, w: &WorkloadRef) -> Result<(), WorkloadError> {
-        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
-        let list = hpas.list(&ListParams::default()).await?;
-        let Some(hpa) = list.items.into_iter().find(|h| {
-            h.spec.as_ref().is_some_and(|s| {
-                s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == w.name
-            })
-        }) else {
+        let (Some(hpa), _) = self.target_hpa(w).await? else {
             return Ok(());
         };
+        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
         let name = format!("{}{PRIMARY_SUFFIX}", hpa.metadata.name.unwrap_or_default());
         let mut spec = hpa.spec.unwrap_or_default();
         spec.scale_target_ref.name = w.primary_name();
@@ -116,7 +166,7 @@ impl KubeWorkloads {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": name, "namespace": w.namespace, "ownerReferences": w.owner.iter().collect::<Vec<_>>(),
-                         "labels": hpa.metadata.labels},
+                         "labels": owned_labels(hpa.metadata.labels.as_ref(), w)},
             "spec": spec,
         });
         hpas.patch(&name, &apply(), &Patch::Apply(&body)).await?;
@@ -130,12 +180,8 @@ impl KubeWorkloads {
         canary_sel: &BTreeMap<String, String>,
     ) -> Result<(), WorkloadError> {
         let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
-        let svc = w.service_name();
-        for (name, selector) in [
-            (format!("{svc}-primary"), primary_sel),
-            (format!("{svc}-canary"), canary_sel),
-        ] {
-            let body = service_body(w, &name, selector);
+        for (name, selector) in owned_services(w, primary_sel, canary_sel) {
+            let body = service_body(w, &name, &selector);
             services
                 .patch(&name, &apply(), &Patch::Apply(&body))
                 .await?;
@@ -143,16 +189,74 @@ impl KubeWorkloads {
         Ok(())
     }
 
-    async fn scale(&self, ns: &str, name: &str, replicas: i32) -> Result<(), WorkloadError> {
+    /// Owned objects beside the primary that are missing or drifted: the two Services
+    /// (selector) and the HPA copy (when the target has an HPA).
+    async fn owned_missing(
+        &self,
+        w: &WorkloadRef,
+        primary_sel: &BTreeMap<String, String>,
+        canary_sel: &BTreeMap<String, String>,
+    ) -> Result<Vec<String>, WorkloadError> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
+        let mut missing = Vec::new();
+        for (name, selector) in owned_services(w, primary_sel, canary_sel) {
+            let ok = services
+                .get_opt(&name)
+                .await?
+                .and_then(|s| s.spec)
+                .and_then(|s| s.selector)
+                .is_some_and(|s| s == selector);
+            if !ok {
+                missing.push(format!("Service {name}"));
+            }
+        }
+        let (hpa, all) = self.target_hpa(w).await?;
+        if let Some(hpa) = hpa {
+            let twin = format!("{}{PRIMARY_SUFFIX}", hpa.metadata.name.unwrap_or_default());
+            let ok = all.iter().any(|h| {
+                h.metadata.name.as_deref() == Some(twin.as_str())
+                    && h.spec
+                        .as_ref()
+                        .is_some_and(|s| s.scale_target_ref.name == w.primary_name())
+            });
+            if !ok {
+                missing.push(format!("HorizontalPodAutoscaler {twin}"));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Scale the target and stamp its pod template with the tracked configs' digest, so
+    /// the canary's pods restart when only a ConfigMap or Secret changed.
+    async fn scale_target(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError> {
+        let target = self.target(w).await?;
+        let found = self.target_revision(w, &target).await?;
+        let mut spec = json!({"replicas": replicas});
+        if let Some(hash) = found.config_hash {
+            spec["template"] = json!({"metadata": {"annotations": {CONFIG_HASH_ANNOTATION: hash}}});
+        }
         // Forced: `.spec.replicas` is owned by whoever created the Deployment (409
         // FieldManagerConflict otherwise); serin takes it over while it manages the app.
         let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                          "metadata": {"name": name, "namespace": ns}, "spec": {"replicas": replicas}});
-        self.deployments(ns)
-            .patch(name, &apply(), &Patch::Apply(&body))
+                          "metadata": {"name": w.name, "namespace": w.namespace}, "spec": spec});
+        self.deployments(&w.namespace)
+            .patch(&w.name, &apply(), &Patch::Apply(&body))
             .await?;
         Ok(())
     }
+}
+
+/// `<svc>-primary` and `<svc>-canary` with their selectors.
+fn owned_services(
+    w: &WorkloadRef,
+    primary_sel: &BTreeMap<String, String>,
+    canary_sel: &BTreeMap<String, String>,
+) -> [(String, BTreeMap<String, String>); 2] {
+    let svc = w.service_name();
+    [
+        (format!("{svc}-primary"), primary_sel.clone()),
+        (format!("{svc}-canary"), canary_sel.clone()),
+    ]
 }
 
 /// Server-side apply as serin, forcing ownership of exactly the fields in the body.
@@ -177,6 +281,7 @@ pub(crate) fn service_body(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": w.namespace,
+                     "labels": owned_labels(None, w),
                      "ownerReferences": w.owner.iter().collect::<Vec<_>>()},
         "spec": {
             "type": "ClusterIP",
@@ -187,11 +292,18 @@ pub(crate) fn service_body(
     })
 }
 
+fn annotation(d: &Deployment, key: &str) -> Option<String> {
+    d.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key).cloned())
+}
+
 #[async_trait]
 impl WorkloadBackend for KubeWorkloads {
     async fn observe(&self, w: &WorkloadRef) -> Result<WorkloadState, WorkloadError> {
         let target = self.target(w).await?;
-        let (target_revision, _) = self.target_revision(w, &target).await?;
+        let found = self.target_revision(w, &target).await?;
         let (canary_selector, primary_selector) = selectors(&target)?;
         let keys = selector_keys(&target)?;
         let primary = self
@@ -206,27 +318,33 @@ impl WorkloadBackend for KubeWorkloads {
                 .and_then(|m| m.labels.clone())
                 .unwrap_or_default()
         };
+        let stamped = target
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH_ANNOTATION).cloned());
         let mut state = WorkloadState {
-            target_revision,
+            target_revision: found.revision,
             canary_replicas: target.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
             canary_ready,
             canary_available,
-            primary_selector,
-            canary_selector,
+            canary_config_stale: found.config_hash.is_some() && stamped != found.config_hash,
             ..Default::default()
         };
         if let Some(p) = primary {
             state.primary_exists = true;
-            state.primary_revision = p
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(REVISION_ANNOTATION).cloned());
+            state.primary_revision = annotation(&p, REVISION_ANNOTATION);
             state.primary_ready = readiness(&p).0;
             state.primary_replicas = p.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
             state.shared_labels =
                 shared_labels(&template_labels(&target), &template_labels(&p), &keys);
+            state.owned_missing = self
+                .owned_missing(w, &primary_selector, &canary_selector)
+                .await?;
         }
+        state.primary_selector = primary_selector;
+        state.canary_selector = canary_selector;
         Ok(state)
     }
 
@@ -234,10 +352,9 @@ impl WorkloadBackend for KubeWorkloads {
         &self,
         w: &WorkloadRef,
         revision: &str,
+        replicas: Option<i32>,
     ) -> Result<(), WorkloadError> {
-        let target = self.write_primary(w, revision, None).await?;
-        let (canary_sel, primary_sel) = selectors(&target)?;
-        self.apply_services(w, &primary_sel, &canary_sel).await
+        self.write_primary(w, revision, replicas).await
     }
 
     async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError> {
@@ -247,98 +364,24 @@ impl WorkloadBackend for KubeWorkloads {
             .get_opt(&w.primary_name())
             .await?
             .and_then(|p| p.spec.and_then(|s| s.replicas));
-        self.write_primary(w, revision, current).await.map(|_| ())
+        self.write_primary(w, revision, current).await
     }
 
     async fn scale_canary(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError> {
-        self.scale(&w.namespace, &w.name, replicas).await
+        self.scale_target(w, replicas).await
     }
 
-    async fn restore_target(&self, w: &WorkloadRef) -> Result<HandBack, WorkloadError> {
-        let target = self.target(w).await?;
-        let Some(primary) = self
-            .deployments(&w.namespace)
-            .get_opt(&w.primary_name())
-            .await?
-        else {
-            return Ok(HandBack::Done);
-        };
-        let primary_rev = primary
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REVISION_ANNOTATION).cloned());
-        let (target_rev, _) = self.target_revision(w, &target).await?;
-        let replicas = primary
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(1)
-            .max(1);
-        let mut spec = json!({"replicas": replicas});
-        if primary_rev.as_deref() != Some(target_rev.as_str()) {
-            // The user's Deployment holds a rolled-back revision: give it the stable one.
-            let keys = selector_keys(&target)?;
-            let tracked = primary
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .map(config_refs)
-                .unwrap_or_default();
-            if let Some(t) = restored_template(&primary, &keys, &tracked) {
-                spec["template"] = serde_json::to_value(t).unwrap_or_default();
-            }
-        }
-        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                          "metadata": {"name": w.name, "namespace": w.namespace}, "spec": spec});
-        let updated = self
-            .deployments(&w.namespace)
-            .patch(&w.name, &apply(), &Patch::Apply(&body))
-            .await?;
-        if readiness(&updated).0 {
-            Ok(HandBack::Done)
-        } else {
-            Ok(HandBack::Pending(format!(
-                "waiting for Deployment {} to be ready with {replicas} replicas before moving traffic back",
-                w.name
-            )))
-        }
+    async fn restore_target(
+        &self,
+        w: &WorkloadRef,
+        stable_revision: Option<&str>,
+        replicas: Option<i32>,
+    ) -> Result<HandBack, WorkloadError> {
+        handback::restore_target(self, w, stable_revision, replicas).await
     }
 
     async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError> {
-        let dp = DeleteParams::background();
-        let ignore_missing = |r: Result<(), kube::Error>| match r {
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            other => other,
-        };
-        let deps = self.deployments(&w.namespace);
-        let primary = deps.get_opt(&w.primary_name()).await?;
-        if let Some(p) = &primary {
-            let tracked = p
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .map(config_refs)
-                .unwrap_or_default();
-            configs::delete_copies(&self.client, &w.namespace, &tracked).await?;
-            ignore_missing(deps.delete(&w.primary_name(), &dp).await.map(|_| ()))?;
-        }
-        let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
-        let svc = w.service_name();
-        for name in [format!("{svc}-primary"), format!("{svc}-canary")] {
-            ignore_missing(services.delete(&name, &dp).await.map(|_| ()))?;
-        }
-        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
-        for h in hpas.list(&ListParams::default()).await?.items {
-            let mirrors_ours = h
-                .spec
-                .as_ref()
-                .is_some_and(|s| s.scale_target_ref.name == w.primary_name());
-            if let (true, Some(name)) = (mirrors_ours, h.metadata.name) {
-                ignore_missing(hpas.delete(&name, &dp).await.map(|_| ()))?;
-            }
-        }
-        Ok(())
+        handback::release_and_remove(self, w).await
     }
 }
 

@@ -11,8 +11,34 @@ use crate::workloads::pods::{
 };
 use crate::workloads::{WorkloadError, WorkloadRef};
 
-/// Annotation on the primary naming the revision it was written with.
+/// Annotation on the primary (and its pod template) naming the revision it was written
+/// with. On the pod template it makes a config-only promotion roll the primary's pods.
 pub const REVISION_ANNOTATION: &str = "serin.dev/revision";
+
+/// Pod-template annotation serin sets on the user's Deployment: a digest of the tracked
+/// ConfigMaps and Secrets, so a config-only change restarts the canary's pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "serin.dev/config-hash";
+
+/// The pod template's `serin.dev/*` annotations removed: serin's own marks are not part
+/// of a revision, and the user's Deployment gets none of the primary's back.
+pub fn without_serin_annotations(t: &mut PodTemplateSpec) {
+    if let Some(a) = t.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+        a.retain(|k, _| !k.starts_with(crate::annotations::PREFIX));
+        if a.is_empty() {
+            t.metadata.as_mut().map(|m| m.annotations = None);
+        }
+    }
+}
+
+/// Labels of every object serin creates for `w`: the target's own plus the Canary label.
+pub fn owned_labels(
+    base: Option<&BTreeMap<String, String>>,
+    w: &WorkloadRef,
+) -> BTreeMap<String, String> {
+    let mut labels = base.cloned().unwrap_or_default();
+    labels.insert(crate::crd::CANARY_LABEL.into(), w.canary_name());
+    labels
+}
 
 /// The keys of the target's `spec.selector.matchLabels`.
 pub fn selector_keys(target: &Deployment) -> Result<BTreeSet<String>, WorkloadError> {
@@ -69,8 +95,12 @@ pub fn primary_deployment(
         .as_ref()
         .ok_or_else(|| WorkloadError::Invalid(format!("Deployment {} has no spec", w.name)))?;
     let mut template = tspec.template.clone();
+    without_serin_annotations(&mut template);
     let mut meta = template.metadata.take().unwrap_or_default();
     meta.labels = Some(suffix_labels(&meta.labels.unwrap_or_default(), &keys));
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .insert(REVISION_ANNOTATION.into(), revision.into());
     template.metadata = Some(meta);
     if let Some(pod) = template.spec.as_mut() {
         rewrite_config_refs(pod, tracked, &primary_config_name);
@@ -80,17 +110,7 @@ pub fn primary_deployment(
         &keys,
     );
     Ok(Deployment {
-        metadata: ObjectMeta {
-            name: Some(w.primary_name()),
-            namespace: Some(w.namespace.clone()),
-            labels: target.metadata.labels.clone(),
-            annotations: Some(BTreeMap::from([(
-                REVISION_ANNOTATION.to_string(),
-                revision.to_string(),
-            )])),
-            owner_references: w.owner.clone().map(|o| vec![o]),
-            ..Default::default()
-        },
+        metadata: primary_metadata(target.metadata.labels.as_ref(), w, revision),
         spec: Some(DeploymentSpec {
             replicas: Some(replicas),
             selector: LabelSelector {
@@ -108,14 +128,49 @@ pub fn primary_deployment(
     })
 }
 
+fn primary_metadata(
+    labels: Option<&BTreeMap<String, String>>,
+    w: &WorkloadRef,
+    revision: &str,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(w.primary_name()),
+        namespace: Some(w.namespace.clone()),
+        labels: Some(owned_labels(labels, w)),
+        annotations: Some(BTreeMap::from([(
+            REVISION_ANNOTATION.to_string(),
+            revision.to_string(),
+        )])),
+        owner_references: w.owner.clone().map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The primary rebuilt from the recorded spec of `revision` (the target has moved on).
+pub fn primary_from_record(
+    mut spec: DeploymentSpec,
+    labels: Option<&BTreeMap<String, String>>,
+    w: &WorkloadRef,
+    revision: &str,
+    replicas: i32,
+) -> Deployment {
+    spec.replicas = Some(replicas);
+    Deployment {
+        metadata: primary_metadata(labels, w, revision),
+        spec: Some(spec),
+        status: None,
+    }
+}
+
 /// The primary's pod template as the user's Deployment would carry it: labels and
 /// config references back to their own names.
 pub fn restored_template(
-    primary: &Deployment,
+    primary: &DeploymentSpec,
     keys: &BTreeSet<String>,
     tracked_primary: &BTreeSet<ConfigRef>,
-) -> Option<PodTemplateSpec> {
-    let mut t = primary.spec.as_ref()?.template.clone();
+) -> PodTemplateSpec {
+    let mut t = primary.template.clone();
+    without_serin_annotations(&mut t);
     let mut meta = t.metadata.take().unwrap_or_default();
     meta.labels = Some(unsuffix_labels(&meta.labels.unwrap_or_default(), keys));
     t.metadata = Some(meta);
@@ -124,7 +179,7 @@ pub fn restored_template(
             n.strip_suffix(PRIMARY_SUFFIX).unwrap_or(n).to_string()
         });
     }
-    Some(t)
+    t
 }
 
 #[cfg(test)]
@@ -165,6 +220,11 @@ mod tests {
         let v = serde_json::to_value(&p).unwrap();
         assert_eq!(v["metadata"]["name"], "podinfo-primary");
         assert_eq!(v["metadata"]["annotations"][REVISION_ANNOTATION], "abc");
+        assert_eq!(
+            v["spec"]["template"]["metadata"]["annotations"][REVISION_ANNOTATION], "abc",
+            "a config-only promotion rolls the primary's pods"
+        );
+        assert_eq!(v["metadata"]["labels"][crate::crd::CANARY_LABEL], "podinfo");
         assert_eq!(v["metadata"]["labels"]["team"], "web");
         assert_eq!(
             v["spec"]["selector"]["matchLabels"],
@@ -184,7 +244,7 @@ mod tests {
 
         let keys = selector_keys(&t).unwrap();
         let primary_tracked = config_refs(p.spec.as_ref().unwrap().template.spec.as_ref().unwrap());
-        let back = restored_template(&p, &keys, &primary_tracked).unwrap();
+        let back = restored_template(p.spec.as_ref().unwrap(), &keys, &primary_tracked);
         assert_eq!(back, t.spec.unwrap().template);
     }
 
