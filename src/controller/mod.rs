@@ -96,6 +96,22 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
+    /// A conflict (someone wrote in between) or a target that moved while promoting: a
+    /// fresh read fixes both, so look again at once instead of backing off.
+    pub fn retry_soon(&self) -> bool {
+        let conflict = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 409);
+        match self {
+            ReconcileError::Kube(e) => conflict(e),
+            ReconcileError::Release(ReleaseError::Workload(w)) => match w {
+                crate::workloads::WorkloadError::Kube(e) => conflict(e),
+                crate::workloads::WorkloadError::RevisionMoved { .. } => true,
+                _ => false,
+            },
+            ReconcileError::Release(ReleaseError::Router(RouterError::Kube(e))) => conflict(e),
+            _ => false,
+        }
+    }
+
     /// Bounded label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
         match self {

@@ -312,8 +312,9 @@ async fn config_problem(
 /// Retry soon on conflicts (a fresh read fixes them), back off on anything else.
 pub fn error_policy(_obj: Arc<Canary>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
-    match err.category() {
-        "conflict" | "revision_moved" => Action::requeue(Duration::from_secs(1)),
-        _ => Action::requeue(Duration::from_secs(15)),
+    if err.retry_soon() {
+        Action::requeue(Duration::from_secs(1))
+    } else {
+        Action::requeue(Duration::from_secs(15))
     }
 }

@@ -157,6 +157,8 @@ pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> Result<LocalSta
             "failureLimit": s.failure_limit,
             "progressDeadline": fmt(s.progress_deadline),
             "templates": [{"name": s.template_name, "args": s.template_args}],
+            // nginx applies a new split on reload, at once: no proxies to wait for.
+            "scaleDownDelay": "1s",
         },
         "gates": s.gates,
     }))
