@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
-use serin::controller::{Context, KubeEvents, Routers};
+use serin::controller::{Clock, Context, KubeEvents, Routers};
 use serin::gates::{
     api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
     RateLimiter, SecretString, SlackState, WebhookCaller,
@@ -346,6 +346,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let registry = Arc::new(NotifierRegistry::new());
     let (notify, _dispatcher) =
         notifier_queue_with_metrics(registry.clone(), QueueConfig::default(), metrics.clone());
+    let clock: Clock = Arc::new(chrono::Utc::now);
     let ctx = Context {
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),
@@ -354,8 +355,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             PrometheusSources::new(args.prometheus_url, args.query_timeout)
                 .with_metrics(metrics.clone()),
         ),
-        events: Arc::new(KubeEvents::new(client.clone(), Some(identity.clone()))),
-        clock: Arc::new(chrono::Utc::now),
+        events: Arc::new(
+            KubeEvents::new(client.clone(), Some(identity.clone())).with_clock(clock.clone()),
+        ),
+        clock,
         check_timeout: args.check_timeout,
         controller_namespace: args.lease_namespace.clone(),
         webhooks: Some(WebhookCaller::new(http.clone()).with_metrics(metrics.clone())),

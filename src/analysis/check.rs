@@ -12,6 +12,7 @@ use super::threshold::judge_threshold;
 use crate::crd::{MetricStatus, MetricVerdict};
 use crate::metrics::{Judge, Metrics};
 use crate::providers::{MetricError, MetricSources};
+use crate::rollout::text::{one_line, METRIC_REASON_MAX_CHARS};
 use crate::rollout::AnalysisReport;
 
 /// Query and judge every metric for the canary. Never fails: a metric that cannot be
@@ -384,12 +385,17 @@ fn escalate_errors(
     m: &ResolvedMetric,
 ) -> (MetricVerdict, String) {
     match m.consecutive_error_limit {
-        Some(limit) if verdict == MetricVerdict::Error && consecutive > limit => (
-            MetricVerdict::Fail,
-            format!(
-                "{reason} ({consecutive} errors in a row, more than consecutiveErrorLimit {limit})"
-            ),
-        ),
+        Some(limit) if verdict == MetricVerdict::Error && consecutive > limit => {
+            let why = format!(
+                " ({consecutive} errors in a row, more than consecutiveErrorLimit {limit})"
+            );
+            // Cut the error, not the part that says why it now fails.
+            let room = METRIC_REASON_MAX_CHARS.saturating_sub(why.chars().count());
+            (
+                MetricVerdict::Fail,
+                format!("{}{why}", one_line(&reason, room)),
+            )
+        }
         _ => (verdict, reason),
     }
 }
@@ -410,8 +416,9 @@ fn critical_metrics(metrics: &[ResolvedMetric]) -> Vec<String> {
         .collect()
 }
 
-/// Carry `prev`'s run of `Error` verdicts on (or reset it) and escalate past the
-/// metric's consecutive-error limit.
+/// Carry `prev`'s run of `Error` verdicts on (or reset it), escalate past the
+/// metric's consecutive-error limit, and bound the reason. Every measured status
+/// passes here.
 fn count_errors(
     mut st: MetricStatus,
     prev: Option<&MetricStatus>,
@@ -421,7 +428,10 @@ fn count_errors(
         MetricVerdict::Error => prev.map_or(0, |p| p.consecutive_errors).saturating_add(1),
         _ => 0,
     };
-    (st.verdict, st.reason) = escalate_errors(st.verdict, st.reason, st.consecutive_errors, m);
+    let (verdict, reason) = escalate_errors(st.verdict, st.reason, st.consecutive_errors, m);
+    st.verdict = verdict;
+    // Provider and webhook errors can be long; the status keeps one bounded line.
+    st.reason = one_line(&reason, METRIC_REASON_MAX_CHARS);
     st
 }
 

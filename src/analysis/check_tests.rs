@@ -446,3 +446,55 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
     );
     assert!(first.critical.contains(&"errors".to_string()));
 }
+
+/// A loopback port with nothing listening (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn prometheus_down_gives_a_short_reason_without_the_query() {
+    let port = closed_port();
+    let sources = crate::providers::PrometheusSources::new(
+        Some(format!("http://127.0.0.1:{port}")),
+        Duration::from_secs(2),
+    );
+    // The shape of the query that once filled status.message with 2 kB of %7B.
+    let query = format!(
+        "sum(rate(istio_requests_total{{reporter=\"destination\",destination_workload_namespace=\"{{{{namespace}}}}\",destination_workload=\"{{{{workload}}}}\",response_code!~\"5.*\"}}[{{{{interval}}}}])) / sum(rate(istio_requests_total{{reporter=\"destination\",destination_workload=\"{{{{workload}}}}\"}}[{{{{interval}}}}])) {}",
+        "+ 0 ".repeat(300)
+    );
+    let mut m = metric("error-rate", &query, 0.01);
+    m.consecutive_error_limit = Some(0);
+    let r = run_check(&[m], &base(), Duration::from_secs(60), &[], &sources, t(0)).await;
+    let reason = &r.metrics[0].reason;
+    assert_eq!(r.metrics[0].verdict, MetricVerdict::Fail, "{reason}");
+    for leak in ["query=", "%7B", "/api/v1/", "istio_requests_total"] {
+        assert!(!reason.contains(leak), "{leak} in {reason}");
+    }
+    assert!(reason.contains(&format!("127.0.0.1:{port}")), "{reason}");
+    assert!(
+        reason.ends_with("more than consecutiveErrorLimit 0)"),
+        "{reason}"
+    );
+    assert!(
+        reason.chars().count() <= crate::rollout::text::METRIC_REASON_MAX_CHARS,
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn long_reasons_are_bounded_and_keep_the_escalation() {
+    let long = MetricError::Unreachable(format!("refused {}", "x ".repeat(400)));
+    let (s, _) = sources(&[("q", Err(long))]);
+    let mut m = metric("m", "q", 1.0);
+    m.consecutive_error_limit = Some(0);
+    let r = run_check(&[m], &base(), Duration::from_secs(60), &[], &s, t(0)).await;
+    let reason = &r.metrics[0].reason;
+    assert_eq!(
+        reason.chars().count(),
+        crate::rollout::text::METRIC_REASON_MAX_CHARS
+    );
+    assert!(reason.ends_with("… (1 errors in a row, more than consecutiveErrorLimit 0)"));
+}

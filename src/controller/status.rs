@@ -6,12 +6,18 @@ use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
 use crate::crd::{condition_type, set_condition, Canary, CanaryStatus, Condition, FIELD_MANAGER};
+use crate::rollout::text::{bound_status, one_line, MESSAGE_MAX_CHARS};
 
 /// The apply body for `status`. The approvers' lists (`approvals`, `commands`) are
 /// left out: other field managers own them. `resourceVersion` makes the write
 /// conditional, so a status computed from a stale read is refused (409) and redone.
+///
+/// Free texts are bounded here too ([`bound_status`]), so no path that builds a status
+/// outside the rollout core (a config problem) can write an unbounded message.
 pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
-    let mut s = serde_json::to_value(status).unwrap_or_else(|_| json!({}));
+    let mut bounded = status.clone();
+    bound_status(&mut bounded);
+    let mut s = serde_json::to_value(&bounded).unwrap_or_else(|_| json!({}));
     if let Some(obj) = s.as_object_mut() {
         obj.remove("approvals");
         obj.remove("commands");
@@ -73,7 +79,9 @@ pub fn put_config_condition(
 ) -> bool {
     let (ok, reason, message) = match problem {
         None => (true, "Valid", String::new()),
-        Some((reason, message)) => (false, reason, message),
+        // Bounded before the comparison, or a long message would differ from its
+        // written (bounded) self every time and repeat its Warning Event.
+        Some((reason, message)) => (false, reason, one_line(&message, MESSAGE_MAX_CHARS)),
     };
     set_condition(
         &mut status.conditions,
@@ -139,6 +147,47 @@ mod tests {
             b.get("spec").is_none(),
             "status writes never touch the spec"
         );
+    }
+
+    #[test]
+    fn status_body_bounds_free_texts() {
+        let mut c = Canary::new(
+            "podinfo",
+            serde_json::from_value(json!({"targetRef": {"name": "podinfo"}})).unwrap(),
+        );
+        c.metadata.namespace = Some("shop".into());
+        let st = CanaryStatus {
+            message: format!("metrics unavailable: {}", "%7B".repeat(700)),
+            ..Default::default()
+        };
+        let b = status_apply_body(&c, &st);
+        let written = b["status"]["message"].as_str().unwrap();
+        assert_eq!(written.chars().count(), MESSAGE_MAX_CHARS);
+        assert!(written.ends_with('…'));
+    }
+
+    #[test]
+    fn a_long_config_problem_is_bounded_and_unchanged_when_repeated() {
+        let t = Utc.timestamp_opt(0, 0).unwrap();
+        let mut st = CanaryStatus::default();
+        let long = format!(
+            "annotation serin.dev/steps={:?}: expected weights",
+            "1,".repeat(400)
+        );
+        assert!(set_config_condition(
+            &mut st,
+            Some(("InvalidSpec", long.clone())),
+            Some(1),
+            t
+        ));
+        assert_eq!(st.conditions[0].message.chars().count(), MESSAGE_MAX_CHARS);
+        // A retry with the same problem must not count as a change (no second Event).
+        assert!(!set_config_condition(
+            &mut st,
+            Some(("InvalidSpec", long)),
+            Some(1),
+            t
+        ));
     }
 
     #[test]

@@ -331,7 +331,7 @@ pub struct MetricStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_high: Option<f64>,
     pub verdict: MetricVerdict,
-    /// One line saying why.
+    /// One line saying why, at most 300 characters.
     pub reason: String,
     /// Dry-run metrics are reported but never decide.
     #[serde(default)]
@@ -447,7 +447,7 @@ pub struct CanaryStatus {
     /// `analysis.scaleDownDelay` to converge before its pods go.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale_down_at: Option<DateTime<Utc>>,
-    /// The last decision in one line.
+    /// The last decision in one line, at most 512 characters.
     #[serde(default)]
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -501,7 +501,7 @@ pub struct ReleaseRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: DateTime<Utc>,
     pub result: ReleaseResult,
-    /// Why it ended, in one line.
+    /// Why it ended, in one line, at most 200 characters.
     #[serde(default)]
     pub reason: String,
     /// The last step it reached (1-based; 0: before the first step).

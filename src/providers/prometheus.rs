@@ -17,6 +17,7 @@ use prometheus_http_query::{Client, Error as PromError};
 use super::{MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials};
 use crate::crd::{PrometheusProviderSpec, ProviderSpec};
 use crate::metrics::Metrics;
+use crate::rollout::text::one_line;
 
 /// The `provider` label of this source's metrics.
 const PROVIDER: &str = "prometheus";
@@ -224,25 +225,34 @@ impl PrometheusSource {
         }
     }
 
+    /// A request that got no answer. Never quotes the request URL: its query string is
+    /// the whole URL-encoded PromQL, which once filled a status with 2 kB of `%7B`.
     fn transport_error(&self, e: PromError) -> MetricError {
-        let inner = match &e {
-            PromError::Client(c) => c.inner(),
-            _ => None,
-        };
-        match inner {
-            Some(r) if r.is_timeout() => MetricError::Timeout(self.timeout),
-            // reqwest's Display hides the cause (refused, DNS, certificate), which is
-            // the part that says what to fix.
-            Some(r) => {
-                let chain = error_chain(r);
-                let hint = if chain.contains("certificate") {
-                    "; to trust a private CA, put its PEM in the provider's Secret and name the key in secretRef.caKey"
-                } else {
-                    ""
-                };
-                MetricError::Unreachable(format!("{}: {chain}{hint}", self.client.base_url()))
-            }
-            None => MetricError::Unreachable(e.to_string()),
+        let origin = self.client.base_url().origin().ascii_serialization();
+        match e {
+            PromError::Client(c) => match c.inner() {
+                Some(r) if r.is_timeout() => MetricError::Timeout(self.timeout),
+                Some(r) => {
+                    let cause = transport_cause(r);
+                    let hint = if cause.contains("certificate") {
+                        "; to trust a private CA, put its PEM in the provider's Secret and name the key in secretRef.caKey"
+                    } else {
+                        ""
+                    };
+                    MetricError::Unreachable(format!("{origin}: {cause}{hint}"))
+                }
+                // The client's own message, without the reqwest error's URL.
+                None => MetricError::Unreachable(format!("{origin}: {c}")),
+            },
+            PromError::Prometheus(p) => MetricError::Unreachable(format!(
+                "{origin}: errorType {}: {}",
+                p.error_type(),
+                one_line(p.message(), DETAIL_MAX_CHARS)
+            )),
+            other => MetricError::Unreachable(format!(
+                "{origin}: {}",
+                one_line(&other.to_string(), DETAIL_MAX_CHARS)
+            )),
         }
     }
 
@@ -257,17 +267,40 @@ impl PrometheusSource {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
+/// Longest text taken from an error of the HTTP stack or from Prometheus.
+const DETAIL_MAX_CHARS: usize = 200;
+
+/// Why a request failed, with its causes (refused, DNS, certificate: the part that says
+/// what to fix), bounded. reqwest's own Display is left out: it appends the request URL.
+fn transport_cause(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() {
+        "reading the response"
+    } else if e.is_decode() {
+        "decoding the response"
+    } else if e.is_redirect() {
+        "following a redirect"
+    } else if e.is_request() {
+        "sending the request"
+    } else {
+        "HTTP client"
+    };
+    let mut parts = vec![what.to_string()];
+    let mut cur = std::error::Error::source(e);
     while let Some(s) = cur {
         let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         cur = s.source();
     }
-    parts.join(": ")
+    let mut text = parts.join(": ");
+    // Causes do not quote the URL today; make sure none ever does.
+    if let Some(url) = e.url() {
+        text = text.replace(url.as_str(), "<request>");
+    }
+    one_line(&text, DETAIL_MAX_CHARS)
 }
 
 /// Prometheus's response envelope; `data` of a success is a [`PromqlResult`].
@@ -295,7 +328,7 @@ async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Da
             if e.is_timeout() {
                 MetricError::Timeout(timeout)
             } else {
-                MetricError::Unreachable(format!("reading the response: {}", error_chain(&e)))
+                MetricError::Unreachable(transport_cause(&e))
             }
         })?;
         let Some(chunk) = chunk else { break };
@@ -335,12 +368,16 @@ fn prometheus_error(
     if e.is_timeout() {
         MetricError::Timeout(timeout)
     } else if e.is_bad_data() || e.is_execution() {
-        MetricError::BadQuery(format!("{} (errorType {})", e.message(), e.error_type()))
+        MetricError::BadQuery(format!(
+            "{} (errorType {})",
+            one_line(e.message(), DETAIL_MAX_CHARS),
+            e.error_type()
+        ))
     } else {
         MetricError::Unreachable(format!(
             "HTTP {status}, errorType {}: {}",
             e.error_type(),
-            e.message()
+            one_line(e.message(), DETAIL_MAX_CHARS)
         ))
     }
 }

@@ -477,3 +477,45 @@ async fn an_oversized_answer_is_refused_not_buffered() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn prometheus_down_never_quotes_the_request_url() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    // A path prefix and a query on the address must not show either.
+    let s = PrometheusSource::new(&PrometheusConfig::new(
+        format!("http://127.0.0.1:{port}/prometheus"),
+        Duration::from_secs(2),
+    ))
+    .unwrap();
+    let q = format!(
+        r#"sum(rate(istio_requests_total{{reporter="destination",response_code!~"5.*"}}[1m])){}"#,
+        " + 0".repeat(400)
+    );
+    for e in [
+        s.query_scalar(&q, at()).await.unwrap_err(),
+        s.query_range(&q, at(), at(), Duration::from_secs(60))
+            .await
+            .unwrap_err(),
+    ] {
+        let text = e.to_string();
+        assert_eq!(e.category(), "unreachable", "{text}");
+        for leak in [
+            "query=",
+            "%7B",
+            "/api/v1/",
+            "/prometheus",
+            "istio_requests_total",
+        ] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+        assert!(text.contains(&format!("http://127.0.0.1:{port}")), "{text}");
+        assert!(
+            text.chars().count() <= crate::rollout::text::METRIC_REASON_MAX_CHARS,
+            "{} chars: {text}",
+            text.chars().count()
+        );
+    }
+}

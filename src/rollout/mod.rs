@@ -11,6 +11,7 @@ mod commands;
 mod conditions;
 mod observation;
 mod plan;
+pub mod text;
 mod transition;
 
 pub use actions::{desired_actions, Action};

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::actions::canary_up;
+use super::text::{bound_status, one_line, HISTORY_REASON_MAX_CHARS, MESSAGE_MAX_CHARS};
 use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
 use crate::crd::{
     CanaryPhase, CanaryStatus, GateKind, ReleaseRecord, ReleaseResult, RELEASE_HISTORY_LIMIT,
@@ -97,10 +98,19 @@ pub fn transition(
             CanaryPhase::Finalising => m.finalising(),
         }
     }
+    // Bounded before the conditions copy it; the rest of the texts after.
+    m.s.message = one_line(&m.s.message, MESSAGE_MAX_CHARS);
     m.track_world();
     m.update_conditions();
     let requeue_after = m.requeue_after();
-    let Machine { s, notes, .. } = m;
+    let Machine {
+        mut s, mut notes, ..
+    } = m;
+    bound_status(&mut s);
+    for n in &mut notes {
+        // Events, notifications and webhooks tell the same text as the status.
+        n.message = one_line(&n.message, MESSAGE_MAX_CHARS);
+    }
     let actions = desired_actions(&s, plan, obs, now);
     Decision {
         status: s,
@@ -676,7 +686,7 @@ impl Machine<'_> {
             started_at: self.s.release_started_at,
             finished_at: self.now,
             result,
-            reason: one_line(&reason, REASON_MAX_CHARS),
+            reason: one_line(&reason, HISTORY_REASON_MAX_CHARS),
             step: self.s.current_step,
             steps: self.plan.step_count(),
             weight,
@@ -695,20 +705,6 @@ impl Machine<'_> {
         let excess = h.len().saturating_sub(RELEASE_HISTORY_LIMIT);
         h.drain(..excess);
     }
-}
-
-/// Longest `reason` kept in a history record.
-const REASON_MAX_CHARS: usize = 200;
-
-/// `s` on one line (whitespace runs become one space), cut to `max` characters with "…".
-pub(crate) fn one_line(s: &str, max: usize) -> String {
-    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
 }
 
 /// Replace metrics by name, keeping ones not measured this time.

@@ -405,6 +405,57 @@ fn dry_run_metrics_never_decide() {
 }
 
 #[test]
+fn long_reasons_leave_every_status_text_and_note_bounded() {
+    use super::text::{MESSAGE_MAX_CHARS, METRIC_REASON_MAX_CHARS};
+    let mut r = report(&[
+        ("errors", MetricVerdict::Error),
+        ("latency", MetricVerdict::Error),
+    ])
+    .unwrap();
+    for m in &mut r.metrics {
+        // As a webhook or an old provider error might say it: long, on several lines.
+        m.reason = format!("unreachable:\n{}", "%7Bquery%7D ".repeat(200));
+    }
+    let obs = Observation {
+        analysis: Some(r),
+        ..releasing(10)
+    };
+    let d = transition(&progressing(1, 0), &plan(), &obs, at(60));
+    assert_eq!(reasons(&d), vec!["CheckError"]);
+    let count = |s: &str| s.chars().count();
+    assert_eq!(count(&d.status.message), MESSAGE_MAX_CHARS);
+    assert!(d
+        .status
+        .message
+        .starts_with("metrics unavailable, holding at step 1: errors: unreachable: %7B"));
+    assert!(d
+        .notes
+        .iter()
+        .all(|n| count(&n.message) <= MESSAGE_MAX_CHARS && !n.message.contains('\n')));
+    assert!(d
+        .status
+        .metrics
+        .iter()
+        .all(|m| count(&m.reason) <= METRIC_REASON_MAX_CHARS));
+    assert!(d
+        .status
+        .conditions
+        .iter()
+        .all(|c| count(&c.message) <= MESSAGE_MAX_CHARS));
+    // Recomputed from its own output the status does not change: no write per reconcile.
+    let again = transition(
+        &d.status,
+        &plan(),
+        &Observation {
+            analysis: None,
+            ..releasing(10)
+        },
+        at(61),
+    );
+    assert_eq!(again.status.message, d.status.message);
+}
+
+#[test]
 fn provider_unreachable_holds_never_promotes_and_rolls_back_at_the_deadline() {
     let p = plan();
     let obs = Observation {
