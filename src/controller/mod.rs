@@ -1,6 +1,7 @@
 //! Kubernetes wiring: watches, reconcile, status writes, events, leader lease.
 
 pub mod events;
+pub mod fence;
 pub mod lease;
 pub mod materialize;
 pub mod notifiers;
@@ -24,6 +25,7 @@ use crate::traffic::{RouterError, RouterKind, TrafficRouter};
 use crate::workloads::WorkloadBackend;
 
 pub use events::{EventSink, KubeEvents, RecordedEvent};
+pub use fence::{Fence, Fenced};
 pub use reconcile::{error_policy, reconcile_canary, FINALIZER};
 
 /// The clock the controller reads (the core never does); tests pin it.
@@ -81,6 +83,9 @@ pub struct Context {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// The controller's own metrics, served on `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this replica may still write as the leader; [`run`](run::run) sets it
+    /// (`Fence::unfenced()` without leader election).
+    pub fence: Fence,
 }
 
 #[derive(Debug, thiserror::Error)]
