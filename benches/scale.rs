@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use nix::time::{clock_gettime, ClockId};
 use serde_json::{json, Value};
 use serin::controller::run::{run, ReconcileFuture, ReconcileHook, RunOptions};
-use serin::controller::{Context, KubeEvents, Routers};
+use serin::controller::{Context, Fence, KubeEvents, Routers};
 use serin::crd::ProviderSpec;
 use serin::providers::{MetricError, MetricSource, MetricSources, ProviderCredentials};
 use serin::traffic::{RouterKind, ServiceRouter, TrafficRouter};
@@ -285,6 +285,8 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         notify: None,
         // As in production: the controller's own metrics are part of what is measured.
         metrics: Arc::new(serin::metrics::Metrics::new()),
+        // run() replaces it with the leader's fence.
+        fence: Fence::unfenced(),
     };
     let samples = Arc::new(Samples::default());
     let hook_samples = samples.clone();
@@ -296,6 +298,8 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         lease_name: "serin-leader".into(),
         identity: "serin-bench".into(),
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
         shard: Default::default(),
         reconcile_hook: Some(ReconcileHook(Arc::new(move |which, fut| {
             Box::pin(CpuTimed {

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use serin::controller::lease::check_timings;
 use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
-use serin::controller::{Clock, Context, KubeEvents, Routers};
+use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
 use serin::gates::{
     api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
     RateLimiter, SecretString, SlackState, WebhookCaller,
@@ -277,8 +278,18 @@ struct ControllerArgs {
     /// Namespace of the Lease (the controller's own).
     #[arg(long, default_value = "serin-system", env = "SERIN_LEASE_NAMESPACE")]
     lease_namespace: String,
+    /// A standby takes over once the Lease has not changed for this long (as its own
+    /// clock measures).
     #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "SERIN_LEASE_DURATION")]
     lease_duration: Duration,
+    /// The leader stops writing and exits once this long has passed since the start of
+    /// its last successful renewal; less than --lease-duration.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_LEASE_RENEW_DEADLINE")]
+    lease_renew_deadline: Duration,
+    /// How often the leader renews the Lease and a standby looks at it; less than
+    /// --lease-renew-deadline.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration, env = "SERIN_LEASE_RETRY_PERIOD")]
+    lease_retry_period: Duration,
     /// This replica's identity (the pod name).
     #[arg(long, env = "SERIN_POD_NAME")]
     identity: Option<String>,
@@ -300,7 +311,20 @@ fn init_logging(format: LogFormat, filter: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The leader-election timings must leave the margin that keeps leadership exclusive.
+fn check_lease_timings(args: &ControllerArgs) -> anyhow::Result<()> {
+    if args.leader_election {
+        check_timings(
+            args.lease_duration,
+            args.lease_renew_deadline,
+            args.lease_retry_period,
+        )?;
+    }
+    Ok(())
+}
+
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+    check_lease_timings(&args)?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes")?;
@@ -364,6 +388,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         webhooks: Some(WebhookCaller::new(http.clone()).with_metrics(metrics.clone())),
         notify: Some(notify),
         metrics,
+        // run() puts the leader's fence here when leader election is on.
+        fence: Fence::unfenced(),
     };
     tokio::spawn(run_notifier_watch(
         client.clone(),
@@ -401,6 +427,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         lease_name,
         identity,
         lease_duration: args.lease_duration,
+        renew_deadline: args.lease_renew_deadline,
+        retry_period: args.lease_retry_period,
         shard,
         reconcile_hook: None,
     };
@@ -515,6 +543,41 @@ mod tests {
             msg.contains("--namespace-selector") && msg.contains("must be a DNS subdomain"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn lease_timings_are_checked_at_startup() {
+        let a = controller_args(&[]).unwrap();
+        assert_eq!(
+            (
+                a.lease_duration,
+                a.lease_renew_deadline,
+                a.lease_retry_period
+            ),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        check_lease_timings(&a).unwrap();
+        let a =
+            controller_args(&["--lease-duration", "10s", "--lease-renew-deadline", "12s"]).unwrap();
+        let msg = check_lease_timings(&a).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("lease renew deadline 12s must be less than the lease duration 10s"),
+            "{msg}"
+        );
+        let a = controller_args(&["--lease-retry-period", "10s"]).unwrap();
+        let msg = check_lease_timings(&a).unwrap_err().to_string();
+        assert!(
+            msg.contains("--lease-retry-period < --lease-renew-deadline"),
+            "{msg}"
+        );
+        // Without leader election the timings are not used.
+        let a =
+            controller_args(&["--leader-election=false", "--lease-retry-period", "1m"]).unwrap();
+        check_lease_timings(&a).unwrap();
     }
 
     #[test]

@@ -19,6 +19,16 @@ pub struct Exchange {
     pub path: String,
     pub status: u16,
     pub response: Value,
+    /// How long the server takes to answer (tests with paused time make slow calls).
+    pub delay: std::time::Duration,
+}
+
+impl Exchange {
+    /// Answer only after `delay`.
+    pub fn delayed(mut self, delay: std::time::Duration) -> Self {
+        self.delay = delay;
+        self
+    }
 }
 
 /// Expect `method path`, answer `status` with `response`.
@@ -33,6 +43,7 @@ pub fn expect(
         path: path.into(),
         status,
         response,
+        delay: std::time::Duration::ZERO,
     }
 }
 
@@ -85,7 +96,12 @@ impl MockApi {
                 });
                 let next = rem.lock().unwrap().pop_front();
                 let (status, answer) = match next {
-                    Some(x) if x.method == method && x.path == path => (x.status, x.response),
+                    Some(x) if x.method == method && x.path == path => {
+                        if !x.delay.is_zero() {
+                            tokio::time::sleep(x.delay).await;
+                        }
+                        (x.status, x.response)
+                    }
                     Some(x) => {
                         fail.lock().unwrap().push(format!(
                             "expected {} {}, got {method} {path}",

@@ -2,7 +2,9 @@
 //! where another replica holds the leader Lease: the process must build its clients
 //! (two rustls crypto providers are linked; it must pick one rather than panic), stay a
 //! standby, report ready on `/ready` (it serves the approval API), say `serin_leader 0`
-//! on `/metrics`, and never start the watches.
+//! on `/metrics`, and never start the watches. The other replica's renewTime is an hour
+//! old by this machine's clock: expiry is measured on the standby's own monotonic clock
+//! from when it saw the Lease, so it still waits.
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -46,13 +48,15 @@ async fn handle(State(fake): State<Fake>, req: Request) -> Response {
         return axum::Json(fixture("27-discovery-apis.json")).into_response();
     }
     if path == "/apis/coordination.k8s.io/v1/namespaces/serin-system/leases/serin-leader" {
-        // Held by another replica and renewed just now.
+        // Held by another replica whose wall clock is an hour behind: its renewTime
+        // looks long expired here. The standby must not compare it with its own clock;
+        // it has seen the Lease only for moments, far less than the lease duration.
         let mut lease = fixture("21-lease-create.json");
         lease["metadata"]["namespace"] = json!("serin-system");
         lease["spec"]["holderIdentity"] = json!("serin-other-replica");
-        lease["spec"]["leaseDurationSeconds"] = json!(3600);
-        lease["spec"]["renewTime"] =
-            json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        lease["spec"]["leaseDurationSeconds"] = json!(15);
+        lease["spec"]["renewTime"] = json!((chrono::Utc::now() - chrono::Duration::hours(1))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
         return axum::Json(lease).into_response();
     }
     if req.uri().query().is_some_and(|q| q.contains("watch=")) {

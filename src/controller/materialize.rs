@@ -37,6 +37,8 @@ pub struct MaterializeContext {
     /// With `--label-selector`, the Canary carries the Deployment's shard labels (and
     /// the Canary store above only holds this shard's Canaries).
     pub shard: Shard,
+    /// Leader fencing: nothing is written once this replica may no longer lead.
+    pub fence: super::Fence,
 }
 
 fn managed(c: &Canary) -> bool {
@@ -91,6 +93,10 @@ async fn materialize(
     ctx: &MaterializeContext,
 ) -> Result<Action, ReconcileError> {
     let ns = d.namespace().ok_or(ReconcileError::NoNamespace)?;
+    // Every branch below may write: a fenced replica stops here.
+    ctx.fence
+        .check()
+        .map_err(|e| crate::release::ReleaseError::Fenced(e.to_string()))?;
     let name = d.name_any();
     let mut existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);

@@ -2,6 +2,7 @@
 
 pub mod events;
 mod failures;
+pub mod fence;
 mod finalize;
 pub mod lease;
 pub mod materialize;
@@ -26,6 +27,7 @@ use crate::traffic::{RouterError, RouterKind, TrafficRouter};
 use crate::workloads::WorkloadBackend;
 
 pub use events::{EventSink, KubeEvents, RecordedEvent};
+pub use fence::{Fence, Fenced};
 pub use reconcile::{error_policy, reconcile_canary, FINALIZER};
 
 /// The clock the controller reads (the core never does); tests pin it.
@@ -83,6 +85,9 @@ pub struct Context {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// The controller's own metrics, served on `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Whether this replica may still write as the leader; [`run`](run::run) sets it
+    /// (`Fence::unfenced()` without leader election).
+    pub fence: Fence,
 }
 
 #[derive(Debug, thiserror::Error)]

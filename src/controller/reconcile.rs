@@ -38,8 +38,10 @@ pub(super) fn reference(c: &Canary) -> ObjectReference {
 }
 
 /// Leader fencing: a replica that may no longer lead writes nothing.
-pub(super) fn may_write(_ctx: &Context) -> Result<(), ReleaseError> {
-    Ok(())
+pub(super) fn may_write(ctx: &Context) -> Result<(), ReleaseError> {
+    ctx.fence
+        .check()
+        .map_err(|e| ReleaseError::Fenced(e.to_string()))
 }
 
 #[instrument(skip_all, fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]

@@ -22,7 +22,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::lease::LeaseLock;
+use super::fence::Fence;
+use super::lease::{check_timings, lease_duration_secs, LeaseLock, LeaseTimingError};
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
@@ -39,7 +40,15 @@ pub struct RunOptions {
     pub lease_namespace: String,
     pub lease_name: String,
     pub identity: String,
+    /// A standby takes over once the Lease has not changed for this long, as its own
+    /// monotonic clock measures.
     pub lease_duration: Duration,
+    /// The leader stops writing (and exits) once this long has passed since the start
+    /// of its last successful renewal; less than `lease_duration`.
+    pub renew_deadline: Duration,
+    /// How often the leader renews and a standby looks at the Lease; less than
+    /// `renew_deadline`.
+    pub retry_period: Duration,
     /// The namespaces and objects this controller serves (`--namespace-selector`,
     /// `--label-selector`); the default serves everything.
     pub shard: Shard,
@@ -75,6 +84,8 @@ pub enum RunError {
     },
     #[error("lost the leader lease {0}; exiting so a new leader can take over")]
     LeaseLost(String),
+    #[error(transparent)]
+    Timing(#[from] LeaseTimingError),
 }
 
 fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
@@ -130,21 +141,57 @@ async fn health(
         .map_err(|source| RunError::Health { addr, source })
 }
 
-/// Block until this replica holds the lease, then keep renewing it; returns only when
-/// the lease is lost.
-async fn keep_lease(lock: &LeaseLock, duration: Duration) -> RunError {
-    let mut last_ok = tokio::time::Instant::now();
+/// Block until this replica holds the lease (a standby looks every retry period), then
+/// open the fence.
+async fn acquire_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration) {
     loop {
-        tokio::time::sleep(duration / 3).await;
+        // The fence counts from before the request: the record it writes cannot be
+        // older than this.
+        let started = tokio::time::Instant::now();
         match lock.try_acquire_or_renew(chrono::Utc::now()).await {
-            Ok(true) => last_ok = tokio::time::Instant::now(),
-            Ok(false) => return RunError::LeaseLost(lock.identity().to_string()),
-            Err(e) => {
-                tracing::warn!(error = %e, "lease renewal failed");
-                if last_ok.elapsed() >= duration {
-                    return RunError::LeaseLost(lock.identity().to_string());
-                }
+            Ok(true) => {
+                fence.renewed(started);
+                return;
             }
+            Ok(false) => {}
+            // A standby rides out API errors: restarting would only forget what it has
+            // observed of the Lease and make the takeover later.
+            Err(e) => tracing::warn!(error = %e, "reading the leader lease failed"),
+        }
+        tokio::time::sleep(retry_period).await;
+    }
+}
+
+/// Renew the lease every retry period; returns (with the fence revoked) when the lease
+/// is lost to another holder or the renew deadline passes without a successful
+/// renewal. The fence closes at that deadline on its own, so writers stop even while
+/// this task is stalled.
+async fn keep_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration) -> RunError {
+    let identity = lock.identity().to_string();
+    let lost = |why: &str| {
+        fence.revoke();
+        tracing::warn!(reason = why, "leadership lost; writes stop");
+        RunError::LeaseLost(identity.clone())
+    };
+    loop {
+        let Some(deadline) = fence.valid_until() else {
+            return lost("the fence is closed");
+        };
+        // Never sleep past the deadline: a late renewal would be no use.
+        let next = (tokio::time::Instant::now() + retry_period).min(deadline);
+        tokio::time::sleep_until(next).await;
+        if fence.check().is_err() {
+            return lost("no successful renewal within the renew deadline");
+        }
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout_at(deadline, lock.try_acquire_or_renew(chrono::Utc::now())).await
+        {
+            Ok(Ok(true)) => fence.renewed(started),
+            Ok(Ok(false)) => return lost("another replica holds the lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed; retrying until the renew deadline")
+            }
+            Err(_) => return lost("the renewal did not finish before the renew deadline"),
         }
     }
 }
@@ -276,16 +323,24 @@ where
 }
 
 /// Run until a signal, or until the lease is lost (an error: the process should exit).
-pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), RunError> {
+/// With leader election the reconcilers get the leader's [`Fence`] in their context.
+pub async fn run(client: Client, mut ctx: Context, opts: RunOptions) -> Result<(), RunError> {
+    let fence = if opts.leader_election {
+        check_timings(opts.lease_duration, opts.renew_deadline, opts.retry_period)?;
+        Fence::new(opts.renew_deadline)
+    } else {
+        Fence::unfenced()
+    };
+    ctx.fence = fence.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = ctx.metrics.clone();
     let health_task = tokio::spawn(health(opts.health_addr, ready.clone(), metrics.clone()));
 
-    let lock = LeaseLock::new(
+    let mut lock = LeaseLock::new(
         Api::<Lease>::namespaced(client.clone(), &opts.lease_namespace),
         opts.lease_name.clone(),
         opts.identity.clone(),
-        opts.lease_duration.as_secs().max(1) as i32,
+        lease_duration_secs(opts.lease_duration),
     );
     if opts.leader_election {
         // A standby is ready: it serves the approval API (which only writes status
@@ -294,9 +349,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         // would count the leader as the only ready pod. `serin_leader` tells them apart.
         ready.store(true, Ordering::Relaxed);
         tracing::info!(identity = %opts.identity, lease = %opts.lease_name, "waiting for leadership");
-        while !lock.try_acquire_or_renew(chrono::Utc::now()).await? {
-            tokio::time::sleep(opts.lease_duration / 2).await;
-        }
+        acquire_lease(&mut lock, &fence, opts.retry_period).await;
         tracing::info!("leading");
     }
     // Without leader election every replica acts as the leader.
@@ -382,6 +435,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         clock: ctx.clock.clone(),
         metrics: ctx.metrics.clone(),
         shard: opts.shard.clone(),
+        fence: ctx.fence.clone(),
     });
     let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
     let canary_run = canary_ctl
@@ -443,7 +497,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     };
     let lease_watch = async {
         if opts.leader_election {
-            keep_lease(&lock, opts.lease_duration).await
+            keep_lease(&mut lock, &fence, opts.retry_period).await
         } else {
             std::future::pending().await
         }
@@ -456,7 +510,153 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             _ => Ok(()),
         },
     };
+    fence.revoke();
     ready.store(false, Ordering::Relaxed);
     metrics.set_leader(false);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{expect, status_body, Exchange, MockApi};
+    use serde_json::json;
+    use tokio::time::Instant;
+
+    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/serin-leader";
+
+    fn held_by(holder: &str, rv: &str) -> serde_json::Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "serin-leader", "namespace": "shop", "resourceVersion": rv},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                        "renewTime": "2026-11-22T14:30:00.000000Z", "leaseTransitions": 1}})
+    }
+
+    fn get(body: serde_json::Value) -> Exchange {
+        expect("GET", LEASE, 200, body)
+    }
+
+    fn get_fails() -> Exchange {
+        expect(
+            "GET",
+            LEASE,
+            500,
+            status_body(500, "InternalError", "etcdserver: request timed out"),
+        )
+    }
+
+    fn put(rv: &str) -> Exchange {
+        expect("PUT", format!("{LEASE}?"), 200, held_by("me", rv))
+    }
+
+    /// The leader, having acquired the lease at the returned instant, renews with
+    /// `script` in the background (deadline 10 s, retry every 2 s).
+    fn lead(script: Vec<Exchange>) -> (Instant, Fence, MockApi, tokio::task::JoinHandle<RunError>) {
+        let (client, mock) = MockApi::start(script);
+        let mut lock = LeaseLock::new(Api::namespaced(client, "shop"), "serin-leader", "me", 15);
+        let fence = Fence::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        fence.renewed(t0);
+        let keeper = fence.clone();
+        let task =
+            tokio::spawn(
+                async move { keep_lease(&mut lock, &keeper, Duration::from_secs(2)).await },
+            );
+        (t0, fence, mock, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_closes_at_the_deadline_after_the_start_of_the_last_renewal_however_long_it_took(
+    ) {
+        // t0+2: a renewal whose PUT takes 7 s (done at t0+9); t0+11: a failed one.
+        let (t0, fence, mock, task) = lead(vec![
+            get(held_by("me", "9")),
+            put("10").delayed(Duration::from_secs(7)),
+            get_fails(),
+        ]);
+        tokio::time::sleep_until(t0 + Duration::from_millis(11_500)).await;
+        assert_eq!(
+            fence.check(),
+            Ok(()),
+            "the slow renewal succeeded: open until t0+2+10"
+        );
+        let err = task.await.unwrap();
+        assert!(
+            matches!(err, RunError::LeaseLost(ref id) if id == "me"),
+            "{err}"
+        );
+        assert_eq!(
+            Instant::now() - t0,
+            Duration::from_secs(12),
+            "closed 10 s after the renewal began (t0+2), not after it ended (t0+9)"
+        );
+        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
+        mock.finish();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_failures_keep_the_fence_open_only_until_the_deadline() {
+        let (t0, fence, mock, task) = lead(vec![
+            get_fails(), // t0+2
+            get_fails(), // t0+4
+            get_fails(), // t0+6
+            get_fails(), // t0+8
+        ]);
+        tokio::time::sleep_until(t0 + Duration::from_millis(9_999)).await;
+        assert_eq!(
+            fence.check(),
+            Ok(()),
+            "failures alone do not close it early"
+        );
+        tokio::time::sleep_until(t0 + Duration::from_secs(10)).await;
+        assert!(
+            matches!(
+                fence.check(),
+                Err(crate::controller::Fenced::DeadlinePassed { .. }
+                    | crate::controller::Fenced::Revoked)
+            ),
+            "closed at the deadline, whether or not the keeper has run yet"
+        );
+        task.await.unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(10));
+        mock.finish();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_renewal_is_abandoned_at_the_deadline() {
+        let (t0, fence, mock, task) = lead(vec![
+            get(held_by("me", "9")).delayed(Duration::from_secs(60))
+        ]);
+        task.await.unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(10));
+        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
+        mock.finish();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_held_by_another_replica_closes_the_fence_at_once() {
+        let (t0, fence, mock, task) = lead(vec![get(held_by("serin-other", "11"))]);
+        task.await.unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(2));
+        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
+        mock.finish();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_healthy_leader_keeps_its_fence_open() {
+        let mut script = Vec::new();
+        for rv in 10..15 {
+            script.push(get(held_by("me", &rv.to_string())));
+            script.push(put(&(rv + 100).to_string()));
+        }
+        // Then the API server stops answering well: t0+12, +14, +16, +18.
+        script.extend((0..4).map(|_| get_fails()));
+        let (t0, fence, mock, task) = lead(script);
+        // Five renewals at t0+2, +4, ... +10; the last opens the fence until t0+20.
+        tokio::time::sleep_until(t0 + Duration::from_millis(19_999)).await;
+        assert_eq!(fence.check(), Ok(()));
+        task.await.unwrap();
+        assert_eq!(Instant::now() - t0, Duration::from_secs(20));
+        mock.finish();
+    }
 }

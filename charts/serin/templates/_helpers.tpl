@@ -72,15 +72,19 @@ app.kubernetes.io/part-of: serin
 The rules for what serin manages in the namespaces it watches: a ClusterRole when it
 watches all namespaces, a Role in controller.watchNamespace otherwise. Derived from the
 API calls in src/ (see README, "RBAC"); each rule says why.
+
+Server-side apply (PATCH with application/apply-patch+yaml) of an object that does not
+exist yet creates it, and the API server then authorizes the request as "create" as
+well as "patch": every kind serin applies needs both verbs, or the first apply is a 403.
 */}}
 {{- define "serin.workloadRules" -}}
 # Canaries: the controller watches them (list/watch), reads one before each reconcile
-# (get), creates/updates the ones it materializes from annotations with server-side
-# apply and adds/removes its finalizer (patch), and deletes a materialized Canary when
-# its Deployment is no longer annotated (delete).
+# (get), writes the ones it materializes from annotations with server-side apply, which
+# creates them the first time (create, patch), adds/removes its finalizer (patch), and
+# deletes a materialized Canary when its Deployment is no longer annotated (delete).
 - apiGroups: ["serin.dev"]
   resources: ["canaries"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Canary status: every transition is written with server-side apply; the approval API
 # and Slack buttons write approval records there.
 - apiGroups: ["serin.dev"]
@@ -96,75 +100,89 @@ API calls in src/ (see README, "RBAC"); each rule says why.
 - apiGroups: ["serin.dev"]
   resources: ["analysistemplates"]
   verbs: ["get"]
-# Deployments: watched (an annotated Deployment materializes a Canary; a new revision
-# starts a release), the "-primary" Deployment is created, updated and scaled with
-# server-side apply (patch), the user's Deployment is scaled with server-side apply
+# Deployments: watched, metadata only (an annotated Deployment materializes a Canary; a
+# new revision starts a release; a change to the "-primary" wakes its Canary); the
+# "-primary" Deployment is created, updated and scaled with server-side apply (create,
+# patch), the user's Deployment is scaled with server-side apply and, on hand-back,
+# serin's field ownership is released with a JSON patch of metadata.managedFields
 # (patch), and the primary is deleted when a Canary is removed (delete).
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # A materialized Canary is owned by its Deployment (blockOwnerDeletion), see above.
 - apiGroups: ["apps"]
   resources: ["deployments/finalizers"]
   verbs: ["update"]
-# HorizontalPodAutoscalers: the target's HPA is found (list), mirrored for the primary
-# with server-side apply (patch) and the mirror removed on hand-back (delete).
+# ControllerRevisions: the pod template of each promoted revision is stored in one (as
+# StatefulSets do), so a deleted primary is recreated at the stable revision: read back
+# (get), found by label (list), written with server-side apply (create, patch), and
+# old ones and all of them on hand-back removed (delete).
+- apiGroups: ["apps"]
+  resources: ["controllerrevisions"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+# HorizontalPodAutoscalers: the target's HPA is found (list) and read (get), mirrored
+# for the primary with server-side apply (create, patch), the mirror watched, metadata
+# only with the serin.dev/canary label, so a change wakes its Canary (list, watch), and
+# removed on hand-back (delete).
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
-  verbs: ["list", "patch", "delete"]
-# Services: the apex, "-primary" and "-canary" Services are read, created and updated
-# with server-side apply (patch) and removed on hand-back (delete); the plain-Service
-# router also moves the apex selector this way.
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Services: the apex, "-primary" and "-canary" Services are read (get), written with
+# server-side apply (create, patch), watched, metadata only with the serin.dev/canary
+# label, so a change or deletion wakes their Canary (list, watch), and removed on
+# hand-back (delete); the plain-Service router also moves the apex selector this way.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["get", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # ConfigMaps referenced by the pods are read (a config change is a release), copied for
-# the primary with server-side apply (patch), and the copies removed (delete).
+# the primary with server-side apply (create, patch), and the copies removed (delete).
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "patch", "delete"]
-# Secrets: the same copies as ConfigMaps; also read for metric-provider credentials,
-# webhook HMAC secrets and notifier URLs named by Canaries, templates and Notifiers.
+  verbs: ["get", "create", "patch", "delete"]
+# Secrets: the same copies as ConfigMaps (get, create, patch, delete); also read for
+# metric-provider credentials, webhook HMAC secrets and notifier URLs named by
+# Canaries, templates and Notifiers.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "patch", "delete"]
+  verbs: ["get", "create", "patch", "delete"]
 # Events (events.k8s.io/v1) for every transition: created, and patched when repeated.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- if .Values.routers.istio.enabled }}
-# routers.istio: the VirtualService is read (serin only adopts its own or an empty one),
-# written with server-side apply (patch) and deleted or restored on hand-back.
+# routers.istio: the VirtualService is read (get: serin only adopts its own or an empty
+# one); it and the primary/canary DestinationRules are written with server-side apply
+# (create, patch), watched, metadata only with the serin.dev/canary label, so a change
+# wakes their Canary (list, watch), and deleted or restored on hand-back (delete). The
+# DestinationRules share the rule: get on them reads nothing serin does not write.
 - apiGroups: ["networking.istio.io"]
-  resources: ["virtualservices"]
-  verbs: ["get", "patch", "delete"]
-# routers.istio: the primary/canary DestinationRules are written with server-side apply
-# (patch) and deleted on hand-back; serin never reads them back.
-- apiGroups: ["networking.istio.io"]
-  resources: ["destinationrules"]
-  verbs: ["patch", "delete"]
+  resources: ["virtualservices", "destinationrules"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.routers.gatewayApi.enabled }}
-# routers.gatewayApi: the HTTPRoute is read, its backend weights written with
-# server-side apply (patch), and deleted on hand-back when serin created it.
+# routers.gatewayApi: the HTTPRoute is read (get), its backend weights written with
+# server-side apply (create, patch), watched, metadata only with the serin.dev/canary
+# label (list, watch), and deleted on hand-back when serin created it (delete).
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
-  verbs: ["get", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.routers.ingressNginx.enabled }}
 # routers.ingressNginx: the application's Ingress is read (get) to copy it into the
-# canary Ingress, which is written with server-side apply (patch) and deleted on
-# hand-back.
+# canary Ingress, which is written with server-side apply (create, patch), watched,
+# metadata only with the serin.dev/canary label (list, watch), and deleted on
+# hand-back (delete).
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses"]
-  verbs: ["get", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 {{- if .Values.routers.smi.enabled }}
-# routers.smi: the TrafficSplit is read, written with server-side apply (patch) and
-# deleted on hand-back.
+# routers.smi: the TrafficSplit is read (get), written with server-side apply (create,
+# patch), watched, metadata only with the serin.dev/canary label (list, watch), and
+# deleted on hand-back (delete).
 - apiGroups: ["split.smi-spec.io"]
   resources: ["trafficsplits"]
-  verbs: ["get", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 {{- end }}
 

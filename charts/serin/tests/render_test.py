@@ -93,24 +93,28 @@ def triples(spec):
 # What the controller calls, from src/ (see the README's RBAC section). Namespaced
 # resources: a ClusterRole in all-namespaces mode, a Role with controller.watchNamespace.
 WORKLOAD = triples([
-    ("serin.dev", "canaries", "get list watch patch delete"),
+    ("serin.dev", "canaries", "get list watch create patch delete"),
     ("serin.dev", "canaries/status", "patch"),
     ("serin.dev", "canaries/finalizers", "update"),
     ("serin.dev", "analysistemplates", "get"),
-    ("apps", "deployments", "get list watch patch delete"),
+    ("apps", "deployments", "get list watch create patch delete"),
     ("apps", "deployments/finalizers", "update"),
-    ("autoscaling", "horizontalpodautoscalers", "list patch delete"),
-    ("", "services", "get patch delete"),
-    ("", "configmaps", "get patch delete"),
-    ("", "secrets", "get patch delete"),
+    ("apps", "controllerrevisions", "get list create patch delete"),
+    ("autoscaling", "horizontalpodautoscalers", "get list watch create patch delete"),
+    ("", "services", "get list watch create patch delete"),
+    ("", "configmaps", "get create patch delete"),
+    ("", "secrets", "get create patch delete"),
     ("events.k8s.io", "events", "create patch"),
 ])
+# A router's objects: server-side apply creates them (create + patch), serin watches
+# them metadata-only so a change wakes the Canary (list + watch), reads and deletes them.
+ROUTER_VERBS = "get list watch create patch delete"
 ROUTERS = {
-    "istio": triples([("networking.istio.io", "virtualservices", "get patch delete"),
-                      ("networking.istio.io", "destinationrules", "patch delete")]),
-    "gatewayApi": triples([("gateway.networking.k8s.io", "httproutes", "get patch delete")]),
-    "ingressNginx": triples([("networking.k8s.io", "ingresses", "get patch delete")]),
-    "smi": triples([("split.smi-spec.io", "trafficsplits", "get patch delete")]),
+    "istio": triples([("networking.istio.io", "virtualservices", ROUTER_VERBS),
+                      ("networking.istio.io", "destinationrules", ROUTER_VERBS)]),
+    "gatewayApi": triples([("gateway.networking.k8s.io", "httproutes", ROUTER_VERBS)]),
+    "ingressNginx": triples([("networking.k8s.io", "ingresses", ROUTER_VERBS)]),
+    "smi": triples([("split.smi-spec.io", "trafficsplits", ROUTER_VERBS)]),
 }
 CLUSTER = triples([
     ("serin.dev", "clusteranalysistemplates", "get"),
@@ -121,6 +125,38 @@ CLUSTER = triples([
 ])
 NAMESPACES = triples([("", "namespaces", "list watch")])
 LEASE = triples([("coordination.k8s.io", "leases", "get create update")])
+
+
+def readme_rbac():
+    """The (apiGroup, resource, verb) triples of the README's table "RBAC: what the
+    controller may do, and why". A row's first cell names resources in backticks, each
+    run of them followed by its API group in parentheses ("core" for ""); the second
+    cell lists the verbs."""
+    text = open(os.path.join(CHART, "..", "..", "README.md")).read()
+    heading = "### RBAC: what the controller may do, and why"
+    if not check(heading in text, f"README has no section {heading!r}"):
+        return set()
+    rows = []
+    for line in text.split(heading, 1)[1].splitlines():
+        if line.startswith("|"):
+            rows.append(line)
+        elif rows:
+            break
+    out = set()
+    for row in rows[2:]:  # header and separator
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        pending = []
+        for name, group in re.findall(r"`([^`]+)`|\(([^)]+)\)", cells[0]):
+            if name:
+                pending.append(name)
+            else:
+                group = "" if group == "core" else group
+                for res in pending:
+                    for verb in cells[1].split(","):
+                        out.add((group, res, verb.strip()))
+                pending = []
+        check(not pending, f"README RBAC row without an API group: {row}")
+    return out
 
 
 def env_of(container):
@@ -162,6 +198,11 @@ def check_deployment(docs, values):
     check(env["SERIN_HEALTH_ADDR"] == "0.0.0.0:8080" and env["SERIN_API_ADDR"] == "0.0.0.0:8081", "addresses")
     check(env["SERIN_LEASE_NAMESPACE"] == NS, "lease in the release namespace")
     check(RELEASE in env["SERIN_LEASE_NAME"], f"lease name has the release name: {env['SERIN_LEASE_NAME']}")
+    election = values.get("leaderElection", {})
+    for var, key, default in (("SERIN_LEASE_DURATION", "leaseDuration", "15s"),
+                              ("SERIN_LEASE_RENEW_DEADLINE", "renewDeadline", "10s"),
+                              ("SERIN_LEASE_RETRY_PERIOD", "retryPeriod", "2s")):
+        check(env.get(var) == election.get(key, default), f"{var} from leaderElection.{key}: {env.get(var)}")
     check(env["SERIN_DEFAULT_ROUTER"] == values.get("controller", {}).get("defaultRouter", "service"), "default router")
     # Every SERIN_ variable the chart sets is a flag of `serin controller` (src/main.rs),
     # or one of the sharding flags being added beside it.
@@ -207,6 +248,11 @@ def scenario_default(chart):
     check(grants(lease.get("rules")) == LEASE, f"lease Role rules {lease.get('rules')}")
     check(not [d for d in docs if d["kind"] == "ClusterRole" and "leases" in json.dumps(d)],
           "no cluster-wide lease permission")
+    # The README's table is the documentation of these rules: nothing more, nothing less.
+    documented = readme_rbac()
+    everything = WORKLOAD | CLUSTER | NAMESPACES | LEASE | set().union(*ROUTERS.values())
+    check(documented == everything,
+          f"README RBAC table: extra {sorted(documented - everything)}, missing {sorted(everything - documented)}")
     pdb = one(docs, "PodDisruptionBudget")
     check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable 1")
     # The user-facing roles are ClusterRoles named -viewer / -approver.
@@ -231,6 +277,11 @@ def scenario_full(chart):
     want = WORKLOAD | CLUSTER | NAMESPACES | set().union(*ROUTERS.values())
     got = grants(one(docs, "ClusterRole", RELEASE).get("rules"))
     check(got == want, f"full ClusterRole: extra {got - want}, missing {want - got}")
+    # serin patches only with server-side apply, and an apply that creates the object is
+    # authorized as create too: patch without create is a 403 on a real API server.
+    # (A subresource such as canaries/status is never created by a patch.)
+    no_create = sorted((g, r) for g, r, v in got if v == "patch" and "/" not in r and (g, r, "create") not in got)
+    check(not no_create, f"patch without create (server-side apply creates): {no_create}")
     sm = one(docs, "ServiceMonitor")
     ep = sm.get("spec", {}).get("endpoints", [{}])[0]
     check(sm.get("apiVersion") == "monitoring.coreos.com/v1", "ServiceMonitor apiVersion")

@@ -30,6 +30,7 @@ impl M {
         let (store, writer) = reflector::store::<Canary>();
         let events = MemoryEvents::default();
         let ctx = Arc::new(MaterializeContext {
+            fence: crate::controller::Fence::unfenced(),
             client,
             canaries: store,
             events: Arc::new(events.clone()),

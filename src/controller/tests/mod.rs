@@ -114,6 +114,7 @@ impl Harness {
             webhooks: None,
             notify: None,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            fence: crate::controller::Fence::unfenced(),
         });
         Harness {
             fake,

@@ -213,6 +213,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         webhooks: None,
         notify: None,
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        fence: crate::controller::Fence::unfenced(),
     };
     let opts = RunOptions {
         namespace: None,
@@ -222,6 +223,8 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         lease_name: shard.lease_name("serin-leader"),
         identity: "test".into(),
         lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(2),
         shard,
         reconcile_hook: None,
     };
