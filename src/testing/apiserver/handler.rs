@@ -224,12 +224,13 @@ pub fn dispatch(
         Route::NoResource => return Err(errors::no_resource()),
         Route::Resource(t, sub) => (t, sub),
     };
+    authorize(rbac, info, &info.verb)?;
     if info.verb == "watch" {
+        // Simplification: no watches; kube's watcher backs off and retries.
         return Err(errors::method_not_allowed(
             "watch is not supported by the fake API server",
         ));
     }
-    authorize(rbac, info, &info.verb)?;
     let manager = info
         .query("fieldManager")
         .map(str::to_string)
@@ -242,10 +243,14 @@ pub fn dispatch(
                 .unwrap_or("")
                 .to_string()
         });
-    let body = || {
-        info.body
-            .clone()
-            .ok_or_else(|| errors::bad_request("the request body is empty"))
+    // Every body but a JSON patch is one object.
+    let json_patch = info.content_type.as_deref() == Some("application/json-patch+json");
+    let body = || match &info.body {
+        None => Err(errors::bad_request("the request body is empty")),
+        Some(b) if !b.is_object() && !json_patch => Err(errors::bad_request(
+            "the body of the request was in an unknown format",
+        )),
+        Some(b) => Ok(b.clone()),
     };
     let partial = raw
         .accept
@@ -338,6 +343,11 @@ fn patch(
         }
         _ => return Err(errors::unsupported_media_type(t.rt.builtin)),
     };
+    if !new.is_object() {
+        return Err(errors::unprocessable(
+            "the patched object is not a JSON object",
+        ));
+    }
     Ok((200, store.update(t, new, manager)?))
 }
 

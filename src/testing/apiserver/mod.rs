@@ -6,12 +6,22 @@
 //! moves Deployments' status, and stores Events so a test sees what `kubectl describe`
 //! would show. A hook before every request allows fault injection.
 //!
-//! Simplifications (each documented where it lives): only a few defaults (Deployment
-//! replicas, port protocol); the schema knowledge is a table of list keys and atomic
-//! maps; strategic merge patch knows list merge keys but no ordering directives;
-//! watches are refused with 405; `propagationPolicy` is ignored (garbage collection
-//! runs when a test calls [`FakeApiServer::collect_garbage`]); no admission webhooks,
-//! no CRD schema/CEL validation (see `../shared/crds` tests for that).
+//! Simplifications (each documented where it lives):
+//! * only the defaults a controller notices: a Deployment's `spec.replicas` (1) and a
+//!   port's `protocol` (TCP); the rest (imagePullPolicy, strategy, ...) stay unset;
+//! * the schema knowledge is a table (`resources.rs`) of list-map keys, set lists and
+//!   atomic maps; a keyed list whose items lack a key is treated as atomic, where the
+//!   real server would reject it; `null`s in an applied config are dropped;
+//! * strategic merge patch merges the known keyed lists, `$patch: delete` and
+//!   `$deleteFromPrimitiveList`; ordering directives are ignored;
+//! * writes to `/status` change only `.status` (a real Deployment status write may also
+//!   change annotations); validation covers names, Deployments, Services and Events;
+//! * watches are refused with 405; `propagationPolicy` is ignored and garbage
+//!   collection runs when a test calls [`FakeApiServer::collect_garbage`]; the Deployment
+//!   controller's `deployment.kubernetes.io/revision` annotation is not written;
+//! * no admission webhooks, no CRD schema/CEL validation (the `../shared/crds` tests
+//!   cover that); UIDs and generated names are deterministic, the clock is fixed
+//!   until [`FakeApiServer::set_time`].
 //!
 //! Determinism: the service is a plain `tower::service_fn` answering inline, so on a
 //! current-thread runtime the order of requests is reproducible. (kube's `Client`
@@ -117,6 +127,8 @@ pub struct EventView {
 
 /// Runs before each request: answer instead (`Some((code, body))`) or change the
 /// cluster through the [`ServerControl`] and let the request through (`None`).
+/// The server's state is locked while it runs: use the `ServerControl`, never a
+/// `FakeApiServer` handle, from inside (that would deadlock).
 pub type Hook = Box<dyn FnMut(&RequestInfo, &mut ServerControl) -> Option<(u16, Value)> + Send>;
 
 struct State {

@@ -50,134 +50,34 @@ const fn cluster(mut r: ResourceType) -> ResourceType {
 const V1: &[&str] = &["v1"];
 const ISTIO: &[&str] = &["v1", "v1beta1", "v1alpha3"];
 const SMI: &[&str] = &["v1alpha4", "v1alpha3", "v1alpha2", "v1alpha1"];
+const SERIN: &[&str] = &["v1alpha1"];
 
 /// Everything the fake knows; the order is the discovery order.
+/// Columns: group, versions, plural, kind, status subresource, generation, built-in.
+#[rustfmt::skip]
 pub static RESOURCES: &[ResourceType] = &[
     cluster(rt("", V1, "namespaces", "Namespace", true, false, true)),
     rt("", V1, "configmaps", "ConfigMap", false, false, true),
     rt("", V1, "secrets", "Secret", false, false, true),
     rt("", V1, "services", "Service", true, false, true),
-    rt(
-        "",
-        V1,
-        "serviceaccounts",
-        "ServiceAccount",
-        false,
-        false,
-        true,
-    ),
+    rt("", V1, "serviceaccounts", "ServiceAccount", false, false, true),
     rt("", V1, "pods", "Pod", true, false, true),
     rt("apps", V1, "deployments", "Deployment", true, true, true),
     rt("apps", V1, "replicasets", "ReplicaSet", true, true, true),
-    rt(
-        "apps",
-        V1,
-        "controllerrevisions",
-        "ControllerRevision",
-        false,
-        false,
-        true,
-    ),
-    rt(
-        "autoscaling",
-        &["v2", "v1"],
-        "horizontalpodautoscalers",
-        "HorizontalPodAutoscaler",
-        true,
-        false,
-        true,
-    ),
-    rt(
-        "coordination.k8s.io",
-        V1,
-        "leases",
-        "Lease",
-        false,
-        false,
-        true,
-    ),
+    rt("apps", V1, "controllerrevisions", "ControllerRevision", false, false, true),
+    rt("autoscaling", &["v2", "v1"], "horizontalpodautoscalers", "HorizontalPodAutoscaler", true, false, true),
+    rt("coordination.k8s.io", V1, "leases", "Lease", false, false, true),
     rt("events.k8s.io", V1, "events", "Event", false, false, true),
-    rt(
-        "networking.k8s.io",
-        V1,
-        "ingresses",
-        "Ingress",
-        true,
-        true,
-        true,
-    ),
-    rt(
-        "serin.dev",
-        &["v1alpha1"],
-        "canaries",
-        "Canary",
-        true,
-        true,
-        false,
-    ),
-    rt(
-        "serin.dev",
-        &["v1alpha1"],
-        "analysistemplates",
-        "AnalysisTemplate",
-        false,
-        true,
-        false,
-    ),
-    cluster(rt(
-        "serin.dev",
-        &["v1alpha1"],
-        "clusteranalysistemplates",
-        "ClusterAnalysisTemplate",
-        false,
-        true,
-        false,
-    )),
-    rt(
-        "serin.dev",
-        &["v1alpha1"],
-        "notifiers",
-        "Notifier",
-        false,
-        true,
-        false,
-    ),
-    rt(
-        "networking.istio.io",
-        ISTIO,
-        "virtualservices",
-        "VirtualService",
-        true,
-        true,
-        false,
-    ),
-    rt(
-        "networking.istio.io",
-        ISTIO,
-        "destinationrules",
-        "DestinationRule",
-        true,
-        true,
-        false,
-    ),
-    rt(
-        "gateway.networking.k8s.io",
-        &["v1", "v1beta1"],
-        "httproutes",
-        "HTTPRoute",
-        true,
-        true,
-        false,
-    ),
-    rt(
-        "split.smi-spec.io",
-        SMI,
-        "trafficsplits",
-        "TrafficSplit",
-        false,
-        true,
-        false,
-    ),
+    rt("networking.k8s.io", V1, "ingresses", "Ingress", true, true, true),
+    rt("serin.dev", SERIN, "canaries", "Canary", true, true, false),
+    rt("serin.dev", SERIN, "analysistemplates", "AnalysisTemplate", false, true, false),
+    cluster(rt("serin.dev", SERIN, "clusteranalysistemplates", "ClusterAnalysisTemplate", false, true, false)),
+    rt("serin.dev", SERIN, "notifiers", "Notifier", false, true, false),
+    cluster(rt("serin.dev", SERIN, "clusternotifiers", "ClusterNotifier", false, true, false)),
+    rt("networking.istio.io", ISTIO, "virtualservices", "VirtualService", true, true, false),
+    rt("networking.istio.io", ISTIO, "destinationrules", "DestinationRule", true, true, false),
+    rt("gateway.networking.k8s.io", &["v1", "v1beta1"], "httproutes", "HTTPRoute", true, true, false),
+    rt("split.smi-spec.io", SMI, "trafficsplits", "TrafficSplit", false, true, false),
 ];
 
 impl ResourceType {
@@ -248,19 +148,19 @@ pub fn list_type(rt: &ResourceType, fields: &[&str]) -> ListType {
         (Some("metadata"), _) => return ListType::Atomic,
         _ => {}
     }
-    if last == "conditions" {
-        return ListType::Map(&["type"]);
-    }
     if !rt.builtin {
         // CRD lists are atomic unless the schema says otherwise; serin's own CRD
-        // keys the Canary status lists.
+        // keys the Canary status lists (checked against the chart's CRDs below). The
+        // router CRDs' keyed lists all sit inside atomic ones.
         return match (rt.kind, fields) {
             ("Canary", ["status", "metrics"]) => ListType::Map(&["name"]),
             ("Canary", ["status", "approvals" | "commands"]) => ListType::Map(&["id"]),
+            ("Canary", ["status", "conditions"]) => ListType::Map(&["type"]),
             _ => ListType::Atomic,
         };
     }
     match last {
+        "conditions" => ListType::Map(&["type"]),
         "containers" | "initContainers" | "ephemeralContainers" => ListType::Map(&["name"]),
         "env" | "volumes" | "imagePullSecrets" => ListType::Map(&["name"]),
         "volumeMounts" => ListType::Map(&["mountPath"]),
@@ -396,6 +296,79 @@ mod tests {
         );
         assert!(atomic_map(d, &["spec", "selector"]));
         assert!(!atomic_map(d, &["spec", "template", "metadata", "labels"]));
+    }
+
+    /// The table agrees with the chart's CRDs: scope, status subresource, list types.
+    #[test]
+    fn serin_crds_match_the_chart() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/serin/crds/crds.yaml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut kinds = 0;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let crd: Value = serde::Deserialize::deserialize(doc).unwrap();
+            if crd["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            kinds += 1;
+            let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+            let rt = RESOURCES
+                .iter()
+                .find(|r| r.kind == kind)
+                .unwrap_or_else(|| panic!("{kind} missing"));
+            assert_eq!(rt.plural, crd["spec"]["names"]["plural"], "{kind}");
+            assert_eq!(
+                rt.namespaced,
+                crd["spec"]["scope"] == "Namespaced",
+                "{kind}"
+            );
+            let v = &crd["spec"]["versions"][0];
+            assert_eq!(
+                rt.status,
+                v["subresources"].get("status").is_some(),
+                "{kind}"
+            );
+            let mut lists = Vec::new();
+            collect_lists(&v["schema"]["openAPIV3Schema"], &mut Vec::new(), &mut lists);
+            for (fields, want) in lists {
+                let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+                assert_eq!(list_type(rt, &names), want, "{kind} {names:?}");
+            }
+        }
+        assert_eq!(kinds, 5);
+    }
+
+    fn collect_lists(
+        schema: &Value,
+        path: &mut Vec<String>,
+        out: &mut Vec<(Vec<String>, ListType)>,
+    ) {
+        if schema["type"] == "array" {
+            let lt = match (
+                schema["x-kubernetes-list-type"].as_str(),
+                schema["x-kubernetes-list-map-keys"].as_array(),
+            ) {
+                (Some("map"), Some(keys)) => {
+                    let keys: Vec<&'static str> = keys
+                        .iter()
+                        .map(|k| &*Box::leak(k.as_str().unwrap().to_string().into_boxed_str()))
+                        .collect();
+                    ListType::Map(Box::leak(keys.into_boxed_slice()))
+                }
+                (Some("set"), _) => ListType::Set,
+                _ => ListType::Atomic,
+            };
+            out.push((path.clone(), lt));
+            if lt != ListType::Atomic {
+                collect_lists(&schema["items"], path, out);
+            }
+            return;
+        }
+        for (k, sub) in schema["properties"].as_object().into_iter().flatten() {
+            path.push(k.clone());
+            collect_lists(sub, path, out);
+            path.pop();
+        }
     }
 
     #[test]

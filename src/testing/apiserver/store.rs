@@ -169,13 +169,7 @@ impl Store {
         if !obj["metadata"].is_object() {
             obj["metadata"] = json!({});
         }
-        if let (Some(ns), Some(body_ns)) = (&t.namespace, meta_str(&obj, "namespace")) {
-            if ns != body_ns {
-                return Err(errors::bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request",
-                ));
-            }
-        }
+        check_namespace(t, &obj)?;
         let mut name = meta_str(&obj, "name").unwrap_or_default().to_string();
         if name.is_empty() {
             if let Some(prefix) = meta_str(&obj, "generateName").map(str::to_string) {
@@ -237,6 +231,7 @@ impl Store {
                 t.name
             )));
         }
+        check_namespace(t, &new)?;
         let live = self.get(t)?;
         check_preconditions(
             t,
@@ -286,6 +281,9 @@ impl Store {
         force: bool,
     ) -> Result<(u16, Value)> {
         ssa::drop_nulls(&mut config);
+        if config.get("metadata").is_some_and(|m| !m.is_object()) {
+            return Err(errors::bad_request("metadata must be an object"));
+        }
         if config["metadata"].get("managedFields").is_some() {
             return Err(errors::bad_request("metadata.managedFields must be nil"));
         }
@@ -307,6 +305,7 @@ impl Store {
                 t.name
             )));
         }
+        check_namespace(t, &config)?;
         let live = self.get(t).ok();
         if live.is_none() && t.status {
             return Err(errors::not_found(t.rt, &t.name));
@@ -511,6 +510,16 @@ fn explicit_managed_fields(o: &Value) -> Option<Vec<Entry>> {
         return Some(Vec::new());
     }
     ssa::decode(mf).filter(|e| !e.is_empty())
+}
+
+/// A body naming another namespace than the URL (400, as the real server answers).
+fn check_namespace(t: &Target, body: &Value) -> Result<()> {
+    match (&t.namespace, meta_str(body, "namespace")) {
+        (Some(ns), Some(body_ns)) if ns != body_ns => Err(errors::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_preconditions(

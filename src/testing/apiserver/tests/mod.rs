@@ -3,6 +3,7 @@
 mod crud;
 mod events;
 mod faults;
+mod fidelity;
 mod rbac;
 mod ssa;
 

@@ -417,3 +417,100 @@ async fn typed_deployment_round_trips_through_apply() {
     let now = api.get("web").await.unwrap();
     assert_eq!(now.status.unwrap().ready_replicas, Some(1));
 }
+
+#[tokio::test]
+async fn keyed_and_set_lists_merge_and_shrink_item_by_item() {
+    let s = FakeApiServer::new();
+    let mut user = deployment("podinfo", "podinfo:2", 2);
+    user["metadata"]["finalizers"] = json!(["user.dev/keep"]);
+    s.insert(user);
+    let api = deployments(&s);
+    let body = |containers: Value, finalizers: Value| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "podinfo", "finalizers": finalizers},
+               "spec": {"template": {"spec": {"containers": containers}}}})
+    };
+    let two =
+        json!([{"name": "podinfo", "image": "podinfo:2"}, {"name": "sidecar", "image": "envoy:1"}]);
+    let d = api
+        .patch(
+            "podinfo",
+            &serin(),
+            &Patch::Apply(body(two, json!(["serin.dev/finalizer"]))),
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = d
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(names, ["podinfo", "sidecar"]);
+    assert_eq!(
+        d.metadata.finalizers.unwrap(),
+        ["user.dev/keep", "serin.dev/finalizer"]
+    );
+    let f = entry(&dep(&s, "podinfo"), "serin", "Apply").unwrap()["fieldsV1"].clone();
+    assert_eq!(
+        f["f:metadata"]["f:finalizers"],
+        json!({"v:\"serin.dev/finalizer\"": {}})
+    );
+    // Dropping the sidecar removes it; the user's container stays although serin
+    // stopped applying it, because the user owns it too.
+    let d = api
+        .patch(
+            "podinfo",
+            &serin(),
+            &Patch::Apply(body(json!([]), json!([]))),
+        )
+        .await
+        .unwrap();
+    let c = d.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(
+        (c.len(), c[0].name.as_str(), c[0].image.as_deref()),
+        (1, "podinfo", Some("podinfo:2"))
+    );
+    assert_eq!(d.metadata.finalizers.unwrap(), ["user.dev/keep"]);
+}
+
+#[tokio::test]
+async fn a_service_selector_is_one_atomic_field() {
+    let s = FakeApiServer::new();
+    s.insert(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "podinfo", "namespace": NS},
+                    "spec": {"selector": {"app": "podinfo"}, "ports": [{"name": "http", "port": 9898}]}}));
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(s.client(), NS);
+    let apply = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "podinfo"},
+                       "spec": {"selector": {"app": "podinfo-primary"}}});
+    let (code, msg) = api_error(
+        api.patch(
+            "podinfo",
+            &PatchParams::apply("serin"),
+            &Patch::Apply(&apply),
+        )
+        .await,
+    );
+    assert_eq!(code, 409);
+    assert!(
+        msg.ends_with(": .spec.selector"),
+        "the whole map conflicts: {msg}"
+    );
+    let svc = api
+        .patch("podinfo", &serin(), &Patch::Apply(&apply))
+        .await
+        .unwrap();
+    // Replaced whole, not merged key by key.
+    let sel = svc.spec.unwrap().selector.unwrap();
+    assert_eq!(sel.len(), 1);
+    assert_eq!(sel["app"], "podinfo-primary");
+    let stored = s.get("v1", "services", Some(NS), "podinfo").unwrap();
+    let user = entry(&stored, "kubectl-client-side-apply", "Update").unwrap();
+    assert_eq!(
+        user["fieldsV1"]["f:spec"]["f:ports"],
+        json!({".": {}, "k:{\"port\":9898,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}})
+    );
+}
