@@ -2,6 +2,10 @@
 //! A scripted mock Kubernetes API server for adapter tests: a kube `Client` over
 //! `tower_test`, answering a fixed sequence of exchanges and recording every request,
 //! so tests assert the exact calls (method, path with query, content type, body).
+//! [`apiserver`] is the stateful alternative: a fake kube-apiserver that checks RBAC,
+//! tracks server-side-apply field ownership, validates and aggregates Events.
+
+pub mod apiserver;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
