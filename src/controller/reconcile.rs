@@ -139,6 +139,10 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
         }
         _ => None,
     };
+    if let (Some(problem), crate::crd::CanaryPhase::Initializing) = (&problem, status.phase) {
+        // Nothing is set up yet: set up nothing on a broken configuration.
+        return config_problem(&api, &canary, ctx, status, problem.clone(), now).await;
+    }
     let deps = ReleaseDeps {
         workloads: ctx.workloads.clone(),
         router,

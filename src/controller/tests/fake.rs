@@ -11,18 +11,8 @@ use crate::testing::{not_found, status_body, Recorded};
 
 pub const NS: &str = "shop";
 
-pub fn dep(name: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{NS}/deployments/{name}")
-}
-pub fn svc(name: &str) -> String {
-    format!("/api/v1/namespaces/{NS}/services/{name}")
-}
 pub fn canary(name: &str) -> String {
     format!("/apis/serin.dev/v1alpha1/namespaces/{NS}/canaries/{name}")
-}
-pub const APPLY: &str = "?&force=true&fieldManager=serin";
-pub fn hpas() -> String {
-    format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers?")
 }
 
 #[derive(Default)]

@@ -6,13 +6,8 @@ use super::*;
 async fn deleting_the_canary_hands_the_deployment_back_without_downtime() {
     let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
     initialize(&h).await;
-    {
-        let mut s = h.fake.0.lock().unwrap();
-        let mut c = s.get(&canary("podinfo"));
-        c["metadata"]["deletionTimestamp"] = json!("2026-11-22T12:05:00Z");
-        s.put(&canary("podinfo"), c);
-        s.rollouts_finish = false;
-    }
+    assert!(h.delete(&canary("podinfo")));
+    h.manual_rollouts();
     // First the user's Deployment scales back up; traffic stays on the primary meanwhile.
     let c = h.ok().await;
     assert!(c.contains(&apply(&dep("podinfo"))));
@@ -43,9 +38,9 @@ async fn deleting_the_canary_hands_the_deployment_back_without_downtime() {
     );
     assert!(h.get(&dep("podinfo-primary")).is_null());
     assert!(h.get(&svc("podinfo-primary")).is_null() && h.get(&svc("podinfo-canary")).is_null());
-    assert_eq!(
-        h.get(&canary("podinfo"))["metadata"]["finalizers"],
-        json!([])
+    assert!(
+        h.get(&canary("podinfo")).is_null(),
+        "finalizer removed, Canary gone"
     );
     assert_eq!(h.reasons(), vec!["HandedBack"]);
 }
@@ -60,22 +55,15 @@ fn configmap(path_name: &str, level: &str) -> Value {
 async fn tracked_config_is_copied_for_the_primary_an_hpa_is_mirrored_and_a_config_change_is_a_release(
 ) {
     let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
-    let cm = format!("/api/v1/namespaces/{NS}/configmaps/podinfo-env");
-    {
-        let mut s = h.fake.0.lock().unwrap();
-        let mut d = s.get(&dep("podinfo"));
+    h.edit(&dep("podinfo"), |d| {
         d["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
             json!([{"configMapRef": {"name": "podinfo-env"}}]);
-        s.put(&dep("podinfo"), d);
-        s.put(&cm, configmap("podinfo-env", "info"));
-        s.put(
-            &format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/podinfo"),
-            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                   "metadata": {"name": "podinfo", "namespace": NS},
-                   "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                            "minReplicas": 2, "maxReplicas": 10}}),
-        );
-    }
+    });
+    h.server.insert(configmap("podinfo-env", "info"));
+    h.server.insert(json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": "podinfo", "namespace": NS},
+           "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                    "minReplicas": 2, "maxReplicas": 10}}));
     initialize(&h).await;
     let copy = h.get(&format!(
         "/api/v1/namespaces/{NS}/configmaps/podinfo-env-primary"
@@ -102,11 +90,7 @@ async fn tracked_config_is_copied_for_the_primary_an_hpa_is_mirrored_and_a_confi
 
     // Only the ConfigMap changes: that is a new revision, released like an image change.
     let stable = h.status()["stableRevision"].clone();
-    h.fake
-        .0
-        .lock()
-        .unwrap()
-        .put(&cm, configmap("podinfo-env", "debug"));
+    h.server.insert(configmap("podinfo-env", "debug"));
     h.ok().await;
     let st = h.status();
     assert_eq!(st["phase"], "Progressing");

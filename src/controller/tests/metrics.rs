@@ -84,8 +84,9 @@ async fn a_rolled_back_release_shows_weight_verdicts_phase_and_result_then_delet
     h.advance(600);
     h.ok().await;
     assert_eq!(releases("rolled_back"), Some(1.0));
-    // initialize 2, canary up and step 1: 2, then 4 checks and looks.
-    let reconciles = 2 + 2 + 4;
+    // initialize 4 (primary, traffic, scale-down timer, scale-down), canary up and
+    // step 1: 2, then 4 checks and looks.
+    let reconciles = 4 + 2 + 4;
     assert_eq!(
         h.value(r#"serin_reconcile_duration_seconds_count{controller="canary"}"#),
         Some(f64::from(reconciles))
@@ -97,22 +98,17 @@ async fn a_rolled_back_release_shows_weight_verdicts_phase_and_result_then_delet
     );
 
     // Deleted: hand back, then every series of this Canary is gone.
-    {
-        let mut s = h.fake.0.lock().unwrap();
-        let mut c = s.get(&canary("podinfo"));
-        c["metadata"]["deletionTimestamp"] = json!("2026-11-22T12:30:00Z");
-        s.put(&canary("podinfo"), c);
-    }
+    assert!(h.delete(&canary("podinfo")));
     for _ in 0..3 {
         h.ok().await;
         h.settle();
-        if h.get(&canary("podinfo"))["metadata"]["finalizers"] == json!([]) {
+        if h.get(&canary("podinfo")).is_null() {
             break;
         }
     }
-    assert_eq!(
-        h.get(&canary("podinfo"))["metadata"]["finalizers"],
-        json!([])
+    assert!(
+        h.get(&canary("podinfo")).is_null(),
+        "finalizer removed, Canary gone"
     );
     let scrape = h.scrape();
     assert!(
@@ -139,7 +135,10 @@ async fn a_promotion_counts_passes_and_one_promoted_release() {
     );
     h.advance(60);
     h.ok().await; // Promoting
-    h.ok().await; // Finalising
+    h.ok().await; // Finalising: traffic back to the primary
+    h.ok().await; // the scale-down delay starts
+    h.advance(30);
+    h.ok().await; // the canary scales down
     h.ok().await; // Succeeded
     assert_eq!(h.status()["phase"], "Succeeded");
     assert_eq!(h.value(&verdicts("pass")), Some(2.0));
@@ -171,12 +170,12 @@ async fn a_failed_reconcile_is_counted_by_category() {
     initialize(&h).await;
     let errors = r#"serin_reconcile_errors_total{controller="canary",category="conflict"}"#;
     assert_eq!(h.value(errors), None);
-    h.fake.0.lock().unwrap().conflict_next_status = true;
+    h.fail_once(409, |r| r.subresource.as_deref() == Some("status"));
     h.set_image("podinfo:2");
     let (r, _) = h.reconcile().await;
     assert_eq!(r.unwrap_err().category(), "conflict");
     assert_eq!(h.value(errors), Some(1.0));
-    h.fake.0.lock().unwrap().fail_next = Some(format!("GET {}", dep("podinfo")));
+    h.fail_once(500, |r| r.method == "GET" && r.path == dep("podinfo"));
     let (r, _) = h.reconcile().await;
     assert_eq!(r.unwrap_err().category(), "kube");
     assert_eq!(
@@ -192,7 +191,10 @@ async fn a_canary_gone_from_the_api_is_forgotten() {
     initialize(&h).await;
     assert_eq!(h.value(&phase("Initialized")), Some(1.0));
     let obj: Canary = serde_json::from_value(h.get(&canary("podinfo"))).unwrap();
-    h.fake.0.lock().unwrap().objects.remove(&canary("podinfo"));
+    h.edit(&canary("podinfo"), |c| {
+        c["metadata"]["finalizers"] = json!([])
+    });
+    assert!(h.delete(&canary("podinfo")));
     reconcile_canary(Arc::new(obj), h.ctx.clone())
         .await
         .unwrap();

@@ -106,6 +106,9 @@ impl Cluster {
             lists: HashMap::from([
                 ("/apis/apps/v1/deployments", deployments),
                 ("/apis/serin.dev/v1alpha1/canaries", canaries),
+                // Objects serin created are watched (by their Canary label): none yet.
+                ("/api/v1/services", vec![]),
+                ("/apis/autoscaling/v2/horizontalpodautoscalers", vec![]),
             ]),
             namespace_events: vec![],
         }
