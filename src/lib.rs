@@ -23,3 +23,7 @@ pub mod workloads;
 
 #[cfg(test)]
 pub(crate) mod testing;
+
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

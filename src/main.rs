@@ -325,8 +325,19 @@ fn check_lease_timings(args: &ControllerArgs) -> anyhow::Result<()> {
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     check_lease_timings(&args)?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
+        .context("connecting to Kubernetes")?;
+    // The lease, the watches and the approval API use `plain`; everything that acts on
+    // the cluster for the leader uses `client`, whose writes stop once the leader's
+    // fence closes (the Lease not renewed within the renew deadline).
+    let plain = kube::Client::try_from(config.clone()).context("connecting to Kubernetes")?;
+    let fence = if args.leader_election {
+        Fence::new(args.lease_renew_deadline)
+    } else {
+        Fence::unfenced()
+    };
+    let client = serin::controller::fence::fenced_client(config, &fence)
         .context("connecting to Kubernetes")?;
     let default = RouterKind::parse(&args.default_router).with_context(|| {
         format!(
@@ -388,17 +399,16 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         webhooks: Some(WebhookCaller::new(http.clone()).with_metrics(metrics.clone())),
         notify: Some(notify),
         metrics,
-        // run() puts the leader's fence here when leader election is on.
-        fence: Fence::unfenced(),
+        fence,
     };
     tokio::spawn(run_notifier_watch(
-        client.clone(),
+        plain.clone(),
         args.lease_namespace.clone(),
         registry,
         http,
     ));
     tokio::spawn(serve_api(
-        client.clone(),
+        plain.clone(),
         args.api_addr,
         args.slack_signing_secret_file.clone(),
         args.slack_allowed_users.clone(),
@@ -432,7 +442,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         shard,
         reconcile_hook: None,
     };
-    run(client, ctx, opts).await?;
+    run(plain, ctx, opts).await?;
     Ok(())
 }
 

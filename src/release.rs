@@ -343,11 +343,13 @@ pub async fn hand_back(
         }
         Err(e) => return Err(e.into()),
     };
+    // The revision the primary runs in this phase: the stable one, or the one being
+    // promoted (its analysis passed) during Promoting.
     let restored = deps
         .workloads
         .restore_target(
             &wref,
-            status.stable_revision.as_deref(),
+            crate::rollout::expected_primary_revision(status),
             status.primary_replicas,
         )
         .await?;

@@ -139,6 +139,69 @@ impl Fence {
     }
 }
 
+/// A client layer that refuses every write (anything but GET/HEAD) once the fence is
+/// closed. Reconcilers check the fence too, for a clear error early; this layer makes it
+/// a guarantee for every write the controller's client makes, including ones deep in
+/// an adapter, between two of its requests.
+#[derive(Clone, Debug)]
+pub struct FenceLayer(pub Fence);
+
+impl<S> tower::Layer<S> for FenceLayer {
+    type Service = FencedService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FencedService {
+            inner,
+            fence: self.0.clone(),
+        }
+    }
+}
+
+/// See [`FenceLayer`].
+#[derive(Clone, Debug)]
+pub struct FencedService<S> {
+    inner: S,
+    fence: Fence,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower::Service<http::Request<B>> for FencedService<S>
+where
+    S: tower::Service<http::Request<B>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = futures::future::BoxFuture<'static, Result<S::Response, BoxError>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let write = !matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+        if write {
+            if let Err(e) = self.fence.check() {
+                return Box::pin(async move { Err(Box::new(e) as BoxError) });
+            }
+        }
+        let call = self.inner.call(req);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+/// A client for `config` whose writes stop when `fence` closes.
+pub fn fenced_client(config: kube::Config, fence: &Fence) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&FenceLayer(fence.clone()))
+        .build())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

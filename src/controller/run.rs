@@ -324,14 +324,16 @@ where
 
 /// Run until a signal, or until the lease is lost (an error: the process should exit).
 /// With leader election the reconcilers get the leader's [`Fence`] in their context.
-pub async fn run(client: Client, mut ctx: Context, opts: RunOptions) -> Result<(), RunError> {
-    let fence = if opts.leader_election {
+///
+/// `client` serves the lease and the watches; `ctx.fence` is the leader's fence, which
+/// the lease keeper opens and closes. With leader election, build it with
+/// [`Fence::new`] and give the Context's adapters a client made by
+/// [`super::fence::fenced_client`], so that every write stops when it closes.
+pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), RunError> {
+    if opts.leader_election {
         check_timings(opts.lease_duration, opts.renew_deadline, opts.retry_period)?;
-        Fence::new(opts.renew_deadline)
-    } else {
-        Fence::unfenced()
-    };
-    ctx.fence = fence.clone();
+    }
+    let fence = ctx.fence.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let metrics = ctx.metrics.clone();
     let health_task = tokio::spawn(health(opts.health_addr, ready.clone(), metrics.clone()));
@@ -429,7 +431,8 @@ pub async fn run(client: Client, mut ctx: Context, opts: RunOptions) -> Result<(
             canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
     }
     let mctx = Arc::new(MaterializeContext {
-        client: client.clone(),
+        // The Context's client: its writes stop with the fence.
+        client: ctx.client.clone(),
         canaries: canaries.clone(),
         events: ctx.events.clone(),
         clock: ctx.clock.clone(),

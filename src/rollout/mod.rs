@@ -14,7 +14,7 @@ mod plan;
 pub mod text;
 mod transition;
 
-pub use actions::{desired_actions, Action};
+pub use actions::{desired_actions, expected_primary_revision, Action};
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};

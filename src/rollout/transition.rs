@@ -171,6 +171,12 @@ impl Machine<'_> {
     }
 
     fn initializing(&mut self) {
+        if !self.obs.primary_exists && self.obs.primary_revision.is_none() {
+            // Nothing released yet: the user's Deployment serves, and whatever it runs
+            // now is what onboarding takes over (a target that moved before the primary
+            // existed would otherwise never get one).
+            self.s.stable_revision = None;
+        }
         if self.s.stable_revision.is_none() {
             // Resume from an existing primary; otherwise the user's current spec is stable.
             self.s.stable_revision = Some(
@@ -314,7 +320,7 @@ impl Machine<'_> {
                 let since = self.s.last_transition_time.unwrap_or(self.now);
                 if let Some(limit) = self.plan.approval_timeout {
                     if self.now - since >= limit {
-                        return self.rollback(format!(
+                        self.rollback(format!(
                             "{} was not approved within gates.approvalTimeout ({})",
                             gate.as_str(),
                             humantime_of(limit)

@@ -65,21 +65,6 @@ impl FakeState {
                              "updatedReplicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas});
     }
 
-    /// Mark every Deployment's rollout done (the cluster caught up).
-    pub fn settle(&mut self) {
-        let keys: Vec<String> = self
-            .objects
-            .keys()
-            .filter(|k| k.contains("/deployments/"))
-            .cloned()
-            .collect();
-        for k in keys {
-            let mut d = self.objects.remove(&k).unwrap();
-            self.finish_rollout(&mut d);
-            self.objects.insert(k, d);
-        }
-    }
-
     pub fn put(&mut self, path: &str, mut obj: Value) {
         self.bump(&mut obj);
         self.objects.insert(path.to_string(), obj);

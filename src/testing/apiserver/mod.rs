@@ -135,6 +135,8 @@ struct State {
     store: Store,
     rbac: Option<Rbac>,
     requests: Vec<RequestRecord>,
+    /// Keep every request in `requests` (off for long simulations).
+    record: bool,
     hook: Option<Hook>,
 }
 
@@ -305,6 +307,7 @@ impl FakeApiServer {
                 store: Store::default(),
                 rbac: None,
                 requests: Vec::new(),
+                record: true,
                 hook: None,
             })),
         }
@@ -316,8 +319,29 @@ impl FakeApiServer {
 
     /// A client whose requests this server answers (default namespace `default`).
     pub fn client(&self) -> Client {
+        Client::new(self.service(), "default")
+    }
+
+    /// A client whose writes stop once `fence` closes, as the controller's are.
+    pub fn fenced_client(&self, fence: &crate::controller::Fence) -> Client {
+        kube::client::ClientBuilder::new(self.service(), "default")
+            .with_layer(&crate::controller::fence::FenceLayer(fence.clone()))
+            .build()
+    }
+
+    /// The server as a tower service.
+    fn service(
+        &self,
+    ) -> impl tower::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = std::convert::Infallible,
+        Future = impl Send + 'static,
+    > + Send
+           + Clone
+           + 'static {
         let state = self.state.clone();
-        let svc = tower::service_fn(move |req: Request<Body>| {
+        tower::service_fn(move |req: Request<Body>| {
             let state = state.clone();
             async move {
                 let (parts, body) = req.into_parts();
@@ -345,8 +369,7 @@ impl FakeApiServer {
                     serve(&mut state.lock().unwrap_or_else(|e| e.into_inner()), raw);
                 Ok::<_, std::convert::Infallible>(respond(code, &answer))
             }
-        });
-        Client::new(svc, "default")
+        })
     }
 
     /// Create (or overwrite) an object as a user would: manager
@@ -397,6 +420,12 @@ impl FakeApiServer {
 
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.lock().requests.clone()
+    }
+
+    /// Stop (or resume) keeping requests for [`Self::requests`]: a long simulation
+    /// would otherwise hold every body it ever sent.
+    pub fn set_recording(&self, on: bool) {
+        self.lock().record = on;
     }
 
     pub fn drain_requests(&self) -> Vec<RequestRecord> {
@@ -503,6 +532,9 @@ fn serve(st: &mut State, raw: Raw) -> (u16, Value) {
         }
     };
     let (code, body) = after.unwrap_or((code, body));
+    if !st.record {
+        return (code, body);
+    }
     st.requests.push(RequestRecord {
         method: info.method.clone(),
         path: raw.path_and_query.clone(),

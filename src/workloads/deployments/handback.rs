@@ -32,9 +32,20 @@ pub(super) async fn restore_target(
         .get_opt(&w.primary_name())
         .await?;
     let keys = selector_keys(&target)?;
+    // The spec of `stable_revision`: the primary's when it runs it, else its record,
+    // else whatever the primary runs; without either, the target keeps its own.
+    let primary_rev = primary
+        .as_ref()
+        .and_then(|p| p.metadata.annotations.as_ref())
+        .and_then(|a| a.get(super::primary::REVISION_ANNOTATION))
+        .map(String::as_str);
     let primary_spec = match (&primary, stable_revision) {
-        (Some(p), _) => p.spec.clone(),
-        (None, Some(rev)) => records::load(&k.client, w, rev).await?,
+        (Some(p), Some(rev)) if primary_rev == Some(rev) => p.spec.clone(),
+        (p, Some(rev)) => match records::load(&k.client, w, rev).await? {
+            Some(spec) => Some(spec),
+            None => p.as_ref().and_then(|p| p.spec.clone()),
+        },
+        (Some(p), None) => p.spec.clone(),
         (None, None) => None,
     };
     let replicas = primary

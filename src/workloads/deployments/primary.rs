@@ -22,10 +22,12 @@ pub const CONFIG_HASH_ANNOTATION: &str = "serin.dev/config-hash";
 /// The pod template's `serin.dev/*` annotations removed: serin's own marks are not part
 /// of a revision, and the user's Deployment gets none of the primary's back.
 pub fn without_serin_annotations(t: &mut PodTemplateSpec) {
-    if let Some(a) = t.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
-        a.retain(|k, _| !k.starts_with(crate::annotations::PREFIX));
-        if a.is_empty() {
-            t.metadata.as_mut().map(|m| m.annotations = None);
+    if let Some(m) = t.metadata.as_mut() {
+        if let Some(a) = m.annotations.as_mut() {
+            a.retain(|k, _| !k.starts_with(crate::annotations::PREFIX));
+            if a.is_empty() {
+                m.annotations = None;
+            }
         }
     }
 }
