@@ -121,10 +121,16 @@ pub async fn run_watching(
 }
 
 /// Run until the release of `rev` ended (promoted or rolled back).
+/// Run until `rev`'s release ended and the canary's instances are gone (after the
+/// scale-down delay).
 pub async fn finish(env: &LocalEnv, rev: &str, limit: Duration) -> StepReport {
     let rev = rev.to_string();
     run(env, limit, move |r| {
-        r.status.canary_revision.as_deref() == Some(rev.as_str()) && r.status.phase.is_idle()
+        r.status.canary_revision.as_deref() == Some(rev.as_str())
+            && r.status.phase.is_idle()
+            && env
+                .load()
+                .is_ok_and(|s| s.canary.replicas == 0 && s.canary.procs.is_empty())
     })
     .await
 }

@@ -178,6 +178,12 @@ pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> Result<LocalSta
     })
 }
 
+/// The local canary has no instances left (its scale-down happened).
+fn canary_scaled_down(env: &env::LocalEnv) -> bool {
+    env.load()
+        .is_ok_and(|s| s.canary.replicas == 0 && s.canary.procs.is_empty())
+}
+
 /// Run the demo: start everything, release a good and a bad version, stop everything.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     let start = Instant::now();
@@ -291,8 +297,10 @@ async fn demo_releases(
                 },
                 |e| say(format!("  error (retrying): {e}")),
                 |r| {
+                    // Decided, and the canary's pods gone after the scale-down delay.
                     r.status.canary_revision.as_deref() == Some(rev.as_str())
                         && r.status.phase.is_idle()
+                        && canary_scaled_down(&env)
                 },
             )
             .await?;
