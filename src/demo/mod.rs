@@ -300,7 +300,7 @@ async fn demo_releases(
                     // Decided, and the canary's pods gone after the scale-down delay.
                     r.status.canary_revision.as_deref() == Some(rev.as_str())
                         && r.status.phase.is_idle()
-                        && canary_scaled_down(&env)
+                        && canary_scaled_down(env)
                 },
             )
             .await?;
