@@ -143,9 +143,9 @@ fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64, flow: Flow) -> 
             Policy::Sequential | Policy::SequentialEarly => {
                 let obs = SequentialObservation {
                     canary_errors: c.canary_errors as f64,
+                    canary_requests: c.canary_requests as f64,
                     baseline_errors: c.baseline_errors as f64,
-                    requests: Some((c.canary_requests as f64, c.baseline_requests as f64)),
-                    weight,
+                    baseline_requests: c.baseline_requests as f64,
                 };
                 let (s, v) = judge_sequential(state.as_ref(), obs, &seq);
                 state = Some(s);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::TimeZone;
 
 use super::*;
-use crate::analysis::{run_check_observed, RenderVars, ResolvedMetric};
+use crate::analysis::{run_check, CheckInput, RenderVars, ResolvedMetric};
 use crate::crd::{MetricStatus, ThresholdSpec};
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
 use crate::providers::{MetricError, MetricSources, PrometheusSources};
@@ -373,17 +373,18 @@ async fn a_check_times_each_judge_and_its_queries() {
     let m = Arc::new(Metrics::new());
     let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2))
         .with_metrics(m.clone());
-    let report = run_check_observed(
-        &metrics,
-        &vars(),
-        Duration::from_secs(60),
-        &[],
-        0,
-        &sources,
-        now(),
-        Some(&m),
-        None,
-    )
+    let vars = vars();
+    let report = run_check(&CheckInput {
+        observer: Some(&m),
+        ..CheckInput::new(
+            &metrics,
+            &vars,
+            Duration::from_secs(60),
+            &[],
+            &sources,
+            now(),
+        )
+    })
     .await;
     assert_eq!(
         report.metrics[0].verdict,

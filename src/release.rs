@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::analysis::{effective_limits, run_check_observed, RenderVars, ResolvedMetric};
+use crate::analysis::{effective_limits, run_check, CheckInput, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::gates::{
     effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
@@ -178,17 +178,18 @@ pub async fn decide(
     let mut analysis = if due && !plan.skip_analysis && config_problem.is_none() {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let report = run_check_observed(
-            subject.metrics,
-            &vars,
-            interval,
-            &subject.status.metrics,
-            subject.status.canary_weight,
-            deps.sources.as_ref(),
-            now,
-            Some(&deps.metrics),
-            Some(deps.check_timeout),
-        )
+        let report = run_check(&CheckInput {
+            observer: Some(&deps.metrics),
+            timeout: Some(deps.check_timeout),
+            ..CheckInput::new(
+                subject.metrics,
+                &vars,
+                interval,
+                &subject.status.metrics,
+                deps.sources.as_ref(),
+                now,
+            )
+        })
         .await;
         deps.metrics
             .observe_report(subject.namespace, subject.name, &report, now);

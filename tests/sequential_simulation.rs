@@ -26,9 +26,9 @@ fn release(
             let c = interval_counts(rng, 20.0 * interval_s, weight, p_base, p_canary);
             let obs = SequentialObservation {
                 canary_errors: c.canary_errors as f64,
+                canary_requests: c.canary_requests as f64,
                 baseline_errors: c.baseline_errors as f64,
-                requests: Some((c.canary_requests as f64, c.baseline_requests as f64)),
-                weight,
+                baseline_requests: c.baseline_requests as f64,
             };
             let (s, v) = judge_sequential(state.as_ref(), obs, cfg);
             if v.outcome == MetricVerdict::Fail {

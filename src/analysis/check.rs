@@ -15,91 +15,95 @@ use crate::providers::{MetricError, MetricSources};
 use crate::rollout::text::{one_line, METRIC_REASON_MAX_CHARS};
 use crate::rollout::AnalysisReport;
 
+/// Everything one check needs.
+#[derive(Clone, Copy)]
+pub struct CheckInput<'a> {
+    pub metrics: &'a [ResolvedMetric],
+    pub vars: &'a RenderVars,
+    /// The Canary's check interval (a metric may have a longer one of its own).
+    pub interval: Duration,
+    /// The statuses of the last check in this release (`status.metrics`).
+    pub previous: &'a [MetricStatus],
+    pub sources: &'a dyn MetricSources,
+    pub now: DateTime<Utc>,
+    /// The controller's metrics, to time each judge; the judges stay free of clocks.
+    pub observer: Option<&'a Metrics>,
+    /// Time each metric gets: one that does not answer in time is an `Error` (its
+    /// sequential evidence kept), while the metrics that finished keep their verdicts.
+    pub timeout: Option<Duration>,
+    /// Only the sequential metrics take a look (between two checks); the others keep
+    /// their previous status.
+    pub looks_only: bool,
+}
+
+impl<'a> CheckInput<'a> {
+    pub fn new(
+        metrics: &'a [ResolvedMetric],
+        vars: &'a RenderVars,
+        interval: Duration,
+        previous: &'a [MetricStatus],
+        sources: &'a dyn MetricSources,
+        now: DateTime<Utc>,
+    ) -> Self {
+        CheckInput {
+            metrics,
+            vars,
+            interval,
+            previous,
+            sources,
+            now,
+            observer: None,
+            timeout: None,
+            looks_only: false,
+        }
+    }
+}
+
 /// Query and judge every metric for the canary. Never fails: a metric that cannot be
 /// measured gets an `Inconclusive` or `Error` verdict saying why.
 ///
-/// `previous` are the statuses of the last check in this release (`status.metrics`).
 /// A metric whose own interval is longer than the Canary's is only queried when due;
 /// until then its previous status is returned unchanged (same `checked_at`, so a
 /// caller can tell it was not measured now). Consecutive `Error`s are counted from
 /// `previous`, and past the template's `consecutiveErrorLimit` the verdict is `Fail`.
-pub async fn run_check(
-    metrics: &[ResolvedMetric],
-    base: &RenderVars,
-    canary_interval: Duration,
-    previous: &[MetricStatus],
-    sources: &dyn MetricSources,
-    now: DateTime<Utc>,
-) -> AnalysisReport {
-    run_check_at_weight(metrics, base, canary_interval, previous, 0, sources, now).await
-}
-
-/// [`run_check`] for a canary that took `canary_weight` percent of the traffic during
-/// the interval: the sequential judge uses it as the canary's share when it has no
-/// requests query.
-pub async fn run_check_at_weight(
-    metrics: &[ResolvedMetric],
-    base: &RenderVars,
-    canary_interval: Duration,
-    previous: &[MetricStatus],
-    canary_weight: i32,
-    sources: &dyn MetricSources,
-    now: DateTime<Utc>,
-) -> AnalysisReport {
-    run_check_observed(
-        metrics,
-        base,
-        canary_interval,
-        previous,
-        canary_weight,
-        sources,
-        now,
-        None,
-        None,
-    )
-    .await
-}
-
-/// [`run_check_at_weight`] that also times each judge into `observer` (the
-/// controller's metrics); the judges themselves stay free of clocks. With `timeout`,
-/// each metric gets that long: one that does not answer in time is an `Error` (its
-/// sequential evidence kept), while the metrics that finished keep their verdicts.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_check_observed(
-    metrics: &[ResolvedMetric],
-    base: &RenderVars,
-    canary_interval: Duration,
-    previous: &[MetricStatus],
-    canary_weight: i32,
-    sources: &dyn MetricSources,
-    now: DateTime<Utc>,
-    observer: Option<&Metrics>,
-    timeout: Option<Duration>,
-) -> AnalysisReport {
-    let checks = metrics.iter().map(|m| async move {
-        let prev = previous.iter().find(|p| p.name == m.name);
-        let check = check_metric(
-            m,
-            prev,
-            base,
-            canary_interval,
-            canary_weight,
-            sources,
-            now,
-            observer,
-        );
-        match timeout {
+pub async fn run_check(input: &CheckInput<'_>) -> AnalysisReport {
+    let i = *input;
+    let checks = i.metrics.iter().map(|m| async move {
+        let prev = i.previous.iter().find(|p| p.name == m.name);
+        if i.looks_only && m.sequential.is_none() {
+            if let Some(p) = prev {
+                return MetricStatus {
+                    dry_run: m.dry_run,
+                    ..p.clone()
+                };
+            }
+        }
+        let check = check_metric(m, prev, i.vars, i.interval, i.sources, i.now, i.observer);
+        match i.timeout {
             None => check.await,
             Some(limit) => match tokio::time::timeout(limit, check).await {
                 Ok(st) => st,
-                Err(_) => timed_out(m, prev, limit, now),
+                Err(_) => timed_out(m, prev, limit, i.now),
             },
         }
     });
     let statuses = join_all(checks).await;
     AnalysisReport {
-        critical: critical_metrics(metrics),
+        critical: critical_metrics(i.metrics),
         metrics: statuses,
+    }
+}
+
+/// Run a judge, timing it when there is an observer.
+fn timed<T>(observer: Option<&Metrics>, judge: Judge, f: impl FnOnce() -> T) -> T {
+    match observer {
+        None => f(),
+        Some(o) => {
+            let start = std::time::Instant::now();
+            let out = f();
+            o.observe_judge(judge, start.elapsed());
+            out
+        }
     }
 }
 
@@ -110,7 +114,6 @@ async fn check_metric(
     prev: Option<&MetricStatus>,
     base: &RenderVars,
     canary_interval: Duration,
-    canary_weight: i32,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
     observer: Option<&Metrics>,
@@ -122,20 +125,9 @@ async fn check_metric(
         };
     }
     let judged = match (&m.sequential, &m.compare) {
-        (Some(cfg), _) => Some(
-            sequential(
-                m,
-                cfg,
-                prev,
-                base,
-                canary_interval,
-                canary_weight,
-                sources,
-                now,
-                observer,
-            )
-            .await,
-        ),
+        (Some(cfg), _) => {
+            Some(sequential(m, cfg, prev, base, canary_interval, sources, now, observer).await)
+        }
         (None, Some(cfg)) => {
             Some(compare(m, cfg, base, canary_interval, sources, now, observer).await)
         }
@@ -167,19 +159,6 @@ fn timed_out(
     let mut st = plain_status(m, None, MetricVerdict::Error, reason, now);
     st.sequential = prev.and_then(|p| p.sequential.clone());
     count_errors(st, prev, m)
-}
-
-/// Run a judge, timing it when there is an observer.
-fn timed<T>(observer: Option<&Metrics>, judge: Judge, f: impl FnOnce() -> T) -> T {
-    match observer {
-        None => f(),
-        Some(o) => {
-            let start = std::time::Instant::now();
-            let out = f();
-            o.observe_judge(judge, start.elapsed());
-            out
-        }
-    }
 }
 
 /// The variables of `m`'s queries when measuring `workload` (canary or primary).
@@ -225,8 +204,9 @@ fn unmeasured(m: &ResolvedMetric, e: &MetricError, now: DateTime<Utc>) -> Metric
     }
 }
 
-/// The sequential count test: this interval's errors (and requests) of both versions
-/// are one more look; the evidence so far travels in the metric's status.
+/// The sequential count test. Its queries return counter totals of both versions;
+/// this look's increments are the difference from the totals of the previous look
+/// (kept in the metric's status), so looks never overlap and need no window.
 #[allow(clippy::too_many_arguments)]
 async fn sequential(
     m: &ResolvedMetric,
@@ -234,7 +214,6 @@ async fn sequential(
     prev: Option<&MetricStatus>,
     base: &RenderVars,
     canary_interval: Duration,
-    canary_weight: i32,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
     observer: Option<&Metrics>,
@@ -245,30 +224,40 @@ async fn sequential(
     let result: Result<MetricStatus, MetricError> = async {
         let source = sources.source(m.provider.as_ref(), m.credentials.as_deref())?;
         let errors_q = cfg.errors_query.as_deref().unwrap_or(&m.query);
-        let canary_errors = source
-            .query_scalar(&render(errors_q, &canary_vars)?, now)
-            .await?;
-        let baseline_errors = source
-            .query_scalar(&render(errors_q, &baseline_vars)?, now)
-            .await?;
-        let requests = match cfg.requests_query.as_deref() {
-            Some(q) => Some((
-                source.query_scalar(&render(q, &canary_vars)?, now).await?,
-                source
-                    .query_scalar(&render(q, &baseline_vars)?, now)
-                    .await?,
-            )),
-            None => None,
+        let requests_q = cfg.requests_query.as_deref().ok_or_else(|| {
+            MetricError::Config(
+                "sequential.requestsQuery is missing: every look needs the measured requests of both versions".into(),
+            )
+        })?;
+        let ask = |q: &str, vars: &RenderVars| {
+            let q = render(q, vars);
+            let source = source.clone();
+            async move { source.query_scalar(&q?, now).await }
         };
-        let look = judges::SequentialObservation {
-            canary_errors,
-            baseline_errors,
-            requests,
-            weight: f64::from(canary_weight),
+        let totals = judges::SequentialObservation {
+            canary_errors: ask(errors_q, &canary_vars).await?,
+            canary_requests: ask(requests_q, &canary_vars).await?,
+            baseline_errors: ask(errors_q, &baseline_vars).await?,
+            baseline_requests: ask(requests_q, &baseline_vars).await?,
         };
-        let (next, verdict) = timed(observer, Judge::Sequential, || {
-            judges::judge_sequential(state, look, cfg)
+        let mut kept = state.cloned().unwrap_or_default();
+        let Some(look) = judges::increments_since_last_look(&mut kept, totals) else {
+            // First look of the release, or a counter reset: the totals are the new
+            // baseline; nothing is judged on them.
+            let mut st = plain_status(
+                m,
+                None,
+                MetricVerdict::Inconclusive,
+                "counters recorded; the next look measures from here".into(),
+                now,
+            );
+            st.sequential = Some(kept);
+            return Ok(st);
+        };
+        let (mut next, verdict) = timed(observer, Judge::Sequential, || {
+            judges::judge_sequential(Some(&kept), look, cfg)
         });
+        next.totals = kept.totals;
         let mut st = verdict.to_metric_status(&m.name, m.dry_run, now);
         st.sequential = Some(next);
         Ok(st)

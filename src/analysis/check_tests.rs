@@ -55,6 +55,20 @@ fn sources(answers: &[(&str, Result<f64, MetricError>)]) -> (Sources, Arc<Script
     (Sources(s.clone()), s)
 }
 
+/// One check with the defaults (one-minute interval, no timeout).
+async fn check(
+    metrics: &[ResolvedMetric],
+    previous: &[MetricStatus],
+    sources: &dyn MetricSources,
+    now: DateTime<Utc>,
+) -> AnalysisReport {
+    let vars = base();
+    run_check(&CheckInput::new(
+        metrics, &vars, MIN, previous, sources, now,
+    ))
+    .await
+}
+
 fn metric(name: &str, query: &str, max: f64) -> ResolvedMetric {
     ResolvedMetric {
         template: "t".into(),
@@ -110,7 +124,7 @@ async fn renders_for_the_canary_with_the_metric_interval() {
         ("s{w=\"podinfo\"}[5m]", Ok(0.5)),
         ("f{w=\"podinfo\",ns=\"shop\"}[1m]", Ok(2.0)),
     ]);
-    let report = run_check(&[slow, fast], &base(), MIN, &[], &src, t(0)).await;
+    let report = check(&[slow, fast], &[], &src, t(0)).await;
     assert_eq!(rec.asked.lock().unwrap().len(), 2);
     let by = |n: &str| report.metrics.iter().find(|m| m.name == n).unwrap().clone();
     assert_eq!(by("slow").verdict, MetricVerdict::Pass);
@@ -129,13 +143,13 @@ async fn a_slow_metric_is_only_queried_when_due_and_keeps_its_verdict_meanwhile(
     let metrics = [slow, fast];
     let (src, rec) = sources(&[("s", Ok(3.0)), ("f", Ok(0.1))]);
 
-    let first = run_check(&metrics, &base(), MIN, &[], &src, t(0)).await;
+    let first = check(&metrics, &[], &src, t(0)).await;
     assert_eq!(rec.asked.lock().unwrap().clone(), vec!["s", "f"]);
     let mut prev = first.metrics.clone();
     // Checks at 1..4 minutes (with a little jitter) ask only the fast metric.
     for (minute, jitter) in [(1, 2), (2, -1), (3, 0), (4, 1)] {
         rec.asked.lock().unwrap().clear();
-        let r = run_check(&metrics, &base(), MIN, &prev, &src, t(minute * 60 + jitter)).await;
+        let r = check(&metrics, &prev, &src, t(minute * 60 + jitter)).await;
         assert_eq!(
             rec.asked.lock().unwrap().clone(),
             vec!["f"],
@@ -149,7 +163,7 @@ async fn a_slow_metric_is_only_queried_when_due_and_keeps_its_verdict_meanwhile(
     }
     // Five minutes minus jitter: due.
     rec.asked.lock().unwrap().clear();
-    let r = run_check(&metrics, &base(), MIN, &prev, &src, t(5 * 60 - 3)).await;
+    let r = check(&metrics, &prev, &src, t(5 * 60 - 3)).await;
     assert_eq!(rec.asked.lock().unwrap().clone(), vec!["s", "f"]);
     assert_eq!(
         r.metrics
@@ -166,17 +180,9 @@ async fn an_errored_slow_metric_is_retried_at_the_next_check() {
     let mut slow = metric("slow", "s", 1.0);
     slow.interval = Some(Duration::from_secs(600));
     let (src, rec) = sources(&[("s", Err(MetricError::Unreachable("refused".into())))]);
-    let r = run_check(std::slice::from_ref(&slow), &base(), MIN, &[], &src, t(0)).await;
+    let r = check(std::slice::from_ref(&slow), &[], &src, t(0)).await;
     assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
-    let _ = run_check(
-        std::slice::from_ref(&slow),
-        &base(),
-        MIN,
-        &r.metrics,
-        &src,
-        t(60),
-    )
-    .await;
+    let _ = check(std::slice::from_ref(&slow), &r.metrics, &src, t(60)).await;
     assert_eq!(rec.asked.lock().unwrap().len(), 2);
 }
 
@@ -194,7 +200,7 @@ async fn consecutive_errors_count_reset_and_escalate_past_the_limit() {
         .into_iter()
         .enumerate()
     {
-        let r = run_check(ms, &base(), MIN, &prev, src, t(60 * i as i64)).await;
+        let r = check(ms, &prev, src, t(60 * i as i64)).await;
         assert_eq!(r.critical, vec!["m".to_string()]);
         seen.push((r.metrics[0].consecutive_errors, r.metrics[0].verdict));
         prev = r.metrics;
@@ -225,7 +231,7 @@ async fn no_data_is_inconclusive_and_not_an_error() {
     let mut m = metric("m", "missing", 1.0);
     m.consecutive_error_limit = Some(0);
     let (src, _) = sources(&[]);
-    let r = run_check(&[m], &base(), MIN, &[], &src, t(0)).await;
+    let r = check(&[m], &[], &src, t(0)).await;
     assert_eq!(r.metrics[0].verdict, MetricVerdict::Inconclusive);
     assert_eq!(r.metrics[0].consecutive_errors, 0);
     assert_eq!(r.metrics[0].value, None);
@@ -235,7 +241,7 @@ async fn no_data_is_inconclusive_and_not_an_error() {
 async fn an_unrenderable_query_is_an_error_verdict() {
     let m = metric("m", "x{{args.gone}}", 1.0);
     let (src, rec) = sources(&[]);
-    let r = run_check(&[m], &base(), MIN, &[], &src, t(0)).await;
+    let r = check(&[m], &[], &src, t(0)).await;
     assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
     assert!(r.metrics[0].reason.contains("\"gone\""));
     assert!(rec.asked.lock().unwrap().is_empty());
@@ -286,18 +292,12 @@ async fn a_timeout_keeps_finished_metrics_and_sequential_evidence() {
     let mut before = plain_status(&slow, Some(0.1), MetricVerdict::Pass, "ok".into(), t(0));
     before.sequential = Some(evidence.clone());
     let metrics = [fast, slow];
-    let first = run_check_observed(
-        &metrics,
-        &base(),
-        MIN,
-        std::slice::from_ref(&before),
-        10,
-        &src,
-        t(60),
-        None,
-        Some(Duration::from_secs(30)),
-    )
-    .await;
+    let vars = base();
+    let input = |previous, now| CheckInput {
+        timeout: Some(Duration::from_secs(30)),
+        ..CheckInput::new(&metrics, &vars, MIN, previous, &src, now)
+    };
+    let first = run_check(&input(std::slice::from_ref(&before), t(60))).await;
     assert_eq!(
         first.metrics[0].verdict,
         MetricVerdict::Pass,
@@ -313,18 +313,7 @@ async fn a_timeout_keeps_finished_metrics_and_sequential_evidence() {
         Some(evidence),
         "evidence kept across the timeout"
     );
-    let second = run_check_observed(
-        &metrics,
-        &base(),
-        MIN,
-        &first.metrics,
-        10,
-        &src,
-        t(120),
-        None,
-        Some(Duration::from_secs(30)),
-    )
-    .await;
+    let second = run_check(&input(&first.metrics, t(120))).await;
     assert_eq!(second.metrics[1].consecutive_errors, 2);
     assert_eq!(second.metrics[1].verdict, MetricVerdict::Fail);
 }
@@ -354,15 +343,7 @@ async fn compare_judges_canary_samples_against_the_primary() {
             ]),
             ..Default::default()
         });
-        let report = run_check(
-            &[m.clone()],
-            &base(),
-            Duration::from_secs(60),
-            &[],
-            &Sources(scripted.clone()),
-            now,
-        )
-        .await;
+        let report = check(&[m.clone()], &[], &Sources(scripted.clone()), now).await;
         let st = &report.metrics[0];
         assert_eq!(st.verdict, expect, "{}", st.reason);
         assert!(st.baseline.is_some() && st.p_value.is_some(), "{st:?}");
@@ -374,8 +355,9 @@ async fn compare_judges_canary_samples_against_the_primary() {
     }
 }
 
-/// The sequential judge: each check is one look; the evidence travels in the status, so
-/// a missed look keeps it, and a clearly worse canary fails.
+/// The sequential judge: each check is one look. Its queries return counter totals;
+/// the increments since the previous look (kept in the status) are judged, a missed
+/// look keeps the evidence, and a clearly worse canary fails.
 #[tokio::test]
 async fn sequential_judge_accumulates_looks_through_the_status() {
     let cfg: crate::crd::SequentialSpec = serde_json::from_value(serde_json::json!({
@@ -384,54 +366,66 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
     .unwrap();
     let mut m = metric("errors", "err{pod=~\"{{workload}}-.*\"}", 0.0);
     m.sequential = Some(cfg);
-    let look = |ce: f64, be: f64| {
+    // Counter totals of canary and primary: errors and requests.
+    let totals = |ce: f64, cn: f64, be: f64, bn: f64| {
         Arc::new(Scripted {
             answers: BTreeMap::from([
                 ("err{pod=~\"podinfo-.*\"}".to_string(), Ok(ce)),
                 ("err{pod=~\"podinfo-primary-.*\"}".to_string(), Ok(be)),
-                ("req{pod=~\"podinfo-.*\"}".to_string(), Ok(1000.0)),
-                ("req{pod=~\"podinfo-primary-.*\"}".to_string(), Ok(1000.0)),
+                ("req{pod=~\"podinfo-.*\"}".to_string(), Ok(cn)),
+                ("req{pod=~\"podinfo-primary-.*\"}".to_string(), Ok(bn)),
             ]),
             ..Default::default()
         })
     };
     let t0 = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
-    let first = run_check_at_weight(
+    let at = |mins: i64| t0 + chrono::Duration::minutes(mins);
+    // The first look records the counters; nothing is judged on them.
+    let first = check(
         &[m.clone()],
-        &base(),
-        MIN,
         &[],
-        50,
-        &Sources(look(5.0, 5.0)),
+        &Sources(totals(5.0, 1000.0, 5.0, 1000.0)),
         t0,
     )
     .await;
     let st = &first.metrics[0];
-    assert_ne!(st.verdict, MetricVerdict::Fail, "{}", st.reason);
-    assert_eq!(st.sequential.as_ref().unwrap().looks, 1);
+    assert_eq!(st.verdict, MetricVerdict::Inconclusive, "{}", st.reason);
+    assert_eq!(st.sequential.as_ref().unwrap().looks, 0);
+    let second = check(
+        &[m.clone()],
+        &first.metrics,
+        &Sources(totals(10.0, 2000.0, 10.0, 2000.0)),
+        at(1),
+    )
+    .await;
+    let st = &second.metrics[0];
+    assert_eq!(st.verdict, MetricVerdict::Pass, "{}", st.reason);
+    let seq = st.sequential.as_ref().unwrap();
+    assert_eq!((seq.looks, seq.canary_requests), (1, 1000.0));
+    assert!(
+        st.reason.starts_with(
+            "canary 5/1000 errors (0.50%) vs primary 5/1000 errors (0.50%), evidence "
+        ),
+        "{}",
+        st.reason
+    );
 
     // Prometheus had nothing this time: the look is missed, the evidence kept.
-    let missed = run_check_at_weight(
+    let missed = check(
         &[m.clone()],
-        &base(),
-        MIN,
-        &first.metrics,
-        50,
+        &second.metrics,
         &Sources(Arc::new(Scripted::default())),
-        t0 + chrono::Duration::minutes(1),
+        at(2),
     )
     .await;
     assert_eq!(missed.metrics[0].verdict, MetricVerdict::Inconclusive);
-    assert_eq!(missed.metrics[0].sequential, first.metrics[0].sequential);
+    assert_eq!(missed.metrics[0].sequential, second.metrics[0].sequential);
 
-    let bad = run_check_at_weight(
+    let bad = check(
         &[m],
-        &base(),
-        MIN,
         &missed.metrics,
-        50,
-        &Sources(look(60.0, 5.0)),
-        t0 + chrono::Duration::minutes(2),
+        &Sources(totals(70.0, 3000.0, 15.0, 3000.0)),
+        at(3),
     )
     .await;
     let st = &bad.metrics[0];
@@ -441,10 +435,24 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
     // Conclusive over the whole release: rolls back at once, whatever failureLimit says.
     assert_eq!(bad.critical, vec!["errors".to_string()]);
     assert_eq!(
-        bad.outcome(t0 + chrono::Duration::minutes(2)),
+        bad.outcome(at(3)),
         crate::rollout::CheckOutcome::CriticalFail
     );
-    assert!(first.critical.contains(&"errors".to_string()));
+}
+
+/// A sequential metric without a requests query cannot measure evidence: an error
+/// naming the missing field, never a pass on the planned weight.
+#[tokio::test]
+async fn a_sequential_metric_without_requests_query_is_an_error() {
+    let mut m = metric("errors", "err", 0.0);
+    m.sequential = Some(crate::crd::SequentialSpec::default());
+    let r = check(&[m], &[], &Sources(Arc::new(Scripted::default())), t(0)).await;
+    assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
+    assert!(
+        r.metrics[0].reason.contains("sequential.requestsQuery"),
+        "{}",
+        r.metrics[0].reason
+    );
 }
 
 /// A loopback port with nothing listening (bound, then released).
@@ -467,7 +475,7 @@ async fn prometheus_down_gives_a_short_reason_without_the_query() {
     );
     let mut m = metric("error-rate", &query, 0.01);
     m.consecutive_error_limit = Some(0);
-    let r = run_check(&[m], &base(), Duration::from_secs(60), &[], &sources, t(0)).await;
+    let r = check(&[m], &[], &sources, t(0)).await;
     let reason = &r.metrics[0].reason;
     assert_eq!(r.metrics[0].verdict, MetricVerdict::Fail, "{reason}");
     for leak in ["query=", "%7B", "/api/v1/", "istio_requests_total"] {
@@ -490,7 +498,7 @@ async fn long_reasons_are_bounded_and_keep_the_escalation() {
     let (s, _) = sources(&[("q", Err(long))]);
     let mut m = metric("m", "q", 1.0);
     m.consecutive_error_limit = Some(0);
-    let r = run_check(&[m], &base(), Duration::from_secs(60), &[], &s, t(0)).await;
+    let r = check(&[m], &[], &s, t(0)).await;
     let reason = &r.metrics[0].reason;
     assert_eq!(
         reason.chars().count(),

@@ -6,7 +6,8 @@
 //!   dropped and counted like NaN);
 //! - counts: `{"canary": {"errors": 12, "requests": 1000}, "baseline": {...}}`;
 //! - sequential looks: `{"looks": [{"canaryErrors": 3, "baselineErrors": 5,
-//!   "canaryRequests": 120, "baselineRequests": 1080, "weight": 10}, ...]}`.
+//!   "canaryRequests": 120, "baselineRequests": 1080}, ...]}`: each look's measured
+//!   increments.
 //!
 //! Config: `{compare: {...}}` or `{sequential: {...}}`; a whole metric of an
 //! AnalysisTemplate works too (other keys are ignored).
@@ -69,11 +70,9 @@ enum Input {
 struct Look {
     canary_errors: f64,
     baseline_errors: f64,
-    #[serde(default)]
-    canary_requests: Option<f64>,
-    #[serde(default)]
-    baseline_requests: Option<f64>,
-    weight: f64,
+    /// Measured, never derived from a weight: no traffic is never a pass.
+    canary_requests: f64,
+    baseline_requests: f64,
 }
 
 #[derive(Deserialize)]
@@ -137,9 +136,9 @@ pub fn run_judge(
             for l in looks {
                 let obs = SequentialObservation {
                     canary_errors: l.canary_errors,
+                    canary_requests: l.canary_requests,
                     baseline_errors: l.baseline_errors,
-                    requests: l.canary_requests.zip(l.baseline_requests),
-                    weight: l.weight,
+                    baseline_requests: l.baseline_requests,
                 };
                 let (st, v) = judge_sequential(state.as_ref(), obs, &s);
                 rows.push((obs, v.clone()));
@@ -200,25 +199,16 @@ fn render(
             let mut s = String::new();
             if !looks.is_empty() {
                 s.push_str(&format!(
-                    "{:>4}  {:>6}  {:>14}  {:>14}  {:>10}  {}\n",
-                    "look", "weight", "canary err/req", "base err/req", "p-value", "verdict"
+                    "{:>4}  {:>14}  {:>14}  {:>10}  {}\n",
+                    "look", "canary err/req", "base err/req", "p-value", "verdict"
                 ));
                 for (i, (o, lv)) in looks.iter().enumerate() {
-                    let req = |r: Option<f64>| r.map_or("?".to_string(), super::threshold::fmt);
+                    let f = super::threshold::fmt;
                     s.push_str(&format!(
-                        "{:>4}  {:>5}%  {:>14}  {:>14}  {:>10}  {}\n",
+                        "{:>4}  {:>14}  {:>14}  {:>10}  {}\n",
                         i + 1,
-                        super::threshold::fmt(o.weight),
-                        format!(
-                            "{}/{}",
-                            super::threshold::fmt(o.canary_errors),
-                            req(o.requests.map(|r| r.0))
-                        ),
-                        format!(
-                            "{}/{}",
-                            super::threshold::fmt(o.baseline_errors),
-                            req(o.requests.map(|r| r.1))
-                        ),
+                        format!("{}/{}", f(o.canary_errors), f(o.canary_requests)),
+                        format!("{}/{}", f(o.baseline_errors), f(o.baseline_requests)),
                         opt(lv.p_value),
                         lv.outcome.as_str()
                     ));
@@ -279,11 +269,11 @@ mod tests {
         .unwrap();
         assert!(t.starts_with("verdict   Fail\n"), "{t}");
         let looks = r#"{"looks": [
-            {"canaryErrors": 1, "baselineErrors": 5, "canaryRequests": 120, "baselineRequests": 1080, "weight": 10},
-            {"canaryErrors": 9, "baselineErrors": 4, "canaryRequests": 118, "baselineRequests": 1075, "weight": 10}]}"#;
+            {"canaryErrors": 1, "baselineErrors": 5, "canaryRequests": 120, "baselineRequests": 1080},
+            {"canaryErrors": 9, "baselineErrors": 4, "canaryRequests": 118, "baselineRequests": 1075}]}"#;
         let t = run_judge(looks, "sequential: {}\n", OutputFormat::Table).unwrap();
         assert!(
-            t.contains("\n   2     10%           9/118          4/1075    6.519e-5  Fail\n"),
+            t.contains("\n   2           9/118          4/1075    6.519e-5  Fail\n"),
             "{t}"
         );
         let j: Value =

@@ -12,7 +12,7 @@ mod resolve;
 pub mod stats;
 pub mod threshold;
 
-pub use check::{run_check, run_check_at_weight, run_check_observed};
+pub use check::{run_check, CheckInput};
 pub use render::{render_query, RenderError, RenderVars};
 pub use resolve::{
     effective_limits, resolve_metrics, AnalysisConfigError, AnalysisLimits, ResolvedMetric,

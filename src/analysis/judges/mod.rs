@@ -8,7 +8,8 @@ mod sequential;
 pub use compare::{judge_mann_whitney, judge_proportions, validate_compare, Counts};
 pub use format::{pct_change, rate};
 pub use sequential::{
-    judge_sequential, sequential_test, validate_sequential, SequentialObservation,
+    increments_since_last_look, judge_sequential, sequential_test, validate_sequential,
+    SequentialObservation,
 };
 
 use chrono::{DateTime, Utc};

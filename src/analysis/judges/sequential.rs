@@ -1,23 +1,14 @@
 //! The sequential judge: an anytime-valid error-count test, looked at every check.
 //! See [`crate::analysis::stats::sequential`] for the construction and its guarantee.
 
-use super::format::{num, p, rate};
+use super::format::{num, rate};
 use super::{check_range, JudgeConfigError, JudgeVerdict};
 use crate::analysis::stats::sequential::DEFAULT_ALTERNATIVES;
-use crate::analysis::stats::{CountIncrement, SequentialState, SequentialTest};
+use crate::analysis::stats::{CountIncrement, LookCounts, SequentialState, SequentialTest};
 use crate::crd::{MetricVerdict, SequentialSpec};
 
-/// One look's counts since the previous look.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SequentialObservation {
-    pub canary_errors: f64,
-    pub baseline_errors: f64,
-    /// (canary, baseline) requests, when a requests query is configured.
-    pub requests: Option<(f64, f64)>,
-    /// The canary's traffic weight in percent during the interval; the canary's share
-    /// of requests when `requests` is unknown.
-    pub weight: f64,
-}
+/// One look: the errors and requests of both versions since the previous look.
+pub type SequentialObservation = LookCounts;
 
 /// Check a sequential config before using it.
 pub fn validate_sequential(cfg: &SequentialSpec) -> Result<(), JudgeConfigError> {
@@ -67,14 +58,48 @@ pub fn sequential_test(cfg: &SequentialSpec) -> SequentialTest {
     }
 }
 
-/// Fold one look into the evidence and judge: Fail once the evidence that the canary's
-/// error rate exceeds `allowedIncrease` times the baseline's reaches `1/alpha`
-/// (sticky for the release); Inconclusive until `minRequests` canary requests were
-/// seen; otherwise Pass, with `advance_early` set once the early-advance evidence
-/// suffices. `state` is `None` at the first look of a release.
+/// The increments since the last look, from counter totals read now (queries like
+/// `sum(requests_total{...})`). `None` on the first look of a release and after a
+/// counter went down (pods replaced): the state is re-baselined on `totals` and the
+/// look is not counted.
+pub fn increments_since_last_look(
+    state: &mut SequentialState,
+    totals: LookCounts,
+) -> Option<LookCounts> {
+    let inc = state
+        .totals
+        .as_ref()
+        .and_then(|before| totals.since(before));
+    state.totals = Some(totals);
+    inc
+}
+
+fn counts_line(errors: f64, requests: f64) -> String {
+    if requests > 0.0 {
+        format!(
+            "{}/{} errors ({})",
+            num(errors),
+            num(requests),
+            rate(errors / requests)
+        )
+    } else {
+        format!("{}/0 errors", num(errors))
+    }
+}
+
+/// Fold one look into the evidence and judge it:
+/// - `Fail` once the evidence that the canary's error rate exceeds `allowedIncrease`
+///   times the primary's reaches `1/alpha` (sticky for the release);
+/// - `Inconclusive` when no canary request arrived since the last look, when the
+///   current step has fewer than `minRequests` canary requests, or while the evidence
+///   leans towards a regression (e-value at least `1/sqrt(alpha)`);
+/// - otherwise `Pass`, with `advance_early` once the early-advance evidence suffices.
+///
+/// Every count is measured (never derived from the planned weight): no traffic is never
+/// a pass. `state` is `None` at the first look of a release.
 pub fn judge_sequential(
     state: Option<&SequentialState>,
-    obs: SequentialObservation,
+    look: SequentialObservation,
     cfg: &SequentialSpec,
 ) -> (SequentialState, JudgeVerdict) {
     let test = sequential_test(cfg);
@@ -85,71 +110,47 @@ pub fn judge_sequential(
             JudgeVerdict::bare(MetricVerdict::Error, format!("invalid judge config: {e}")),
         );
     }
-    let (nc, nb) = match obs.requests {
-        Some(r) => r,
-        // Shares are all the test needs; 1e6 "requests" keep the ratio exact.
-        None => {
-            let w = obs.weight.clamp(0.0, 100.0) / 100.0;
-            (w * 1e6, (1.0 - w) * 1e6)
-        }
-    };
-    let look = test.update(
+    let result = test.update(
         &mut st,
         CountIncrement {
-            canary_errors: obs.canary_errors,
-            canary_requests: nc,
-            baseline_errors: obs.baseline_errors,
-            baseline_requests: nb,
+            canary_errors: look.canary_errors,
+            canary_requests: look.canary_requests,
+            baseline_errors: look.baseline_errors,
+            baseline_requests: look.baseline_requests,
         },
     );
-    let have_requests = obs.requests.is_some();
-    let (value, baseline) =
-        if have_requests && st.canary_requests > 0.0 && st.baseline_requests > 0.0 {
-            (
-                Some(st.canary_errors / st.canary_requests),
-                Some(st.baseline_errors / st.baseline_requests),
-            )
-        } else {
-            (None, None)
-        };
-    let ratio = match (value, baseline) {
+    if result.used || look.canary_requests.is_finite() && look.canary_requests > 0.0 {
+        st.step_canary_requests += look.canary_requests.max(0.0);
+    }
+    st.last_look = Some(look);
+    let (c_rate, b_rate) = (
+        (st.canary_requests > 0.0).then(|| st.canary_errors / st.canary_requests),
+        (st.baseline_requests > 0.0).then(|| st.baseline_errors / st.baseline_requests),
+    );
+    let ratio = match (c_rate, b_rate) {
         (Some(c), Some(b)) if b > 0.0 => Some(c / b),
         (Some(0.0), Some(_)) => Some(1.0),
         (Some(_), Some(_)) => Some(f64::INFINITY),
         _ => None,
     };
-    let counts = match (value, baseline) {
-        (Some(c), Some(b)) => format!(
-            "errors {} vs baseline {} ({}/{} vs {}/{})",
-            rate(c),
-            rate(b),
-            num(st.canary_errors),
-            num(st.canary_requests),
-            num(st.baseline_errors),
-            num(st.baseline_requests)
-        ),
-        _ => format!(
-            "{} canary vs {} baseline errors",
-            num(st.canary_errors),
-            num(st.baseline_errors)
-        ),
-    };
+    let threshold = 1.0 / cfg.alpha;
     let evidence = format!(
-        "over {} looks: e-value {} (threshold {}), p={}",
-        st.looks,
-        num(look.e_value),
-        num(1.0 / cfg.alpha),
-        p(st.p_value)
+        "canary {} vs primary {}, evidence {} {} {}",
+        counts_line(st.canary_errors, st.canary_requests),
+        counts_line(st.baseline_errors, st.baseline_requests),
+        num(result.e_value),
+        if st.rejected { ">=" } else { "<" },
+        num(threshold)
     );
     let skipped = if st.skipped > 0 {
-        format!(", {} looks with unusable counts", st.skipped)
+        format!(" ({} looks with unusable counts)", st.skipped)
     } else {
         String::new()
     };
     let allowed = if cfg.allowed_increase == 1.0 {
-        "the baseline's".to_string()
+        "the primary's".to_string()
     } else {
-        format!("{}x the baseline's", num(cfg.allowed_increase))
+        format!("{}x the primary's", num(cfg.allowed_increase))
     };
     let (outcome, why) = if st.rejected {
         (
@@ -159,21 +160,21 @@ pub fn judge_sequential(
                 num(cfg.alpha)
             ),
         )
-    } else if have_requests && st.canary_requests < cfg.min_requests {
+    } else if !(look.canary_requests > 0.0) {
+        (
+            MetricVerdict::Inconclusive,
+            "no canary traffic since the last look".to_string(),
+        )
+    } else if st.step_canary_requests < cfg.min_requests {
         (
             MetricVerdict::Inconclusive,
             format!(
-                "only {} canary requests, need {}",
-                num(st.canary_requests),
+                "only {} canary requests in this step, need {}",
+                num(st.step_canary_requests),
                 num(cfg.min_requests)
             ),
         )
-    } else if st.looks == st.skipped {
-        (
-            MetricVerdict::Inconclusive,
-            "no usable counts yet".to_string(),
-        )
-    } else if look.e_value >= (1.0 / cfg.alpha).sqrt() {
+    } else if result.e_value >= threshold.sqrt() {
         // Halfway (in log scale) to a rollback: hold the canary's share where it is
         // until more data settles it, rather than raising its exposure on the way to
         // proof. Only rejection at 1/alpha rolls back, so the bound is kept; holding
@@ -182,8 +183,8 @@ pub fn judge_sequential(
         (
             MetricVerdict::Inconclusive,
             format!(
-                "evidence leans towards a regression (e-value >= {}): holding for more data",
-                num((1.0 / cfg.alpha).sqrt())
+                "evidence leans towards a regression (>= {}): holding for more data",
+                num(threshold.sqrt())
             ),
         )
     } else if st.not_worse {
@@ -196,13 +197,13 @@ pub fn judge_sequential(
     };
     let verdict = JudgeVerdict {
         outcome,
-        value,
-        baseline,
-        effect: value.zip(baseline).map(|(c, b)| c - b),
+        value: c_rate,
+        baseline: b_rate,
+        effect: c_rate.zip(b_rate).map(|(c, b)| c - b),
         ratio,
         interval: None,
         p_value: Some(st.p_value),
-        reason: format!("{counts} {evidence}{skipped}: {why}"),
+        reason: format!("{evidence}{skipped}: {why}"),
         dropped: 0,
         advance_early: outcome == MetricVerdict::Pass && st.not_worse,
     };
@@ -215,40 +216,72 @@ mod tests {
     use crate::crd::AdvanceEarlySpec;
 
     fn obs(ce: f64, cn: f64, be: f64, bn: f64) -> SequentialObservation {
-        SequentialObservation {
+        LookCounts {
             canary_errors: ce,
+            canary_requests: cn,
             baseline_errors: be,
-            requests: Some((cn, bn)),
-            weight: 10.0,
+            baseline_requests: bn,
         }
     }
 
     #[test]
-    fn rollback_is_sticky_and_explained() {
+    fn rollback_is_sticky_and_says_why_in_numbers() {
         let cfg = SequentialSpec::default();
         let (s, v) = judge_sequential(None, obs(12.0, 120.0, 5.0, 1080.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Fail, "{}", v.reason);
         assert!(
             v.reason.starts_with(
-                "errors 10.00% vs baseline 0.46% (12/120 vs 5/1080) over 1 looks: e-value "
+                "canary 12/120 errors (10.00%) vs primary 5/1080 errors (0.46%), evidence "
             ),
             "{}",
             v.reason
         );
+        assert!(
+            v.reason.contains(">= 100: error rate above the primary's"),
+            "{}",
+            v.reason
+        );
         assert!(v.p_value.unwrap() <= 0.01);
-        // A clean interval afterwards does not undo the rollback decision.
+        assert!(s.e_value >= 100.0);
+        assert_eq!(s.last_look, Some(obs(12.0, 120.0, 5.0, 1080.0)));
+        // A clean look afterwards does not undo the rollback decision.
         let (s, v) = judge_sequential(Some(&s), obs(0.0, 120.0, 5.0, 1080.0), &cfg);
         assert_eq!((v.outcome, s.looks), (MetricVerdict::Fail, 2));
     }
 
     #[test]
-    fn small_evidence_passes_only_after_min_requests() {
+    fn a_step_passes_only_after_min_requests_in_that_step() {
         let cfg = SequentialSpec::default();
         let (s, v) = judge_sequential(None, obs(1.0, 60.0, 5.0, 540.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
-        let (_, v) = judge_sequential(Some(&s), obs(0.0, 60.0, 4.0, 540.0), &cfg);
+        assert!(
+            v.reason
+                .contains("only 60 canary requests in this step, need 100"),
+            "{}",
+            v.reason
+        );
+        let (mut s, v) = judge_sequential(Some(&s), obs(0.0, 60.0, 4.0, 540.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
         assert!(!v.advance_early);
+        // The next step starts from zero: the release's earlier traffic does not count.
+        s.step_canary_requests = 0.0;
+        let (_, v) = judge_sequential(Some(&s), obs(0.0, 50.0, 4.0, 540.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+    }
+
+    /// Regression (issue 12): 0 errors out of 0 requests passed, as did a blue/green
+    /// preview with no traffic at all.
+    #[test]
+    fn a_look_without_canary_requests_is_inconclusive() {
+        let cfg = SequentialSpec {
+            min_requests: 0.0,
+            ..SequentialSpec::default()
+        };
+        let (_, v) = judge_sequential(None, obs(0.0, 0.0, 3.0, 900.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+        assert!(v.reason.contains("no canary traffic"), "{}", v.reason);
+        let (_, v) = judge_sequential(None, obs(0.0, 0.0, 0.0, 0.0), &cfg);
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive);
     }
 
     /// More canary errors than its share, but short of proof: hold (Inconclusive), not
@@ -257,11 +290,7 @@ mod tests {
     fn evidence_leaning_towards_a_regression_holds_the_step() {
         let cfg = SequentialSpec::default();
         // 25% canary share; 7 of 12 errors on the canary (3 expected).
-        let lean = SequentialObservation {
-            weight: 25.0,
-            ..obs(7.0, 250.0, 5.0, 750.0)
-        };
-        let (s, v) = judge_sequential(None, lean, &cfg);
+        let (s, v) = judge_sequential(None, obs(7.0, 250.0, 5.0, 750.0), &cfg);
         assert!(
             !s.rejected && s.p_value > cfg.alpha && s.p_value <= 0.1,
             "{s:?}"
@@ -272,32 +301,30 @@ mod tests {
             "{}",
             v.reason
         );
-        let clean = SequentialObservation {
-            weight: 25.0,
-            ..obs(0.0, 250.0, 30.0, 750.0)
-        };
-        let (_, v) = judge_sequential(Some(&s), clean, &cfg);
+        let (_, v) = judge_sequential(Some(&s), obs(0.0, 250.0, 30.0, 750.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
     }
 
     #[test]
-    fn weight_only_mode_and_no_data() {
-        let cfg = SequentialSpec::default();
-        let o = SequentialObservation {
-            canary_errors: 0.0,
-            baseline_errors: 0.0,
-            requests: None,
-            weight: 25.0,
-        };
-        let (_, v) = judge_sequential(None, o, &cfg);
-        assert_eq!(v.outcome, MetricVerdict::Pass);
-        assert_eq!(v.value, None);
-        let bad = SequentialObservation {
-            canary_errors: -1.0,
-            ..o
-        };
-        let (_, v) = judge_sequential(None, bad, &cfg);
-        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+    fn increments_come_from_counter_totals_and_survive_resets() {
+        let mut st = SequentialState::default();
+        assert_eq!(
+            increments_since_last_look(&mut st, obs(5.0, 100.0, 10.0, 1000.0)),
+            None
+        );
+        assert_eq!(
+            increments_since_last_look(&mut st, obs(6.0, 160.0, 12.0, 1500.0)),
+            Some(obs(1.0, 60.0, 2.0, 500.0))
+        );
+        // Pods replaced: a counter went down. Re-baselined, not counted.
+        assert_eq!(
+            increments_since_last_look(&mut st, obs(0.0, 10.0, 12.0, 1600.0)),
+            None
+        );
+        assert_eq!(
+            increments_since_last_look(&mut st, obs(1.0, 30.0, 13.0, 1700.0)),
+            Some(obs(1.0, 20.0, 1.0, 100.0))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use proportions::{
     conditional_ratio_test, newcombe_difference, two_proportions, wilson, Margin, ProportionTest,
     Tail,
 };
-pub use sequential::{CountIncrement, SequentialLook, SequentialState, SequentialTest};
+pub use sequential::{CountIncrement, LookCounts, SequentialLook, SequentialState, SequentialTest};
 
 /// Keep the finite values, sorted ascending; return them and how many were dropped.
 pub fn finite_sorted(values: &[f64]) -> (Vec<f64>, usize) {

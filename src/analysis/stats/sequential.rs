@@ -95,6 +95,48 @@ pub struct SequentialState {
     /// Sticky: the early-advance evidence crossed 1/beta.
     #[serde(default)]
     pub not_worse: bool,
+    /// Current mixture e-value (rolls back at `1/alpha`).
+    #[serde(default)]
+    pub e_value: f64,
+    /// Canary requests since the current step began: a step needs `minRequests`.
+    #[serde(default)]
+    pub step_canary_requests: f64,
+    /// The counter totals read at the last look; the next look's increments are
+    /// measured from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<LookCounts>,
+    /// The increments of the last look, for the status and the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_look: Option<LookCounts>,
+}
+
+/// Errors and requests of both versions: a look's increments, or counter totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LookCounts {
+    pub canary_errors: f64,
+    pub canary_requests: f64,
+    pub baseline_errors: f64,
+    pub baseline_requests: f64,
+}
+
+impl LookCounts {
+    /// `self - before`, or `None` when a counter went down (a reset: pods replaced).
+    pub fn since(&self, before: &LookCounts) -> Option<LookCounts> {
+        let d = LookCounts {
+            canary_errors: self.canary_errors - before.canary_errors,
+            canary_requests: self.canary_requests - before.canary_requests,
+            baseline_errors: self.baseline_errors - before.baseline_errors,
+            baseline_requests: self.baseline_requests - before.baseline_requests,
+        };
+        let all = [
+            d.canary_errors,
+            d.canary_requests,
+            d.baseline_errors,
+            d.baseline_requests,
+        ];
+        all.iter().all(|v| v.is_finite() && *v >= 0.0).then_some(d)
+    }
 }
 
 /// What one look concluded.
@@ -171,6 +213,7 @@ impl SequentialTest {
             state.skipped += 1;
         }
         let e_value = mixture(&state.log_lr);
+        state.e_value = e_value;
         let early_e_value = if state.early_log_lr.is_empty() {
             1.0
         } else {
