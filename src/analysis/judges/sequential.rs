@@ -119,7 +119,7 @@ pub fn judge_sequential(
             baseline_requests: look.baseline_requests,
         },
     );
-    if result.used || look.canary_requests.is_finite() && look.canary_requests > 0.0 {
+    if look.canary_requests.is_finite() && look.canary_requests > 0.0 {
         st.step_canary_requests += look.canary_requests.max(0.0);
     }
     st.last_look = Some(look);
@@ -160,7 +160,7 @@ pub fn judge_sequential(
                 num(cfg.alpha)
             ),
         )
-    } else if !(look.canary_requests > 0.0) {
+    } else if look.canary_requests.is_nan() || look.canary_requests <= 0.0 {
         (
             MetricVerdict::Inconclusive,
             "no canary traffic since the last look".to_string(),
