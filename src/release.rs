@@ -16,7 +16,7 @@ use crate::gates::{
 use crate::metrics::Metrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
-    analysis_due, desired_actions, pre_rollout_due, transition, Action, Decision, Note,
+    analysis_due, desired_actions, look_due, pre_rollout_due, transition, Action, Decision, Note,
     Observation, PlanError, ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
@@ -160,6 +160,7 @@ pub async fn decide(
     plan.inconclusive_limit = limits.inconclusive_limit;
     // A confirm hook closes its gate like a human gate; its 2xx opens it.
     plan.gates = effective_gates(subject.spec);
+    plan.sequential_looks = subject.metrics.iter().any(|m| m.sequential.is_some());
     plan.pre_rollout = deps.hooks.is_some()
         && subject
             .spec
@@ -175,12 +176,16 @@ pub async fn decide(
         None
     };
     let due = analysis_due(subject.status, &plan, now);
-    let mut analysis = if due && !plan.skip_analysis && config_problem.is_none() {
+    let look = !due && look_due(subject.status, &plan, now);
+    let measure = !plan.skip_analysis && config_problem.is_none();
+    let (mut analysis, mut look_report) = (None, None);
+    if measure && (due || look) {
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
         let report = run_check(&CheckInput {
             observer: Some(&deps.metrics),
             timeout: Some(deps.check_timeout),
+            looks_only: look,
             ..CheckInput::new(
                 subject.metrics,
                 &vars,
@@ -191,12 +196,15 @@ pub async fn decide(
             )
         })
         .await;
-        deps.metrics
-            .observe_report(subject.namespace, subject.name, &report, now);
-        Some(report)
-    } else {
-        None
-    };
+        if due {
+            // Verdicts are counted per check; looks in between only keep evidence.
+            deps.metrics
+                .observe_report(subject.namespace, subject.name, &report, now);
+            analysis = Some(report);
+        } else {
+            look_report = Some(report);
+        }
+    }
     let mut hook_approvals = Vec::new();
     let mut hook_commands = Vec::new();
     let mut pre_rollout = None;
@@ -251,6 +259,7 @@ pub async fn decide(
         canary_available: state.canary_available,
         routed_weight,
         analysis,
+        look: look_report,
         pre_rollout,
         approvals: [subject.status.approvals.clone(), hook_approvals].concat(),
         commands: [subject.status.commands.clone(), hook_commands].concat(),

@@ -59,6 +59,11 @@ impl ResolvedMetric {
 
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
 pub enum AnalysisConfigError {
+    #[error("analysis.telemetry {value:?} is not known; accepted: {accepted}")]
+    UnknownTelemetry {
+        value: String,
+        accepted: &'static str,
+    },
     #[error("{kind} {name:?} not found{}", if *.cluster { String::new() } else { format!(" in namespace {:?}", .namespace) })]
     TemplateNotFound {
         kind: &'static str,
@@ -137,6 +142,15 @@ impl AnalysisConfigError {
         match self {
             AnalysisConfigError::TemplateNotFound { .. } => "template_not_found",
             _ => "template_invalid",
+        }
+    }
+
+    /// The condition and Event reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AnalysisConfigError::TemplateNotFound { .. } => "TemplateNotFound",
+            AnalysisConfigError::UnknownTelemetry { .. } => "InvalidSpec",
+            _ => "InvalidTemplate",
         }
     }
 }

@@ -30,6 +30,8 @@ pub const GATES: &str = "serin.dev/gates";
 pub const SKIP_ANALYSIS: &str = "serin.dev/skip-analysis";
 pub const SCALE_DOWN_DELAY: &str = "serin.dev/scale-down-delay";
 pub const APPROVAL_TIMEOUT: &str = "serin.dev/approval-timeout";
+pub const TELEMETRY: &str = "serin.dev/telemetry";
+pub const LOOK_INTERVAL: &str = "serin.dev/look-interval";
 
 /// Every key this module reads, with its default, for docs and unknown-key hints.
 pub const KEYS: &[(&str, &str)] = &[
@@ -38,7 +40,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (STEPS, "10,25,50"),
     (ITERATIONS, "5"),
     (INTERVAL, "1m"),
-    (ANALYSIS, "none"),
+    (
+        ANALYSIS,
+        "built-in comparative checks for the router's telemetry (\"none\": no checks)",
+    ),
     (CHECKS_PER_STEP, "1"),
     (FAILURE_LIMIT, "2"),
     (
@@ -54,6 +59,8 @@ pub const KEYS: &[(&str, &str)] = &[
     (SKIP_ANALYSIS, "false"),
     (SCALE_DOWN_DELAY, "30s"),
     (APPROVAL_TIMEOUT, "unset (wait for a human indefinitely)"),
+    (TELEMETRY, "the router's (app-http for plain Services)"),
+    (LOOK_INTERVAL, "15s"),
 ];
 
 /// A bad annotation value.
@@ -157,7 +164,28 @@ pub fn spec_from_annotations(
         );
     }
     if let Some(v) = a.get(ANALYSIS) {
-        take(parse_analysis(v).map(|t| spec.analysis.templates = t));
+        if v.trim().eq_ignore_ascii_case("none") {
+            // Explicit: released without checks, and every status and Event says so.
+            spec.analysis.builtin = crate::crd::BuiltinAnalysis::None;
+        } else {
+            take(parse_analysis(v).map(|t| spec.analysis.templates = t));
+        }
+    }
+    if let Some(v) = a.get(TELEMETRY) {
+        take(match crate::analysis::builtin::Telemetry::parse(v) {
+            Some(t) => {
+                spec.analysis.telemetry = Some(t.as_str().into());
+                Ok(())
+            }
+            None => Err(err(
+                TELEMETRY,
+                v,
+                crate::analysis::builtin::Telemetry::accepted(),
+            )),
+        });
+    }
+    if let Some(v) = a.get(LOOK_INTERVAL) {
+        take(duration(LOOK_INTERVAL, v).map(|()| spec.analysis.look_interval = v.trim().into()));
     }
     if let Some(v) = a.get(SERVICE_NAME) {
         take(dns_label(SERVICE_NAME, v).map(|()| spec.service.name = Some(v.trim().into())));

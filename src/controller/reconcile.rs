@@ -18,6 +18,7 @@ use super::failures;
 use super::status::{set_config_condition, write_status};
 use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
+use crate::analysis::{builtin_metrics, checks_from, ChecksFrom};
 use crate::crd::{Canary, CanaryStatus};
 use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
@@ -105,25 +106,25 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
     {
         problem = Some(("InvalidSpec", e.to_string()));
     }
-    let metrics = match load_metrics(
-        &ctx.client,
-        &ns,
-        &canary.spec.analysis.templates,
-        &ctx.controller_namespace,
-    )
-    .await?
-    {
-        Ok(m) => m,
-        Err(e) => {
-            let reason = if e.category() == "template_not_found" {
-                "TemplateNotFound"
-            } else {
-                "InvalidTemplate"
-            };
-            problem.get_or_insert((reason, e.to_string()));
-            Vec::new()
+    let checks = checks_from(&canary.spec.analysis, router.kind());
+    let metrics = match checks {
+        Ok(ChecksFrom::Templates) => {
+            load_metrics(
+                &ctx.client,
+                &ns,
+                &canary.spec.analysis.templates,
+                &ctx.controller_namespace,
+            )
+            .await?
         }
+        Ok(ChecksFrom::Builtin(t)) => builtin_metrics(t),
+        Ok(ChecksFrom::Nothing) => Ok(Vec::new()),
+        Err(e) => Err(e),
     };
+    let metrics = metrics.unwrap_or_else(|e| {
+        problem.get_or_insert((e.reason(), e.to_string()));
+        Vec::new()
+    });
     let hooks = match (&ctx.webhooks, canary.spec.webhooks.is_empty()) {
         (Some(caller), false) => {
             match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {

@@ -148,6 +148,31 @@ pub struct AnalysisSpec {
     /// so proxies that still route to it while they converge reach running pods.
     #[serde(default = "default_scale_down_delay")]
     pub scale_down_delay: String,
+    /// How often sequential metrics look between checks (humantime, default "15s"): a
+    /// look whose evidence suffices rolls back at once; steps still advance only at
+    /// `interval`. One query per variant and count per metric per look.
+    #[serde(default = "default_look_interval")]
+    pub look_interval: String,
+    /// Without `templates`: `auto` judges with serin's built-in comparative checks for
+    /// the router's telemetry (see `telemetry`); `none` releases without any checks,
+    /// and says so.
+    #[serde(default)]
+    pub builtin: BuiltinAnalysis,
+    /// The telemetry the built-in checks query; default the router's (istio, linkerd,
+    /// ingress-nginx, gateway-api-envoy, app-http for plain Services).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<String>,
+}
+
+/// Whether a Canary without templates is judged by the built-in checks.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum BuiltinAnalysis {
+    /// The built-in comparative checks for the router's telemetry.
+    #[default]
+    Auto,
+    /// No checks at all: every step passes on time alone (said in status and Events).
+    None,
 }
 
 fn default_interval() -> String {
@@ -171,6 +196,9 @@ fn default_progress_deadline() -> String {
 fn default_scale_down_delay() -> String {
     "30s".into()
 }
+fn default_look_interval() -> String {
+    "15s".into()
+}
 
 impl Default for AnalysisSpec {
     fn default() -> Self {
@@ -184,6 +212,9 @@ impl Default for AnalysisSpec {
             progress_deadline: default_progress_deadline(),
             templates: vec![],
             scale_down_delay: default_scale_down_delay(),
+            look_interval: default_look_interval(),
+            builtin: BuiltinAnalysis::Auto,
+            telemetry: None,
         }
     }
 }
@@ -443,6 +474,9 @@ pub struct CanaryStatus {
     /// Replicas of the primary when last seen: a deleted primary comes back at this scale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_replicas: Option<i32>,
+    /// When the sequential metrics last looked (between checks too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_look_at: Option<DateTime<Utc>>,
     /// The canary scales down at this time: traffic left it, and proxies get
     /// `analysis.scaleDownDelay` to converge before its pods go.
     #[serde(default, skip_serializing_if = "Option::is_none")]

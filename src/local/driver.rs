@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::{LocalCluster, LocalError};
-use crate::analysis::{resolve_metrics, AnalysisConfigError};
+use crate::analysis::{
+    builtin_metrics, checks_from, resolve_metrics, AnalysisConfigError, ChecksFrom,
+};
 use crate::crd::CanaryStatus;
 use crate::metrics::Metrics;
 use crate::providers::{MetricSources, PrometheusSources};
@@ -65,19 +67,25 @@ impl LocalController {
     pub async fn step(&self) -> Result<StepReport, LocalError> {
         let store = self.cluster.store();
         let state = store.load()?;
-        let mut templates = Vec::new();
-        for r in &state.spec.analysis.templates {
-            let t = state.templates.get(&r.name).ok_or_else(|| {
-                AnalysisConfigError::TemplateNotFound {
-                    kind: "AnalysisTemplate",
-                    namespace: state.namespace.clone(),
-                    name: r.name.clone(),
-                    cluster: r.cluster_scope,
+        let metrics = match checks_from(&state.spec.analysis, self.deps.router.kind())? {
+            ChecksFrom::Templates => {
+                let mut templates = Vec::new();
+                for r in &state.spec.analysis.templates {
+                    let t = state.templates.get(&r.name).ok_or_else(|| {
+                        AnalysisConfigError::TemplateNotFound {
+                            kind: "AnalysisTemplate",
+                            namespace: state.namespace.clone(),
+                            name: r.name.clone(),
+                            cluster: r.cluster_scope,
+                        }
+                    })?;
+                    templates.push((r.clone(), t.clone()));
                 }
-            })?;
-            templates.push((r.clone(), t.clone()));
-        }
-        let metrics = resolve_metrics(&templates)?;
+                resolve_metrics(&templates)?
+            }
+            ChecksFrom::Builtin(t) => builtin_metrics(t)?,
+            ChecksFrom::Nothing => Vec::new(),
+        };
         let subject = ReleaseSubject {
             namespace: &state.namespace,
             name: &state.name,

@@ -121,7 +121,12 @@ impl Machine<'_> {
                 if self.s.current_step >= 1
                     && (self.obs.canary_ready || self.obs.canary_available) =>
             {
-                let next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
+                let mut next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
+                if self.plan.sequential_looks && !self.plan.skip_analysis {
+                    let look =
+                        super::transition::next_look_at(&self.s, self.plan).unwrap_or(self.now);
+                    next = next.min(look);
+                }
                 secs(next - self.now)
                     .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
             }

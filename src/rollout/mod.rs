@@ -19,7 +19,8 @@ pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use transition::{
-    analysis_due, next_check_at, pre_rollout_due, transition, Decision, Note, NoteType,
+    analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due, transition, Decision,
+    Note, NoteType,
 };
 
 #[cfg(test)]

@@ -24,6 +24,9 @@ pub struct Observation {
     pub routed_weight: Option<i32>,
     /// Result of the check the controller ran because [`super::analysis_due`] said so.
     pub analysis: Option<AnalysisReport>,
+    /// Result of a look of the sequential metrics between checks, run because
+    /// [`super::look_due`] said so.
+    pub look: Option<AnalysisReport>,
     /// Result of the pre-rollout checks, when [`super::pre_rollout_due`] said so.
     pub pre_rollout: Option<AnalysisReport>,
     pub approvals: Vec<Approval>,
@@ -118,7 +121,9 @@ impl AnalysisReport {
             .filter(decided)
             .map(|m| format!("{}: {}", m.name, m.reason))
             .collect();
-        if parts.is_empty() {
+        if parts.is_empty() && self.metrics.is_empty() {
+            "no checks (analysis: none)".into()
+        } else if parts.is_empty() {
             "no metrics configured".into()
         } else {
             parts.join("; ")

@@ -25,6 +25,13 @@ pub struct ReleasePlan {
     pub scale_down_delay: Duration,
     /// A gate that waited this long without a decision rolls the release back.
     pub approval_timeout: Option<Duration>,
+    /// How often sequential metrics look between checks.
+    pub look_interval: Duration,
+    /// Some metric is sequential (the controller sets it from the resolved metrics):
+    /// only then are there looks between checks.
+    pub sequential_looks: bool,
+    /// Released without any checks (`analysis.builtin: none` and no templates).
+    pub no_analysis: bool,
 }
 
 /// A spec field that cannot be used, with what is accepted.
@@ -113,6 +120,7 @@ impl ReleasePlan {
                 value: a.scale_down_delay.clone(),
                 expected: "a duration from \"0s\" to \"1h\", e.g. \"30s\"".into(),
             })?;
+        let look_interval = duration("analysis.lookInterval", &a.look_interval)?;
         let approval_timeout = match &spec.gates.approval_timeout {
             Some(t) => Some(duration("gates.approvalTimeout", t)?),
             None => None,
@@ -139,6 +147,9 @@ impl ReleasePlan {
             replica_weighting,
             scale_down_delay,
             approval_timeout,
+            look_interval,
+            sequential_looks: false,
+            no_analysis: a.templates.is_empty() && a.builtin == crate::crd::BuiltinAnalysis::None,
         })
     }
 

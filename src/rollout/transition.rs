@@ -50,6 +50,34 @@ pub fn analysis_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc
         && next_check_at(status, plan).is_some_and(|t| now >= t)
 }
 
+/// A look of the sequential metrics is due between checks: every `lookInterval`
+/// (and at once when the release's traffic starts, to record the counters it is
+/// measured from).
+pub fn look_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
+    let judged_phase = match status.phase {
+        CanaryPhase::Progressing => true,
+        CanaryPhase::WaitingApproval => canary_up(status),
+        _ => false,
+    };
+    plan.sequential_looks
+        && !plan.skip_analysis
+        && judged_phase
+        && !plan.suspend
+        && status.paused_at.is_none()
+        && status.current_step >= 1
+        && !analysis_due(status, plan, now)
+        && next_look_at(status, plan).is_none_or(|t| now >= t)
+}
+
+/// When the next look between checks is due; `None`: at once.
+pub fn next_look_at(status: &CanaryStatus, plan: &ReleasePlan) -> Option<DateTime<Utc>> {
+    let last = [status.last_look_at, status.last_analysis_at]
+        .into_iter()
+        .flatten()
+        .max()?;
+    Some(last + plan.look_interval)
+}
+
 /// Pre-rollout checks are due at step 0 with the canary up, at most once per interval.
 pub fn pre_rollout_due(status: &CanaryStatus, plan: &ReleasePlan, now: DateTime<Utc>) -> bool {
     plan.pre_rollout
@@ -243,6 +271,7 @@ impl Machine<'_> {
         self.s.release_started_at = Some(self.now);
         self.s.step_started_at = Some(self.now);
         self.s.last_analysis_at = None;
+        self.s.last_look_at = None;
         self.s.current_step = 0;
         self.s.canary_weight = 0;
         self.s.step_checks = 0;
@@ -311,9 +340,11 @@ impl Machine<'_> {
         };
         if check_due {
             self.check_while_waiting();
-            if self.s.phase != CanaryPhase::WaitingApproval {
-                return;
-            }
+        } else {
+            self.take_look();
+        }
+        if self.s.phase != CanaryPhase::WaitingApproval {
+            return;
         }
         match self.gate(gate) {
             Gate::Closed => {
@@ -410,6 +441,9 @@ impl Machine<'_> {
             }
             return;
         }
+        if !check_due && self.take_look() {
+            return;
+        }
         if check_due {
             let (outcome, summary, early) = self.check_result();
             self.judge(outcome, summary, early);
@@ -427,10 +461,28 @@ impl Machine<'_> {
         }
     }
 
+    /// A look of the sequential metrics between checks: the evidence is kept, and a
+    /// rejection rolls back at once (it already bounds false rollbacks by alpha over
+    /// every look). Anything else waits for the step's check. True when it decided.
+    fn take_look(&mut self) -> bool {
+        let Some(look) = &self.obs.look else {
+            return false;
+        };
+        self.s.last_look_at = Some(self.now);
+        merge_metrics(&mut self.s.metrics, &look.metrics);
+        if look.outcome(self.now) == CheckOutcome::CriticalFail {
+            let summary = look.summary(self.now);
+            self.judge(CheckOutcome::CriticalFail, summary, false);
+            return true;
+        }
+        false
+    }
+
     /// The outcome of the check due now, merged into the status: a config problem is a
     /// failed check, a check the controller could not run is no evidence.
     fn check_result(&mut self) -> (CheckOutcome, String, bool) {
         self.s.last_analysis_at = Some(self.now);
+        self.s.last_look_at = Some(self.now);
         if let Some(problem) = &self.obs.config_problem {
             return (
                 CheckOutcome::Fail,
@@ -528,6 +580,13 @@ impl Machine<'_> {
                             self.s.inconclusive_checks
                         ));
                     }
+                    _ if self.plan.strategy == crate::crd::Strategy::BlueGreen => self.note(
+                        NoteType::Warning,
+                        "CheckInconclusive",
+                        format!(
+                            "not enough traffic reached the preview, the switch waits: {summary}"
+                        ),
+                    ),
                     _ => self.note(
                         NoteType::Warning,
                         "CheckInconclusive",
@@ -574,6 +633,15 @@ impl Machine<'_> {
     fn set_step(&mut self, step: i32) {
         let weight = self.plan.weight_at(step);
         let raised = weight != self.s.canary_weight;
+        // Each step needs its own evidence of traffic (minRequests).
+        for seq in self
+            .s
+            .metrics
+            .iter_mut()
+            .filter_map(|m| m.sequential.as_mut())
+        {
+            seq.step_canary_requests = 0.0;
+        }
         self.s.current_step = step;
         self.s.canary_weight = weight;
         self.s.step_checks = 0;
@@ -630,6 +698,8 @@ impl Machine<'_> {
             let steps = self.plan.step_count();
             let why = if self.plan.skip_analysis {
                 format!("all {steps} steps done (analysis skipped)")
+            } else if self.plan.no_analysis {
+                format!("all {steps} steps done without any checks (analysis: none)")
             } else {
                 format!("all {steps} steps passed")
             };
@@ -637,7 +707,14 @@ impl Machine<'_> {
             self.s.current_step = 0;
             self.s.step_started_at = None;
             self.enter(CanaryPhase::Succeeded);
-            let msg = format!("revision {} promoted", self.revision());
+            let msg = if self.plan.no_analysis {
+                format!(
+                    "revision {} promoted without any checks (analysis: none)",
+                    self.revision()
+                )
+            } else {
+                format!("revision {} promoted", self.revision())
+            };
             self.note(NoteType::Normal, "Promoted", msg);
         }
     }

@@ -16,9 +16,13 @@ fn transition(
     now: DateTime<Utc>,
 ) -> Decision {
     let mut obs = obs.clone();
-    for r in [obs.analysis.as_mut(), obs.pre_rollout.as_mut()]
-        .into_iter()
-        .flatten()
+    for r in [
+        obs.analysis.as_mut(),
+        obs.look.as_mut(),
+        obs.pre_rollout.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
     {
         for m in &mut r.metrics {
             m.checked_at = now;
@@ -577,6 +581,7 @@ fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
     );
 }
 
+mod evidence;
 mod faults;
 mod history;
 mod human;
