@@ -147,9 +147,11 @@ pub fn judge_sequential(
     } else {
         String::new()
     };
-    let allowed = match cfg.allowed_increase.number() {
-        r if r == 1.0 => "the primary's".to_string(),
-        r => format!("{}x the primary's", num(r)),
+    let r = cfg.allowed_increase.number();
+    let allowed = if r == 1.0 {
+        "the primary's".to_string()
+    } else {
+        format!("{}x the primary's", num(r))
     };
     let (outcome, why) = if st.rejected {
         (
