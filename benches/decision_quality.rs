@@ -128,7 +128,7 @@ fn release(rng: &mut Rng, policy: Policy, kind: Kind, rate: f64, flow: Flow) -> 
     let mw_cfg = CompareSpec {
         confidence: conf,
         min_samples: 20,
-        allowed_increase: Some(1.1),
+        allowed_increase: Some(1.1.into()),
         ..CompareSpec::default()
     };
     let mut state = None;

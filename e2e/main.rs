@@ -367,11 +367,13 @@ async fn full_demo_with_default_settings() {
     assert!(summary.elapsed < Duration::from_secs(300));
 }
 
-/// The shipped analysis-templates/ queries, run against the series the demo app
-/// exports in each mesh's and ingress's shape, measure what was injected: the canary's
-/// error rate and latency, and nothing of the primary's.
+/// The shipped analysis-templates/ (the built-in checks), run against the series the
+/// demo app exports in each mesh's and ingress's shape, measure what was injected: the
+/// canary's error counts and latency, the primary's apart from them, and the guards
+/// the canary alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_templates_measure_the_canary_from_real_series() {
+    use serin::analysis::{builtin_template, render_query, resolve_metrics, RenderVars, Telemetry};
     let _serial = SERIAL.lock().await;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis-templates");
     assert!(dir.is_dir(), "{} is missing", dir.display());
@@ -393,56 +395,81 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
         ),
     )
     .unwrap();
-    let files = [
-        "app-http-histogram.yaml",
-        "istio.yaml",
-        "linkerd.yaml",
-        "ingress-nginx.yaml",
-        "gateway-api-envoy.yaml",
-    ];
     let now = chrono::Utc::now();
-    for file in files {
-        let text =
-            std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-        let mut args = std::collections::BTreeMap::new();
-        for a in doc["spec"]["args"].as_sequence().into_iter().flatten() {
-            if let (Some(n), Some(d)) = (a["name"].as_str(), a["default"].as_str()) {
-                args.insert(n.to_string(), d.to_string());
+    for t in Telemetry::ALL {
+        let tref = serin::crd::TemplateRef {
+            name: t.as_str().into(),
+            cluster_scope: false,
+            // Samples of 3 s windows over the last 15 s (scrapes every second).
+            args: [("latencyWindow", "3s"), ("latencyLookback", "15s")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let metrics = resolve_metrics(&[(tref, builtin_template(t))]).unwrap();
+        let vars = |workload: &str, m: &serin::analysis::ResolvedMetric| RenderVars {
+            namespace: "demo".into(),
+            target: "podinfo".into(),
+            canary: "podinfo".into(),
+            primary: "podinfo-primary".into(),
+            workload: workload.into(),
+            service: "podinfo".into(),
+            interval: "15s".into(),
+            args: m.args.clone(),
+        };
+        let scalar = |q: &str, workload: &str, m: &serin::analysis::ResolvedMetric| {
+            let q = render_query(q, &vars(workload, m)).unwrap();
+            let prom = &prom;
+            async move {
+                prom.query_scalar(&q, now)
+                    .await
+                    .unwrap_or_else(|e| panic!("{t} {}: {e}\n{q}", m.name))
             }
-        }
-        for m in doc["spec"]["metrics"].as_sequence().unwrap() {
-            let name = m["name"].as_str().unwrap();
-            let mut q = m["query"].as_str().unwrap().to_string();
-            for (k, v) in [
-                ("namespace", "demo"),
-                ("workload", "podinfo"),
-                ("target", "podinfo"),
-                ("canary", "podinfo"),
-                ("primary", "podinfo-primary"),
-                ("service", "podinfo"),
-                ("variant", "canary"),
-                ("interval", "15s"),
-            ] {
-                q = q.replace(&format!("{{{{{k}}}}}"), v);
+        };
+        for m in &metrics {
+            match m.name.as_str() {
+                "errors" => {
+                    let seq = m.sequential.as_ref().unwrap();
+                    let requests = seq.requests_query.as_deref().unwrap();
+                    let ce = scalar(&m.query, "podinfo", m).await;
+                    let cn = scalar(requests, "podinfo", m).await;
+                    let be = seq.baseline_errors_query.as_deref().unwrap_or(&m.query);
+                    let bn = seq.baseline_requests_query.as_deref().unwrap_or(requests);
+                    let pe = scalar(be, "podinfo-primary", m).await;
+                    let pn = scalar(bn, "podinfo-primary", m).await;
+                    eprintln!("  {t:<18} errors   canary {ce}/{cn}  primary {pe}/{pn}");
+                    // Injected: 20% errors on the canary (v2), none on the primary (v1).
+                    assert!(
+                        cn > 100.0 && (0.13..=0.3).contains(&(ce / cn)),
+                        "{t}: {ce}/{cn}"
+                    );
+                    assert!(pn > 100.0 && pe / pn < 0.05, "{t}: {pe}/{pn}");
+                }
+                "latency" => {
+                    let c = m.compare.as_ref().unwrap();
+                    let canary = render_query(&m.query, &vars("podinfo", m)).unwrap();
+                    let baseline = c.baseline_query.as_deref().unwrap_or(&m.query);
+                    let primary = render_query(baseline, &vars("podinfo-primary", m)).unwrap();
+                    let cs = prom.query_vector(&canary, now).await.unwrap();
+                    let ps = prom.query_vector(&primary, now).await.unwrap();
+                    eprintln!("  {t:<18} latency  canary {cs:.3?}  primary {ps:.3?}");
+                    // Injected: 100 ms ± 10% on every canary request.
+                    assert!(cs.len() >= 3, "{t}: {cs:?}\n{canary}");
+                    assert!(cs.iter().all(|v| (0.09..=0.16).contains(v)), "{t}: {cs:?}");
+                    assert!(ps.iter().all(|v| *v < 0.09), "{t}: {ps:?}\n{primary}");
+                }
+                name => {
+                    let value = scalar(&m.query, "podinfo", m).await;
+                    eprintln!("  {t:<18} {name:<16} {value:.4}");
+                    let expected = match name {
+                        // Diluted by the primary's requests, it would be near 0.1.
+                        "error-rate-guard" => 0.13..=0.3,
+                        "latency-guard" => 0.09..=0.16,
+                        other => panic!("{t}: unexpected metric {other}"),
+                    };
+                    assert!(expected.contains(&value), "{t} {name}: {value}");
+                }
             }
-            for (k, v) in &args {
-                q = q.replace(&format!("{{{{args.{k}}}}}"), v);
-            }
-            assert!(!q.contains("{{"), "{file} {name}: unrendered {q}");
-            let value = prom
-                .query_scalar(&q, now)
-                .await
-                .unwrap_or_else(|e| panic!("{file} {name}: {e}\n{q}"));
-            eprintln!("  {file:<26} {name:<12} {value:.4}");
-            // Injected: 20% errors; 100 ms ± 10% on every request.
-            let expected = match name {
-                // Diluted by the primary's requests, the error rate would be near 0.1.
-                "error-rate" => 0.13..=0.3,
-                "latency-p50" | "latency-p95" | "latency-p99" => 0.09..=0.16,
-                other => panic!("{file}: unexpected metric {other}"),
-            };
-            assert!(expected.contains(&value), "{file} {name}: {value}\n{q}");
         }
     }
     cleanup(env);

@@ -1,6 +1,7 @@
-//! Every shipped template in analysis-templates/ deserializes, resolves with its
-//! default args, renders to PromQL that parses, and selects exactly the measured
-//! workload's series (checked with the parser's own anchored label matchers).
+//! Every shipped template in analysis-templates/ is a built-in check family,
+//! deserializes, resolves with its default args, renders every query of every judge
+//! for the canary and the primary to PromQL that parses, and selects exactly the
+//! measured variant's series (checked with the parser's own anchored label matchers).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use std::path::PathBuf;
 use promql_parser::label::Matcher;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, VectorSelector};
-use serin::analysis::{render_query, resolve_metrics, RenderVars};
+use serin::analysis::{
+    builtin_template, render_query, resolve_metrics, RenderVars, ResolvedMetric, Telemetry,
+};
 use serin::crd::{AnalysisTemplate, TemplateRef};
 
 /// How each template tells the canary's series from the primary's: the label, and a
@@ -18,8 +21,6 @@ struct Identity {
     label: &'static str,
     canary: &'static str,
     primary: &'static str,
-    /// The primary cannot be selected from this telemetry (documented in the file).
-    primary_measurable: bool,
 }
 
 const IDENTITIES: &[Identity] = &[
@@ -28,35 +29,31 @@ const IDENTITIES: &[Identity] = &[
         label: "destination_workload",
         canary: "podinfo",
         primary: "podinfo-primary",
-        primary_measurable: true,
     },
     Identity {
         file: "linkerd.yaml",
         label: "deployment",
         canary: "podinfo",
         primary: "podinfo-primary",
-        primary_measurable: true,
     },
+    // Requests to the primary carry no upstream name (its own baseline queries).
     Identity {
         file: "ingress-nginx.yaml",
         label: "canary",
         canary: "shop-podinfo-canary-80",
         primary: "",
-        primary_measurable: false,
     },
     Identity {
         file: "gateway-api-envoy.yaml",
         label: "envoy_cluster_name",
         canary: "shop_podinfo-canary_9898",
         primary: "shop_podinfo-primary_9898",
-        primary_measurable: true,
     },
     Identity {
-        file: "app-http-histogram.yaml",
+        file: "app-http.yaml",
         label: "pod",
         canary: "podinfo-7d9f8b6c5-x2x4z",
         primary: "podinfo-primary-5c6b7d8f9-abcde",
-        primary_measurable: true,
     },
 ];
 
@@ -103,14 +100,87 @@ fn matcher<'a>(vs: &'a VectorSelector, label: &str) -> Option<&'a Matcher> {
     vs.matchers.matchers.iter().find(|m| m.name == label)
 }
 
-#[test]
-fn every_shipped_template_resolves_renders_and_parses() {
+/// Which variant a rendered query measures.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Variant {
+    Canary,
+    Primary,
+}
+
+/// Every query a metric asks, rendered as a check renders it: (what it is, variant,
+/// PromQL). The baseline uses the judge's baseline query when it has one, else the
+/// metric's query with `{{workload}}` = primary; guards measure the canary only.
+fn rendered(m: &ResolvedMetric) -> Vec<(String, Variant, String)> {
+    let canary = vars("podinfo", m.args.clone());
+    let primary = vars("podinfo-primary", m.args.clone());
+    let r = |q: &str, v: &RenderVars| {
+        render_query(q, v).unwrap_or_else(|e| panic!("{}: {e}\n{q}", m.name))
+    };
+    let mut out = vec![("query".to_string(), Variant::Canary, r(&m.query, &canary))];
+    if let Some(s) = &m.sequential {
+        let errors = s.errors_query.as_deref().unwrap_or(&m.query);
+        let requests = s
+            .requests_query
+            .as_deref()
+            .unwrap_or_else(|| panic!("{}: sequential.requestsQuery is required", m.name));
+        out.push((
+            "requestsQuery".into(),
+            Variant::Canary,
+            r(requests, &canary),
+        ));
+        let be = s.baseline_errors_query.as_deref();
+        let br = s.baseline_requests_query.as_deref();
+        out.push((
+            "baseline errors".into(),
+            Variant::Primary,
+            r(be.unwrap_or(errors), &primary),
+        ));
+        out.push((
+            "baseline requests".into(),
+            Variant::Primary,
+            r(br.unwrap_or(requests), &primary),
+        ));
+    }
+    if let Some(c) = &m.compare {
+        let b = c.baseline_query.as_deref().unwrap_or(&m.query);
+        out.push(("baseline".into(), Variant::Primary, r(b, &primary)));
+    }
+    out
+}
+
+fn shipped_files() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir())
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
+    files
+}
+
+/// The shipped files are exactly the built-in checks, one per telemetry family.
+#[test]
+fn shipped_templates_are_the_builtin_checks() {
+    let names: Vec<String> = shipped_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut expected: Vec<String> = Telemetry::ALL
+        .iter()
+        .map(|t| format!("{}.yaml", t.as_str()))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
+    for t in Telemetry::ALL {
+        let text = std::fs::read_to_string(dir().join(format!("{}.yaml", t.as_str()))).unwrap();
+        let file: AnalysisTemplate = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(file.spec, builtin_template(t), "{t}");
+    }
+}
+
+#[test]
+fn every_shipped_template_resolves_renders_and_parses() {
+    let files = shipped_files();
     let names: Vec<String> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -140,11 +210,16 @@ fn every_shipped_template_resolves_renders_and_parses() {
                 "{file}: arg {} needs a default",
                 a.name
             );
+            assert!(
+                text.matches(&format!("{{{{args.{}}}}}", a.name)).count() > 0,
+                "{file}: arg {} is never used",
+                a.name
+            );
         }
         let metric_names: Vec<&str> = t.spec.metrics.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(
             metric_names,
-            ["error-rate", "latency-p50", "latency-p95", "latency-p99"],
+            ["errors", "latency", "error-rate-guard", "latency-guard"],
             "{file}"
         );
 
@@ -158,62 +233,69 @@ fn every_shipped_template_resolves_renders_and_parses() {
         let id = IDENTITIES.iter().find(|i| i.file == file).unwrap();
 
         for m in &resolved {
-            let default_of = |arg: &str| -> f64 {
-                t.spec
-                    .args
-                    .iter()
-                    .find(|a| a.name == arg)
-                    .and_then(|a| a.default.as_deref())
-                    .unwrap()
-                    .parse()
-                    .unwrap()
-            };
-            let max_arg = match m.name.as_str() {
-                "error-rate" => "maxErrorRate",
-                "latency-p50" => "maxLatencyP50",
-                "latency-p95" => "maxLatencyP95",
-                _ => "maxLatencyP99",
-            };
-            assert_eq!(
-                m.threshold.max,
-                Some(default_of(max_arg)),
-                "{file} {}",
-                m.name
-            );
-            assert_eq!(m.threshold.min, None);
-
-            for (workload, own, other) in [
-                ("podinfo", id.canary, id.primary),
-                ("podinfo-primary", id.primary, id.canary),
-            ] {
-                let measuring_primary = workload == "podinfo-primary";
-                let q = render_query(&m.query, &vars(workload, m.args.clone()))
-                    .unwrap_or_else(|e| panic!("{file} {}: {e}", m.name));
-                assert!(!q.contains("{{"), "{file}: unrendered variable in {q}");
-                let ast =
-                    parser::parse(&q).unwrap_or_else(|e| panic!("{file} {}: {e}\n{q}", m.name));
-                assert!(
-                    matches!(ast.value_type(), ValueType::Vector | ValueType::Scalar),
-                    "{file} {}: must yield an instant value",
-                    m.name
-                );
-                if let Some(quantile) = m.name.strip_prefix("latency-p") {
-                    let want = format!("histogram_quantile(0.{quantile}, ");
-                    assert!(q.contains(&want), "{file} {}: {q}", m.name);
+            let what = format!("{file} {}", m.name);
+            match m.name.as_str() {
+                "errors" => {
+                    let s = m.sequential.as_ref().expect(&what);
+                    assert_eq!(s.alpha, 0.01, "{what}");
+                    assert_eq!(s.allowed_increase.number(), 1.5, "{what}");
+                }
+                "latency" => {
+                    let c = m.compare.as_ref().expect(&what);
+                    assert_eq!(c.allowed_increase.as_ref().map(|v| v.number()), Some(1.2));
+                }
+                "error-rate-guard" => {
+                    assert!(m.critical, "{what}");
+                    assert_eq!(m.threshold.max, Some(0.2), "{what}");
+                }
+                _ => {
+                    assert!(m.critical, "{what}");
+                    assert_eq!(m.threshold.max, Some(5.0), "{what}");
+                }
+            }
+            for (part, variant, q) in rendered(m) {
+                let what = format!("{file} {} {part} ({variant:?})", m.name);
+                assert!(!q.contains("{{"), "{what}: unrendered variable in {q}");
+                let ast = parser::parse(&q).unwrap_or_else(|e| panic!("{what}: {e}\n{q}"));
+                if m.sequential.is_some() {
+                    // Counter totals: serin takes the increments between looks itself.
+                    for banned in ["rate(", "increase(", "[1m]", "{{interval}}"] {
+                        assert!(!q.contains(banned), "{what}: {banned} in {q}");
+                    }
+                    assert!(q.starts_with("sum("), "{what}: {q}");
+                }
+                if m.compare.is_some() {
+                    // One p99 (seconds) per 30 s window of the last 5 minutes.
+                    assert!(
+                        matches!(ast.value_type(), ValueType::Matrix),
+                        "{what}: samples from a subquery"
+                    );
+                    assert!(q.trim_end().ends_with(")[5m:30s]"), "{what}: {q}");
+                    assert!(q.contains("histogram_quantile(0.99, "), "{what}: {q}");
+                    assert!(q.contains("[30s]"), "{what}: {q}");
+                } else {
+                    assert!(
+                        matches!(ast.value_type(), ValueType::Vector | ValueType::Scalar),
+                        "{what}: must yield an instant value"
+                    );
+                }
+                if m.name.starts_with("latency") {
                     // Bucket metrics in milliseconds are converted to seconds.
                     let ms =
                         q.contains("milliseconds") || q.contains("_ms_") || q.contains("rq_time");
-                    assert_eq!(
-                        ms,
-                        q.trim_end().ends_with("/ 1000"),
-                        "{file} {}: {q}",
-                        m.name
-                    );
+                    assert_eq!(ms, q.contains(") / 1000"), "{what}: {q}");
+                }
+                if m.critical {
+                    assert!(q.contains("[1m]"), "{what}: over the check interval");
                 }
 
+                let (own, other) = match variant {
+                    Variant::Canary => (id.canary, id.primary),
+                    Variant::Primary => (id.primary, id.canary),
+                };
                 let mut sels = Vec::new();
                 selectors(&ast, &mut sels);
-                assert!(!sels.is_empty(), "{file}");
+                assert!(!sels.is_empty(), "{what}");
                 for vs in sels {
                     let name = vs.name.as_deref().unwrap_or("?");
                     // Scoped to the Canary's namespace.
@@ -223,24 +305,17 @@ fn every_shipped_template_resolves_renders_and_parses() {
                             && !mt.is_match("other")
                     }) || matcher(vs, id.label)
                         .is_some_and(|mt| !mt.is_match(&id.canary.replace("shop", "other")));
-                    assert!(scoped, "{file} {name}: not scoped to the namespace");
+                    assert!(scoped, "{what} {name}: not scoped to the namespace");
                     let mt = matcher(vs, id.label)
-                        .unwrap_or_else(|| panic!("{file} {name}: no {} matcher", id.label));
-                    if measuring_primary && !id.primary_measurable {
-                        assert!(
-                            !mt.is_match(id.canary),
-                            "{file}: baseline must not read the canary"
-                        );
-                        continue;
-                    }
+                        .unwrap_or_else(|| panic!("{what} {name}: no {} matcher", id.label));
                     assert!(
                         mt.is_match(own),
-                        "{file} {name}: {} must select {own:?}",
+                        "{what} {name}: {} must select {own:?}",
                         id.label
                     );
                     assert!(
                         !mt.is_match(other),
-                        "{file} {name}: {} must not select {other:?}",
+                        "{what} {name}: {} must not select {other:?}",
                         id.label
                     );
                 }
@@ -251,10 +326,10 @@ fn every_shipped_template_resolves_renders_and_parses() {
 
 #[test]
 fn app_template_status_label_is_an_argument() {
-    let text = std::fs::read_to_string(dir().join("app-http-histogram.yaml")).unwrap();
+    let text = std::fs::read_to_string(dir().join("app-http.yaml")).unwrap();
     let t: AnalysisTemplate = serde_yaml::from_str(&text).unwrap();
     let tref = TemplateRef {
-        name: "app-http-histogram".into(),
+        name: "app-http".into(),
         cluster_scope: false,
         args: BTreeMap::from([("statusLabel".to_string(), "status".to_string())]),
     };

@@ -234,11 +234,13 @@ async fn sequential(
             let source = source.clone();
             async move { source.query_scalar(&q?, now).await }
         };
+        let baseline_errors_q = cfg.baseline_errors_query.as_deref().unwrap_or(errors_q);
+        let baseline_requests_q = cfg.baseline_requests_query.as_deref().unwrap_or(requests_q);
         let totals = judges::SequentialObservation {
             canary_errors: ask(errors_q, &canary_vars).await?,
             canary_requests: ask(requests_q, &canary_vars).await?,
-            baseline_errors: ask(errors_q, &baseline_vars).await?,
-            baseline_requests: ask(requests_q, &baseline_vars).await?,
+            baseline_errors: ask(baseline_errors_q, &baseline_vars).await?,
+            baseline_requests: ask(baseline_requests_q, &baseline_vars).await?,
         };
         let mut kept = state.cloned().unwrap_or_default();
         let Some(look) = judges::increments_since_last_look(&mut kept, totals) else {

@@ -506,3 +506,40 @@ async fn long_reasons_are_bounded_and_keep_the_escalation() {
     );
     assert!(reason.ends_with("… (1 errors in a row, more than consecutiveErrorLimit 0)"));
 }
+
+/// A partial answer (a warning in a success, as Thanos gives during a store outage) is
+/// no evidence: the metric is inconclusive, the warning quoted in its reason, for a
+/// threshold and for a compare judge alike.
+#[tokio::test]
+async fn a_partial_answer_is_inconclusive_and_quotes_the_warning() {
+    use crate::providers::fake_prometheus::{FakePrometheus, Reply};
+    let fake = FakePrometheus::start().await;
+    let warned = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1800000000,"0.001"]}]},"warnings":["partial response: store gateway 10.0.0.7:10901 unavailable"]}"#;
+    for q in ["errors", "lat{w=\"podinfo\"}", "lat{w=\"podinfo-primary\"}"] {
+        fake.on(q, Reply::json(200, warned));
+    }
+    let sources = crate::providers::PrometheusSources::new(
+        Some(fake.address.clone()),
+        Duration::from_secs(2),
+    );
+    let threshold = metric("error-rate", "errors", 0.01);
+    let mut compare = metric("latency", "lat{w=\"{{workload}}\"}", 0.0);
+    compare.compare = Some(crate::crd::CompareSpec::default());
+    let r = check(&[threshold, compare], &[], &sources, t(0)).await;
+    for st in &r.metrics {
+        assert_eq!(
+            st.verdict,
+            MetricVerdict::Inconclusive,
+            "{}: {}",
+            st.name,
+            st.reason
+        );
+        assert!(
+            st.reason
+                .contains("the provider warned \"partial response: store gateway 10.0.0.7:10901 unavailable\""),
+            "{}",
+            st.reason
+        );
+        assert_eq!(st.value, None);
+    }
+}

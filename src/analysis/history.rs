@@ -117,6 +117,10 @@ pub struct AnalyzeReport {
     /// Oldest first.
     pub windows: Vec<WindowResult>,
     pub metrics: Vec<MetricSummary>,
+    /// Compare and sequential metrics of the template, not evaluated: they need a
+    /// canary beside the primary.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparative: Vec<String>,
     /// Windows whose outcome is Fail, over all windows.
     pub failed_fraction: f64,
     pub inconclusive_fraction: f64,
@@ -188,7 +192,23 @@ pub async fn analyze(
         cluster_scope: false,
         args: req.args.clone(),
     };
-    let metrics = resolve_metrics(&[(tref, req.template.clone())])?;
+    let mut metrics = resolve_metrics(&[(tref, req.template.clone())])?;
+    // A compare or sequential metric judges the canary against the primary as they
+    // run side by side; one workload's history has no such pair, so only thresholds
+    // (e.g. the built-in guards) are evaluated. The report names what it left out.
+    let comparative: Vec<String> = metrics
+        .iter()
+        .filter(|m| m.compare.is_some() || m.sequential.is_some())
+        .map(|m| m.name.clone())
+        .collect();
+    metrics.retain(|m| m.compare.is_none() && m.sequential.is_none());
+    if metrics.is_empty() {
+        return Err(AnalyzeError::Request(format!(
+            "template {:?} has no threshold metrics to evaluate over history; its compare/sequential metrics ({}) judge a canary against the primary during a release",
+            req.template_name,
+            comparative.join(", ")
+        )));
+    }
     // Whole seconds, so window ends are exactly the range query's evaluation times.
     let interval = Duration::from_secs(req.interval.as_secs());
     let step = chrono::Duration::from_std(interval)
@@ -239,6 +259,7 @@ pub async fn analyze(
         workload: req.vars.workload.clone(),
         interval: prometheus_duration(req.interval),
         metrics: summarize(&metrics, &windows),
+        comparative,
         failed_fraction: count(MetricVerdict::Fail) / total,
         inconclusive_fraction: count(MetricVerdict::Inconclusive) / total,
         windows,
@@ -410,6 +431,13 @@ pub fn format_table(r: &AnalyzeReport) -> String {
         100.0 * r.failed_fraction,
         100.0 * r.inconclusive_fraction
     );
+    if !r.comparative.is_empty() {
+        let _ = writeln!(
+            out,
+            "not evaluated (canary against primary, during a release only): {}",
+            r.comparative.join(", ")
+        );
+    }
     out
 }
 

@@ -283,3 +283,36 @@ async fn long_histories_are_split_under_the_points_limit() {
     assert_eq!(seen[1].path, "/api/v1/query");
     assert_eq!(seen[1].params["time"], T.to_string());
 }
+
+/// History has one workload, so a template's comparative metrics (the built-in
+/// `errors` and `latency`) are named as not evaluated and only its thresholds (the
+/// guards) are judged; a template of comparative metrics only is refused.
+#[tokio::test]
+async fn comparative_metrics_are_left_out_and_named() {
+    let fake = scripted().await;
+    let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2));
+    let mut req = request(1);
+    let mut seq = req.template.metrics[1].clone();
+    seq.name = "errors".into();
+    seq.sequential = Some(crate::crd::SequentialSpec {
+        requests_query: Some("requests".into()),
+        ..Default::default()
+    });
+    req.template.metrics.push(seq);
+    let report = analyze(&req, &sources).await.unwrap();
+    let names: Vec<&str> = report.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["err", "lat", "dry"]);
+    assert_eq!(report.comparative, ["errors"]);
+    assert!(format_table(&report)
+        .ends_with("not evaluated (canary against primary, during a release only): errors\n"));
+
+    req.template = crate::analysis::builtin_template(crate::analysis::Telemetry::Istio);
+    req.template.metrics.truncate(2);
+    let e = analyze(&req, &sources).await.unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "has no threshold metrics to evaluate over history; its compare/sequential metrics (errors, latency)"
+        ),
+        "{e}"
+    );
+}

@@ -13,6 +13,7 @@ mod resolve;
 pub mod stats;
 pub mod threshold;
 
+pub use builtin::{builtin_template, Telemetry};
 pub use check::{run_check, CheckInput};
 pub use render::{render_query, RenderError, RenderVars};
 pub use resolve::{

@@ -129,6 +129,14 @@ pub enum AnalysisConfigError {
     },
     #[error("template {template:?}: provider credentials: {message}")]
     Credentials { template: String, message: String },
+    #[error("template {template:?} metric {metric:?}: {field} {written:?} reads {rendered:?}, not a number; accepted: a number, or \"{{{{args.NAME}}}}\" naming an argument whose value is a number")]
+    JudgeValue {
+        template: String,
+        metric: String,
+        field: &'static str,
+        written: String,
+        rendered: String,
+    },
     #[error("template {template:?} metric {metric:?}: {message}")]
     Judge {
         template: String,
@@ -191,8 +199,14 @@ pub fn resolve_metrics(
             let needle = format!("args.{k}");
             let used = spec.metrics.iter().any(|m| {
                 let bounds = m.threshold.iter().flat_map(|t| [&t.min, &t.max]);
+                let ratios = m
+                    .sequential
+                    .iter()
+                    .map(|q| &q.allowed_increase)
+                    .chain(m.compare.iter().flat_map(|c| &c.allowed_increase));
                 uses_variable(&m.query, &needle)
-                    || bounds.flatten().any(
+                    || judge_queries(m).any(|q| uses_variable(q, &needle))
+                    || bounds.flatten().chain(ratios).any(
                         |b| matches!(b, ThresholdValue::Template(s) if uses_variable(s, &needle)),
                     )
             });
@@ -269,7 +283,52 @@ pub fn resolve_metrics(
                     second: template,
                 });
             }
-            if let Some(q) = &m.sequential {
+            // Every query a judge asks renders with these args, and its ratios read as
+            // numbers, before a release ever runs it.
+            for q in judge_queries(m) {
+                render_query(q, &probe).map_err(|source| match source {
+                    RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
+                        template: template.clone(),
+                        arg,
+                        declared: declared.clone(),
+                    },
+                    source => AnalysisConfigError::Query {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        source,
+                    },
+                })?;
+            }
+            let mut sequential = m.sequential.clone();
+            if let Some(q) = &mut sequential {
+                q.allowed_increase = resolve_ratio(
+                    &template,
+                    &m.name,
+                    "sequential.allowedIncrease",
+                    &q.allowed_increase,
+                    &probe,
+                )?;
+                if q.requests_query.is_none() {
+                    return Err(AnalysisConfigError::Judge {
+                        template: template.clone(),
+                        metric: m.name.clone(),
+                        message: "sequential needs sequential.requestsQuery (the measured workload's request total); every look judges measured requests of both versions".into(),
+                    });
+                }
+            }
+            let mut compare = m.compare.clone();
+            if let Some(c) = &mut compare {
+                if let Some(r) = &c.allowed_increase {
+                    c.allowed_increase = Some(resolve_ratio(
+                        &template,
+                        &m.name,
+                        "compare.allowedIncrease",
+                        r,
+                        &probe,
+                    )?);
+                }
+            }
+            if let Some(q) = &sequential {
                 crate::analysis::judges::validate_sequential(q).map_err(|e| {
                     AnalysisConfigError::Judge {
                         template: template.clone(),
@@ -278,7 +337,7 @@ pub fn resolve_metrics(
                     }
                 })?;
             }
-            if let Some(c) = &m.compare {
+            if let Some(c) = &compare {
                 crate::analysis::judges::validate_compare(c).map_err(|e| {
                     AnalysisConfigError::Judge {
                         template: template.clone(),
@@ -308,12 +367,64 @@ pub fn resolve_metrics(
                 failure_limit: spec.failure_limit,
                 inconclusive_limit: spec.inconclusive_limit,
                 consecutive_error_limit: spec.consecutive_error_limit,
-                compare: m.compare.clone(),
-                sequential: m.sequential.clone(),
+                compare,
+                sequential,
             });
         }
     }
     Ok(out)
+}
+
+/// The queries of a metric's judge besides its own `query`.
+fn judge_queries(m: &crate::crd::MetricTemplate) -> impl Iterator<Item = &String> {
+    let s = m.sequential.iter().flat_map(|q| {
+        [
+            &q.errors_query,
+            &q.requests_query,
+            &q.baseline_errors_query,
+            &q.baseline_requests_query,
+        ]
+    });
+    let c = m
+        .compare
+        .iter()
+        .flat_map(|c| [&c.baseline_query, &c.requests_query]);
+    s.chain(c).flatten()
+}
+
+/// A judge's ratio: a number, or a string rendered with the args that must read as one.
+fn resolve_ratio(
+    template: &str,
+    metric: &str,
+    field: &'static str,
+    v: &ThresholdValue,
+    vars: &RenderVars,
+) -> Result<ThresholdValue, AnalysisConfigError> {
+    let ThresholdValue::Template(written) = v else {
+        return Ok(v.clone());
+    };
+    let rendered = render_query(written, vars).map_err(|source| match source {
+        RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
+            template: template.to_string(),
+            arg,
+            declared: String::new(),
+        },
+        source => AnalysisConfigError::Query {
+            template: template.to_string(),
+            metric: metric.to_string(),
+            source,
+        },
+    })?;
+    match rendered.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(ThresholdValue::Number(n)),
+        _ => Err(AnalysisConfigError::JudgeValue {
+            template: template.to_string(),
+            metric: metric.to_string(),
+            field,
+            written: written.clone(),
+            rendered,
+        }),
+    }
 }
 
 /// Numbers stay; strings are rendered (args only) and must read as finite numbers.

@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::ThresholdValue;
+
 /// What a compare judge receives from its queries.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -40,10 +42,10 @@ pub struct CompareSpec {
     #[serde(default)]
     pub direction: Direction,
     /// Allowed increase as a ratio canary / baseline (of the means for samples, of the
-    /// rates for counts) before a significant increase fails, e.g. 1.1 for +10%.
-    /// Default 1.0: any significant increase fails.
+    /// rates for counts) before a significant increase fails, e.g. 1.1 for +10%; a
+    /// number or `"{{args.NAME}}"`. Default 1.0: any significant increase fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_increase: Option<f64>,
+    pub allowed_increase: Option<ThresholdValue>,
     /// Allowed decrease as a ratio canary / baseline, e.g. 0.9 for -10%. Default 1.0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_decrease: Option<f64>,
@@ -102,23 +104,31 @@ pub struct SequentialSpec {
     /// default 0.01.
     #[serde(default = "default_alpha")]
     pub alpha: f64,
-    /// PromQL of the errors since the last look (e.g. `sum(increase(...[{{interval}}]))`);
-    /// unset means the metric's query.
+    /// PromQL of the measured workload's error counter total (e.g.
+    /// `sum(requests_total{...,code=~"5.."}) or vector(0)`, no rate()); each look judges
+    /// the increase since the previous look. Unset means the metric's query.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors_query: Option<String>,
-    /// PromQL of the requests since the last look. Without it the traffic weight is
-    /// used as the canary's share of requests.
+    /// PromQL of the measured workload's request counter total (required).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_query: Option<String>,
-    /// Largest ratio of error rates (canary / baseline) that is not a regression;
-    /// default 1.0.
+    /// The primary's error total when it cannot be selected by rendering the errors
+    /// query with `{{workload}}` = primary (e.g. ingress-nginx labels only the canary's
+    /// upstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_errors_query: Option<String>,
+    /// The primary's request total, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_requests_query: Option<String>,
+    /// Largest ratio of error rates (canary / baseline) that is not a regression; a
+    /// number or `"{{args.NAME}}"`; default 1.0.
     #[serde(default = "default_ratio")]
-    pub allowed_increase: f64,
+    pub allowed_increase: ThresholdValue,
     /// Regressions the test is tuned to find, as multiples (> 1) of
     /// `allowedIncrease`; default [1.25, 1.5, 2, 3, 4.5, 7, 10].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alternatives: Option<Vec<f64>>,
-    /// Fewer canary requests than this (over the release so far) is inconclusive;
+    /// Fewer canary requests than this in the current step is inconclusive;
     /// default 100.
     #[serde(default = "default_min_requests")]
     pub min_requests: f64,
@@ -134,6 +144,8 @@ impl Default for SequentialSpec {
             alpha: default_alpha(),
             errors_query: None,
             requests_query: None,
+            baseline_errors_query: None,
+            baseline_requests_query: None,
             allowed_increase: default_ratio(),
             alternatives: None,
             min_requests: default_min_requests(),
@@ -177,8 +189,8 @@ fn default_min_requests() -> f64 {
 fn default_alpha() -> f64 {
     0.01
 }
-fn default_ratio() -> f64 {
-    1.0
+fn default_ratio() -> ThresholdValue {
+    ThresholdValue::Number(1.0)
 }
 fn default_margin() -> f64 {
     1.5
@@ -206,10 +218,13 @@ mod tests {
         );
         assert_eq!(
             (c.allowed_increase, c.min_samples, c.confidence),
-            (Some(1.1), 30, 0.95)
+            (Some(ThresholdValue::Number(1.1)), 30, 0.95)
         );
         let s = m.sequential.unwrap();
-        assert_eq!((s.alpha, s.allowed_increase), (0.01, 1.0));
+        assert_eq!(
+            (s.alpha, s.allowed_increase),
+            (0.01, ThresholdValue::Number(1.0))
+        );
         assert_eq!(
             s.advance_early,
             Some(AdvanceEarlySpec {

@@ -115,6 +115,24 @@ pub enum ThresholdValue {
     Template(String),
 }
 
+impl ThresholdValue {
+    /// The number; NaN for a string, which [`crate::analysis::resolve_metrics`]
+    /// renders into a number before any judge sees it (so a judge validating it
+    /// reports an unrendered value as out of range).
+    pub fn number(&self) -> f64 {
+        match self {
+            ThresholdValue::Number(n) => *n,
+            ThresholdValue::Template(_) => f64::NAN,
+        }
+    }
+}
+
+impl From<f64> for ThresholdValue {
+    fn from(n: f64) -> Self {
+        ThresholdValue::Number(n)
+    }
+}
+
 // A field that is a number or a string has no structural schema type of its own;
 // Kubernetes accepts either under x-kubernetes-preserve-unknown-fields.
 impl JsonSchema for ThresholdValue {

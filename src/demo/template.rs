@@ -9,15 +9,15 @@ use crate::crd::AnalysisTemplateSpec;
 
 pub const BUILTIN_NAME: &str = "demo-builtin-http";
 
-/// The same metrics, selectors and names as the shipped
-/// `analysis-templates/app-http-histogram.yaml` (error rate and p99 latency from the
-/// app's `http_request_duration_seconds` histogram, pods matched by name), with the
-/// demo's thresholds. Kept as YAML so it reads like the shipped files.
+/// Thresholds on the same selectors as the shipped `analysis-templates/app-http.yaml`
+/// (error rate and p99 latency from the app's `http_request_duration_seconds`
+/// histogram, pods matched by name), with the demo's thresholds. Kept as YAML so it
+/// reads like the shipped files.
 const BUILTIN_YAML: &str = r#"
 apiVersion: serin.dev/v1alpha1
 kind: AnalysisTemplate
 metadata:
-  name: app-http-histogram
+  name: demo-builtin-http
 spec:
   metrics:
     - name: error-rate
@@ -70,15 +70,17 @@ pub fn load_app_template(dir: &Path) -> Option<(String, AnalysisTemplateSpec)> {
         .find_map(|f| parse_manifest(&std::fs::read_to_string(f).ok()?))
 }
 
-/// Arguments for the shipped template: its defaults allow a p99 of 1 s; the demo's
-/// slow version adds 200 ms, so the demo asks for 100 ms. The built-in one takes none.
+/// Arguments for the shipped template (`app-http.yaml`, canary against primary): its
+/// latency samples are one p99 per 30 s window over 5 minutes, sized for production
+/// scrape intervals; the demo scrapes every second and holds a step for 10 s, so it
+/// takes one per 3 s window over the last 30 s. The built-in one takes none.
 pub fn demo_args(name: &str) -> BTreeMap<String, String> {
     if name == BUILTIN_NAME {
         BTreeMap::new()
     } else {
         BTreeMap::from([
-            ("maxErrorRate".to_string(), "0.01".to_string()),
-            ("maxLatencyP99".to_string(), "0.1".to_string()),
+            ("latencyWindow".to_string(), "3s".to_string()),
+            ("latencyLookback".to_string(), "30s".to_string()),
         ])
     }
 }
@@ -132,5 +134,25 @@ mod tests {
         assert_eq!(name, "app-slo");
         assert_eq!(spec.metrics[0].query, "up");
         assert!(parse_manifest("kind: Other").is_none());
+    }
+}
+
+#[cfg(test)]
+mod shipped_tests {
+    use super::*;
+
+    /// `serin demo` finds the shipped app template and its args resolve against it.
+    #[test]
+    fn demo_args_fit_the_shipped_app_template() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis-templates");
+        let (name, spec) = load_app_template(&dir).unwrap();
+        assert_eq!(name, "app-http");
+        let tref = crate::crd::TemplateRef {
+            name: name.clone(),
+            cluster_scope: false,
+            args: demo_args(&name),
+        };
+        let m = crate::analysis::resolve_metrics(&[(tref, spec)]).unwrap();
+        assert_eq!(m[1].args["latencyLookback"], "30s");
     }
 }

@@ -195,14 +195,16 @@ impl TelemetryRegistry {
 
     fn render_nginx(&self, map: &SeriesMap, out: &mut String) {
         let l = &self.labels;
-        let svc = self.backend_service();
         // ingress-nginx labels requests it routed to the canary backend with that
-        // upstream's name, `<namespace>-<service>-<port>`; others with "".
+        // upstream's name, `<namespace>-<service>-<port>`; others with "". `service`
+        // is the backend of the user's Ingress, whose location the canary Ingress is
+        // merged into: the apex Service for both.
         let canary = if l.canary {
-            format!("{}-{svc}-{}", l.namespace, l.port)
+            format!("{}-{}-{}", l.namespace, self.backend_service(), l.port)
         } else {
             String::new()
         };
+        let svc = l.service.clone();
         let by = |m: &str, _: &str, c: u16| {
             vec![
                 ("controller_class", "k8s.io/ingress-nginx".to_string()),
@@ -434,7 +436,7 @@ mod tests {
         ));
         assert!(text.contains(r#"istio_request_duration_milliseconds_bucket{reporter="destination",destination_workload="podinfo",destination_workload_namespace="demo",destination_service="podinfo.demo.svc.cluster.local",request_protocol="http",response_code="200",le="75"} 2"#));
         assert!(text.contains(r#"response_total{direction="inbound",namespace="demo",deployment="podinfo",classification="failure",status_code="503"} 1"#));
-        assert!(text.contains(r#"service="podinfo-canary",canary="demo-podinfo-canary-80",method="POST",path="/",status="200"} 1"#));
+        assert!(text.contains(r#"service="podinfo",canary="demo-podinfo-canary-80",method="POST",path="/",status="200"} 1"#));
     }
 
     #[test]

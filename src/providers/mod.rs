@@ -33,6 +33,10 @@ pub enum MetricError {
     NotFinite(f64),
     #[error("query returned {count} series where one was expected (e.g. {example}); aggregate it, e.g. sum(...) or max(...)")]
     MultipleSeries { count: usize, example: String },
+    /// A successful answer that carries warnings: Thanos, Cortex and Mimir answer
+    /// this way when a store is unreachable, so the value may miss series.
+    #[error("partial answer, not counted as evidence: the provider warned {0:?}")]
+    Partial(String),
     #[error("metrics provider refused the credentials: {0}; check the provider's secretRef")]
     Auth(String),
     #[error("provider configuration: {0}")]
@@ -48,6 +52,7 @@ impl MetricError {
             MetricError::NoData => "no_data",
             MetricError::NotFinite(_) => "not_finite",
             MetricError::MultipleSeries { .. } => "multiple_series",
+            MetricError::Partial(_) => "partial",
             MetricError::Auth(_) => "auth",
             MetricError::Config(_) => "config",
         }
@@ -55,7 +60,10 @@ impl MetricError {
 
     /// No usable evidence, as opposed to not being able to ask.
     pub fn is_no_evidence(&self) -> bool {
-        matches!(self, MetricError::NoData | MetricError::NotFinite(_))
+        matches!(
+            self,
+            MetricError::NoData | MetricError::NotFinite(_) | MetricError::Partial(_)
+        )
     }
 }
 
@@ -64,7 +72,8 @@ impl MetricError {
 pub trait MetricSource: Send + Sync {
     /// A single finite value.
     async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError>;
-    /// One finite value per series (e.g. per pod); empty is `NoData`.
+    /// One finite value per series (e.g. per pod), or per point of a range vector (a
+    /// subquery such as `q[5m:30s]`: one value per step); empty is `NoData`.
     async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError>;
     /// The one series `query` yields over `[start, end]`, evaluated every `step`, as
     /// `(time, value)` pairs. Non-finite points are kept: the caller decides.

@@ -304,10 +304,16 @@ fn transport_cause(e: &reqwest::Error) -> String {
 }
 
 /// Prometheus's response envelope; `data` of a success is a [`PromqlResult`].
+/// `infos` (annotations such as "metric might not be a counter") are not read: they
+/// do not make the value partial.
 #[derive(serde::Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 enum Envelope {
-    Success { data: PromqlResult },
+    Success {
+        data: PromqlResult,
+        #[serde(default)]
+        warnings: Vec<String>,
+    },
     Error(prometheus_http_query::error::PrometheusError),
 }
 
@@ -346,7 +352,12 @@ async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Da
     if is_json {
         if let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) {
             return match envelope {
-                Envelope::Success { data } => Ok(data.into_inner().0),
+                // A warning in a success means the answer may lack series (a store
+                // down behind Thanos/Cortex/Mimir): no evidence rather than a wrong value.
+                Envelope::Success { warnings, .. } if !warnings.is_empty() => Err(
+                    MetricError::Partial(one_line(&warnings[0], DETAIL_MAX_CHARS)),
+                ),
+                Envelope::Success { data, .. } => Ok(data.into_inner().0),
                 Envelope::Error(e) => Err(prometheus_error(&e, status, timeout)),
             };
         }
@@ -456,11 +467,8 @@ impl PrometheusSource {
     }
 
     async fn vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
-        let data = self.instant(query, at).await?;
-        if let Data::Matrix(_) = data {
-            return Err(range_vector_error());
-        }
-        let values = data_values(&data);
+        // A range vector is accepted here: a subquery's points are the samples.
+        let values = data_values(&self.instant(query, at).await?);
         if values.is_empty() {
             return Err(MetricError::NoData);
         }

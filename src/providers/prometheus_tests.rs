@@ -112,6 +112,82 @@ async fn empty_nan_inf_and_several_series_are_clear_errors() {
     );
 }
 
+/// A subquery answered at an instant is a matrix: every point is a sample.
+#[tokio::test]
+async fn a_subquery_gives_one_sample_per_step() {
+    let fake = FakePrometheus::start().await;
+    let points = vec![
+        (TS - 60, "0.2".to_string()),
+        (TS - 30, "NaN".to_string()),
+        (TS, "0.3".to_string()),
+    ];
+    fake.on("p99[1m:30s]", Reply::matrix(&[("{}", points)]));
+    let s = source(&fake, 1000);
+    assert_eq!(
+        s.query_vector("p99[1m:30s]", at()).await,
+        Ok(vec![0.2, 0.3])
+    );
+    // A scalar still needs one value.
+    assert_eq!(
+        s.query_scalar("p99[1m:30s]", at())
+            .await
+            .unwrap_err()
+            .category(),
+        "bad_query"
+    );
+}
+
+/// Thanos, Cortex and Mimir answer `success` with `warnings` when a store is down: the
+/// value may lack series, so it is no evidence (the first warning is quoted, bounded).
+/// `infos` are annotations of a complete answer.
+#[tokio::test]
+async fn warnings_make_an_answer_partial_and_infos_do_not() {
+    let fake = FakePrometheus::start().await;
+    let ok = r#"{"resultType":"vector","result":[{"metric":{},"value":[1800000000,"0.5"]}]}"#;
+    let warning = format!("store unavailable: 10.0.0.7:10901 {}", "x".repeat(400));
+    fake.on(
+        "warned",
+        Reply::json(
+            200,
+            format!(
+                r#"{{"status":"success","data":{ok},"warnings":["{warning}","second"],"infos":["metric might not be a counter"]}}"#
+            ),
+        ),
+    );
+    fake.on(
+        "informed",
+        Reply::json(
+            200,
+            format!(
+                r#"{{"status":"success","data":{ok},"warnings":[],"infos":["metric might not be a counter"]}}"#
+            ),
+        ),
+    );
+    let s = source(&fake, 1000);
+    let e = s.query_scalar("warned", at()).await.unwrap_err();
+    let MetricError::Partial(quoted) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        quoted.starts_with("store unavailable: 10.0.0.7:10901 x"),
+        "{quoted}"
+    );
+    assert!(quoted.chars().count() <= 200, "{quoted}");
+    assert!(e.is_no_evidence());
+    assert_eq!(e.category(), "partial");
+    assert!(
+        e.to_string().starts_with(
+            "partial answer, not counted as evidence: the provider warned \"store unavailable"
+        ),
+        "{e}"
+    );
+    assert!(matches!(
+        s.query_vector("warned", at()).await,
+        Err(MetricError::Partial(_))
+    ));
+    assert_eq!(s.query_scalar("informed", at()).await, Ok(0.5));
+}
+
 #[tokio::test]
 async fn prometheus_errors_map_to_what_to_change() {
     let fake = FakePrometheus::start().await;

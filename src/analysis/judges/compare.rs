@@ -19,7 +19,7 @@ pub struct Counts {
 pub fn validate_compare(cfg: &CompareSpec) -> Result<(), JudgeConfigError> {
     let c = cfg.confidence;
     check_range("confidence", c, c > 0.0 && c < 1.0, "between 0 and 1")?;
-    if let Some(r) = cfg.allowed_increase {
+    if let Some(r) = allowed_increase(cfg) {
         check_range("allowedIncrease", r, r >= 1.0, "a ratio >= 1")?;
     }
     if let Some(r) = cfg.allowed_decrease {
@@ -48,6 +48,11 @@ pub fn validate_compare(cfg: &CompareSpec) -> Result<(), JudgeConfigError> {
     }
     let m = cfg.min_requests;
     check_range("minRequests", m, m >= 0.0, ">= 0")
+}
+
+/// The configured `allowedIncrease` as a number (its args rendered by resolve).
+fn allowed_increase(cfg: &CompareSpec) -> Option<f64> {
+    cfg.allowed_increase.as_ref().map(|v| v.number())
 }
 
 fn config_error(e: JudgeConfigError) -> JudgeVerdict {
@@ -99,7 +104,7 @@ pub fn judge_mann_whitney(canary: &[f64], baseline: &[f64], cfg: &CompareSpec) -
     } else {
         f64::INFINITY.copysign(mc)
     };
-    let allowed_up = cfg.allowed_increase.unwrap_or(1.0);
+    let allowed_up = allowed_increase(cfg).unwrap_or(1.0);
     let allowed_down = cfg.allowed_decrease.unwrap_or(1.0);
     let up = matches!(cfg.direction, Direction::Increase | Direction::Either);
     let down = matches!(cfg.direction, Direction::Decrease | Direction::Either);
@@ -200,7 +205,7 @@ pub fn judge_proportions(canary: Counts, baseline: Counts, cfg: &CompareSpec) ->
         baseline.errors,
         baseline.requests,
     );
-    let up_margin = match (cfg.allowed_absolute_increase, cfg.allowed_increase) {
+    let up_margin = match (cfg.allowed_absolute_increase, allowed_increase(cfg)) {
         (Some(d), _) => Margin::Absolute(d),
         (None, r) => Margin::Ratio(r.unwrap_or(1.0)),
     };
@@ -336,7 +341,7 @@ mod tests {
     #[test]
     fn allowed_ratio_and_direction_gate_the_failure() {
         let cfg = CompareSpec {
-            allowed_increase: Some(12.0),
+            allowed_increase: Some(12.0.into()),
             ..samples(4)
         };
         let v = judge_mann_whitney(&EXPERIMENT, &CONTROL, &cfg);
@@ -430,7 +435,7 @@ mod tests {
             MetricVerdict::Pass
         );
         let rel = CompareSpec {
-            allowed_increase: Some(8.0),
+            allowed_increase: Some(8.0.into()),
             ..counts()
         };
         assert_eq!(

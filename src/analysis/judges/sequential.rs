@@ -14,7 +14,7 @@ pub type SequentialObservation = LookCounts;
 pub fn validate_sequential(cfg: &SequentialSpec) -> Result<(), JudgeConfigError> {
     let a = cfg.alpha;
     check_range("alpha", a, a > 0.0 && a < 1.0, "between 0 and 1")?;
-    let r = cfg.allowed_increase;
+    let r = cfg.allowed_increase.number();
     check_range("allowedIncrease", r, r >= 1.0, "a ratio >= 1")?;
     for &g in cfg.alternatives.iter().flatten() {
         check_range("alternatives", g, g > 1.0, "ratios > 1")?;
@@ -49,7 +49,7 @@ pub fn validate_sequential(cfg: &SequentialSpec) -> Result<(), JudgeConfigError>
 pub fn sequential_test(cfg: &SequentialSpec) -> SequentialTest {
     SequentialTest {
         alpha: cfg.alpha,
-        null_ratio: cfg.allowed_increase,
+        null_ratio: cfg.allowed_increase.number(),
         alternatives: cfg
             .alternatives
             .clone()
@@ -147,10 +147,11 @@ pub fn judge_sequential(
     } else {
         String::new()
     };
-    let allowed = if cfg.allowed_increase == 1.0 {
+    let r = cfg.allowed_increase.number();
+    let allowed = if r == 1.0 {
         "the primary's".to_string()
     } else {
-        format!("{}x the primary's", num(cfg.allowed_increase))
+        format!("{}x the primary's", num(r))
     };
     let (outcome, why) = if st.rejected {
         (
