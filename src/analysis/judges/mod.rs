@@ -9,7 +9,7 @@ pub use compare::{judge_mann_whitney, judge_proportions, validate_compare, Count
 pub use format::{pct_change, rate};
 pub use sequential::{
     increments_since_last_look, judge_sequential, sequential_test, validate_sequential,
-    SequentialObservation,
+    SequentialObservation, HOLD_AT,
 };
 
 use chrono::{DateTime, Utc};

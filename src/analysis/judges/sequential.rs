@@ -87,12 +87,23 @@ fn counts_line(errors: f64, requests: f64) -> String {
     }
 }
 
+/// A check holds its step while the e-value is at least this: the counts are at least
+/// twice as likely under the regressions tested as under none. A promotion cannot be
+/// undone and a short release at low traffic sees few errors, so a canary that is
+/// probably bad must not pass on its way to proof: in simulated releases (steps
+/// 10/25/50% at 1 m, 20 req/s, benches/decision_quality.rs) holding from
+/// `1/sqrt(alpha)` (10) promoted 2.9% of +2 pp regressions over 0.5%, holding from 2
+/// 0.35%. Only rollbacks spend alpha, so its bound is unchanged; a good canary is held
+/// at all with chance at most 1/2 (Ville), mostly for a check or two while its evidence
+/// falls back, which slows releases that need many passing checks at low traffic.
+pub const HOLD_AT: f64 = 2.0;
+
 /// Fold one look into the evidence and judge it:
 /// - `Fail` once the evidence that the canary's error rate exceeds `allowedIncrease`
 ///   times the primary's reaches `1/alpha` (sticky for the release);
 /// - `Inconclusive` when no canary request arrived since the last look, when the
 ///   current step has fewer than `minRequests` canary requests, or while the evidence
-///   leans towards a regression (e-value at least `1/sqrt(alpha)`);
+///   leans towards a regression (e-value at least [`HOLD_AT`]);
 /// - otherwise `Pass`, with `advance_early` once the early-advance evidence suffices.
 ///
 /// Every count is measured (never derived from the planned weight): no traffic is never
@@ -175,17 +186,14 @@ pub fn judge_sequential(
                 num(cfg.min_requests)
             ),
         )
-    } else if result.e_value >= threshold.sqrt() {
-        // Halfway (in log scale) to a rollback: hold the canary's share where it is
-        // until more data settles it, rather than raising its exposure on the way to
-        // proof. Only rejection at 1/alpha rolls back, so the bound is kept; holding
-        // only from halfway keeps a good canary from idling to its deadline (under the
-        // null, the chance of ever getting there is at most sqrt(alpha)).
+    } else if result.e_value >= HOLD_AT {
+        // Hold the canary's share where it is until more data settles it, rather than
+        // raising its exposure (or promoting it) on the way to proof.
         (
             MetricVerdict::Inconclusive,
             format!(
                 "evidence leans towards a regression (>= {}): holding for more data",
-                num(threshold.sqrt())
+                num(HOLD_AT)
             ),
         )
     } else if st.not_worse {
@@ -304,6 +312,25 @@ mod tests {
         );
         let (_, v) = judge_sequential(Some(&s), obs(0.0, 250.0, 30.0, 750.0), &cfg);
         assert_eq!(v.outcome, MetricVerdict::Pass, "{}", v.reason);
+    }
+
+    /// Evidence short of `1/sqrt(alpha)` but at least `HOLD_AT` holds too: a check
+    /// that passed here could promote a probably-bad canary.
+    #[test]
+    fn mild_evidence_of_a_regression_holds_the_step() {
+        let cfg = SequentialSpec::default();
+        // 25% canary share; 6 of 12 errors on the canary (3 expected): e ~ 3.1.
+        let (s, v) = judge_sequential(None, obs(6.0, 250.0, 6.0, 750.0), &cfg);
+        assert!(
+            s.e_value >= HOLD_AT && s.e_value < (1.0 / cfg.alpha).sqrt(),
+            "{s:?}"
+        );
+        assert_eq!(v.outcome, MetricVerdict::Inconclusive, "{}", v.reason);
+        assert!(
+            v.reason.contains("leans towards a regression (>= 2)"),
+            "{}",
+            v.reason
+        );
     }
 
     #[test]
