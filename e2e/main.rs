@@ -420,10 +420,11 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
         let scalar = |q: &str, workload: &str, m: &serin::analysis::ResolvedMetric| {
             let q = render_query(q, &vars(workload, m)).unwrap();
             let prom = &prom;
+            let name = m.name.clone();
             async move {
                 prom.query_scalar(&q, now)
                     .await
-                    .unwrap_or_else(|e| panic!("{t} {}: {e}\n{q}", m.name))
+                    .unwrap_or_else(|e| panic!("{t} {name}: {e}\n{q}"))
             }
         };
         for m in &metrics {
