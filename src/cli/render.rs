@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use kube::ResourceExt;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use crate::analysis::judges::{evidence_line, last_look_line};
 use crate::crd::{condition_type, Canary, CanaryPhase, CanaryStatus, Condition, MetricStatus};
 use crate::rollout::ReleasePlan;
 
@@ -355,6 +356,21 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
             ]);
         }
         out.push_str(&t.render("  "));
+        // The sequential evidence in full: the table cuts reasons.
+        let evidence: Vec<_> = s
+            .metrics
+            .iter()
+            .filter_map(|m| Some((m, m.sequential.as_ref()?)))
+            .collect();
+        if !evidence.is_empty() {
+            let _ = writeln!(out, "Evidence:");
+            for (m, st) in evidence {
+                let _ = writeln!(out, "  {}: {}", m.name, evidence_line(st));
+                if let Some(last) = last_look_line(st) {
+                    let _ = writeln!(out, "  {}  {last}", " ".repeat(width(&m.name)));
+                }
+            }
+        }
     }
     out
 }

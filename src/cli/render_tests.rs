@@ -171,6 +171,46 @@ fn verdict_table_aligns_wide_characters_and_cuts_long_reasons() {
     assert_eq!(width(reason), REASON_WIDTH);
 }
 
+/// The table cuts reasons; the sequential evidence is printed in full below it, with
+/// the last look's increments.
+#[test]
+fn sequential_evidence_is_spelled_out_in_numbers() {
+    let mut c = progressing();
+    let s = c.status.as_mut().unwrap();
+    s.phase = crate::crd::CanaryPhase::Failed;
+    let mut m: crate::crd::MetricStatus =
+        serde_json::from_value(metric("errors", "Fail", "cut")).unwrap();
+    m.sequential = Some(serde_json::from_value(json!({
+        "looks": 7, "skipped": 0,
+        "canaryErrors": 12.0, "canaryRequests": 230.0,
+        "baselineErrors": 3.0, "baselineRequests": 2100.0,
+        "alternatives": [], "logLr": [], "pValue": 0.0047,
+        "rejected": true, "eValue": 214.3, "threshold": 100.0,
+        "lastLook": {"canaryErrors": 3.0, "canaryRequests": 40.0, "baselineErrors": 1.0, "baselineRequests": 400.0},
+    }))
+    .unwrap());
+    s.metrics = vec![
+        m,
+        serde_json::from_value(metric("latency", "Pass", "ok")).unwrap(),
+    ];
+    let out = render_status(&c, at(90));
+    let evidence = &out[out.find("Evidence:").expect(&out)..];
+    let lines: Vec<&str> = evidence.lines().collect();
+    assert_eq!(
+        lines[1],
+        "  errors: canary 12/230 errors (5.22%) vs primary 3/2100 errors (0.14%), evidence 214.3 >= 100"
+    );
+    assert_eq!(
+        lines[2],
+        "          last look: canary +3/40, primary +1/400 (7 looks)"
+    );
+    // Only sequential metrics have evidence.
+    assert!(!evidence.contains("latency"), "{evidence}");
+    // Without any, no section.
+    let plain = render_status(&progressing(), at(90));
+    assert!(!plain.contains("Evidence:"), "{plain}");
+}
+
 #[test]
 fn truncate_counts_display_columns() {
     assert_eq!(truncate("short", 10), "short");

@@ -8,8 +8,8 @@ mod sequential;
 pub use compare::{judge_mann_whitney, judge_proportions, validate_compare, Counts};
 pub use format::{pct_change, rate};
 pub use sequential::{
-    increments_since_last_look, judge_sequential, sequential_test, validate_sequential,
-    SequentialObservation, HOLD_AT,
+    evidence_line, increments_since_last_look, judge_sequential, last_look_line, sequential_test,
+    validate_sequential, SequentialObservation, HOLD_AT,
 };
 
 use chrono::{DateTime, Utc};

@@ -87,6 +87,37 @@ fn counts_line(errors: f64, requests: f64) -> String {
     }
 }
 
+/// The evidence so far in numbers: "canary 12/230 errors (5.22%) vs primary 3/2100
+/// errors (0.14%), evidence 214 >= 100". Status, Events, notifications and the CLI say it
+/// the same way.
+pub fn evidence_line(st: &SequentialState) -> String {
+    format!(
+        "canary {} vs primary {}, evidence {} {} {}",
+        counts_line(st.canary_errors, st.canary_requests),
+        counts_line(st.baseline_errors, st.baseline_requests),
+        num(st.e_value),
+        if st.e_value >= st.threshold {
+            ">="
+        } else {
+            "<"
+        },
+        num(st.threshold)
+    )
+}
+
+/// The last look's increments: "last look: canary +3/40, primary +1/400".
+pub fn last_look_line(st: &SequentialState) -> Option<String> {
+    let l = st.last_look.as_ref()?;
+    Some(format!(
+        "last look: canary +{}/{}, primary +{}/{} ({} looks)",
+        num(l.canary_errors),
+        num(l.canary_requests),
+        num(l.baseline_errors),
+        num(l.baseline_requests),
+        st.looks
+    ))
+}
+
 /// A check holds its step while the e-value is at least this: the counts are at least
 /// twice as likely under the regressions tested as under none. A promotion cannot be
 /// undone and a short release at low traffic sees few errors, so a canary that is
@@ -144,15 +175,9 @@ pub fn judge_sequential(
         (Some(_), Some(_)) => Some(f64::INFINITY),
         _ => None,
     };
-    let threshold = 1.0 / cfg.alpha;
-    let evidence = format!(
-        "canary {} vs primary {}, evidence {} {} {}",
-        counts_line(st.canary_errors, st.canary_requests),
-        counts_line(st.baseline_errors, st.baseline_requests),
-        num(result.e_value),
-        if st.rejected { ">=" } else { "<" },
-        num(threshold)
-    );
+    st.threshold = 1.0 / cfg.alpha;
+    debug_assert_eq!(st.e_value, result.e_value);
+    let evidence = evidence_line(&st);
     let skipped = if st.skipped > 0 {
         format!(" ({} looks with unusable counts)", st.skipped)
     } else {
@@ -252,6 +277,7 @@ mod tests {
         );
         assert!(v.p_value.unwrap() <= 0.01);
         assert!(s.e_value >= 100.0);
+        assert_eq!(s.threshold, 100.0);
         assert_eq!(s.last_look, Some(obs(12.0, 120.0, 5.0, 1080.0)));
         // A clean look afterwards does not undo the rollback decision.
         let (s, v) = judge_sequential(Some(&s), obs(0.0, 120.0, 5.0, 1080.0), &cfg);

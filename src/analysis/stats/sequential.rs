@@ -95,9 +95,12 @@ pub struct SequentialState {
     /// Sticky: the early-advance evidence crossed 1/beta.
     #[serde(default)]
     pub not_worse: bool,
-    /// Current mixture e-value (rolls back at `1/alpha`).
+    /// Current mixture e-value (rolls back at `threshold`).
     #[serde(default)]
     pub e_value: f64,
+    /// The e-value that rolls back: `1/alpha`.
+    #[serde(default)]
+    pub threshold: f64,
     /// Canary requests since the current step began: a step needs `minRequests`.
     #[serde(default)]
     pub step_canary_requests: f64,
