@@ -11,6 +11,8 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod gates;
 pub mod local;
 pub mod metrics;
