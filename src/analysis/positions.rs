@@ -55,7 +55,9 @@ impl Position {
 
     pub fn accepted(&self) -> &'static str {
         match self {
-            Position::Quoted { .. } => "any text without control characters (quotes and backslashes are escaped)",
+            Position::Quoted { .. } => {
+                "any text without control characters (quotes and backslashes are escaped)"
+            }
             Position::Raw { .. } => "any text without a backtick",
             Position::LabelName { part: false } => "a label name matching [a-zA-Z_][a-zA-Z0-9_]*",
             Position::LabelName { part: true } => "letters, digits and _",

@@ -111,7 +111,12 @@ fn the_shipped_shapes_read_as_intended() {
 #[test]
 fn a_variable_right_after_an_escaping_backslash_is_refused() {
     let e = parse(r#"x{a="\{{v}}"}"#).unwrap_err();
-    assert_eq!(e, RenderError::Escaped { variable: "v".into() });
+    assert_eq!(
+        e,
+        RenderError::Escaped {
+            variable: "v".into()
+        }
+    );
     assert!(e.to_string().contains("follows a backslash"), "{e}");
     // An escaped backslash is complete: the variable stands after it.
     assert_eq!(at(r#"x{a=~"\\.{{v}}"}"#), RE);
@@ -127,11 +132,17 @@ fn values_are_escaped_or_checked_for_their_position() {
         quote: '\'',
         regex: false,
     };
-    assert_eq!(ok(single, r#"it's "x""#, false).as_deref(), Some(r#"it\'s "x""#));
+    assert_eq!(
+        ok(single, r#"it's "x""#, false).as_deref(),
+        Some(r#"it\'s "x""#)
+    );
     // A name serin fills in is matched literally by a regex; an argument is a regex.
     assert_eq!(ok(RE, "my.app", true).as_deref(), Some(r"my\\.app"));
     assert_eq!(ok(RE, "5..|429", false).as_deref(), Some("5..|429"));
-    assert_eq!(ok(Position::Raw { regex: true }, "a.b", true).as_deref(), Some(r"a\.b"));
+    assert_eq!(
+        ok(Position::Raw { regex: true }, "a.b", true).as_deref(),
+        Some(r"a\.b")
+    );
     assert_eq!(ok(Position::Raw { regex: false }, "a`b", false), None);
     for good in ["code", "_x", "status_code"] {
         assert!(ok(LABEL, good, false).is_some(), "{good}");
@@ -146,14 +157,30 @@ fn values_are_escaped_or_checked_for_their_position() {
     for bad in ["", "5", "m", "5 m", "5m]", "5m:1m", "-5m", "1.5m", "5min"] {
         assert_eq!(ok(DURATION, bad, false), None, "{bad:?}");
     }
-    for good in ["0.99", "5", "-1", "+2.5", "1e-3", ".5", "Inf", "-inf", "NaN", "0x1f"] {
+    for good in [
+        "0.99", "5", "-1", "+2.5", "1e-3", ".5", "Inf", "-inf", "NaN", "0x1f",
+    ] {
         assert!(ok(Position::Number, good, false).is_some(), "{good}");
     }
-    for bad in ["", "x", "1 or vector(1)", "0.5)", "1e", "0x", "1_000", "--1", "e5"] {
+    for bad in [
+        "",
+        "x",
+        "1 or vector(1)",
+        "0.5)",
+        "1e",
+        "0x",
+        "1_000",
+        "--1",
+        "e5",
+    ] {
         assert_eq!(ok(Position::Number, bad, false), None, "{bad:?}");
     }
     for (p, good, bad) in [
-        (Position::Name, "job:http_requests:rate5m", "up or vector(1)"),
+        (
+            Position::Name,
+            "job:http_requests:rate5m",
+            "up or vector(1)",
+        ),
         (Position::Word, "requests_total", "x}"),
         (Position::Comment, "a # b", "a\nvector(1)"),
     ] {
@@ -225,14 +252,23 @@ fn an_injection_anywhere_else_is_refused_with_what_is_accepted() {
     for (q, position) in [
         (r#"up{ {{args.x}}="a"}"#, "a label name position"),
         ("rate(up[{{args.x}}])", "a duration position"),
-        ("histogram_quantile({{args.x}}, up)", "a bare number position"),
-        ("{{args.x}}{job=\"a\"}", "a metric or function name position"),
+        (
+            "histogram_quantile({{args.x}}, up)",
+            "a bare number position",
+        ),
+        (
+            "{{args.x}}{job=\"a\"}",
+            "a metric or function name position",
+        ),
         ("up_{{args.x}}", "part of a bare word"),
         ("up # {{args.x}}", "a comment"),
     ] {
         let e = check_args(q, &args(&[("x", "1 or vector(1) or foo{a=\"\n")])).unwrap_err();
         let text = e.to_string();
-        assert!(text.starts_with("argument \"x\" = \"1 or vector(1)"), "{text}");
+        assert!(
+            text.starts_with("argument \"x\" = \"1 or vector(1)"),
+            "{text}"
+        );
         assert!(text.contains(position), "{q}: {text}");
         assert!(text.contains("accepted: "), "{text}");
     }

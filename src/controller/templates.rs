@@ -73,9 +73,9 @@ pub async fn load_metrics(
         );
         let creds = match secrets.get_opt(&secret_ref.name).await? {
             // Only a Secret that opted in is read: naming one is not enough.
-            Some(secret) if !opted_in(secret.metadata.labels.as_ref()) => Err(
-                MetricError::Config(not_opted_in(secret_ns, &secret_ref.name, &named_by)),
-            ),
+            Some(secret) if !opted_in(secret.metadata.labels.as_ref()) => Err(MetricError::Config(
+                not_opted_in(secret_ns, &secret_ref.name, &named_by),
+            )),
             Some(secret) => {
                 ProviderCredentials::from_secret_data(&secret_ref, &secret.data.unwrap_or_default())
             }

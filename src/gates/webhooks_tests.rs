@@ -285,16 +285,29 @@ async fn a_redirect_answer_is_not_followed() {
     let secret = SecretString::new("s3cret");
     let st = status(CanaryPhase::Progressing, None);
     let r = caller()
-        .call(&h, Some(&secret), &WebhookPayload::new("shop", "podinfo", &st, &h))
+        .call(
+            &h,
+            Some(&secret),
+            &WebhookPayload::new("shop", "podinfo", &st, &h),
+        )
         .await;
-    assert_eq!((r.status, r.attempts, r.ok()), (Some(307), 1, false), "{r:?}");
+    assert_eq!(
+        (r.status, r.attempts, r.ok()),
+        (Some(307), 1, false),
+        "{r:?}"
+    );
     let check = &hook_checks(&[r], now())[0];
     assert_eq!(check.verdict, MetricVerdict::Fail);
     assert!(
-        check.reason.contains("HTTP 307 after 1 attempt(s): a redirect, and redirects are not followed"),
+        check
+            .reason
+            .contains("HTTP 307 after 1 attempt(s): a redirect, and redirects are not followed"),
         "{}",
         check.reason
     );
     let nothing = tokio::time::timeout(Duration::from_millis(300), target.rx.recv()).await;
-    assert!(nothing.is_err(), "the signed payload was re-sent: {nothing:?}");
+    assert!(
+        nothing.is_err(),
+        "the signed payload was re-sent: {nothing:?}"
+    );
 }

@@ -35,7 +35,9 @@ impl Entry {
                 return Err(bad("the scheme is not http or https"));
             }
             if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-                return Err(bad("a query, fragment or user name is not part of a prefix"));
+                return Err(bad(
+                    "a query, fragment or user name is not part of a prefix",
+                ));
             }
             let host = url.host_str().ok_or_else(|| bad("no host"))?;
             return Ok(Entry::Prefix {
@@ -178,7 +180,10 @@ mod tests {
         let e = a.check("http://169.254.169.254:80").unwrap_err();
         assert_eq!(e.category(), "config");
         let text = e.to_string();
-        assert!(text.contains("\"http://169.254.169.254:80\" is not among"), "{text}");
+        assert!(
+            text.contains("\"http://169.254.169.254:80\" is not among"),
+            "{text}"
+        );
         assert!(text.contains("thanos.monitoring:10902"), "{text}");
         assert!(text.contains("--allowed-provider-urls"), "{text}");
     }
@@ -197,7 +202,14 @@ mod tests {
 
     #[test]
     fn bad_entries_are_refused_with_what_is_accepted() {
-        for bad in ["thanos", "thanos:x", "ftp://x:1", "http://u:p@x:1", "http://x:1/?a=b", "x:1/path"] {
+        for bad in [
+            "thanos",
+            "thanos:x",
+            "ftp://x:1",
+            "http://u:p@x:1",
+            "http://x:1/?a=b",
+            "x:1/path",
+        ] {
             let e = AllowedAddresses::parse(bad).unwrap_err();
             assert!(e.contains(ACCEPTED) && e.contains(bad), "{e}");
         }

@@ -42,7 +42,12 @@ async fn a_redirect_is_not_followed_and_the_credential_goes_nowhere_else() {
         let location = target.url("/api/v1/query");
         let redirector = axum::Router::new().fallback(move || {
             let location = location.clone();
-            async move { (StatusCode::from_u16(status).unwrap(), [(LOCATION, location)]) }
+            async move {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [(LOCATION, location)],
+                )
+            }
         });
         let addr = testrecv::serve(redirector).await;
         let (spec, creds) = bearer(&format!("http://{addr}"));
@@ -83,12 +88,17 @@ async fn a_provider_error_body_never_reaches_the_error() {
     );
     for q in ["ok-status", "not-prom-json"] {
         let e = src.query_scalar(q, at()).await.unwrap_err().to_string();
-        assert!(e.contains("HTTP 200 OK without a Prometheus API response (body not shown)"), "{e}");
+        assert!(
+            e.contains("HTTP 200 OK without a Prometheus API response (body not shown)"),
+            "{e}"
+        );
     }
     let e = src.query_scalar("err-json", at()).await.unwrap_err();
     assert_eq!(
         e,
-        MetricError::Unreachable("HTTP 500 Internal Server Error from the provider, body not shown".into())
+        MetricError::Unreachable(
+            "HTTP 500 Internal Server Error from the provider, body not shown".into()
+        )
     );
     for q in ["bad", "ok-status", "not-prom-json", "err-json"] {
         let e = src.query_scalar(q, at()).await.unwrap_err().to_string();
@@ -108,8 +118,8 @@ async fn an_address_outside_the_allow_list_is_refused_before_anything_is_sent() 
     let fake = FakePrometheus::start().await;
     fake.on("up", Reply::vector(1_800_000_000, &[("{}", "1")]));
     let allowed = AllowedAddresses::parse("http://prometheus.monitoring:9090").unwrap();
-    let sources =
-        PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2)).with_allowed(allowed);
+    let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2))
+        .with_allowed(allowed);
     // An address of the template's choosing: refused, whoever asks.
     let elsewhere = fake.address.replace("127.0.0.1", "localhost");
     let (spec, creds) = bearer(&elsewhere);

@@ -431,7 +431,6 @@ fn secret_errors_name_the_key_and_never_the_values() {
         e.to_string(),
         "provider configuration: Secret \"prom\" has no key \"token\" (named by secretRef.bearerTokenKey)"
     );
-    // The keys it has are its business: not listed.
     assert!(!e.to_string().contains("tok\""), "{e}");
     let half = PrometheusSecretRef {
         name: "prom".into(),

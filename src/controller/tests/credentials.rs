@@ -81,7 +81,8 @@ async fn a_template_pointing_a_secret_without_opt_in_at_its_own_address_sends_no
     let fake = FakePrometheus::start().await;
     fake.otherwise(Reply::vector(0, &[("{}", "0")]));
     let h = Harness::new(spec(json!([{"name": "steal"}])));
-    h.server.insert(provider_template(&fake.address, "sa-token"));
+    h.server
+        .insert(provider_template(&fake.address, "sa-token"));
     h.server.insert(secret(json!({})));
     let h = with_sources(h, PrometheusSources::new(None, Duration::from_secs(2)));
     drive(&h, "podinfo:2").await;
@@ -102,8 +103,9 @@ async fn a_template_pointing_a_secret_without_opt_in_at_its_own_address_sends_no
     assert!(!msg.contains("ca.crt") && !msg.contains(TOKEN_B64) && !msg.contains("s3cr3t"));
     let warned: Vec<_> = h.events.take().into_iter().filter(|e| e.warning).collect();
     assert!(
-        warned.iter().any(|e| e.reason == "InvalidTemplate"
-            && e.message.contains("serin.dev/credentials")),
+        warned
+            .iter()
+            .any(|e| e.reason == "InvalidTemplate" && e.message.contains("serin.dev/credentials")),
         "{warned:?}"
     );
 
@@ -123,11 +125,15 @@ async fn a_provider_address_outside_the_allow_list_is_refused_and_its_secret_unr
     let fake = FakePrometheus::start().await;
     fake.otherwise(Reply::vector(0, &[("{}", "0")]));
     let h = Harness::new(spec(json!([{"name": "steal"}])));
-    h.server.insert(provider_template(&fake.address, "sa-token"));
+    h.server
+        .insert(provider_template(&fake.address, "sa-token"));
     h.server.insert(secret(opt_in()));
     let allowed = AllowedAddresses::parse("prometheus.monitoring:9090").unwrap();
-    let sources = PrometheusSources::new(Some("http://thanos.monitoring:10902".into()), Duration::from_secs(2))
-        .with_allowed(allowed);
+    let sources = PrometheusSources::new(
+        Some("http://thanos.monitoring:10902".into()),
+        Duration::from_secs(2),
+    )
+    .with_allowed(allowed);
     let h = with_sources(h, sources);
     let calls = drive(&h, "podinfo:2").await;
 
@@ -145,7 +151,10 @@ async fn a_provider_address_outside_the_allow_list_is_refused_and_its_secret_unr
         "{msg}"
     );
     // The list names what is allowed, the controller's own Prometheus included.
-    assert!(msg.contains("prometheus.monitoring:9090, http://thanos.monitoring:10902"), "{msg}");
+    assert!(
+        msg.contains("prometheus.monitoring:9090, http://thanos.monitoring:10902"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -182,7 +191,8 @@ async fn a_webhook_secret_without_opt_in_is_refused_and_nothing_is_called() {
         "analysis": {"steps": [10, 50], "interval": "1m", "templates": [{"name": "error-rate"}]},
         "webhooks": [{"name": "smoke", "type": "pre-rollout", "url": recv.url("/hook"),
                       "secretRef": {"name": "sa-token", "key": "token"}}]}));
-    h.server.insert(secret(json!({"serin.dev/credentials": "yes"})));
+    h.server
+        .insert(secret(json!({"serin.dev/credentials": "yes"})));
     let ctx = Arc::new(Context {
         webhooks: Some(WebhookCaller::new().unwrap()),
         ..(*h.ctx).clone()
