@@ -19,7 +19,7 @@ use serin::gates::{
 };
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
-use serin::providers::PrometheusSources;
+use serin::providers::{AllowedAddresses, PrometheusSources};
 use serin::traffic::{
     detect_routers, GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterKind, ServiceRouter,
     SmiRouter, TrafficRouter, WithApexService,
@@ -258,6 +258,11 @@ struct ControllerArgs {
     /// Prometheus for templates that do not name a provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
+    /// Provider addresses templates may name: comma-separated URL prefixes
+    /// (http://prometheus.monitoring:9090) or host:port pairs. Empty: any; set it in
+    /// multi-tenant clusters. --prometheus-url is always allowed.
+    #[arg(long, default_value = "", value_parser = AllowedAddresses::parse, env = "SERIN_ALLOWED_PROVIDER_URLS")]
+    allowed_provider_urls: AllowedAddresses,
     /// Timeout of one Prometheus query.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_QUERY_TIMEOUT")]
     query_timeout: Duration,
@@ -388,6 +393,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         routers: Routers { by_kind, default },
         sources: Arc::new(
             PrometheusSources::new(args.prometheus_url, args.query_timeout)
+                .with_allowed(args.allowed_provider_urls)
                 .with_metrics(metrics.clone()),
         ),
         events: Arc::new(
@@ -396,7 +402,11 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         clock,
         check_timeout: args.check_timeout,
         controller_namespace: args.lease_namespace.clone(),
-        webhooks: Some(WebhookCaller::new(http.clone()).with_metrics(metrics.clone())),
+        webhooks: Some(
+            WebhookCaller::new()
+                .context("HTTP client")?
+                .with_metrics(metrics.clone()),
+        ),
         notify: Some(notify),
         metrics,
         fence,

@@ -437,7 +437,7 @@ async fn webhook_calls_are_counted_by_type_and_result() {
     use crate::gates::{testrecv, WebhookCaller, WebhookPayload};
     let recv = testrecv::start(vec![(200, Duration::ZERO), (403, Duration::ZERO)]).await;
     let m = Arc::new(Metrics::new());
-    let mut caller = WebhookCaller::new(reqwest::Client::new()).with_metrics(m.clone());
+    let mut caller = WebhookCaller::new().unwrap().with_metrics(m.clone());
     caller.base_backoff = Duration::from_millis(1);
     let hook = |kind, url: String| WebhookSpec {
         name: "h".into(),

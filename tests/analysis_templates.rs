@@ -345,3 +345,52 @@ fn app_template_status_label_is_an_argument() {
     let st = matcher(errors, "status").unwrap();
     assert!(st.is_match("503") && st.is_match("5xx") && !st.is_match("404"));
 }
+
+/// Issue 13: arguments from the `serin.dev/analysis` annotation cannot add PromQL to a
+/// shipped template (run with a ClusterAnalysisTemplate's credentials, read back from
+/// the status). Each is refused when the Canary is resolved, naming the argument, the
+/// template, the value and what is accepted; a legitimate value still works.
+#[test]
+fn annotation_arguments_cannot_inject_promql_into_a_shipped_template() {
+    let text = std::fs::read_to_string(dir().join("app-http.yaml")).unwrap();
+    let t: AnalysisTemplate = serde_yaml::from_str(&text).unwrap();
+    let resolve = |args: &str| {
+        let annotations = BTreeMap::from([
+            ("serin.dev/enabled".to_string(), "true".to_string()),
+            (
+                "serin.dev/analysis".to_string(),
+                format!("cluster/app-http({args})"),
+            ),
+        ]);
+        let spec = serin::annotations::spec_from_annotations("podinfo", &annotations)
+            .unwrap_or_else(|e| panic!("{args}: {e:?}"));
+        let tref = spec.analysis.templates[0].clone();
+        resolve_metrics(&[(tref, t.spec.clone())])
+    };
+    for (arg, value, accepted) in [
+        (
+            "statusLabel",
+            r#"code=~".*"} or vector(1) or up{a"#,
+            "a label name matching",
+        ),
+        (
+            "latencyWindow",
+            "1m]) or vector(1) or (up[1m",
+            "a Prometheus duration",
+        ),
+        (
+            "latencyLookback",
+            "5m:1m] or vector(1) #",
+            "a Prometheus duration",
+        ),
+    ] {
+        let e = resolve(&format!("{arg}={value}")).unwrap_err().to_string();
+        assert!(e.starts_with("template \"app-http\" metric "), "{e}");
+        assert!(e.contains(&format!("argument {arg:?} = {value:?}")), "{e}");
+        assert!(e.contains(accepted), "{e}");
+    }
+    let ok = resolve("statusLabel=status, latencyWindow=1m, latencyLookback=10m").unwrap();
+    let q = render_query(&ok[1].query, &vars("podinfo", ok[1].args.clone())).unwrap();
+    assert!(q.contains("[1m]))))[10m:1m]"), "{q}");
+    parser::parse(&q).unwrap();
+}

@@ -8,6 +8,7 @@ mod check;
 pub mod history;
 pub mod judge_cli;
 pub mod judges;
+pub mod positions;
 pub mod render;
 mod resolve;
 pub mod stats;
@@ -15,7 +16,8 @@ pub mod threshold;
 
 pub use builtin::{builtin_template, Telemetry};
 pub use check::{run_check, CheckInput};
-pub use render::{render_query, RenderError, RenderVars};
+pub use positions::Position;
+pub use render::{check_args, render_query, RenderError, RenderVars};
 pub use resolve::{
     effective_limits, resolve_metrics, AnalysisConfigError, AnalysisLimits, ResolvedMetric,
 };

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use super::positions::{parse, Piece, Position};
+
 /// Values for the variables a query may use.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RenderVars {
@@ -29,27 +31,93 @@ pub enum RenderError {
     Unclosed(usize),
     #[error("the query is empty; accepted: a PromQL expression returning one value")]
     Empty,
+    /// A value that cannot stand where its variable sits (see [`Position`]).
+    #[error("{} = {value:?} cannot stand in {}; accepted: {}", subject(.variable), .position.describe(), .position.accepted())]
+    Value {
+        variable: String,
+        /// The value, cut to [`VALUE_MAX_CHARS`].
+        value: String,
+        position: Position,
+    },
+    #[error("{{{{{variable}}}}} follows a backslash inside a string, which would escape the value's first character; remove the backslash or put it after the variable")]
+    Escaped { variable: String },
 }
 
-/// Replace every `{{ name }}` in `query`.
+/// Longest value quoted in a [`RenderError::Value`].
+pub const VALUE_MAX_CHARS: usize = 80;
+
+fn subject(variable: &str) -> String {
+    match variable.strip_prefix("args.") {
+        Some(arg) => format!("argument {arg:?}"),
+        None => format!("{{{{{variable}}}}}"),
+    }
+}
+
+/// Replace every `{{ name }}` in `query`, each value escaped or checked for the place
+/// it stands in (see [`Position`]).
 pub fn render_query(query: &str, vars: &RenderVars) -> Result<String, RenderError> {
     let mut out = String::with_capacity(query.len() + 32);
-    let mut rest = query;
-    let mut offset = 0;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or(RenderError::Unclosed(offset + start))?;
-        let name = after[..end].trim();
-        out.push_str(lookup(name, vars)?);
-        let consumed = start + 2 + end + 2;
-        offset += consumed;
-        rest = &rest[consumed..];
+    for piece in parse(query)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var { name, position } => {
+                out.push_str(&place(name, lookup(name, vars)?, position)?);
+            }
+        }
     }
-    out.push_str(rest);
     Ok(out)
+}
+
+/// `text` with every `{{ name }}` replaced as it is: for texts that are not PromQL,
+/// such as a threshold, which must then read as a number.
+pub fn substitute(text: &str, vars: &RenderVars) -> Result<String, RenderError> {
+    let mut out = String::with_capacity(text.len() + 16);
+    for piece in parse(text)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Var { name, .. } => out.push_str(lookup(name, vars)?),
+        }
+    }
+    Ok(out)
+}
+
+/// What template validation checks of `query` without a Canary's names at hand: it
+/// parses, names only known variables, and every argument has a value in `args` that
+/// fits where it stands.
+pub fn check_args(query: &str, args: &BTreeMap<String, String>) -> Result<(), RenderError> {
+    let names = RenderVars::default();
+    for piece in parse(query)? {
+        let Piece::Var { name, position } = piece else {
+            continue;
+        };
+        match name.strip_prefix("args.") {
+            Some(arg) => {
+                let value = args
+                    .get(arg)
+                    .ok_or_else(|| RenderError::MissingArg(arg.to_string()))?;
+                place(name, value, position)?;
+            }
+            None => {
+                lookup(name, &names)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn place<'v>(
+    name: &str,
+    value: &'v str,
+    position: Position,
+) -> Result<std::borrow::Cow<'v, str>, RenderError> {
+    let literal = !name.starts_with("args.");
+    position
+        .place(value, literal)
+        .ok_or_else(|| RenderError::Value {
+            variable: name.to_string(),
+            value: value.chars().take(VALUE_MAX_CHARS).collect(),
+            position,
+        })
 }
 
 fn lookup<'a>(name: &str, v: &'a RenderVars) -> Result<&'a str, RenderError> {
@@ -141,13 +209,13 @@ mod tests {
     fn variant_follows_the_measured_workload() {
         let mut v = vars();
         assert_eq!(
-            render_query("{{service}}-{{variant}}", &v).unwrap(),
-            "podinfo-canary"
+            render_query("x{s=\"{{service}}-{{variant}}\"}", &v).unwrap(),
+            "x{s=\"podinfo-canary\"}"
         );
         v.workload = v.primary.clone();
         assert_eq!(
-            render_query("{{service}}-{{variant}}", &v).unwrap(),
-            "podinfo-primary"
+            render_query("x{s=\"{{service}}-{{variant}}\"}", &v).unwrap(),
+            "x{s=\"podinfo-primary\"}"
         );
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::render::{render_query, RenderError, RenderVars};
+use super::render::{check_args, substitute, RenderError, RenderVars};
 use crate::crd::{
     AnalysisSpec, AnalysisTemplateSpec, PrometheusSecretRef, ProviderSpec, TemplateRef,
     ThresholdSpec, ThresholdTemplate, ThresholdValue,
@@ -129,6 +129,9 @@ pub enum AnalysisConfigError {
     },
     #[error("template {template:?}: provider credentials: {message}")]
     Credentials { template: String, message: String },
+    /// A provider the controller does not let templates use (its address).
+    #[error("template {template:?}: {message}")]
+    Provider { template: String, message: String },
     #[error("template {template:?} metric {metric:?}: {field} {written:?} reads {rendered:?}, not a number; accepted: a number, or \"{{{{args.NAME}}}}\" naming an argument whose value is a number")]
     JudgeValue {
         template: String,
@@ -224,7 +227,9 @@ pub fn resolve_metrics(
             ..RenderVars::default()
         };
         for m in &spec.metrics {
-            render_query(&m.query, &probe).map_err(|source| match source {
+            // Every query (the metric's and its judge's) parses, and each argument's
+            // value fits the place it stands in, before a release ever runs it.
+            let query_error = |source| match source {
                 RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
                     template: template.clone(),
                     arg,
@@ -235,7 +240,10 @@ pub fn resolve_metrics(
                     metric: m.name.clone(),
                     source,
                 },
-            })?;
+            };
+            for q in std::iter::once(&m.query).chain(judge_queries(m)) {
+                check_args(q, &args).map_err(query_error)?;
+            }
             if m.query.trim().is_empty() {
                 return Err(AnalysisConfigError::Query {
                     template,
@@ -283,22 +291,7 @@ pub fn resolve_metrics(
                     second: template,
                 });
             }
-            // Every query a judge asks renders with these args, and its ratios read as
-            // numbers, before a release ever runs it.
-            for q in judge_queries(m) {
-                render_query(q, &probe).map_err(|source| match source {
-                    RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
-                        template: template.clone(),
-                        arg,
-                        declared: declared.clone(),
-                    },
-                    source => AnalysisConfigError::Query {
-                        template: template.clone(),
-                        metric: m.name.clone(),
-                        source,
-                    },
-                })?;
-            }
+            // A judge's ratios read as numbers.
             let mut sequential = m.sequential.clone();
             if let Some(q) = &mut sequential {
                 q.allowed_increase = resolve_ratio(
@@ -403,7 +396,7 @@ fn resolve_ratio(
     let ThresholdValue::Template(written) = v else {
         return Ok(v.clone());
     };
-    let rendered = render_query(written, vars).map_err(|source| match source {
+    let rendered = substitute(written, vars).map_err(|source| match source {
         RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
             template: template.to_string(),
             arg,
@@ -451,7 +444,7 @@ fn resolve_threshold(
                 rendered: n.to_string(),
             }),
             Some(ThresholdValue::Template(s)) => {
-                let rendered = render_query(s, vars).map_err(|e| match e {
+                let rendered = substitute(s, vars).map_err(|e| match e {
                     RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
                         template: template.to_string(),
                         arg,

@@ -114,6 +114,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
                 &ns,
                 &canary.spec.analysis.templates,
                 &ctx.controller_namespace,
+                ctx.sources.as_ref(),
             )
             .await?
         }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use crate::providers::{MetricError, ProviderCredentials};
+use crate::providers::{
+    credentials::not_opted_in, opted_in, MetricError, MetricSources, ProviderCredentials,
+};
 
 use crate::analysis::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
 use crate::crd::{AnalysisTemplate, ClusterAnalysisTemplate, TemplateRef};
@@ -17,6 +19,7 @@ pub async fn load_metrics(
     ns: &str,
     refs: &[TemplateRef],
     controller_ns: &str,
+    sources: &dyn MetricSources,
 ) -> Result<Result<Vec<ResolvedMetric>, AnalysisConfigError>, kube::Error> {
     let mut specs = Vec::with_capacity(refs.len());
     for r in refs {
@@ -31,11 +34,7 @@ pub async fn load_metrics(
             Some(s) => specs.push((r.clone(), s)),
             None => {
                 return Ok(Err(AnalysisConfigError::TemplateNotFound {
-                    kind: if r.cluster_scope {
-                        "ClusterAnalysisTemplate"
-                    } else {
-                        "AnalysisTemplate"
-                    },
+                    kind: kind(r.cluster_scope),
                     namespace: ns.to_string(),
                     name: r.name.clone(),
                     cluster: r.cluster_scope,
@@ -47,25 +46,42 @@ pub async fn load_metrics(
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
-    // Provider credentials come from Secrets: the Canary's namespace for namespaced
-    // templates, the controller's own for ClusterAnalysisTemplates.
     for m in &mut metrics {
+        // The address first: a template naming one the controller does not allow gets
+        // neither a query nor its Secret read.
+        if let Err(e) = sources.check_provider(m.provider.as_ref()) {
+            return Ok(Err(AnalysisConfigError::Provider {
+                template: m.template.clone(),
+                message: e.to_string(),
+            }));
+        }
         let Some(secret_ref) = m.secret_ref().cloned() else {
             continue;
         };
+        // Provider credentials come from Secrets: the Canary's namespace for namespaced
+        // templates, the controller's own for ClusterAnalysisTemplates.
         let cluster = refs.iter().any(|r| r.name == m.template && r.cluster_scope)
             && !refs
                 .iter()
                 .any(|r| r.name == m.template && !r.cluster_scope);
         let secret_ns = if cluster { controller_ns } else { ns };
         let secrets: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
+        let named_by = format!(
+            "{} {:?} (provider.prometheus.secretRef)",
+            kind(cluster),
+            m.template
+        );
         let creds = match secrets.get_opt(&secret_ref.name).await? {
+            // Only a Secret that opted in is read: naming one is not enough.
+            Some(secret) if !opted_in(secret.metadata.labels.as_ref()) => Err(MetricError::Config(
+                not_opted_in(secret_ns, &secret_ref.name, &named_by),
+            )),
             Some(secret) => {
                 ProviderCredentials::from_secret_data(&secret_ref, &secret.data.unwrap_or_default())
             }
             None => Err(MetricError::Config(format!(
-                "Secret {secret_ns}/{} named by template {:?} does not exist",
-                secret_ref.name, m.template
+                "Secret {secret_ns}/{} named by {named_by} does not exist",
+                secret_ref.name
             ))),
         };
         match creds {
@@ -73,12 +89,23 @@ pub async fn load_metrics(
             Err(e) => {
                 return Ok(Err(AnalysisConfigError::Credentials {
                     template: m.template.clone(),
-                    message: e.to_string(),
+                    message: match e {
+                        MetricError::Config(text) => text,
+                        e => e.to_string(),
+                    },
                 }))
             }
         }
     }
     Ok(Ok(metrics))
+}
+
+fn kind(cluster: bool) -> &'static str {
+    if cluster {
+        "ClusterAnalysisTemplate"
+    } else {
+        "AnalysisTemplate"
+    }
 }
 
 /// The HMAC secrets of a Canary's webhooks, by hook name, from Secrets in its namespace.
@@ -100,6 +127,10 @@ pub async fn load_hook_secrets(
                 hook.name, r.name
             )));
         };
+        if !opted_in(secret.metadata.labels.as_ref()) {
+            let named_by = format!("webhook {:?} (secretRef)", hook.name);
+            return Ok(Err(not_opted_in(ns, &r.name, &named_by)));
+        }
         let value = secret
             .data
             .unwrap_or_default()

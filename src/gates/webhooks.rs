@@ -89,8 +89,13 @@ impl HookResult {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
 
+    /// The HTTP status and a fixed text: never the receiver's body.
     fn describe(&self) -> String {
         match (&self.status, &self.error) {
+            (Some(s @ 300..=399), _) => format!(
+                "HTTP {s} after {} attempt(s): a redirect, and redirects are not followed; set the hook's url to where it redirects",
+                self.attempts
+            ),
             (Some(s), _) => format!("HTTP {s} after {} attempt(s)", self.attempts),
             (None, Some(e)) => format!("{e} after {} attempt(s)", self.attempts),
             (None, None) => "no answer".into(),
@@ -118,13 +123,20 @@ pub struct WebhookCaller {
 }
 
 impl WebhookCaller {
-    pub fn new(http: reqwest::Client) -> Self {
-        Self {
+    /// With its own HTTP client, which follows no redirect: a hook's signed payload
+    /// goes to its url and nowhere else. Each call has the hook's own timeout.
+    pub fn new() -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Self {
             http,
             base_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(5),
             metrics: None,
-        }
+        })
     }
 
     /// Count deliveries in `metrics`.

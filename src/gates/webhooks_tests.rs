@@ -34,7 +34,7 @@ fn status(phase: CanaryPhase, gate: Option<GateKind>) -> CanaryStatus {
 }
 
 fn caller() -> WebhookCaller {
-    let mut c = WebhookCaller::new(reqwest::Client::new());
+    let mut c = WebhookCaller::new().unwrap();
     c.base_backoff = Duration::from_millis(20);
     c.max_backoff = Duration::from_millis(50);
     c
@@ -269,4 +269,45 @@ fn note_payload_carries_event() {
     assert_eq!(p.metadata["eventType"], "Warning");
     assert_eq!(p.metadata["eventReason"], "RolledBack");
     assert_eq!(p.type_, "event");
+}
+
+#[tokio::test]
+async fn a_redirect_answer_is_not_followed() {
+    use axum::http::{header::LOCATION, StatusCode};
+    let mut target = testrecv::start(vec![]).await;
+    let location = target.url("/elsewhere");
+    let redirector = axum::Router::new().fallback(move || {
+        let location = location.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, location)]) }
+    });
+    let addr = testrecv::serve(redirector).await;
+    let h = hook("smoke", WebhookType::Rollout, format!("http://{addr}/hook"));
+    let secret = SecretString::new("s3cret");
+    let st = status(CanaryPhase::Progressing, None);
+    let r = caller()
+        .call(
+            &h,
+            Some(&secret),
+            &WebhookPayload::new("shop", "podinfo", &st, &h),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.attempts, r.ok()),
+        (Some(307), 1, false),
+        "{r:?}"
+    );
+    let check = &hook_checks(&[r], now())[0];
+    assert_eq!(check.verdict, MetricVerdict::Fail);
+    assert!(
+        check
+            .reason
+            .contains("HTTP 307 after 1 attempt(s): a redirect, and redirects are not followed"),
+        "{}",
+        check.reason
+    );
+    let nothing = tokio::time::timeout(Duration::from_millis(300), target.rx.recv()).await;
+    assert!(
+        nothing.is_err(),
+        "the signed payload was re-sent: {nothing:?}"
+    );
 }

@@ -7,6 +7,25 @@ use k8s_openapi::ByteString;
 use super::MetricError;
 use crate::crd::PrometheusSecretRef;
 
+/// The label a Secret carries (value `"true"`) to let templates and webhooks use it.
+/// Without it serin reads no key of the Secret: naming a Secret in a template or a
+/// Canary does not make it a credential.
+pub const CREDENTIALS_LABEL: &str = "serin.dev/credentials";
+
+/// Whether a Secret with these labels opted in to being used as a credential.
+pub fn opted_in(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|l| l.get(CREDENTIALS_LABEL))
+        .is_some_and(|v| v == "true")
+}
+
+/// Why a Secret that did not opt in is not used: which Secret, who named it, what to do.
+pub fn not_opted_in(namespace: &str, name: &str, named_by: &str) -> String {
+    format!(
+        "Secret {namespace}/{name} named by {named_by} is not labelled {CREDENTIALS_LABEL}: \"true\", so serin does not read it and sends nothing; if it is meant as this credential, label it: kubectl label secret -n {namespace} {name} {CREDENTIALS_LABEL}=true"
+    )
+}
+
 /// How to authenticate to a provider.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub enum ProviderAuth {
@@ -57,21 +76,19 @@ impl std::fmt::Debug for ProviderCredentials {
 impl ProviderCredentials {
     /// Read the keys `secret_ref` names from a Secret's `data`.
     ///
-    /// Errors say which key is missing and which keys the Secret has (never values).
+    /// Errors say which key was asked for and that it is missing, never which keys the
+    /// Secret has or any value.
     pub fn from_secret_data(
         secret_ref: &PrometheusSecretRef,
         data: &BTreeMap<String, ByteString>,
     ) -> Result<Self, MetricError> {
         let get = |field: &str, key: &str| -> Result<String, MetricError> {
-            let bytes =
-                data.get(key).ok_or_else(|| {
-                    let present: Vec<&str> = data.keys().map(String::as_str).collect();
-                    MetricError::Config(format!(
-                    "Secret {:?} has no key {key:?} (named by secretRef.{field}); keys present: {}",
-                    secret_ref.name,
-                    if present.is_empty() { "none".into() } else { present.join(", ") }
+            let bytes = data.get(key).ok_or_else(|| {
+                MetricError::Config(format!(
+                    "Secret {:?} has no key {key:?} (named by secretRef.{field})",
+                    secret_ref.name
                 ))
-                })?;
+            })?;
             let text = String::from_utf8(bytes.0.clone()).map_err(|_| {
                 MetricError::Config(format!(
                     "Secret {:?} key {key:?} (secretRef.{field}) is not UTF-8 text",

@@ -81,6 +81,9 @@ impl Reply {
     }
 }
 
+/// The key of [`FakePrometheus::otherwise`]'s reply (no query is NUL).
+const OTHERWISE: &str = "\0otherwise";
+
 /// What the fake saw.
 #[derive(Clone, Debug)]
 pub struct Seen {
@@ -153,6 +156,15 @@ impl FakePrometheus {
             .insert(format!("range:{query}"), reply);
     }
 
+    /// Answer every query nothing else is scripted for with `reply`.
+    pub fn otherwise(&self, reply: Reply) {
+        self.shared
+            .replies
+            .lock()
+            .unwrap()
+            .insert(OTHERWISE.to_string(), reply);
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -181,6 +193,7 @@ async fn answer(
                 .and_then(|k| replies.get(&k).cloned())
                 .or_else(|| replies.get(q).cloned())
         })
+        .or_else(|| shared.replies.lock().unwrap().get(OTHERWISE).cloned())
         .unwrap_or_else(|| {
             Reply::json(
                 400,

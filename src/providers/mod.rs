@@ -8,12 +8,15 @@ use chrono::{DateTime, Utc};
 
 use crate::crd::ProviderSpec;
 
-mod credentials;
+mod allow;
+mod answer;
+pub mod credentials;
 #[cfg(test)]
 pub(crate) mod fake_prometheus;
 pub mod prometheus;
 
-pub use credentials::{ProviderAuth, ProviderCredentials};
+pub use allow::AllowedAddresses;
+pub use credentials::{opted_in, ProviderAuth, ProviderCredentials, CREDENTIALS_LABEL};
 pub use prometheus::{PrometheusConfig, PrometheusSource, PrometheusSources};
 
 /// Why a metric could not be measured. Each message says what to change.
@@ -93,6 +96,13 @@ pub trait MetricSource: Send + Sync {
 
 /// Hands out a source for a template's provider settings (or the default).
 pub trait MetricSources: Send + Sync {
+    /// Whether a template may use `provider` at all (its address is allowed); the
+    /// controller asks before it reads the provider's Secret. Default: any.
+    fn check_provider(&self, provider: Option<&ProviderSpec>) -> Result<(), MetricError> {
+        let _ = provider;
+        Ok(())
+    }
+
     /// `credentials` are those read from the provider's `secretRef`, if it has one.
     fn source(
         &self,

@@ -10,14 +10,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use prometheus_http_query::response::{Data, PromqlResult};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 
-use super::{MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials};
+use super::answer::{clean, decode, transport_cause};
+use super::{
+    AllowedAddresses, MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials,
+};
 use crate::crd::{PrometheusProviderSpec, ProviderSpec};
 use crate::metrics::Metrics;
-use crate::rollout::text::one_line;
 
 /// The `provider` label of this source's metrics.
 const PROVIDER: &str = "prometheus";
@@ -152,7 +154,10 @@ fn default_headers(config: &PrometheusConfig) -> Result<HeaderMap, MetricError> 
 
 impl PrometheusSource {
     pub fn new(config: &PrometheusConfig) -> Result<Self, MetricError> {
+        // No redirects: following one would send the query and the credentials to an
+        // address neither the template nor the allow-list names.
         let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .default_headers(default_headers(config)?);
@@ -246,13 +251,10 @@ impl PrometheusSource {
             },
             PromError::Prometheus(p) => MetricError::Unreachable(format!(
                 "{origin}: errorType {}: {}",
-                p.error_type(),
-                one_line(p.message(), DETAIL_MAX_CHARS)
+                clean(&p.error_type().to_string()),
+                clean(p.message())
             )),
-            other => MetricError::Unreachable(format!(
-                "{origin}: {}",
-                one_line(&other.to_string(), DETAIL_MAX_CHARS)
-            )),
+            other => MetricError::Unreachable(format!("{origin}: {}", clean(&other.to_string()))),
         }
     }
 
@@ -264,132 +266,6 @@ impl PrometheusSource {
             .timeout(self.timeout_ms())
             .get_raw();
         self.send(call).await
-    }
-}
-
-/// Longest text taken from an error of the HTTP stack or from Prometheus.
-const DETAIL_MAX_CHARS: usize = 200;
-
-/// Why a request failed, with its causes (refused, DNS, certificate: the part that says
-/// what to fix), bounded. reqwest's own Display is left out: it appends the request URL.
-fn transport_cause(e: &reqwest::Error) -> String {
-    let what = if e.is_connect() {
-        "cannot connect"
-    } else if e.is_body() {
-        "reading the response"
-    } else if e.is_decode() {
-        "decoding the response"
-    } else if e.is_redirect() {
-        "following a redirect"
-    } else if e.is_request() {
-        "sending the request"
-    } else {
-        "HTTP client"
-    };
-    let mut parts = vec![what.to_string()];
-    let mut cur = std::error::Error::source(e);
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    let mut text = parts.join(": ");
-    // Causes do not quote the URL today; make sure none ever does.
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "<request>");
-    }
-    one_line(&text, DETAIL_MAX_CHARS)
-}
-
-/// Prometheus's response envelope; `data` of a success is a [`PromqlResult`].
-/// `infos` (annotations such as "metric might not be a counter") are not read: they
-/// do not make the value partial.
-#[derive(serde::Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum Envelope {
-    Success {
-        data: PromqlResult,
-        #[serde(default)]
-        warnings: Vec<String>,
-    },
-    Error(prometheus_http_query::error::PrometheusError),
-}
-
-/// Largest response body read: a judged query returns one value, so anything near
-/// this is a query selecting far too many series.
-const MAX_BODY: usize = 16 << 20;
-
-async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Data, MetricError> {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            if e.is_timeout() {
-                MetricError::Timeout(timeout)
-            } else {
-                MetricError::Unreachable(transport_cause(&e))
-            }
-        })?;
-        let Some(chunk) = chunk else { break };
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(MetricError::BadQuery(format!(
-                "the response is larger than {} MiB; the query selects too many series: aggregate it, e.g. sum(...)",
-                MAX_BODY >> 20
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(MetricError::Auth(format!("HTTP {status}")));
-    }
-    if is_json {
-        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) {
-            return match envelope {
-                // A warning in a success means the answer may lack series (a store
-                // down behind Thanos/Cortex/Mimir): no evidence rather than a wrong value.
-                Envelope::Success { warnings, .. } if !warnings.is_empty() => Err(
-                    MetricError::Partial(one_line(&warnings[0], DETAIL_MAX_CHARS)),
-                ),
-                Envelope::Success { data, .. } => Ok(data.into_inner().0),
-                Envelope::Error(e) => Err(prometheus_error(&e, status, timeout)),
-            };
-        }
-    }
-    let text = String::from_utf8_lossy(&body);
-    let excerpt: String = text.trim().chars().take(200).collect();
-    Err(MetricError::Unreachable(if status.is_success() {
-        format!("HTTP {status} without a Prometheus API response ({excerpt:?}); is the address the Prometheus server itself?")
-    } else {
-        format!("HTTP {status}: {excerpt}")
-    }))
-}
-
-fn prometheus_error(
-    e: &prometheus_http_query::error::PrometheusError,
-    status: reqwest::StatusCode,
-    timeout: Duration,
-) -> MetricError {
-    if e.is_timeout() {
-        MetricError::Timeout(timeout)
-    } else if e.is_bad_data() || e.is_execution() {
-        MetricError::BadQuery(format!(
-            "{} (errorType {})",
-            one_line(e.message(), DETAIL_MAX_CHARS),
-            e.error_type()
-        ))
-    } else {
-        MetricError::Unreachable(format!(
-            "HTTP {status}, errorType {}: {}",
-            e.error_type(),
-            one_line(e.message(), DETAIL_MAX_CHARS)
-        ))
     }
 }
 
@@ -535,6 +411,8 @@ pub struct PrometheusSources {
     default_timeout: Duration,
     cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
     metrics: Option<Arc<Metrics>>,
+    /// The addresses templates may name; the default's is always among them.
+    allowed: AllowedAddresses,
 }
 
 impl PrometheusSources {
@@ -552,7 +430,18 @@ impl PrometheusSources {
             default_timeout,
             cache: Mutex::default(),
             metrics: None,
+            allowed: AllowedAddresses::default(),
         }
+    }
+
+    /// Templates may name only these provider addresses (`--allowed-provider-urls`);
+    /// the default Prometheus is always allowed. Empty: any address.
+    pub fn with_allowed(mut self, allowed: AllowedAddresses) -> Self {
+        self.allowed = match &self.default {
+            Some(d) if !allowed.is_empty() => allowed.with(&d.address),
+            _ => allowed,
+        };
+        self
     }
 
     /// Every source handed out records its queries in `metrics`.
@@ -563,11 +452,20 @@ impl PrometheusSources {
 }
 
 impl MetricSources for PrometheusSources {
+    fn check_provider(&self, provider: Option<&ProviderSpec>) -> Result<(), MetricError> {
+        match provider.and_then(|p| p.prometheus.as_ref()) {
+            Some(spec) => self.allowed.check(&spec.address),
+            None => Ok(()),
+        }
+    }
+
     fn source(
         &self,
         provider: Option<&ProviderSpec>,
         credentials: Option<&ProviderCredentials>,
     ) -> Result<Arc<dyn MetricSource>, MetricError> {
+        // Checked again here, whoever asks: nothing is sent to an address not allowed.
+        self.check_provider(provider)?;
         let config = match provider.and_then(|p| p.prometheus.as_ref()) {
             Some(spec) => PrometheusConfig::from_spec(spec, credentials, self.default_timeout)?,
             None => self.default.clone().ok_or_else(|| {
@@ -598,3 +496,7 @@ mod tests;
 #[cfg(test)]
 #[path = "prometheus_tls_tests.rs"]
 mod tls_tests;
+
+#[cfg(test)]
+#[path = "exposure_tests.rs"]
+mod exposure_tests;

@@ -214,6 +214,9 @@ def check_deployment(docs, values):
     sharding = values.get("sharding", {})
     check(env.get("SERIN_NAMESPACE_SELECTOR") == (sharding.get("namespaceSelector") or None), "namespace selector env")
     check(env.get("SERIN_LABEL_SELECTOR") == (sharding.get("labelSelector") or None), "label selector env")
+    allowed = values.get("controller", {}).get("allowedProviderUrls") or []
+    check(env.get("SERIN_ALLOWED_PROVIDER_URLS") == (",".join(allowed) or None),
+          f"allowed provider URLs env {env.get('SERIN_ALLOWED_PROVIDER_URLS')!r}")
     check(d["spec"]["replicas"] == values.get("replicas", 2), "replicas")
     secret = values.get("slack", {}).get("signingSecret", {}).get("secretName")
     mounts = {m["name"]: m for m in c.get("volumeMounts", [])}

@@ -9,6 +9,7 @@
 //! trial; `sim` runs the seeded fault simulation.
 
 mod config;
+mod credentials;
 mod evidence;
 mod fake;
 mod harness;
