@@ -170,13 +170,15 @@ pub struct ProviderSpec {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusProviderSpec {
-    /// Base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept).
+    /// Base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept). One
+    /// the controller allows (--allowed-provider-urls); redirects are not followed.
     pub address: String,
     /// Per-query timeout (humantime); default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
     /// Secret with credentials and a CA bundle: in the AnalysisTemplate's namespace,
-    /// or the controller's namespace for a ClusterAnalysisTemplate.
+    /// or the controller's namespace for a ClusterAnalysisTemplate. It must carry the
+    /// label `serin.dev/credentials: "true"`; serin reads no other Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<PrometheusSecretRef>,
     /// Extra HTTP headers on every query, e.g. `X-Scope-OrgID` for a Mimir tenant.

@@ -67,7 +67,8 @@ pub struct WebhookSpec {
     /// Passed to the receiver as `metadata`.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
-    /// HMAC key for the `X-Serin-Signature` header; unsigned when unset.
+    /// HMAC key for the `X-Serin-Signature` header; unsigned when unset. The Secret
+    /// must carry the label `serin.dev/credentials: "true"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
 }
