@@ -332,22 +332,21 @@ enum LogTo {
 }
 
 fn init_logging(format: LogFormat, filter: &str, to: LogTo) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("--log")?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match (format, to) {
-        (LogFormat::Text, LogTo::Stdout) => builder.init(),
-        (LogFormat::Json, LogTo::Stdout) => builder.json().init(),
-        (LogFormat::Text, LogTo::Stderr) => builder.with_writer(std::io::stderr).init(),
-        (LogFormat::Json, LogTo::Stderr) => builder.json().with_writer(std::io::stderr).init(),
-        (LogFormat::Text, LogTo::File(f)) => builder
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
-        (LogFormat::Json, LogTo::File(f)) => builder
-            .json()
-            .with_ansi(false)
-            .with_writer(std::sync::Mutex::new(f))
-            .init(),
+    let ansi = !matches!(to, LogTo::File(_));
+    let writer = match to {
+        LogTo::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogTo::Stderr => BoxMakeWriter::new(std::io::stderr),
+        LogTo::File(f) => BoxMakeWriter::new(std::sync::Mutex::new(f)),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
     Ok(())
 }
@@ -570,86 +569,5 @@ async fn main() -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn controller_args(extra: &[&str]) -> Result<ControllerArgs, clap::Error> {
-        let mut argv = vec!["serin", "controller"];
-        argv.extend_from_slice(extra);
-        Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Controller(a) => *a,
-            _ => unreachable!(),
-        })
-    }
-
-    #[test]
-    fn a_bad_selector_is_refused_at_startup_with_the_reason() {
-        let err = controller_args(&["--label-selector", "team in (a,b"]).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("--label-selector")
-                && msg.contains(r#"label selector "team in (a,b": expected "," or ")" in the set of "team", found the end"#),
-            "{msg}"
-        );
-        let err = controller_args(&["--namespace-selector", "Shard/x=a"]).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("--namespace-selector") && msg.contains("must be a DNS subdomain"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn lease_timings_are_checked_at_startup() {
-        let a = controller_args(&[]).unwrap();
-        assert_eq!(
-            (
-                a.lease_duration,
-                a.lease_renew_deadline,
-                a.lease_retry_period
-            ),
-            (
-                Duration::from_secs(15),
-                Duration::from_secs(10),
-                Duration::from_secs(2)
-            )
-        );
-        check_lease_timings(&a).unwrap();
-        let a =
-            controller_args(&["--lease-duration", "10s", "--lease-renew-deadline", "12s"]).unwrap();
-        let msg = check_lease_timings(&a).unwrap_err().to_string();
-        assert!(
-            msg.starts_with("lease renew deadline 12s must be less than the lease duration 10s"),
-            "{msg}"
-        );
-        let a = controller_args(&["--lease-retry-period", "10s"]).unwrap();
-        let msg = check_lease_timings(&a).unwrap_err().to_string();
-        assert!(
-            msg.contains("--lease-retry-period < --lease-renew-deadline"),
-            "{msg}"
-        );
-        // Without leader election the timings are not used.
-        let a =
-            controller_args(&["--leader-election=false", "--lease-retry-period", "1m"]).unwrap();
-        check_lease_timings(&a).unwrap();
-    }
-
-    #[test]
-    fn selector_flags_parse_and_an_empty_one_means_unsharded() {
-        let a = controller_args(&[
-            "--namespace-selector",
-            "serin.dev/shard=a",
-            "--label-selector",
-            "tier in (web, api)",
-        ])
-        .unwrap();
-        assert_eq!(
-            a.namespace_selector.unwrap().to_string(),
-            "serin.dev/shard=a"
-        );
-        assert_eq!(a.label_selector.unwrap().to_string(), "tier in (api,web)");
-        assert!(a.lease_name.is_none(), "derived from the selectors");
-        let a = controller_args(&["--label-selector", ""]).unwrap();
-        assert!(a.label_selector.unwrap().is_empty());
-    }
-}
+#[path = "main_tests.rs"]
+mod tests;

@@ -36,7 +36,7 @@ fn metric_cell(m: &MetricStatus) -> String {
         .value
         .map(format_value)
         .unwrap_or_else(|| "n/a".to_string());
-    format!("{} {} {}", m.name, value, verdict(m.verdict))
+    format!("{} {} {}", m.name, value, verdict(m))
 }
 
 fn format_value(v: f64) -> String {
@@ -47,12 +47,15 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn verdict(v: MetricVerdict) -> &'static str {
-    match v {
-        MetricVerdict::Pass => "PASS",
-        MetricVerdict::Fail => "FAIL",
-        MetricVerdict::Inconclusive => "NO DATA",
-        MetricVerdict::Error => "ERROR",
+/// Inconclusive with a value is a hold for more data (too few requests or samples
+/// yet, or evidence leaning towards a regression), not missing data.
+fn verdict(m: &MetricStatus) -> &'static str {
+    match (m.verdict, m.value) {
+        (MetricVerdict::Pass, _) => "PASS",
+        (MetricVerdict::Fail, _) => "FAIL",
+        (MetricVerdict::Inconclusive, Some(_)) => "HOLD",
+        (MetricVerdict::Inconclusive, None) => "NO DATA",
+        (MetricVerdict::Error, _) => "ERROR",
     }
 }
 
@@ -165,6 +168,18 @@ mod tests {
             }))
             .unwrap(),
         );
+        for (name, value) in [
+            ("errors", serde_json::json!(0.03)),
+            ("latency", serde_json::Value::Null),
+        ] {
+            s.metrics.push(
+                serde_json::from_value(serde_json::json!({
+                    "name": name, "value": value, "verdict": "Inconclusive",
+                    "reason": "", "checkedAt": "2026-01-01T00:00:00Z"
+                }))
+                .unwrap(),
+            );
+        }
         let mut served = LoadCounts::default();
         served.by_version.insert(
             "v2".into(),
@@ -175,6 +190,10 @@ mod tests {
         assert!(line.contains("step 1/2"), "{line}");
         assert!(line.contains("weight  20%"), "{line}");
         assert!(line.contains("error-rate 0.0500 FAIL"), "{line}");
+        assert!(
+            line.contains("errors 0.0300 HOLD | latency n/a NO DATA"),
+            "{line}"
+        );
         assert!(line.contains("v2 100 (5 errors)"), "{line}");
     }
 
@@ -209,7 +228,7 @@ mod tests {
         assert_eq!(
             s.verdicts(),
             "  serin:  PROMOTED after 21 s: errors canary 31/1660 errors (1.87%) vs primary \
-             48/2818 errors (1.70%)\n  static: 2 checks so far, 2 failed (2.5%, 2.5%): would \
+             48/2818 errors (1.70%)\n  static: 2 checks so far, 2 failed (2.50% FAIL, 2.50% FAIL): would \
              roll back at the 5th failed check at the earliest, after 51 s (5 min at 1-minute \
              checks); serin decided at least 30 s earlier"
         );

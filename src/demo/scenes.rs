@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::display::{progress_line, SceneSummary};
 use super::measure::{canary_windows, CanarySeries};
-use super::static_policy::{evaluate, percent, StaticPolicy};
+use super::static_policy::{evaluate, StaticPolicy};
 use super::{canary_scaled_down, DemoError, DemoOptions, LocalEnv};
 use crate::crd::CanaryPhase;
 use crate::local::state::atomic_write;
@@ -55,17 +55,22 @@ pub struct Scene {
     pub expected: Expected,
 }
 
+/// A configured rate as people say it: 0.02 -> "2%", 0.0249 -> "2.5%".
+fn nominal(v: f64) -> String {
+    format!("{}%", (v * 1000.0).round() / 10.0)
+}
+
 impl Scene {
     /// One sentence: what differs between the primary and the new version.
     pub fn story(&self, primary: &str) -> String {
-        let dep = percent(self.dependency_errors);
+        let dep = nominal(self.dependency_errors);
         let v = self.version;
         if self.own_error_rate > 0.0 {
             format!(
                 "{v} fails {} of requests itself; the dependency fails {dep} for both, so \
                  {v} ~{} vs {primary} {dep}",
-                percent(self.own_error_rate),
-                percent(1.0 - (1.0 - self.own_error_rate) * (1.0 - self.dependency_errors))
+                nominal(self.own_error_rate),
+                nominal(1.0 - (1.0 - self.own_error_rate) * (1.0 - self.dependency_errors))
             )
         } else {
             format!("{v} is as good as {primary}; the dependency fails {dep} of calls for both")
@@ -299,12 +304,12 @@ mod tests {
         assert!(c.dependency_errors < max && canary - c.dependency_errors > 0.0195);
         assert_eq!(
             c.story("v3"),
-            "v4 fails 2.0% of requests itself; the dependency fails 0.50% for both, so v4 \
-             ~2.5% vs v3 0.50%"
+            "v4 fails 2% of requests itself; the dependency fails 0.5% for both, so v4 ~2.5% \
+             vs v3 0.5%"
         );
         assert_eq!(
             all[1].story("v2"),
-            "v3 is as good as v2; the dependency fails 2.0% of calls for both"
+            "v3 is as good as v2; the dependency fails 2% of calls for both"
         );
     }
 

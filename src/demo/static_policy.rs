@@ -179,12 +179,13 @@ fn timeline(
     }
 }
 
-/// "2.6%", "0.35%", "0%".
+/// "2.60%", "0.35%", "12.5%", "0%": two decimals near the thresholds, so a rate just
+/// above 1% does not read as 1%.
 pub fn percent(v: f64) -> String {
     let p = v * 100.0;
     if p == 0.0 {
         "0%".into()
-    } else if p < 1.0 {
+    } else if p < 10.0 {
         format!("{p:.2}%")
     } else {
         format!("{p:.1}%")
@@ -214,7 +215,14 @@ pub fn describe(t: &StaticTimeline, serin_decided: Option<Duration>) -> String {
     let rates: Vec<String> = t
         .checks
         .iter()
-        .map(|c| c.counts.rate().map_or("no data".into(), percent))
+        .map(|c| {
+            let rate = c.counts.rate().map(percent);
+            match (c.verdict, rate) {
+                (StaticVerdict::Pass, Some(r)) => format!("{r} ok"),
+                (StaticVerdict::Fail, Some(r)) => format!("{r} FAIL"),
+                _ => "no data".to_string(),
+            }
+        })
         .collect();
     let n = t.checks.len() as u32;
     let secs = |d: Duration| d.as_secs();
@@ -324,7 +332,7 @@ mod tests {
         assert_eq!((t.passed(), t.failed()), (2, 0));
         assert_eq!(
             describe(&t, Some(Duration::from_secs(31))),
-            "would promote at its 2nd check, after 22 s (2 min at 1-minute checks) (0.50%, 1.0%); \
+            "would promote at its 2nd check, after 22 s (2 min at 1-minute checks) (0.50% ok, 1.00% ok); \
              serin took 9 s longer"
         );
     }
@@ -355,7 +363,7 @@ mod tests {
         assert_eq!(
             describe(&t, Some(Duration::from_secs(17))),
             "would roll back at its 6th check (5 failed), after 62 s (6 min at 1-minute checks) \
-             (2.0%, 0%, 1.2%, no data, 2.0%, 1.9%); serin decided 45 s earlier"
+             (2.00% FAIL, 0% ok, 1.17% FAIL, no data, 2.00% FAIL, 1.90% FAIL); serin decided 45 s earlier"
         );
     }
 
@@ -372,7 +380,7 @@ mod tests {
         );
         assert_eq!(
             describe(&t, Some(Duration::from_secs(17))),
-            "2 checks so far, 2 failed (2.6%, 3.1%): would roll back at the 5th failed check \
+            "2 checks so far, 2 failed (2.60% FAIL, 3.10% FAIL): would roll back at the 5th failed check \
              at the earliest, after 52 s (5 min at 1-minute checks); serin decided at least 35 s \
              earlier"
         );
@@ -383,7 +391,7 @@ mod tests {
         let t = evaluate(&policy(), START, &[w(2.0, 400.0)]);
         assert_eq!(
             describe(&t, None),
-            "1 check so far, 0 failed (0.50%): would promote at the 2nd passing check at the \
+            "1 check so far, 0 failed (0.50% ok): would promote at the 2nd passing check at the \
              earliest, after 22 s (2 min at 1-minute checks)"
         );
         // Before the first check: nothing measured, 5 failures or 2 passes away.
@@ -417,7 +425,9 @@ mod tests {
     fn percentages_and_ordinals_read_naturally() {
         assert_eq!(percent(0.0), "0%");
         assert_eq!(percent(0.0035), "0.35%");
-        assert_eq!(percent(0.026), "2.6%");
+        assert_eq!(percent(0.026), "2.60%");
+        assert_eq!(percent(0.0102), "1.02%");
+        assert_eq!(percent(0.125), "12.5%");
         let o: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22].map(ordinal).to_vec();
         assert_eq!(
             o,
