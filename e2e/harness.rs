@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use serin::crd::AnalysisTemplateSpec;
 use serin::crd::{CanaryPhase, GatesSpec};
-use serin::demo::{initial_state, template, EnvOptions, LocalEnv, ReleaseSettings};
+use serin::demo::{initial_state, EnvOptions, LocalEnv, ReleaseSettings};
 use serin::local::{AppTemplate, LoadCounts, LoadGen, LoadOptions, StepReport};
 
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -49,16 +50,50 @@ pub fn env_options(name: &str) -> EnvOptions {
     opts
 }
 
+/// The cases' template: static thresholds on the app's own histogram (error rate at
+/// most 1%, p99 at most 100 ms), on the same selectors as the shipped
+/// `analysis-templates/app-http.yaml`. Thresholds keep the cases' decisions quick and
+/// certain at short intervals; the comparative checks run in the demo case.
+const STATIC_TEMPLATE: &str = r#"
+apiVersion: serin.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: e2e-static-http
+spec:
+  metrics:
+    - name: error-rate
+      query: |
+        (
+          sum(rate(http_request_duration_seconds_count{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+", code=~"5.."}[{{interval}}]))
+          or vector(0)
+        )
+        /
+        sum(rate(http_request_duration_seconds_count{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"}[{{interval}}]))
+      threshold:
+        max: 0.01
+    - name: latency-p99
+      query: |
+        histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{namespace="{{namespace}}", pod=~"{{workload}}-[a-z0-9]+-[a-z0-9]+"}[{{interval}}])))
+      threshold:
+        max: 0.1
+"#;
+
+pub fn static_template() -> (String, AnalysisTemplateSpec) {
+    serin::analysis::history::parse_template(STATIC_TEMPLATE, "e2e-static-http").unwrap()
+}
+
 pub fn settings(replicas: i32, gates: GatesSpec, deadline: Duration) -> ReleaseSettings {
+    let (template_name, template) = static_template();
     ReleaseSettings {
         interval: INTERVAL,
+        look_interval: INTERVAL,
         steps: vec![20, 50],
         failure_limit: 2,
         progress_deadline: deadline,
         replicas,
         gates,
-        template_name: template::BUILTIN_NAME.into(),
-        template: template::builtin(),
+        template_name,
+        template,
         template_args: Default::default(),
     }
 }

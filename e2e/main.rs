@@ -2,6 +2,7 @@
 //! real demo-app processes, and serin's release driver deciding. Cases run one at a
 //! time (they would fight over the CPUs); each stops everything it started on drop.
 
+mod demo;
 mod harness;
 
 use std::time::Duration;
@@ -325,46 +326,6 @@ async fn promotion_gate_waits_until_approved() {
     let after = window(&load, 3).await;
     assert_eq!(after.served("v1"), 0, "{}", after.describe());
     cleanup(env);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serin_demo_promotes_the_good_version_and_rolls_back_the_bad() {
-    let _serial = SERIAL.lock().await;
-    let mut opts =
-        serin::demo::DemoOptions::new(scratch("demo"), env!("CARGO_BIN_EXE_serin-demo-app"));
-    opts.env = env_options("demo");
-    opts.interval = INTERVAL;
-    opts.replicas = 1;
-    opts.bad = serin::demo::BadVersion::Errors(0.2);
-    opts.max_duration = Duration::from_secs(180);
-    let summary = serin::demo::run_demo(opts).await.unwrap();
-    assert!(summary.as_expected(), "{}", summary.render());
-    let [good, bad] = &summary.releases[..] else {
-        panic!("two releases expected: {}", summary.render())
-    };
-    assert_eq!(good.after.served("v1"), 0, "{}", summary.render());
-    assert!(good.after.served("v2") > 0, "{}", summary.render());
-    assert!(bad.during.served("v3") > 0, "{}", summary.render());
-    assert_eq!(bad.after.served("v3"), 0, "{}", summary.render());
-    assert!(bad.after.served("v2") > 0, "{}", summary.render());
-    let _ = std::fs::remove_dir_all(scratch("demo"));
-}
-
-/// The demo exactly as `serin demo` runs it (10 s interval, 2 replicas, 5% errors):
-/// `cargo test --test e2e full_demo -- --ignored --nocapture`. Ignored because it takes
-/// about two minutes and the case above covers the same path with short intervals.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn full_demo_with_default_settings() {
-    let _serial = SERIAL.lock().await;
-    let mut opts =
-        serin::demo::DemoOptions::new(scratch("full-demo"), env!("CARGO_BIN_EXE_serin-demo-app"));
-    opts.env = env_options("full-demo");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("analysis-templates");
-    opts.templates_dir = Some(dir);
-    let summary = serin::demo::run_demo(opts).await.unwrap();
-    assert!(summary.as_expected(), "{}", summary.render());
-    assert!(summary.elapsed < Duration::from_secs(300));
 }
 
 /// The shipped analysis-templates/ (the built-in checks), run against the series the

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,12 @@ struct Args {
     /// Fraction of requests to `/` and `/api/*` answered with a 500.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// A downstream dependency every version calls: the fraction of its calls that
+    /// fail is read from this file (a number from 0 to 1; missing or unreadable: 0)
+    /// and re-read every 250 ms, so one write makes every running instance flaky
+    /// at once. A failed call fails the request (500), on top of --error-rate.
+    #[arg(long)]
+    dependency_file: Option<std::path::PathBuf>,
     /// Latency added to every work request, in milliseconds (±10% jitter).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
@@ -61,6 +68,14 @@ struct App {
     args: Args,
     registry: TelemetryRegistry,
     rng: serin::local::telemetry::Rng,
+    /// The dependency's current failure fraction (f64 bits).
+    dependency_errors: AtomicU64,
+}
+
+/// The failure fraction written in `path`, if it holds one in 0..=1.
+fn read_fraction(path: &std::path::Path) -> Option<f64> {
+    let v: f64 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    (0.0..=1.0).contains(&v).then_some(v)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -88,8 +103,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let app = Arc::new(App {
         registry: TelemetryRegistry::new(shapes, labels),
         rng: serin::local::telemetry::Rng::new(seed),
+        dependency_errors: AtomicU64::new(0f64.to_bits()),
         args,
     });
+    if let Some(path) = app.args.dependency_file.clone() {
+        let app = app.clone();
+        tokio::spawn(async move {
+            loop {
+                let v = read_fraction(&path).unwrap_or(0.0);
+                app.dependency_errors.store(v.to_bits(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -129,7 +155,9 @@ async fn work(State(app): State<Arc<App>>, method: Method, uri: axum::http::Uri)
         let ms = app.args.latency_ms as f64 * jitter;
         tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
     }
-    let failed = app.args.error_rate > 0.0 && app.rng.next_f64() < app.args.error_rate;
+    let dependency = f64::from_bits(app.dependency_errors.load(Ordering::Relaxed));
+    let failed = (app.args.error_rate > 0.0 && app.rng.next_f64() < app.args.error_rate)
+        || (dependency > 0.0 && app.rng.next_f64() < dependency);
     let code = if failed {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {

@@ -1,84 +1,88 @@
 //! `serin demo`: serin's whole decision loop on one machine, no cluster. A real
 //! Prometheus and a real nginx start on loopback, the demo app runs as the primary,
-//! steady traffic flows through nginx, and two releases run back to back: a good
-//! version that is promoted and a bad one that is rolled back.
+//! steady traffic flows through nginx, and three releases run back to back, each a
+//! scene where a static error-rate threshold and serin's comparison with the primary
+//! disagree: a good release, a good release over a noisy primary, and a +2 pp
+//! regression. serin judges each live with its built-in checks; what the common
+//! static policy would have decided is computed from the same Prometheus series.
 
 mod display;
 pub mod env;
+pub mod measure;
+pub mod scenes;
+pub mod static_policy;
 pub mod template;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use display::{progress_line, render_summary, ReleaseSummary};
+pub use display::{progress_line, render_summary, SceneSummary};
 pub use env::{EnvOptions, LocalEnv};
+pub use scenes::{scenes, Expected, Scene};
 
 use crate::crd::{AnalysisTemplateSpec, CanaryPhase, CanarySpec, CanaryStatus, GatesSpec};
 use crate::local::state::Group;
-use crate::local::{
-    set_target, AppTemplate, LoadCounts, LoadGen, LoadOptions, LocalError, LocalState, StepReport,
-    TargetSpec,
-};
-
-/// What makes the demo's second version bad.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum BadVersion {
-    /// This fraction of requests fails with a 500.
-    Errors(f64),
-    /// This many milliseconds are added to every request.
-    Latency(u64),
-}
+use crate::local::{AppTemplate, LoadGen, LoadOptions, LocalError, LocalState, TargetSpec};
 
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub env: EnvOptions,
-    /// `analysis-templates/`; its `app-*.yaml` template is used when present.
-    pub templates_dir: Option<PathBuf>,
     pub interval: Duration,
+    /// How often serin's sequential error test looks between checks.
+    pub look_interval: Duration,
     pub steps: Vec<i32>,
     pub rate_per_sec: u32,
     pub replicas: i32,
-    pub bad: BadVersion,
     /// Give up (error) if the demo runs longer.
     pub max_duration: Duration,
     /// Print progress to stdout.
     pub verbose: bool,
+    /// Where the controller's own log goes (set up by the caller), said at the start.
+    pub controller_log: Option<String>,
 }
 
 impl DemoOptions {
-    /// The defaults: 10 s interval, steps 20% and 50%, 50 req/s, 2 replicas, a bad
-    /// version with 5% errors; under a minute in all (54 s measured).
+    /// The defaults: 10 s interval, looks every 2 s, steps 20% and 50%, 300 req/s, 2
+    /// replicas.
+    ///
+    /// 300 requests/s because the evidence needs it at 10 s steps: a +2 pp regression
+    /// (2.5% vs 0.5%) is shown after about 40 errors of both versions together, which
+    /// at 20% canary weight takes ~20 s at 200 req/s and ~12 s at 300 (seeded
+    /// simulation of the sequential test: at 100 req/s 8% of such releases go on to
+    /// the 50% step, at 300 none), and a static 1% check of a 2% canary needs a few
+    /// hundred canary requests per 10 s window before its verdict means anything.
     pub fn new(work_dir: impl Into<PathBuf>, app_binary: impl Into<PathBuf>) -> Self {
         Self {
             env: EnvOptions::new(work_dir, app_binary),
-            templates_dir: None,
             interval: Duration::from_secs(10),
+            look_interval: Duration::from_secs(2),
             steps: vec![20, 50],
-            rate_per_sec: 50,
+            rate_per_sec: 300,
             replicas: 2,
-            bad: BadVersion::Errors(0.05),
             max_duration: Duration::from_secs(300),
             verbose: true,
+            controller_log: None,
         }
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct DemoSummary {
-    pub releases: Vec<ReleaseSummary>,
+    pub scenes: Vec<SceneSummary>,
     pub elapsed: Duration,
-    pub template: String,
+    /// The static policy compared with, in words.
+    pub static_policy: String,
 }
 
 impl DemoSummary {
-    /// The good version was promoted and the bad one rolled back.
+    /// Every scene ended as meant (promoted, promoted, rolled back).
     pub fn as_expected(&self) -> bool {
-        !self.releases.is_empty() && self.releases.iter().all(|r| r.as_expected())
+        !self.scenes.is_empty() && self.scenes.iter().all(|r| r.as_expected())
     }
 
     pub fn render(&self) -> String {
-        render_summary(&self.releases, self.elapsed)
+        render_summary(&self.scenes, &self.static_policy, self.elapsed)
     }
 }
 
@@ -97,17 +101,6 @@ impl DemoError {
             DemoError::Load(_) => "load",
         }
     }
-}
-
-/// `serin-demo-app` next to the running executable (cargo puts all of a package's
-/// binaries in one directory); `None` when it is not there.
-pub fn default_app_binary() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    // Test binaries live one level down, in deps/.
-    [dir.join("serin-demo-app"), dir.join("../serin-demo-app")]
-        .into_iter()
-        .find(|p| p.is_file())
 }
 
 /// The demo app's spec for one version.
@@ -133,6 +126,8 @@ pub fn app_template(version: &str, error_rate: f64, latency_ms: u64) -> AppTempl
 #[derive(Clone, Debug)]
 pub struct ReleaseSettings {
     pub interval: Duration,
+    /// Looks of sequential metrics between checks.
+    pub look_interval: Duration,
     pub steps: Vec<i32>,
     pub failure_limit: i32,
     pub progress_deadline: Duration,
@@ -153,6 +148,7 @@ pub fn initial_state(s: &ReleaseSettings, first: AppTemplate) -> Result<LocalSta
         "router": "nginx",
         "analysis": {
             "interval": fmt(s.interval),
+            "lookInterval": fmt(s.look_interval),
             "steps": s.steps,
             "failureLimit": s.failure_limit,
             "progressDeadline": fmt(s.progress_deadline),
@@ -184,24 +180,20 @@ fn canary_scaled_down(env: &env::LocalEnv) -> bool {
         .is_ok_and(|s| s.canary.replicas == 0 && s.canary.procs.is_empty())
 }
 
-/// Run the demo: start everything, release a good and a bad version, stop everything.
+/// Run the demo: start everything, run the scenes, stop everything.
 pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
     let start = Instant::now();
-    let (template_name, template) = opts
-        .templates_dir
-        .as_deref()
-        .and_then(template::load_app_template)
-        .unwrap_or_else(|| (template::BUILTIN_NAME.to_string(), template::builtin()));
     let settings = ReleaseSettings {
         interval: opts.interval,
+        look_interval: opts.look_interval,
         steps: opts.steps.clone(),
         failure_limit: 2,
         progress_deadline: opts.interval * 6,
         replicas: opts.replicas,
         gates: GatesSpec::default(),
-        template_name: template_name.clone(),
-        template,
-        template_args: template::demo_args(&template_name),
+        template_name: template::NAME.to_string(),
+        template: template::template(),
+        template_args: template::demo_args(),
     };
     let say = |s: String| {
         if opts.verbose {
@@ -212,37 +204,57 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         "serin demo: starting Prometheus and nginx on loopback (work dir {})",
         opts.env.dir.display()
     ));
-    let state = initial_state(&settings, app_template("v1", 0.0, 0))?;
+    std::fs::create_dir_all(&opts.env.dir).map_err(|e| LocalError::io(&opts.env.dir, e))?;
+    let all = scenes();
+    let dependency_file = opts.env.dir.join("dependency-errors");
+    let first_dependency = all.first().map_or(0.0, |s| s.dependency_errors);
+    scenes::set_dependency(&dependency_file, first_dependency)?;
+    let state = initial_state(&settings, scenes::scene_app("v1", 0.0, &dependency_file))?;
     let mut env = LocalEnv::start(opts.env.clone(), &state).await?;
+    let policy = static_policy::StaticPolicy::common(opts.steps.len() as u32, opts.interval);
     say(format!(
-        "  Prometheus {}  (try: sum by (app, code) (rate(http_requests_total[30s])))\n  nginx      {}  (the traffic split)\n  analysis   template {template_name}",
+        "  Prometheus {}  (try: sum by (pod, code) (rate(http_request_duration_seconds_count[10s])))\n  \
+         nginx      {}  (the traffic split)\n  \
+         serin      built-in checks for app-http (errors: sequential test against the primary, \
+         latency: Mann-Whitney of p99 in 3 s windows, critical guards), looks every {}s\n  \
+         static     the common policy, {}, computed from the same series\n  \
+         controller log {}",
         env.prometheus.url(),
-        env.nginx.url()
+        env.nginx.url(),
+        opts.look_interval.as_secs(),
+        policy.describe(),
+        opts.controller_log.as_deref().unwrap_or("(not captured)")
     ));
-    let result = demo_releases(&env, &opts, start, &say).await;
+    let result = run_scenes(&env, &opts, &all, &dependency_file, start, &say).await;
     env.shutdown();
-    let releases = result?;
+    let scenes = result?;
     let summary = DemoSummary {
-        releases,
+        scenes,
         elapsed: start.elapsed(),
-        template: template_name,
+        static_policy: policy.describe(),
     };
     say(summary.render());
     Ok(summary)
 }
 
-async fn demo_releases(
+async fn run_scenes(
     env: &LocalEnv,
     opts: &DemoOptions,
+    all: &[Scene],
+    dependency_file: &std::path::Path,
     start: Instant,
     say: &impl Fn(String),
-) -> Result<Vec<ReleaseSummary>, DemoError> {
+) -> Result<Vec<SceneSummary>, DemoError> {
     let remaining = || opts.max_duration.saturating_sub(start.elapsed());
     say("starting v1 as the primary...".into());
     env.controller
         .run_until(
             remaining(),
-            |r| print_notes(say, r),
+            |r| {
+                for n in &r.notes {
+                    say(format!("  >> {}: {}", n.reason, n.message));
+                }
+            },
             |e| say(format!("  error (retrying): {e}")),
             |r| r.status.phase == CanaryPhase::Initialized,
         )
@@ -259,75 +271,22 @@ async fn demo_releases(
     ));
     // Let Prometheus see the primary before the first release.
     tokio::time::sleep(opts.env.scrape_interval * 3).await;
-    let bad = match opts.bad {
-        BadVersion::Errors(r) => ("bad: errors", app_template("v3", r, 0)),
-        BadVersion::Latency(ms) => ("bad: latency", app_template("v3", 0.0, ms)),
+    let run = scenes::SceneRun {
+        env,
+        opts,
+        load: &load,
+        dependency_file,
+        start,
     };
-    let plan = [
-        ("v2", "good", "good", app_template("v2", 0.0, 0)),
-        ("v3", "bad", bad.0, bad.1),
-    ];
+    let mut primary = "v1".to_string();
     let mut out = Vec::new();
-    for (version, intended, what, tpl) in plan {
-        let rev = set_target(&env.state_file, tpl)?;
-        say(format!(
-            "\n== release {version} ({what}), revision {rev}: steps {:?}, interval {}s ==",
-            opts.steps,
-            opts.interval.as_secs()
-        ));
-        let before = load.snapshot();
-        let t0 = Instant::now();
-        let mut last_line = String::new();
-        let mut last_print = Instant::now();
-        let report = env
-            .controller
-            .run_until(
-                remaining(),
-                |r| {
-                    print_notes(say, r);
-                    let served = load.snapshot().since(&before);
-                    let line = progress_line(start.elapsed(), version, &r.status, &served);
-                    let key =
-                        progress_line(Duration::ZERO, version, &r.status, &LoadCounts::default());
-                    if key != last_line || last_print.elapsed() >= Duration::from_secs(3) {
-                        say(line);
-                        last_line = key;
-                        last_print = Instant::now();
-                    }
-                },
-                |e| say(format!("  error (retrying): {e}")),
-                |r| {
-                    // Decided, and the canary's pods gone after the scale-down delay.
-                    r.status.canary_revision.as_deref() == Some(rev.as_str())
-                        && r.status.phase.is_idle()
-                        && canary_scaled_down(env)
-                },
-            )
-            .await?;
-        let during = load.snapshot().since(&before);
-        let took = t0.elapsed();
-        // Traffic after the decision: nginx has reloaded, so this is the new split.
-        let mid = load.snapshot();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = load.snapshot().since(&mid);
-        out.push(ReleaseSummary {
-            version: version.to_string(),
-            revision: rev,
-            intended,
-            phase: report.status.phase,
-            message: report.status.message.clone(),
-            metrics: report.status.metrics.clone(),
-            during,
-            after,
-            took,
-        });
+    for scene in all {
+        let summary = run.run(scene, &primary, say).await?;
+        if summary.phase == CanaryPhase::Succeeded {
+            primary = scene.version.to_string();
+        }
+        out.push(summary);
     }
     load.stop().await;
     Ok(out)
-}
-
-fn print_notes(say: &impl Fn(String), r: &StepReport) {
-    for n in &r.notes {
-        say(format!("  >> {}: {}", n.reason, n.message));
-    }
 }
