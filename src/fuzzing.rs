@@ -56,7 +56,6 @@ fn vars(workload: &str, args: &BTreeMap<String, String>) -> RenderVars {
         service: "podinfo".into(),
         interval: "1m".into(),
         args: args.clone(),
-        ..RenderVars::default()
     }
 }
 
