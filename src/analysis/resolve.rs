@@ -396,6 +396,26 @@ fn resolve_ratio(
     let ThresholdValue::Template(written) = v else {
         return Ok(v.clone());
     };
+    match render_number(template, metric, written, vars)? {
+        Ok(n) => Ok(ThresholdValue::Number(n)),
+        Err(rendered) => Err(AnalysisConfigError::JudgeValue {
+            template: template.to_string(),
+            metric: metric.to_string(),
+            field,
+            written: written.clone(),
+            rendered,
+        }),
+    }
+}
+
+/// A number written as text with `{{args.X}}`: rendered with the args; `Ok(Err(text))`
+/// when the rendered text does not read as a finite number.
+fn render_number(
+    template: &str,
+    metric: &str,
+    written: &str,
+    vars: &RenderVars,
+) -> Result<Result<f64, String>, AnalysisConfigError> {
     let rendered = substitute(written, vars).map_err(|source| match source {
         RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
             template: template.to_string(),
@@ -408,16 +428,10 @@ fn resolve_ratio(
             source,
         },
     })?;
-    match rendered.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() => Ok(ThresholdValue::Number(n)),
-        _ => Err(AnalysisConfigError::JudgeValue {
-            template: template.to_string(),
-            metric: metric.to_string(),
-            field,
-            written: written.clone(),
-            rendered,
-        }),
-    }
+    Ok(match rendered.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => Ok(n),
+        _ => Err(rendered),
+    })
 }
 
 /// Numbers stay; strings are rendered (args only) and must read as finite numbers.
@@ -443,30 +457,16 @@ fn resolve_threshold(
                 written: n.to_string(),
                 rendered: n.to_string(),
             }),
-            Some(ThresholdValue::Template(s)) => {
-                let rendered = substitute(s, vars).map_err(|e| match e {
-                    RenderError::MissingArg(arg) => AnalysisConfigError::MissingArg {
-                        template: template.to_string(),
-                        arg,
-                        declared: String::new(),
-                    },
-                    source => AnalysisConfigError::Query {
-                        template: template.to_string(),
-                        metric: metric.to_string(),
-                        source,
-                    },
-                })?;
-                match rendered.trim().parse::<f64>() {
-                    Ok(n) if n.is_finite() => Ok(Some(n)),
-                    _ => Err(AnalysisConfigError::ThresholdValue {
-                        template: template.to_string(),
-                        metric: metric.to_string(),
-                        bound: name,
-                        written: s.clone(),
-                        rendered,
-                    }),
-                }
-            }
+            Some(ThresholdValue::Template(s)) => match render_number(template, metric, s, vars)? {
+                Ok(n) => Ok(Some(n)),
+                Err(rendered) => Err(AnalysisConfigError::ThresholdValue {
+                    template: template.to_string(),
+                    metric: metric.to_string(),
+                    bound: name,
+                    written: s.clone(),
+                    rendered,
+                }),
+            },
         }
     };
     Ok(ThresholdSpec {
