@@ -12,6 +12,7 @@ pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod gates;
+pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod notify;

@@ -10,10 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
-use prometheus_http_query::response::{Data, PromqlResult};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 
+use super::response::{decode, DEFAULT_MAX_BODY};
 use super::{MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials};
 use crate::crd::{PrometheusProviderSpec, ProviderSpec};
 use crate::metrics::Metrics;
@@ -101,6 +102,8 @@ impl PrometheusConfig {
 pub struct PrometheusSource {
     client: Client,
     timeout: Duration,
+    /// Largest response body read (`--prometheus-max-body`).
+    max_body: usize,
     /// Times every query and counts its errors.
     metrics: Option<Arc<Metrics>>,
 }
@@ -182,6 +185,7 @@ impl PrometheusSource {
         Ok(Self {
             client,
             timeout: config.timeout,
+            max_body: DEFAULT_MAX_BODY,
             metrics: None,
         })
     }
@@ -189,6 +193,12 @@ impl PrometheusSource {
     /// Record query durations and errors (provider `prometheus`) in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Refuse answers larger than `bytes` (default 1 MiB).
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
     }
 
@@ -217,7 +227,7 @@ impl PrometheusSource {
     ) -> Result<Data, MetricError> {
         let exchange = async {
             let response = call.await.map_err(|e| self.transport_error(e))?;
-            decode(response, self.timeout).await
+            decode(response, self.timeout, self.max_body).await
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(MetricError::Timeout(self.timeout)),
@@ -268,11 +278,11 @@ impl PrometheusSource {
 }
 
 /// Longest text taken from an error of the HTTP stack or from Prometheus.
-const DETAIL_MAX_CHARS: usize = 200;
+pub(crate) const DETAIL_MAX_CHARS: usize = 200;
 
 /// Why a request failed, with its causes (refused, DNS, certificate: the part that says
 /// what to fix), bounded. reqwest's own Display is left out: it appends the request URL.
-fn transport_cause(e: &reqwest::Error) -> String {
+pub(crate) fn transport_cause(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {
         "cannot connect"
     } else if e.is_body() {
@@ -301,96 +311,6 @@ fn transport_cause(e: &reqwest::Error) -> String {
         text = text.replace(url.as_str(), "<request>");
     }
     one_line(&text, DETAIL_MAX_CHARS)
-}
-
-/// Prometheus's response envelope; `data` of a success is a [`PromqlResult`].
-/// `infos` (annotations such as "metric might not be a counter") are not read: they
-/// do not make the value partial.
-#[derive(serde::Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-enum Envelope {
-    Success {
-        data: PromqlResult,
-        #[serde(default)]
-        warnings: Vec<String>,
-    },
-    Error(prometheus_http_query::error::PrometheusError),
-}
-
-/// Largest response body read: a judged query returns one value, so anything near
-/// this is a query selecting far too many series.
-const MAX_BODY: usize = 16 << 20;
-
-async fn decode(mut response: reqwest::Response, timeout: Duration) -> Result<Data, MetricError> {
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            if e.is_timeout() {
-                MetricError::Timeout(timeout)
-            } else {
-                MetricError::Unreachable(transport_cause(&e))
-            }
-        })?;
-        let Some(chunk) = chunk else { break };
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(MetricError::BadQuery(format!(
-                "the response is larger than {} MiB; the query selects too many series: aggregate it, e.g. sum(...)",
-                MAX_BODY >> 20
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(MetricError::Auth(format!("HTTP {status}")));
-    }
-    if is_json {
-        if let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) {
-            return match envelope {
-                // A warning in a success means the answer may lack series (a store
-                // down behind Thanos/Cortex/Mimir): no evidence rather than a wrong value.
-                Envelope::Success { warnings, .. } if !warnings.is_empty() => Err(
-                    MetricError::Partial(one_line(&warnings[0], DETAIL_MAX_CHARS)),
-                ),
-                Envelope::Success { data, .. } => Ok(data.into_inner().0),
-                Envelope::Error(e) => Err(prometheus_error(&e, status, timeout)),
-            };
-        }
-    }
-    let text = String::from_utf8_lossy(&body);
-    let excerpt: String = text.trim().chars().take(200).collect();
-    Err(MetricError::Unreachable(if status.is_success() {
-        format!("HTTP {status} without a Prometheus API response ({excerpt:?}); is the address the Prometheus server itself?")
-    } else {
-        format!("HTTP {status}: {excerpt}")
-    }))
-}
-
-fn prometheus_error(
-    e: &prometheus_http_query::error::PrometheusError,
-    status: reqwest::StatusCode,
-    timeout: Duration,
-) -> MetricError {
-    if e.is_timeout() {
-        MetricError::Timeout(timeout)
-    } else if e.is_bad_data() || e.is_execution() {
-        MetricError::BadQuery(format!(
-            "{} (errorType {})",
-            one_line(e.message(), DETAIL_MAX_CHARS),
-            e.error_type()
-        ))
-    } else {
-        MetricError::Unreachable(format!(
-            "HTTP {status}, errorType {}: {}",
-            e.error_type(),
-            one_line(e.message(), DETAIL_MAX_CHARS)
-        ))
-    }
 }
 
 fn finite(v: f64) -> Result<f64, MetricError> {
@@ -533,6 +453,7 @@ const CACHE_LIMIT: usize = 64;
 pub struct PrometheusSources {
     default: Option<PrometheusConfig>,
     default_timeout: Duration,
+    max_body: usize,
     cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -550,6 +471,7 @@ impl PrometheusSources {
         Self {
             default,
             default_timeout,
+            max_body: DEFAULT_MAX_BODY,
             cache: Mutex::default(),
             metrics: None,
         }
@@ -558,6 +480,13 @@ impl PrometheusSources {
     /// Every source handed out records its queries in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Every source handed out refuses answers larger than `bytes` (default 1 MiB):
+    /// "response larger than N bytes", an `Error` verdict naming the metric.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
     }
 }
@@ -580,7 +509,7 @@ impl MetricSources for PrometheusSources {
         if let Some(s) = cache.get(&config) {
             return Ok(s.clone());
         }
-        let mut source = PrometheusSource::new(&config)?;
+        let mut source = PrometheusSource::new(&config)?.with_max_body(self.max_body);
         source.metrics = self.metrics.clone();
         let source = Arc::new(source);
         if cache.len() >= CACHE_LIMIT {
