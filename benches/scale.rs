@@ -280,6 +280,8 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         events: Arc::new(KubeEvents::new(client.clone(), Some("serin-bench".into()))),
         clock: Arc::new(Utc::now),
         check_timeout: Duration::from_secs(5),
+        reconcile_deadline: Duration::from_secs(20),
+        queries: None,
         controller_namespace: "serin-system".into(),
         webhooks: None,
         notify: None,
@@ -309,6 +311,7 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
                 samples: hook_samples.clone(),
             })
         }))),
+        max_reconciles_per_namespace: serin::controller::run::DEFAULT_RECONCILES_PER_NAMESPACE,
     };
     let rss_start = proc_status_kib("VmRSS:");
     let started = Instant::now();

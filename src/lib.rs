@@ -14,6 +14,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;
+pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod notify;

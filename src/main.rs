@@ -14,9 +14,10 @@ use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
 use serin::gates::{
-    api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
-    RateLimiter, SecretString, SlackState, WebhookCaller,
+    api_router, parse_slack_allow_list, slack_router, ApiState, HookRunner, KubeAuthenticator,
+    RateLimit, RateLimiter, SecretString, SlackState, WebhookCaller,
 };
+use serin::limits::KeyedLimiter;
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::{AllowedAddresses, PrometheusSources};
@@ -235,7 +236,9 @@ async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         end: args.end.unwrap_or_else(chrono::Utc::now),
         windows: args.windows,
     };
-    let sources = PrometheusSources::new(Some(args.prometheus_url), args.query_timeout);
+    // A one-off history over many windows: a larger answer than a check's is expected.
+    let sources = PrometheusSources::new(Some(args.prometheus_url), args.query_timeout)
+        .with_max_body(16 << 20);
     let report = analyze(&req, &sources).await?;
     match args.output {
         Output::Table => print!("{}", format_table(&report)),
@@ -288,9 +291,26 @@ struct ControllerArgs {
     /// Timeout of one Prometheus query.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_QUERY_TIMEOUT")]
     query_timeout: Duration,
-    /// Timeout of one whole check (all metrics, queried concurrently).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, env = "SERIN_CHECK_TIMEOUT")]
+    /// Timeout of one whole check (all metrics, queried concurrently); less than
+    /// --reconcile-deadline.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration, env = "SERIN_CHECK_TIMEOUT")]
     check_timeout: Duration,
+    /// No reconcile of a Canary runs longer than this, whatever it waits for (the API
+    /// server, Prometheus, a router); one that hits it is stopped, explained in a Warning
+    /// Event, and retried in 5s.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, env = "SERIN_RECONCILE_DEADLINE")]
+    reconcile_deadline: Duration,
+    /// Canary reconciles one namespace may run at once (of 16); the others are put off
+    /// and retried a second or two later.
+    #[arg(long, default_value_t = serin::controller::run::DEFAULT_RECONCILES_PER_NAMESPACE, env = "SERIN_MAX_RECONCILES_PER_NAMESPACE")]
+    max_reconciles_per_namespace: usize,
+    /// Largest Prometheus answer read, in bytes; a larger one is an Error verdict
+    /// ("response larger than N bytes") naming the metric.
+    #[arg(long, default_value_t = serin::providers::DEFAULT_MAX_BODY, env = "SERIN_PROMETHEUS_MAX_BODY")]
+    prometheus_max_body: usize,
+    /// Metric queries in flight at once across all Canaries; one namespace may hold half.
+    #[arg(long, default_value_t = 8, env = "SERIN_MAX_QUERIES_IN_FLIGHT")]
+    max_queries_in_flight: usize,
     /// Address of /live and /ready.
     #[arg(long, default_value = "0.0.0.0:8080", env = "SERIN_HEALTH_ADDR")]
     health_addr: SocketAddr,
@@ -356,6 +376,38 @@ fn init_logging(format: LogFormat, filter: &str, to: LogTo) -> anyhow::Result<()
     Ok(())
 }
 
+/// The bounds on a reconcile must fit together: a check runs inside the reconcile.
+fn check_bounds(args: &ControllerArgs) -> anyhow::Result<()> {
+    let d = |d: Duration| humantime::format_duration(d).to_string();
+    anyhow::ensure!(
+        !args.reconcile_deadline.is_zero(),
+        "--reconcile-deadline must be positive, e.g. 20s"
+    );
+    anyhow::ensure!(
+        args.check_timeout < args.reconcile_deadline,
+        "--check-timeout {} must be less than --reconcile-deadline {}: a check runs inside the reconcile",
+        d(args.check_timeout),
+        d(args.reconcile_deadline)
+    );
+    let max = usize::from(serin::controller::run::RECONCILE_CONCURRENCY);
+    anyhow::ensure!(
+        (1..=max).contains(&args.max_reconciles_per_namespace),
+        "--max-reconciles-per-namespace {} is out of range; accepted: 1 to {max}",
+        args.max_reconciles_per_namespace
+    );
+    anyhow::ensure!(
+        args.max_queries_in_flight >= 1,
+        "--max-queries-in-flight must be at least 1"
+    );
+    anyhow::ensure!(
+        args.prometheus_max_body >= 1024,
+        "--prometheus-max-body {} is too small; accepted: at least 1024 bytes (default {})",
+        args.prometheus_max_body,
+        serin::providers::DEFAULT_MAX_BODY
+    );
+    Ok(())
+}
+
 /// The leader-election timings must leave the margin that keeps leadership exclusive.
 fn check_lease_timings(args: &ControllerArgs) -> anyhow::Result<()> {
     if args.leader_election {
@@ -370,6 +422,7 @@ fn check_lease_timings(args: &ControllerArgs) -> anyhow::Result<()> {
 
 async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     check_lease_timings(&args)?;
+    check_bounds(&args)?;
     let config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes")?;
@@ -434,19 +487,25 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         sources: Arc::new(
             PrometheusSources::new(args.prometheus_url, args.query_timeout)
                 .with_allowed(args.allowed_provider_urls)
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.clone())
+                .with_max_body(args.prometheus_max_body),
         ),
         events: Arc::new(
             KubeEvents::new(client.clone(), Some(identity.clone())).with_clock(clock.clone()),
         ),
-        clock,
+        clock: clock.clone(),
         check_timeout: args.check_timeout,
+        reconcile_deadline: args.reconcile_deadline,
+        queries: Some(Arc::new(KeyedLimiter::half_per_key(
+            args.max_queries_in_flight,
+        ))),
         controller_namespace: args.lease_namespace.clone(),
-        webhooks: Some(
+        webhooks: Some(Arc::new(HookRunner::new(
             WebhookCaller::new()
                 .context("HTTP client")?
                 .with_metrics(metrics.clone()),
-        ),
+            clock,
+        ))),
         notify: Some(notify),
         metrics,
         fence,
@@ -491,6 +550,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         retry_period: args.lease_retry_period,
         shard,
         reconcile_hook: None,
+        max_reconciles_per_namespace: args.max_reconciles_per_namespace,
     };
     run(plain, ctx, opts).await?;
     Ok(())

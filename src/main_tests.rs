@@ -1,4 +1,4 @@
-//! Tests of the `serin` binary's argument handling (main.rs).
+//! Flag parsing and the checks `serin controller` makes at startup.
 
 use super::*;
 
@@ -78,4 +78,51 @@ fn selector_flags_parse_and_an_empty_one_means_unsharded() {
     assert!(a.lease_name.is_none(), "derived from the selectors");
     let a = controller_args(&["--label-selector", ""]).unwrap();
     assert!(a.label_selector.unwrap().is_empty());
+}
+
+#[test]
+fn reconcile_bounds_have_defaults_and_must_fit_together() {
+    let a = controller_args(&[]).unwrap();
+    assert_eq!(
+        (
+            a.check_timeout,
+            a.reconcile_deadline,
+            a.max_reconciles_per_namespace,
+            a.prometheus_max_body,
+            a.max_queries_in_flight
+        ),
+        (
+            Duration::from_secs(15),
+            Duration::from_secs(20),
+            4,
+            1 << 20,
+            8
+        )
+    );
+    check_bounds(&a).unwrap();
+    let a = controller_args(&["--check-timeout", "30s"]).unwrap();
+    assert_eq!(
+        check_bounds(&a).unwrap_err().to_string(),
+        "--check-timeout 30s must be less than --reconcile-deadline 20s: a check runs inside the reconcile"
+    );
+    let a = controller_args(&["--max-reconciles-per-namespace", "17"]).unwrap();
+    assert_eq!(
+        check_bounds(&a).unwrap_err().to_string(),
+        "--max-reconciles-per-namespace 17 is out of range; accepted: 1 to 16"
+    );
+    let a = controller_args(&["--prometheus-max-body", "100"]).unwrap();
+    assert!(check_bounds(&a)
+        .unwrap_err()
+        .to_string()
+        .starts_with("--prometheus-max-body 100 is too small"));
+    let a = controller_args(&[
+        "--reconcile-deadline",
+        "1m",
+        "--check-timeout",
+        "45s",
+        "--max-queries-in-flight",
+        "2",
+    ])
+    .unwrap();
+    check_bounds(&a).unwrap();
 }

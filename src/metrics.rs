@@ -205,6 +205,7 @@ pub struct Metrics {
     query_errors: Family<ProviderErrorLabels, Counter>,
     reconcile_duration: Histograms<ControllerLabels>,
     reconcile_errors: Family<ControllerErrorLabels, Counter>,
+    reconcile_deferred: Counter,
     webhook_deliveries: Family<WebhookLabels, Counter>,
     notification_deliveries: Family<NotificationLabels, Counter>,
     releases: Family<ReleaseLabels, Counter>,
@@ -244,6 +245,7 @@ impl Metrics {
             query_errors: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             reconcile_errors: Family::default(),
+            reconcile_deferred: Counter::default(),
             webhook_deliveries: Family::default(),
             notification_deliveries: Family::default(),
             releases: Family::default(),
@@ -310,6 +312,11 @@ impl Metrics {
             "serin_reconcile_errors",
             "Reconciles that returned an error, by error category",
             m.reconcile_errors.clone(),
+        );
+        r.register(
+            "serin_reconcile_deferred",
+            "Canary reconciles put off because their namespace already ran its limit (--max-reconciles-per-namespace)",
+            m.reconcile_deferred.clone(),
         );
         r.register(
             "serin_webhook_deliveries",
@@ -518,6 +525,11 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// A Canary reconcile put off: its namespace already runs its limit.
+    pub fn observe_deferred(&self) {
+        self.reconcile_deferred.inc();
     }
 
     /// One outgoing webhook call (retries included): `ok` (2xx), `rejected` (another

@@ -2,7 +2,7 @@
 //! observe, judge if a check is due, decide (sans-IO core), act.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,14 +10,15 @@ use chrono::{DateTime, Utc};
 use crate::analysis::{effective_limits, run_check, CheckInput, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::gates::{
-    effective_gates, gate_approvals_from_confirm_hooks, hook_checks, pending_confirm_kind,
-    rollback_requested, SecretString, WebhookCaller, WebhookPayload,
+    effective_gates, plan_hooks, HookInput, HookPlan, HookRunner, HookStart, SecretString,
+    WebhookPayload,
 };
+use crate::limits::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
-    analysis_due, desired_actions, look_due, pre_rollout_due, transition, Action, Decision, Note,
-    Observation, PlanError, ReleasePlan,
+    analysis_due, desired_actions, look_due, transition, Action, Decision, Note, Observation,
+    PlanError, ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -34,12 +35,66 @@ pub struct ReleaseDeps {
     pub hooks: Option<Hooks>,
     /// Verdicts, metric values and judge timings are recorded here.
     pub metrics: Arc<Metrics>,
+    /// Queries in flight, shared by every reconcile (`--max-queries-in-flight`).
+    pub queries: Option<Arc<KeyedLimiter>>,
+    /// The reconcile's deadline: the check is cut short so that its decision can still
+    /// be written in time.
+    pub deadline: Option<Deadline>,
+    /// Where the reconcile is, for the message when its deadline cuts it.
+    pub progress: Option<Arc<Progress>>,
 }
 
-/// The webhook caller and the secrets of one Canary's hooks (by hook name).
+/// When the reconcile ends, and the time kept after the check to persist and act.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadline {
+    pub at: tokio::time::Instant,
+    pub reserve: Duration,
+}
+
+/// What a reconcile is doing now, in words ("running the check").
+#[derive(Debug)]
+pub struct Progress(Mutex<&'static str>);
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self(Mutex::new("starting"))
+    }
+}
+
+impl Progress {
+    pub fn set(&self, stage: &'static str) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = stage;
+    }
+    pub fn get(&self) -> &'static str {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ReleaseDeps {
+    fn stage(&self, stage: &'static str) {
+        if let Some(p) = &self.progress {
+            p.set(stage);
+        }
+    }
+
+    /// Time the check may take now: the check timeout, or less when the reconcile's
+    /// deadline is nearer (keeping its reserve for the status write and the actions).
+    pub fn check_budget(&self) -> Duration {
+        match self.deadline {
+            None => self.check_timeout,
+            Some(d) => {
+                d.at.saturating_duration_since(tokio::time::Instant::now())
+                    .saturating_sub(d.reserve)
+                    .min(self.check_timeout)
+            }
+        }
+    }
+}
+
+/// The background webhook runner and the secrets of one Canary's hooks (by hook name).
 #[derive(Clone)]
 pub struct Hooks {
-    pub caller: WebhookCaller,
+    pub runner: Arc<HookRunner>,
     pub secrets: BTreeMap<String, SecretString>,
 }
 
@@ -130,6 +185,8 @@ pub struct Prepared {
     pub decision: Decision,
     pub plan: ReleasePlan,
     pub observation: Observation,
+    /// Webhook calls to start once the decision is persisted.
+    pub hook_starts: Vec<HookStart>,
     target: RouteTarget,
     workload: WorkloadRef,
 }
@@ -168,24 +225,46 @@ pub async fn decide(
             .iter()
             .any(|h| h.type_ == WebhookType::PreRollout);
     let wref = subject.workload_ref();
+    deps.stage("observing the workloads");
     let state = deps.workloads.observe(&wref).await?;
     let target = subject.route_target(&state);
+    deps.stage("reading the router");
     let routed_weight = if state.primary_exists {
         deps.router.observed_weight(&target).await?
     } else {
         None
+    };
+    // Webhooks run in the background: pick up their answers and plan the calls due now
+    // (pure). A check waits for its rollout hooks; nothing here waits for a hook.
+    let hooks = match (&deps.hooks, &config_problem) {
+        (Some(h), None) => plan_hooks(
+            &HookInput {
+                hooks: &subject.spec.webhooks,
+                status: subject.status,
+                plan: &plan,
+                serving: state.canary_ready || state.canary_available,
+                now,
+            },
+            |run| h.runner.poll(subject.namespace, subject.name, run),
+        ),
+        _ => HookPlan {
+            runs: subject.status.hooks.clone(),
+            ..HookPlan::default()
+        },
     };
     let due = analysis_due(subject.status, &plan, now);
     let look = !due && look_due(subject.status, &plan, now);
     let measure = !plan.skip_analysis && config_problem.is_none();
     let (mut analysis, mut look_report) = (None, None);
     if measure && (due || look) {
+        deps.stage("running the check");
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
-        let report = run_check(&CheckInput {
+        let mut report = run_check(&CheckInput {
             observer: Some(&deps.metrics),
-            timeout: Some(deps.check_timeout),
+            timeout: Some(deps.check_budget()),
             looks_only: look,
+            limiter: deps.queries.as_ref(),
             ..CheckInput::new(
                 subject.metrics,
                 &vars,
@@ -197,57 +276,14 @@ pub async fn decide(
         })
         .await;
         if due {
-            // Verdicts are counted per check; looks in between only keep evidence.
-            deps.metrics
-                .observe_report(subject.namespace, subject.name, &report, now);
+            // Rollout hooks judge every check, once they all answered.
+            report.metrics.extend(hooks.check_metrics.iter().cloned());
             analysis = Some(report);
         } else {
             look_report = Some(report);
         }
     }
-    let mut hook_approvals = Vec::new();
-    let mut hook_commands = Vec::new();
-    let mut pre_rollout = None;
-    if let (Some(h), None) = (&deps.hooks, &config_problem) {
-        let (ns, name, spec, st) = (
-            subject.namespace,
-            subject.name,
-            subject.spec,
-            subject.status,
-        );
-        if pre_rollout_due(st, &plan, now) && (state.canary_ready || state.canary_available) {
-            let results = h
-                .caller
-                .call_kind(ns, name, spec, st, WebhookType::PreRollout, &h.secrets)
-                .await;
-            pre_rollout = Some(crate::rollout::AnalysisReport {
-                metrics: hook_checks(&results, now),
-                critical: vec![],
-            });
-        }
-        if let Some(kind) = pending_confirm_kind(st) {
-            let results = h
-                .caller
-                .call_kind(ns, name, spec, st, kind, &h.secrets)
-                .await;
-            hook_approvals = gate_approvals_from_confirm_hooks(&results, st, now);
-        }
-        if due {
-            // Rollout hooks judge every check; a rollback hook's 2xx rolls back now.
-            let results = h
-                .caller
-                .call_kind(ns, name, spec, st, WebhookType::Rollout, &h.secrets)
-                .await;
-            if let Some(report) = analysis.as_mut() {
-                report.metrics.extend(hook_checks(&results, now));
-            }
-            let results = h
-                .caller
-                .call_kind(ns, name, spec, st, WebhookType::Rollback, &h.secrets)
-                .await;
-            hook_commands.extend(rollback_requested(&results, st, now));
-        }
-    }
+    deps.stage("deciding");
     let obs = Observation {
         target_revision: state.target_revision.clone(),
         primary_exists: state.primary_exists,
@@ -260,18 +296,29 @@ pub async fn decide(
         routed_weight,
         analysis,
         look: look_report,
-        pre_rollout,
-        approvals: [subject.status.approvals.clone(), hook_approvals].concat(),
-        commands: [subject.status.commands.clone(), hook_commands].concat(),
+        pre_rollout: hooks.pre_rollout,
+        approvals: [subject.status.approvals.clone(), hooks.approvals].concat(),
+        commands: [subject.status.commands.clone(), hooks.commands].concat(),
         owned_missing: state.owned_missing.clone(),
         canary_config_stale: state.canary_config_stale,
         config_problem,
+        hook_runs: hooks.runs,
+        hooks_pending: hooks.waits_for,
     };
     let decision = transition(subject.status, &plan, &obs, now);
+    if let Some(report) = obs.analysis.as_ref() {
+        // Verdicts are counted per judged check (not while it waits for its hooks);
+        // looks in between only keep evidence.
+        if !decision.held_for_hooks {
+            deps.metrics
+                .observe_report(subject.namespace, subject.name, report, now);
+        }
+    }
     Ok(Prepared {
         decision,
         plan,
         observation: obs,
+        hook_starts: hooks.start,
         target,
         workload: wref,
     })
@@ -289,6 +336,26 @@ pub async fn act(
 ) -> Result<(), ReleaseError> {
     let actions = desired_actions(persisted, &prepared.plan, &prepared.observation, now);
     let (wref, target) = (&prepared.workload, &prepared.target);
+    if let Some(h) = &deps.hooks {
+        let (ns, name) = (target.namespace.as_str(), target.name.as_str());
+        let keep: Vec<&str> = persisted.hooks.iter().map(|r| r.name.as_str()).collect();
+        h.runner.forget(ns, name, &keep);
+        for start in &prepared.hook_starts {
+            may_write()?;
+            deps.stage("starting webhooks");
+            let payload = WebhookPayload::new(ns, name, persisted, &start.hook);
+            h.runner.start(
+                ns,
+                name,
+                start.hook.clone(),
+                h.secrets.get(&start.hook.name).cloned(),
+                payload,
+                &start.revision,
+                &start.passage,
+            );
+        }
+    }
+    deps.stage("acting on the cluster");
     for action in &actions {
         may_write()?;
         tracing::info!(?action, "carrying out");
@@ -323,7 +390,7 @@ pub fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, status: &CanaryStatus, 
                 let payload =
                     WebhookPayload::for_note(subject.namespace, subject.name, status, hook, note);
                 // Fire and forget: the task reports its own failures.
-                drop(h.caller.spawn_informational(
+                drop(h.runner.caller().spawn_informational(
                     hook.clone(),
                     h.secrets.get(&hook.name).cloned(),
                     payload,

@@ -1,5 +1,6 @@
 //! Running one check: query every due metric and judge it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::ResolvedMetric;
 use super::threshold::judge_threshold;
 use crate::crd::{MetricStatus, MetricVerdict};
+use crate::limits::KeyedLimiter;
 use crate::metrics::{Judge, Metrics};
 use crate::providers::{MetricError, MetricSources};
 use crate::rollout::text::{one_line, METRIC_REASON_MAX_CHARS};
@@ -34,6 +36,9 @@ pub struct CheckInput<'a> {
     /// Only the sequential metrics take a look (between two checks); the others keep
     /// their previous status.
     pub looks_only: bool,
+    /// Queries in flight across all reconciles; each query waits for a permit keyed by
+    /// the Canary's namespace (`vars.namespace`), within the check's timeout.
+    pub limiter: Option<&'a Arc<KeyedLimiter>>,
 }
 
 impl<'a> CheckInput<'a> {
@@ -55,6 +60,7 @@ impl<'a> CheckInput<'a> {
             observer: None,
             timeout: None,
             looks_only: false,
+            limiter: None,
         }
     }
 }
@@ -67,7 +73,16 @@ impl<'a> CheckInput<'a> {
 /// caller can tell it was not measured now). Consecutive `Error`s are counted from
 /// `previous`, and past the template's `consecutiveErrorLimit` the verdict is `Fail`.
 pub async fn run_check(input: &CheckInput<'_>) -> AnalysisReport {
-    let i = *input;
+    let mut i = *input;
+    let limited;
+    if let Some(limiter) = i.limiter {
+        limited = super::limited::Limited {
+            inner: i.sources,
+            limiter: limiter.clone(),
+            namespace: i.vars.namespace.clone(),
+        };
+        i.sources = &limited;
+    }
     let checks = i.metrics.iter().map(|m| async move {
         let prev = i.previous.iter().find(|p| p.name == m.name);
         if i.looks_only && m.sequential.is_none() {

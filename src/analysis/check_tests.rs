@@ -543,3 +543,41 @@ async fn a_partial_answer_is_inconclusive_and_quotes_the_warning() {
         assert_eq!(st.value, None);
     }
 }
+
+#[tokio::test]
+async fn an_oversized_prometheus_answer_is_an_error_verdict_naming_the_metric() {
+    use crate::providers::fake_prometheus::{FakePrometheus, Reply};
+    let fake = FakePrometheus::start().await;
+    let q = "sum(rate(http_requests_total[1m]))";
+    let series = vec![r#"{"metric":{"pod":"p"},"value":[1800000000,"1"]}"#; 30_000].join(",");
+    fake.on(
+        q,
+        Reply::json(
+            200,
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{series}]}}}}"#
+            ),
+        ),
+    );
+    let sources = crate::providers::PrometheusSources::new(
+        Some(fake.address.clone()),
+        std::time::Duration::from_secs(5),
+    );
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let report = check(&[metric("error-rate", q, 0.01)], &[], &sources, now).await;
+    let m = &report.metrics[0];
+    assert_eq!(m.verdict, MetricVerdict::Error);
+    assert_eq!(
+        m.reason,
+        "response larger than 1048576 bytes (the controller's --prometheus-max-body); \
+         the query selects too many series: aggregate it, e.g. sum(...)"
+    );
+    assert_eq!(report.outcome(now), crate::rollout::CheckOutcome::Error);
+    assert!(
+        report
+            .summary(now)
+            .starts_with("error-rate: response larger than 1048576 bytes"),
+        "{}",
+        report.summary(now)
+    );
+}

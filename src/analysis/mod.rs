@@ -8,6 +8,7 @@ mod check;
 pub mod history;
 pub mod judge_cli;
 pub mod judges;
+mod limited;
 pub mod positions;
 pub mod render;
 mod resolve;

@@ -50,6 +50,9 @@ pub(super) async fn finalize(
         check_timeout: ctx.check_timeout,
         hooks: None,
         metrics: ctx.metrics.clone(),
+        queries: None,
+        deadline: None,
+        progress: None,
     };
     let subject = ReleaseSubject {
         namespace: &ns,

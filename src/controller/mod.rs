@@ -28,7 +28,7 @@ use crate::workloads::WorkloadBackend;
 
 pub use events::{EventSink, KubeEvents, RecordedEvent};
 pub use fence::{Fence, Fenced};
-pub use reconcile::{error_policy, reconcile_canary, FINALIZER};
+pub use reconcile::{error_policy, reconcile_canary, DEADLINE_RETRY, FINALIZER};
 
 /// The clock the controller reads (the core never does); tests pin it.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
@@ -76,11 +76,17 @@ pub struct Context {
     pub sources: Arc<dyn MetricSources>,
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
+    /// Upper bound of one check; less than `reconcile_deadline`.
     pub check_timeout: Duration,
+    /// No reconcile runs longer than this, whatever it waits for (`--reconcile-deadline`).
+    pub reconcile_deadline: Duration,
+    /// Metric queries in flight across all reconciles (`--max-queries-in-flight`);
+    /// `None`: unbounded.
+    pub queries: Option<Arc<crate::limits::KeyedLimiter>>,
     /// Where Secrets named by ClusterAnalysisTemplates live.
     pub controller_namespace: String,
-    /// Calls the Canaries' outgoing webhooks; `None` disables them.
-    pub webhooks: Option<crate::gates::WebhookCaller>,
+    /// Calls the Canaries' outgoing webhooks in the background; `None` disables them.
+    pub webhooks: Option<Arc<crate::gates::HookRunner>>,
     /// Notification queue (never blocks a reconcile); `None` disables notifications.
     pub notify: Option<crate::notify::NotifyHandle>,
     /// The controller's own metrics, served on `/metrics`.
@@ -98,6 +104,12 @@ pub enum ReconcileError {
     Release(#[from] ReleaseError),
     #[error("Canary has no namespace")]
     NoNamespace,
+    /// The reconcile ran into `--reconcile-deadline`; it was stopped where it was.
+    #[error("reconcile stopped at its deadline ({}) while {stage}", humantime::format_duration(*deadline))]
+    DeadlineExceeded {
+        deadline: Duration,
+        stage: &'static str,
+    },
 }
 
 impl ReconcileError {
@@ -124,6 +136,7 @@ impl ReconcileError {
             ReconcileError::Kube(_) => "kube",
             ReconcileError::Release(e) => e.category(),
             ReconcileError::NoNamespace => "config",
+            ReconcileError::DeadlineExceeded { .. } => "deadline",
         }
     }
 }

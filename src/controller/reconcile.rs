@@ -19,16 +19,37 @@ use super::status::{set_config_condition, write_status};
 use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
 use crate::analysis::{builtin_metrics, checks_from, ChecksFrom};
-use crate::crd::{Canary, CanaryStatus};
+use crate::crd::{validate_webhooks, Canary, CanaryStatus};
 use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
-use crate::release::{act, announce, decide, Hooks, ReleaseDeps, ReleaseError, ReleaseSubject};
+use crate::release::{
+    act, announce, decide, Deadline, Hooks, Progress, ReleaseDeps, ReleaseError, ReleaseSubject,
+};
 use crate::rollout::{Note, NoteType, ReleasePlan};
 
 /// Holds the Canary until its Deployment has been handed back.
 pub const FINALIZER: &str = "serin.dev/finalizer";
 
 const CONFIG_RETRY: Duration = Duration::from_secs(300);
+
+/// A reconcile stopped at its deadline is tried again this soon.
+pub const DEADLINE_RETRY: Duration = Duration::from_secs(5);
+
+/// The Warning Event about a reconcile stopped at its deadline gets this long, in the
+/// background: it never extends the reconcile.
+const DEADLINE_EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where one reconcile is and when it must end.
+pub(super) struct Run {
+    pub progress: Arc<Progress>,
+    pub deadline: Deadline,
+}
+
+impl Run {
+    pub fn stage(&self, stage: &'static str) {
+        self.progress.set(stage);
+    }
+}
 
 pub(super) fn owner_of(c: &Canary) -> Option<OwnerReference> {
     c.controller_owner_ref(&())
@@ -51,22 +72,76 @@ pub async fn reconcile_canary(
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let start = Instant::now();
-    let result = reconcile(obj, &ctx).await;
+    let limit = ctx.reconcile_deadline;
+    let run = Run {
+        progress: Arc::default(),
+        deadline: Deadline {
+            at: tokio::time::Instant::now() + limit,
+            // Time kept after the check for the status write and the actions.
+            reserve: limit / 4,
+        },
+    };
+    // Nothing the reconcile awaits (API server, Prometheus, a router) can extend it:
+    // at the deadline it is dropped where it is. Decide, persist, act makes that safe:
+    // before the status write nothing moved, after it the next reconcile redoes
+    // exactly the missing actions from what was written.
+    let result = match tokio::time::timeout(limit, reconcile(obj.clone(), &ctx, &run)).await {
+        Ok(r) => r,
+        Err(_) => Err(deadline_exceeded(&obj, &ctx, limit, run.progress.get())),
+    };
     let error = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics
         .observe_reconcile(ControllerKind::Canary, start.elapsed(), error);
     result
 }
 
-async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileError> {
+/// Log, count and tell (a Warning Event, sent in the background) that a reconcile was
+/// stopped at its deadline, and where.
+fn deadline_exceeded(
+    obj: &Canary,
+    ctx: &Context,
+    deadline: Duration,
+    stage: &'static str,
+) -> ReconcileError {
+    let err = ReconcileError::DeadlineExceeded { deadline, stage };
+    let note = Note {
+        type_: NoteType::Warning,
+        reason: "ReconcileDeadlineExceeded",
+        message: format!(
+            "{err}: nothing after that point was done, what was already written stands and the next reconcile carries on from it (in {}); raise --reconcile-deadline or look at what {stage} waits for",
+            humantime::format_duration(DEADLINE_RETRY)
+        ),
+    };
+    let (events, regarding) = (ctx.events.clone(), reference(obj));
+    tokio::spawn(async move {
+        let publish = events.publish(&regarding, "Reconcile", &note);
+        if tokio::time::timeout(DEADLINE_EVENT_TIMEOUT, publish)
+            .await
+            .is_err()
+        {
+            warn!("the Event about a reconcile deadline could not be sent in time");
+        }
+    });
+    err
+}
+
+async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action, ReconcileError> {
     let ns = obj.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
+    run.stage("reading the Canary");
     // Read fresh: the watch cache may not have our own last status write yet.
     let Some(canary) = api.get_opt(&obj.name_any()).await? else {
         ctx.metrics.forget_canary(&ns, &obj.name_any());
+        if let Some(runner) = &ctx.webhooks {
+            runner.forget(&ns, &obj.name_any(), &[]);
+        }
         return Ok(Action::await_change());
     };
     if canary.metadata.deletion_timestamp.is_some() {
+        if let Some(runner) = &ctx.webhooks {
+            runner.forget(&ns, &canary.name_any(), &[]);
+        }
+        run.stage("handing the Deployment back");
         return super::finalize::finalize(&api, &canary, ctx).await;
     }
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
@@ -106,6 +181,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
     {
         problem = Some(("InvalidSpec", e.to_string()));
     }
+    run.stage("loading templates and Secrets");
     let checks = checks_from(&canary.spec.analysis, router.kind());
     let metrics = match checks {
         Ok(ChecksFrom::Templates) => {
@@ -127,18 +203,23 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
         Vec::new()
     });
     let hooks = match (&ctx.webhooks, canary.spec.webhooks.is_empty()) {
-        (Some(caller), false) => {
-            match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {
+        (Some(runner), false) => match validate_webhooks(&canary.spec.webhooks) {
+            // Over a cap (timeout, retries) is a configuration error, never lowered.
+            Err(e) => {
+                problem.get_or_insert(("InvalidWebhook", e.to_string()));
+                None
+            }
+            Ok(()) => match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {
                 Ok(secrets) => Some(Hooks {
-                    caller: caller.clone(),
+                    runner: runner.clone(),
                     secrets,
                 }),
                 Err(message) => {
                     problem.get_or_insert(("InvalidWebhook", message));
                     None
                 }
-            }
-        }
+            },
+        },
         _ => None,
     };
     if let (Some(problem), crate::crd::CanaryPhase::Initializing) = (&problem, status.phase) {
@@ -152,6 +233,9 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
         check_timeout: ctx.check_timeout,
         hooks,
         metrics: ctx.metrics.clone(),
+        queries: ctx.queries.clone(),
+        deadline: Some(run.deadline),
+        progress: Some(run.progress.clone()),
     };
     let name = canary.name_any();
     let subject = ReleaseSubject {
@@ -184,6 +268,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
     let mut persisted = canary.clone();
     if next != status || canary.status.is_none() {
         may_write(ctx)?;
+        run.stage("writing the status");
         persisted = write_status(&api, &canary, &next).await?;
     }
     ctx.metrics
@@ -200,6 +285,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
             });
         }
     }
+    run.stage("publishing Events");
     publish(ctx, &canary, &subject, &deps, &next, &notes, now).await;
 
     // Act on what was persisted.
@@ -222,6 +308,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context) -> Result<Action, ReconcileE
             }
         }
         Err(e) => {
+            run.stage("recording the failed action");
             if let Some((reason, message)) = failures::classify(&e) {
                 let mut failed = next.clone();
                 if failures::record(&mut failed, reason, &message, now) {
@@ -320,6 +407,9 @@ async fn config_problem(
 /// Retry soon on conflicts (a fresh read fixes them), back off on anything else.
 pub fn error_policy(_obj: Arc<Canary>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
+    if let ReconcileError::DeadlineExceeded { .. } = err {
+        return Action::requeue(DEADLINE_RETRY);
+    }
     if err.retry_soon() {
         Action::requeue(Duration::from_secs(1))
     } else {

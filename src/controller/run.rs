@@ -55,6 +55,9 @@ pub struct RunOptions {
     /// Wraps every reconcile future; `None` in production. The scale benchmark measures
     /// CPU time per reconcile with it.
     pub reconcile_hook: Option<ReconcileHook>,
+    /// Canary reconciles one namespace may run at once (of [`RECONCILE_CONCURRENCY`]);
+    /// more are put off and retried shortly (`--max-reconciles-per-namespace`).
+    pub max_reconciles_per_namespace: usize,
 }
 
 /// A reconcile in flight, as the hook sees it.
@@ -215,6 +218,22 @@ pub fn slim_deployment(d: &mut Deployment) {
 /// buffers, and the heap never shrank back; a few dozen keep the API server as busy as
 /// a single controller should make it.
 pub const RECONCILE_CONCURRENCY: u16 = 16;
+
+/// Default of `--max-reconciles-per-namespace`: a namespace full of slow Canaries keeps
+/// at most a quarter of the reconcile slots.
+pub const DEFAULT_RECONCILES_PER_NAMESPACE: usize = 4;
+
+/// A Canary whose namespace runs its limit is tried again after this long, plus up to a
+/// second derived from its name, so the put-off ones do not all come back at once.
+const NAMESPACE_BUSY_RETRY: Duration = Duration::from_secs(1);
+
+fn namespace_busy_retry(name: &str) -> Duration {
+    let spread = name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % 1000;
+    NAMESPACE_BUSY_RETRY + Duration::from_millis(spread)
+}
 
 /// The onboarding controller's Deployments come from a metadata-only watch: the API
 /// server never sends (and serin never decodes) their pod templates.
@@ -430,6 +449,17 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         canary_ctl =
             canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
     }
+    // A webhook call that finished wakes its Canary at once.
+    if let Some(wakeups) = ctx.webhooks.as_ref().and_then(|r| r.take_wakeups()) {
+        let stream = futures::stream::unfold(wakeups, |mut rx| async move {
+            let (ns, name) = rx.recv().await?;
+            Some((ObjectRef::<Canary>::new(&name).within(&ns), rx))
+        });
+        canary_ctl = canary_ctl.reconcile_on(stream);
+    }
+    let slots = Arc::new(crate::limits::NamespaceSlots::new(
+        opts.max_reconciles_per_namespace,
+    ));
     let mctx = Arc::new(MaterializeContext {
         // The Context's client: its writes stop with the fence.
         client: ctx.client.clone(),
@@ -449,7 +479,20 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                     // Another shard's namespace (or one that stopped matching).
                     return Box::pin(async { Ok(Action::await_change()) });
                 }
-                wrap_c("canary", Box::pin(reconcile_canary(c, ctx)))
+                // A namespace runs at most its share of the slots: the others are put
+                // off at once (their global slot freed) and come back shortly.
+                let Some(slot) = slots.try_enter(&c.namespace().unwrap_or_default()) else {
+                    ctx.metrics.observe_deferred();
+                    let retry = namespace_busy_retry(&c.name_any());
+                    return Box::pin(async move { Ok(Action::requeue(retry)) });
+                };
+                wrap_c(
+                    "canary",
+                    Box::pin(async move {
+                        let _slot = slot;
+                        reconcile_canary(c, ctx).await
+                    }),
+                )
             },
             error_policy,
             Arc::new(ctx),
@@ -520,146 +563,5 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{expect, status_body, Exchange, MockApi};
-    use serde_json::json;
-    use tokio::time::Instant;
-
-    const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/shop/leases/serin-leader";
-
-    fn held_by(holder: &str, rv: &str) -> serde_json::Value {
-        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-               "metadata": {"name": "serin-leader", "namespace": "shop", "resourceVersion": rv},
-               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
-                        "renewTime": "2026-11-22T14:30:00.000000Z", "leaseTransitions": 1}})
-    }
-
-    fn get(body: serde_json::Value) -> Exchange {
-        expect("GET", LEASE, 200, body)
-    }
-
-    fn get_fails() -> Exchange {
-        expect(
-            "GET",
-            LEASE,
-            500,
-            status_body(500, "InternalError", "etcdserver: request timed out"),
-        )
-    }
-
-    fn put(rv: &str) -> Exchange {
-        expect("PUT", format!("{LEASE}?"), 200, held_by("me", rv))
-    }
-
-    /// The leader, having acquired the lease at the returned instant, renews with
-    /// `script` in the background (deadline 10 s, retry every 2 s).
-    fn lead(script: Vec<Exchange>) -> (Instant, Fence, MockApi, tokio::task::JoinHandle<RunError>) {
-        let (client, mock) = MockApi::start(script);
-        let mut lock = LeaseLock::new(Api::namespaced(client, "shop"), "serin-leader", "me", 15);
-        let fence = Fence::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        fence.renewed(t0);
-        let keeper = fence.clone();
-        let task =
-            tokio::spawn(
-                async move { keep_lease(&mut lock, &keeper, Duration::from_secs(2)).await },
-            );
-        (t0, fence, mock, task)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_fence_closes_at_the_deadline_after_the_start_of_the_last_renewal_however_long_it_took(
-    ) {
-        // t0+2: a renewal whose PUT takes 7 s (done at t0+9); t0+11: a failed one.
-        let (t0, fence, mock, task) = lead(vec![
-            get(held_by("me", "9")),
-            put("10").delayed(Duration::from_secs(7)),
-            get_fails(),
-        ]);
-        tokio::time::sleep_until(t0 + Duration::from_millis(11_500)).await;
-        assert_eq!(
-            fence.check(),
-            Ok(()),
-            "the slow renewal succeeded: open until t0+2+10"
-        );
-        let err = task.await.unwrap();
-        assert!(
-            matches!(err, RunError::LeaseLost(ref id) if id == "me"),
-            "{err}"
-        );
-        assert_eq!(
-            Instant::now() - t0,
-            Duration::from_secs(12),
-            "closed 10 s after the renewal began (t0+2), not after it ended (t0+9)"
-        );
-        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
-        mock.finish();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn renewal_failures_keep_the_fence_open_only_until_the_deadline() {
-        let (t0, fence, mock, task) = lead(vec![
-            get_fails(), // t0+2
-            get_fails(), // t0+4
-            get_fails(), // t0+6
-            get_fails(), // t0+8
-        ]);
-        tokio::time::sleep_until(t0 + Duration::from_millis(9_999)).await;
-        assert_eq!(
-            fence.check(),
-            Ok(()),
-            "failures alone do not close it early"
-        );
-        tokio::time::sleep_until(t0 + Duration::from_secs(10)).await;
-        assert!(
-            matches!(
-                fence.check(),
-                Err(crate::controller::Fenced::DeadlinePassed { .. }
-                    | crate::controller::Fenced::Revoked)
-            ),
-            "closed at the deadline, whether or not the keeper has run yet"
-        );
-        task.await.unwrap();
-        assert_eq!(Instant::now() - t0, Duration::from_secs(10));
-        mock.finish();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_hung_renewal_is_abandoned_at_the_deadline() {
-        let (t0, fence, mock, task) = lead(vec![
-            get(held_by("me", "9")).delayed(Duration::from_secs(60))
-        ]);
-        task.await.unwrap();
-        assert_eq!(Instant::now() - t0, Duration::from_secs(10));
-        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
-        mock.finish();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lease_held_by_another_replica_closes_the_fence_at_once() {
-        let (t0, fence, mock, task) = lead(vec![get(held_by("serin-other", "11"))]);
-        task.await.unwrap();
-        assert_eq!(Instant::now() - t0, Duration::from_secs(2));
-        assert_eq!(fence.check(), Err(crate::controller::Fenced::Revoked));
-        mock.finish();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_healthy_leader_keeps_its_fence_open() {
-        let mut script = Vec::new();
-        for rv in 10..15 {
-            script.push(get(held_by("me", &rv.to_string())));
-            script.push(put(&(rv + 100).to_string()));
-        }
-        // Then the API server stops answering well: t0+12, +14, +16, +18.
-        script.extend((0..4).map(|_| get_fails()));
-        let (t0, fence, mock, task) = lead(script);
-        // Five renewals at t0+2, +4, ... +10; the last opens the fence until t0+20.
-        tokio::time::sleep_until(t0 + Duration::from_millis(19_999)).await;
-        assert_eq!(fence.check(), Ok(()));
-        task.await.unwrap();
-        assert_eq!(Instant::now() - t0, Duration::from_secs(20));
-        mock.finish();
-    }
-}
+#[path = "run_tests.rs"]
+mod tests;

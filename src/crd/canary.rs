@@ -491,6 +491,11 @@ pub struct CanaryStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The latest call of each webhook that judges or gates the release, running or
+    /// answered (calls run in the background, never inside a reconcile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub hooks: Vec<super::HookRun>,
     /// The last releases that ended (10 at most), oldest first.
     /// Written whole by the controller on every status apply, hence an atomic list.
     #[serde(default)]

@@ -8,9 +8,11 @@
 mod api;
 mod auth;
 mod error;
+mod hook_runs;
 mod openapi;
 mod ratelimit;
 mod record;
+mod runner;
 mod secret;
 mod sign;
 mod slack;
@@ -21,12 +23,16 @@ mod webhooks;
 pub use api::{api_router, ApiState};
 pub use auth::{Authenticator, KubeAuthenticator, ResourceCheck, UserInfo};
 pub use error::GateError;
+pub use hook_runs::{
+    plan_hooks, wanted_passage, HookInput, HookPlan, HookStart, Polled, HOOK_ERROR_MAX_CHARS,
+};
 pub use openapi::openapi_document;
 pub use ratelimit::{RateLimit, RateLimiter};
 pub use record::{
     apply_decision, approver_field_manager, command_id, plan_decision, status_patch, Decision,
     GateRef, Outcome, Planned, Verb, Via, APPROVER_FIELD_MANAGER,
 };
+pub use runner::{HookClock, HookRunner, HOOK_CALLS_IN_FLIGHT};
 pub use secret::SecretString;
 pub use sign::{hmac_sha256_hex, verify_hmac_sha256_hex};
 pub use slack::{

@@ -20,8 +20,6 @@ use crate::rollout::{Note, NoteType};
 
 /// Header carrying `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub const SIGNATURE_HEADER: &str = "X-Serin-Signature";
-/// Attempts are capped whatever the spec says, so a hook cannot hold a release forever.
-const MAX_RETRIES: u32 = 5;
 
 /// The JSON body every hook receives.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -177,13 +175,15 @@ impl WebhookCaller {
             attempts: 0,
             error: None,
         };
-        let timeout = match humantime::parse_duration(&hook.timeout) {
-            Ok(t) if !t.is_zero() => t,
-            _ => {
-                result.error = Some(format!("invalid timeout {:?}", hook.timeout));
+        // Over a cap is a configuration error (validated before any call), never lowered.
+        let limits = match hook.limits(0) {
+            Ok(l) => l,
+            Err(e) => {
+                result.error = Some(e.to_string());
                 return result;
             }
         };
+        let timeout = limits.timeout;
         let body = match serde_json::to_vec(payload) {
             Ok(b) => b,
             Err(e) => {
@@ -192,7 +192,7 @@ impl WebhookCaller {
             }
         };
         let signature = secret.map(|s| sign_body(s, &body));
-        let attempts = 1 + hook.retries.min(MAX_RETRIES);
+        let attempts = limits.attempts;
         let mut backoff = self.base_backoff;
         for attempt in 1..=attempts {
             result.attempts = attempt;
@@ -230,24 +230,6 @@ impl WebhookCaller {
                 "webhook did not answer 2xx");
         }
         result
-    }
-
-    /// Call every hook of `kind` in `spec` concurrently. `secrets` maps hook name to its
-    /// resolved `secretRef` value.
-    pub async fn call_kind(
-        &self,
-        ns: &str,
-        name: &str,
-        spec: &CanarySpec,
-        status: &CanaryStatus,
-        kind: WebhookType,
-        secrets: &BTreeMap<String, SecretString>,
-    ) -> Vec<HookResult> {
-        let calls = spec.webhooks.iter().filter(|h| h.type_ == kind).map(|h| {
-            let payload = WebhookPayload::new(ns, name, status, h);
-            async move { self.call(h, secrets.get(&h.name), &payload).await }
-        });
-        futures::future::join_all(calls).await
     }
 
     /// Informational hooks (event, post-rollout) in the background: never waited on.

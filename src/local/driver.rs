@@ -51,6 +51,9 @@ impl LocalController {
             hooks: None,
             // Nobody scrapes the demo; recording costs a few hash lookups per check.
             metrics: Arc::new(Metrics::new()),
+            queries: None,
+            deadline: None,
+            progress: None,
         };
         Self {
             cluster,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::header::CONTENT_TYPE;
 use prometheus_http_query::response::{Data, PromqlResult};
 
+use super::response::{read_capped, ReadError};
 use super::MetricError;
 use crate::rollout::text::one_line;
 
@@ -74,13 +75,12 @@ enum Envelope {
     Error(prometheus_http_query::error::PrometheusError),
 }
 
-/// Largest response body read: a judged query returns one value, so anything near
-/// this is a query selecting far too many series.
-const MAX_BODY: usize = 16 << 20;
-
+/// Read a provider's answer: refused early when it redirects, denies or is not JSON;
+/// otherwise read under `max_body` (`--prometheus-max-body`) and decoded.
 pub(super) async fn decode(
     mut response: reqwest::Response,
     timeout: Duration,
+    max_body: usize,
 ) -> Result<Data, MetricError> {
     let status = response.status();
     if status.is_redirection() {
@@ -101,25 +101,30 @@ pub(super) async fn decode(
     if !is_json {
         return Err(not_prometheus(status));
     }
-    let mut body: Vec<u8> = Vec::new();
-    loop {
-        let chunk = response.chunk().await.map_err(|e| {
-            if e.is_timeout() {
-                MetricError::Timeout(timeout)
-            } else {
-                MetricError::Unreachable(transport_cause(&e))
-            }
-        })?;
-        let Some(chunk) = chunk else { break };
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(MetricError::BadQuery(format!(
-                "the response is larger than {} MiB; the query selects too many series: aggregate it, e.g. sum(...)",
-                MAX_BODY >> 20
-            )));
-        }
-        body.extend_from_slice(&chunk);
+    let too_large = || MetricError::TooLarge { limit: max_body };
+    // A declared length over the cap is refused before reading anything.
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_body as u64)
+    {
+        return Err(too_large());
     }
-    match serde_json::from_slice::<Envelope>(&body) {
+    let body = read_capped(&mut response, max_body)
+        .await
+        .map_err(|e| match e {
+            ReadError::TooLarge => too_large(),
+            ReadError::Read(e) if e.is_timeout() => MetricError::Timeout(timeout),
+            ReadError::Read(e) => MetricError::Unreachable(transport_cause(&e)),
+        })?;
+    decode_body(status.as_u16(), &body, timeout)
+}
+
+/// The Prometheus API envelope in a JSON answer's `body`, with the answer's HTTP
+/// `status`: the data, or an error whose text holds only the fields named at the top of
+/// this module. Takes any bytes (it is fuzzed).
+pub fn decode_body(status: u16, body: &[u8], timeout: Duration) -> Result<Data, MetricError> {
+    let status = reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::OK);
+    match serde_json::from_slice::<Envelope>(body) {
         // A warning in a success means the answer may lack series (a store down
         // behind Thanos/Cortex/Mimir): no evidence rather than a wrong value.
         Ok(Envelope::Success { warnings, .. }) if !warnings.is_empty() => {

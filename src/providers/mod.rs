@@ -14,10 +14,12 @@ pub mod credentials;
 #[cfg(test)]
 pub(crate) mod fake_prometheus;
 pub mod prometheus;
+mod response;
 
 pub use allow::AllowedAddresses;
 pub use credentials::{opted_in, ProviderAuth, ProviderCredentials, CREDENTIALS_LABEL};
 pub use prometheus::{PrometheusConfig, PrometheusSource, PrometheusSources};
+pub use response::DEFAULT_MAX_BODY;
 
 /// Why a metric could not be measured. Each message says what to change.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]
@@ -40,6 +42,9 @@ pub enum MetricError {
     /// this way when a store is unreachable, so the value may miss series.
     #[error("partial answer, not counted as evidence: the provider warned {0:?}")]
     Partial(String),
+    /// The answer passed the controller's body cap; reading stopped there.
+    #[error("response larger than {limit} bytes (the controller's --prometheus-max-body); the query selects too many series: aggregate it, e.g. sum(...)")]
+    TooLarge { limit: usize },
     #[error("metrics provider refused the credentials: {0}; check the provider's secretRef")]
     Auth(String),
     #[error("provider configuration: {0}")]
@@ -56,6 +61,7 @@ impl MetricError {
             MetricError::NotFinite(_) => "not_finite",
             MetricError::MultipleSeries { .. } => "multiple_series",
             MetricError::Partial(_) => "partial",
+            MetricError::TooLarge { .. } => "too_large",
             MetricError::Auth(_) => "auth",
             MetricError::Config(_) => "config",
         }

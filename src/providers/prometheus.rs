@@ -15,6 +15,7 @@ use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 
 use super::answer::{clean, decode, transport_cause};
+use super::response::DEFAULT_MAX_BODY;
 use super::{
     AllowedAddresses, MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials,
 };
@@ -103,6 +104,8 @@ impl PrometheusConfig {
 pub struct PrometheusSource {
     client: Client,
     timeout: Duration,
+    /// Largest response body read (`--prometheus-max-body`).
+    max_body: usize,
     /// Times every query and counts its errors.
     metrics: Option<Arc<Metrics>>,
 }
@@ -187,6 +190,7 @@ impl PrometheusSource {
         Ok(Self {
             client,
             timeout: config.timeout,
+            max_body: DEFAULT_MAX_BODY,
             metrics: None,
         })
     }
@@ -194,6 +198,12 @@ impl PrometheusSource {
     /// Record query durations and errors (provider `prometheus`) in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Refuse answers larger than `bytes` (default 1 MiB).
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
     }
 
@@ -222,7 +232,7 @@ impl PrometheusSource {
     ) -> Result<Data, MetricError> {
         let exchange = async {
             let response = call.await.map_err(|e| self.transport_error(e))?;
-            decode(response, self.timeout).await
+            decode(response, self.timeout, self.max_body).await
         };
         match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(MetricError::Timeout(self.timeout)),
@@ -409,6 +419,7 @@ const CACHE_LIMIT: usize = 64;
 pub struct PrometheusSources {
     default: Option<PrometheusConfig>,
     default_timeout: Duration,
+    max_body: usize,
     cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
     metrics: Option<Arc<Metrics>>,
     /// The addresses templates may name; the default's is always among them.
@@ -428,6 +439,7 @@ impl PrometheusSources {
         Self {
             default,
             default_timeout,
+            max_body: DEFAULT_MAX_BODY,
             cache: Mutex::default(),
             metrics: None,
             allowed: AllowedAddresses::default(),
@@ -447,6 +459,13 @@ impl PrometheusSources {
     /// Every source handed out records its queries in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Every source handed out refuses answers larger than `bytes` (default 1 MiB):
+    /// "response larger than N bytes", an `Error` verdict naming the metric.
+    pub fn with_max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
         self
     }
 }
@@ -478,7 +497,7 @@ impl MetricSources for PrometheusSources {
         if let Some(s) = cache.get(&config) {
             return Ok(s.clone());
         }
-        let mut source = PrometheusSource::new(&config)?;
+        let mut source = PrometheusSource::new(&config)?.with_max_body(self.max_body);
         source.metrics = self.metrics.clone();
         let source = Arc::new(source);
         if cache.len() >= CACHE_LIMIT {

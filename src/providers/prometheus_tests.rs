@@ -539,25 +539,6 @@ fn ca_bundle_must_be_pem_certificates() {
 }
 
 #[tokio::test]
-async fn an_oversized_answer_is_refused_not_buffered() {
-    let fake = FakePrometheus::start().await;
-    let huge = format!(
-        r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
-        vec![r#"{"metric":{"pod":"p"},"value":[1800000000,"1"]}"#; 400_000].join(",")
-    );
-    assert!(huge.len() > 16 << 20);
-    fake.on("everything", Reply::json(200, huge));
-    let e = source(&fake, 5000)
-        .query_scalar("everything", at())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&e, MetricError::BadQuery(m) if m.contains("larger than 16 MiB")),
-        "{e}"
-    );
-}
-
-#[tokio::test]
 async fn prometheus_down_never_quotes_the_request_url() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -99,7 +99,13 @@ impl Machine<'_> {
     }
 
     pub(super) fn requeue_after(&self) -> std::time::Duration {
-        let by_phase = self.requeue_for_phase();
+        let mut by_phase = self.requeue_for_phase();
+        if self.held_for_hooks {
+            // A finished call wakes the Canary; this is the fallback.
+            by_phase = super::HOOK_POLL;
+        } else if self.s.hooks.iter().any(crate::crd::HookRun::running) {
+            by_phase = by_phase.min(super::HOOK_POLL);
+        }
         // A pending scale-down is due at its own time.
         match self.s.scale_down_at {
             Some(t) => {

@@ -9,12 +9,14 @@
 mod actions;
 mod commands;
 mod conditions;
+mod hooks;
 mod observation;
 mod plan;
 pub mod text;
 mod transition;
 
 pub use actions::{desired_actions, expected_primary_revision, Action};
+pub use hooks::HOOK_POLL;
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};

@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 
-use crate::crd::{Approval, Command, MetricStatus, MetricVerdict};
+use crate::crd::{Approval, Command, HookRun, MetricStatus, MetricVerdict};
 
 /// What the adapters saw, gathered by the controller before calling [`super::transition`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,6 +40,12 @@ pub struct Observation {
     /// A problem with the Canary's configuration (a missing template, a broken Secret,
     /// an invalid spec): it counts as a failed check while a release is in flight.
     pub config_problem: Option<String>,
+    /// The judging and gating webhooks' latest calls (running or answered), as the
+    /// status should record them.
+    pub hook_runs: Vec<HookRun>,
+    /// Webhooks the check (or pre-rollout round) due now still waits for, one line
+    /// each: while any runs, the check is not judged unless its metrics already fail.
+    pub hooks_pending: Vec<String>,
 }
 
 /// Every metric's verdict at one check.

@@ -17,6 +17,8 @@ pub struct Decision {
     pub notes: Vec<Note>,
     /// When to look again if nothing else wakes the controller.
     pub requeue_after: std::time::Duration,
+    /// The check due now was not judged: it waits for its webhooks.
+    pub held_for_hooks: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,7 +114,9 @@ pub fn transition(
         obs,
         now,
         notes: Vec::new(),
+        held_for_hooks: false,
     };
+    m.s.hooks = obs.hook_runs.clone();
     let check_due = analysis_due(current, plan, now);
     if m.commands_or_pause() {
         // A command or the pause decided this step.
@@ -132,7 +136,10 @@ pub fn transition(
     m.update_conditions();
     let requeue_after = m.requeue_after();
     let Machine {
-        mut s, mut notes, ..
+        mut s,
+        mut notes,
+        held_for_hooks,
+        ..
     } = m;
     bound_status(&mut s);
     for n in &mut notes {
@@ -145,6 +152,7 @@ pub fn transition(
         actions,
         notes,
         requeue_after,
+        held_for_hooks,
     }
 }
 
@@ -154,6 +162,8 @@ pub(super) struct Machine<'a> {
     pub(super) obs: &'a Observation,
     pub(super) now: DateTime<Utc>,
     pub(super) notes: Vec<Note>,
+    /// The check (or pre-rollout round) due now waits for its webhooks.
+    pub(super) held_for_hooks: bool,
 }
 
 enum Gate {
@@ -339,7 +349,9 @@ impl Machine<'_> {
             return self.enter(CanaryPhase::Progressing);
         };
         if check_due {
-            self.check_while_waiting();
+            if !self.hold_for_hooks() {
+                self.check_while_waiting();
+            }
         } else {
             self.take_look();
         }
@@ -427,7 +439,7 @@ impl Machine<'_> {
                     merge_metrics(&mut self.s.metrics, &report.metrics);
                     self.judge(outcome, summary, false);
                 }
-                None => self.s.message = "waiting for the pre-rollout checks".into(),
+                None => self.wait_for_pre_rollout_hooks(),
             }
             if self.s.phase == CanaryPhase::Progressing
                 && self.s.current_step == 0
@@ -444,7 +456,7 @@ impl Machine<'_> {
         if !check_due && self.take_look() {
             return;
         }
-        if check_due {
+        if check_due && !self.hold_for_hooks() {
             let (outcome, summary, early) = self.check_result();
             self.judge(outcome, summary, early);
             if self.s.phase != CanaryPhase::Progressing {

@@ -204,6 +204,20 @@ def check_deployment(docs, values):
                               ("SERIN_LEASE_RETRY_PERIOD", "retryPeriod", "2s")):
         check(env.get(var) == election.get(key, default), f"{var} from leaderElection.{key}: {env.get(var)}")
     check(env["SERIN_DEFAULT_ROUTER"] == values.get("controller", {}).get("defaultRouter", "service"), "default router")
+    # The bounds on a reconcile, as `serin controller` checks them at startup.
+    ctl = values.get("controller", {})
+    bounds = {var: env.get(var) for var in ("SERIN_CHECK_TIMEOUT", "SERIN_RECONCILE_DEADLINE",
+              "SERIN_MAX_RECONCILES_PER_NAMESPACE", "SERIN_MAX_QUERIES_IN_FLIGHT", "SERIN_PROMETHEUS_MAX_BODY")}
+    want = {"SERIN_CHECK_TIMEOUT": ctl.get("checkTimeout", "15s"),
+            "SERIN_RECONCILE_DEADLINE": ctl.get("reconcileDeadline", "20s"),
+            "SERIN_MAX_RECONCILES_PER_NAMESPACE": str(ctl.get("maxReconcilesPerNamespace", 4)),
+            "SERIN_MAX_QUERIES_IN_FLIGHT": str(ctl.get("maxQueriesInFlight", 8)),
+            "SERIN_PROMETHEUS_MAX_BODY": str(ctl.get("prometheusMaxBody", 1048576))}
+    check(bounds == want, f"reconcile bounds {bounds}, expected {want}")
+    secs = lambda d: sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[u]
+                         for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", d))
+    check(secs(bounds["SERIN_CHECK_TIMEOUT"]) < secs(bounds["SERIN_RECONCILE_DEADLINE"]),
+          f"checkTimeout {bounds['SERIN_CHECK_TIMEOUT']} must be less than reconcileDeadline {bounds['SERIN_RECONCILE_DEADLINE']}")
     # Every SERIN_ variable the chart sets is a flag of `serin controller` (src/main.rs),
     # or one of the sharding flags being added beside it.
     main_rs = open(os.path.join(CHART, "..", "..", "src", "main.rs")).read()

@@ -3,7 +3,7 @@
 //! receiver record what reached them.
 
 use super::*;
-use crate::gates::{testrecv, WebhookCaller};
+use crate::gates::testrecv;
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
 use crate::providers::{AllowedAddresses, PrometheusSources};
 
@@ -193,11 +193,7 @@ async fn a_webhook_secret_without_opt_in_is_refused_and_nothing_is_called() {
                       "secretRef": {"name": "sa-token", "key": "token"}}]}));
     h.server
         .insert(secret(json!({"serin.dev/credentials": "yes"})));
-    let ctx = Arc::new(Context {
-        webhooks: Some(WebhookCaller::new().unwrap()),
-        ..(*h.ctx).clone()
-    });
-    let h = Harness { ctx, ..h };
+    let h = h.with_webhooks();
     *h.metrics.value.lock().unwrap() = Some(Ok(0.0));
     drive(&h, "podinfo:2").await;
 

@@ -179,6 +179,8 @@ impl Harness {
             events: Arc::new(events.clone()),
             clock: Arc::new(move || *clock_now.lock().unwrap()),
             check_timeout: Duration::from_secs(5),
+            reconcile_deadline: Duration::from_secs(20),
+            queries: None,
             controller_namespace: "serin-system".into(),
             webhooks: None,
             notify: None,
@@ -193,6 +195,24 @@ impl Harness {
             metrics,
             events,
         }
+    }
+
+    /// The same cluster and clock with a changed context (webhooks on, other bounds).
+    pub fn with_ctx(mut self, f: impl FnOnce(&mut Context)) -> Self {
+        let mut ctx = (*self.ctx).clone();
+        f(&mut ctx);
+        self.ctx = Arc::new(ctx);
+        self
+    }
+
+    /// Outgoing webhooks on, called by a fresh background runner on this clock.
+    pub fn with_webhooks(self) -> Self {
+        let clock = self.ctx.clock.clone();
+        self.with_ctx(|c| c.webhooks = Some(Arc::new(new_runner(clock))))
+    }
+
+    pub fn runner(&self) -> Arc<crate::gates::HookRunner> {
+        self.ctx.webhooks.clone().expect("webhooks on")
     }
 
     pub fn advance(&self, secs: i64) {
@@ -302,6 +322,14 @@ impl Harness {
         });
         self.server.set_hook(hook);
     }
+}
+
+/// A background webhook runner with short backoffs.
+pub fn new_runner(clock: super::super::Clock) -> crate::gates::HookRunner {
+    let mut caller = crate::gates::WebhookCaller::new().unwrap();
+    caller.base_backoff = Duration::from_millis(20);
+    caller.max_backoff = Duration::from_millis(50);
+    crate::gates::HookRunner::new(caller, clock)
 }
 
 /// Initialize: primary, Services, traffic to primary, target scaled to zero after the

@@ -8,6 +8,8 @@
 //! not stop other Canaries. `regressions` has one test per finding of the real-cluster
 //! trial; `sim` runs the seeded fault simulation.
 
+mod blackholed;
+mod bounded;
 mod config;
 mod credentials;
 mod evidence;

@@ -212,6 +212,8 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         events: Arc::new(MemoryEvents::default()),
         clock: Arc::new(chrono::Utc::now),
         check_timeout: Duration::from_secs(1),
+        reconcile_deadline: Duration::from_secs(20),
+        queries: None,
         controller_namespace: "serin-system".into(),
         webhooks: None,
         notify: None,
@@ -230,6 +232,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         retry_period: Duration::from_secs(2),
         shard,
         reconcile_hook: None,
+        max_reconciles_per_namespace: 4,
     };
     let task = tokio::spawn(run(client, ctx, opts));
     tokio::time::sleep(Duration::from_millis(1200)).await;

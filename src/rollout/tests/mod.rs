@@ -584,6 +584,7 @@ fn primary_not_ready_during_promotion_holds_and_warns_once_past_the_deadline() {
 mod evidence;
 mod faults;
 mod history;
+mod hooks;
 mod human;
 mod strategies;
 

@@ -16,7 +16,8 @@
 //!   `$deleteFromPrimitiveList`; ordering directives are ignored;
 //! * writes to `/status` change only `.status` (a real Deployment status write may also
 //!   change annotations); validation covers names, Deployments, Services and Events;
-//! * watches are refused with 405; `propagationPolicy` is ignored and garbage
+//! * watches are refused with 405 (or, with [`FakeApiServer::set_hold_watches`], held
+//!   open without events); `propagationPolicy` is ignored and garbage
 //!   collection runs when a test calls [`FakeApiServer::collect_garbage`]; the Deployment
 //!   controller's `deployment.kubernetes.io/revision` annotation is not written;
 //! * no admission webhooks, no CRD schema/CEL validation (the `../shared/crds` tests
@@ -138,6 +139,8 @@ struct State {
     /// Keep every request in `requests` (off for long simulations).
     record: bool,
     hook: Option<Hook>,
+    /// Hold watches open without an event instead of refusing them.
+    hold_watches: bool,
 }
 
 /// What a hook may do to the cluster while a request waits.
@@ -309,6 +312,7 @@ impl FakeApiServer {
                 requests: Vec::new(),
                 record: true,
                 hook: None,
+                hold_watches: false,
             })),
         }
     }
@@ -365,6 +369,14 @@ impl FakeApiServer {
                     user_agent: header(http::header::USER_AGENT),
                     body: bytes.to_vec(),
                 };
+                let watch = raw.path_and_query.split_once('?').is_some_and(|(_, q)| {
+                    q.split('&').any(|kv| kv == "watch=true" || kv == "watch=1")
+                });
+                if watch && state.lock().unwrap_or_else(|e| e.into_inner()).hold_watches {
+                    // An open watch on which nothing happens: the controller runs on its
+                    // initial list and its own requeues.
+                    std::future::pending::<()>().await;
+                }
                 let (code, answer) =
                     serve(&mut state.lock().unwrap_or_else(|e| e.into_inner()), raw);
                 Ok::<_, std::convert::Infallible>(respond(code, &answer))
@@ -430,6 +442,12 @@ impl FakeApiServer {
 
     pub fn drain_requests(&self) -> Vec<RequestRecord> {
         std::mem::take(&mut self.lock().requests)
+    }
+
+    /// Hold watches open (no event ever comes) instead of refusing them with 405, so
+    /// the whole controller (`run`) can run against this server.
+    pub fn set_hold_watches(&self, on: bool) {
+        self.lock().hold_watches = on;
     }
 
     pub fn set_hook(&self, hook: Hook) {

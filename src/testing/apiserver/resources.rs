@@ -153,7 +153,7 @@ pub fn list_type(rt: &ResourceType, fields: &[&str]) -> ListType {
         // keys the Canary status lists (checked against the chart's CRDs below). The
         // router CRDs' keyed lists all sit inside atomic ones.
         return match (rt.kind, fields) {
-            ("Canary", ["status", "metrics"]) => ListType::Map(&["name"]),
+            ("Canary", ["status", "metrics" | "hooks"]) => ListType::Map(&["name"]),
             ("Canary", ["status", "approvals" | "commands"]) => ListType::Map(&["id"]),
             ("Canary", ["status", "conditions"]) => ListType::Map(&["type"]),
             _ => ListType::Atomic,

@@ -354,6 +354,8 @@ impl World {
                 events: Arc::new(MemoryEvents::default()),
                 clock: Arc::new(move || *now.lock().unwrap()),
                 check_timeout: Duration::from_secs(5),
+                reconcile_deadline: Duration::from_secs(20),
+                queries: None,
                 controller_namespace: "serin-system".into(),
                 webhooks: None,
                 notify: None,
