@@ -14,8 +14,9 @@ use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
 use serin::gates::{
-    api_router, parse_slack_allow_list, slack_router, ApiState, KubeAuthenticator, RateLimit,
-    RateLimiter, SecretString, SlackState, WebhookCaller,
+    api_router, serve_api, slack_router, ApiState, ApiTransport, IdentitySource, KubeAuthenticator,
+    RateLimit, RateLimiter, SecretString, SlackState, TlsFiles, WebhookCaller,
+    DEFAULT_API_AUDIENCE,
 };
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
@@ -248,13 +249,35 @@ struct ControllerArgs {
     /// Address of the approval API (and Slack interactivity endpoint).
     #[arg(long, default_value = "0.0.0.0:8081", env = "SERIN_API_ADDR")]
     api_addr: SocketAddr,
+    /// TLS certificate chain (PEM) of the API port, e.g. `tls.crt` of a Secret
+    /// cert-manager writes; re-read when it changes. Needs --api-tls-key.
+    #[arg(long, env = "SERIN_API_TLS_CERT", requires = "api_tls_key")]
+    api_tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM), e.g. `tls.key`.
+    #[arg(long, env = "SERIN_API_TLS_KEY", requires = "api_tls_cert")]
+    api_tls_key: Option<std::path::PathBuf>,
+    /// Serve the API over plain HTTP (bearer tokens cross the network readable): only
+    /// behind something that terminates TLS for it, or for local tests.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          env = "SERIN_API_INSECURE_HTTP", conflicts_with_all = ["api_tls_cert", "api_tls_key"])]
+    api_insecure_http: bool,
+    /// TokenReview audiences a bearer token must be issued for (comma-separated):
+    /// `kubectl create token SA --audience serin`. Adding the API server's own audience
+    /// accepts every token the user could also use against the API server.
+    #[arg(long, default_value = DEFAULT_API_AUDIENCE, value_delimiter = ',', env = "SERIN_API_AUDIENCE")]
+    api_audience: Vec<String>,
     /// File holding the Slack app's signing secret (mount it from a Secret); enables
-    /// POST /slack/interactions.
-    #[arg(long, env = "SERIN_SLACK_SIGNING_SECRET_FILE")]
+    /// POST /slack/interactions. Needs --slack-identities-file.
+    #[arg(
+        long,
+        env = "SERIN_SLACK_SIGNING_SECRET_FILE",
+        requires = "slack_identities_file"
+    )]
     slack_signing_secret_file: Option<std::path::PathBuf>,
-    /// Slack users allowed to approve: "U123=alice,U456=bob".
-    #[arg(long, default_value = "", env = "SERIN_SLACK_ALLOWED_USERS")]
-    slack_allowed_users: String,
+    /// YAML mapping Slack user ids to Kubernetes users and groups (mount it from a
+    /// ConfigMap in the controller's namespace); re-read when it changes.
+    #[arg(long, env = "SERIN_SLACK_IDENTITIES_FILE")]
+    slack_identities_file: Option<std::path::PathBuf>,
     /// Prometheus for templates that do not name a provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -339,6 +362,8 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let client = serin::controller::fence::fenced_client(config, &fence)
         .context("connecting to Kubernetes")?;
+    // The API's certificate, audience and Slack mapping are checked before anything runs.
+    let api = build_api(&args, plain.clone()).await?;
     let default = RouterKind::parse(&args.default_router).with_context(|| {
         format!(
             "--default-router {:?}: expected {}",
@@ -407,12 +432,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         registry,
         http,
     ));
-    tokio::spawn(serve_api(
-        plain.clone(),
-        args.api_addr,
-        args.slack_signing_secret_file.clone(),
-        args.slack_allowed_users.clone(),
-    ));
+    tokio::spawn(async move {
+        let (listener, app, transport) = api;
+        if let Err(e) = serve_api(listener, app, transport).await {
+            tracing::error!(error = %e, "approval API stopped");
+        }
+    });
     let shard = Shard {
         // An empty selector selects everything: not sharded.
         namespaces: args.namespace_selector.filter(|s| !s.is_empty()),
@@ -446,43 +471,83 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The approval API (TokenReview + SubjectAccessReview) and, when configured, Slack.
-async fn serve_api(
-    client: kube::Client,
-    addr: SocketAddr,
-    slack_secret: Option<std::path::PathBuf>,
-    slack_users: String,
-) {
-    let result: anyhow::Result<()> = async {
-        let mut app = api_router(ApiState {
-            client: client.clone(),
-            auth: Arc::new(KubeAuthenticator::new(client.clone(), vec![])),
-            limiter: Arc::new(RateLimiter::new(RateLimit::default())),
-        });
-        if let Some(path) = slack_secret {
-            let secret = std::fs::read_to_string(&path)
-                .with_context(|| format!("--slack-signing-secret-file {}", path.display()))?;
-            let users = parse_slack_allow_list(&slack_users).context("--slack-allowed-users")?;
-            app = app.merge(slack_router(SlackState::new(
-                client,
-                SecretString::new(secret.trim().to_string()),
-                users,
-            )));
+/// How the API port speaks: TLS from the mounted files, or plain HTTP only when
+/// explicitly allowed (with a warning).
+fn api_transport(args: &ControllerArgs) -> anyhow::Result<ApiTransport> {
+    match (
+        &args.api_tls_cert,
+        &args.api_tls_key,
+        args.api_insecure_http,
+    ) {
+        (Some(cert), Some(key), false) => Ok(ApiTransport::Tls(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None, true) => {
+            tracing::warn!(
+                addr = %args.api_addr,
+                "--api-insecure-http: the approval API and Slack endpoint serve plain HTTP; \
+                 bearer tokens cross the network readable"
+            );
+            Ok(ApiTransport::InsecureHttp)
         }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--api-addr {addr}"))?;
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await?;
-        Ok(())
+        _ => anyhow::bail!(
+            "the approval API needs TLS: set --api-tls-cert and --api-tls-key (a Secret as \
+             cert-manager writes it: tls.crt, tls.key), or --api-insecure-http=true to serve \
+             plain HTTP"
+        ),
     }
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %format!("{e:#}"), "approval API stopped");
+}
+
+/// The approval API (TokenReview + SubjectAccessReview) and, when configured, Slack:
+/// everything read and checked now, so a bad certificate or mapping stops startup.
+async fn build_api(
+    args: &ControllerArgs,
+    client: kube::Client,
+) -> anyhow::Result<(tokio::net::TcpListener, axum::Router, ApiTransport)> {
+    let transport = api_transport(args)?;
+    if let ApiTransport::Tls(files) = &transport {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).with_context(|| format!("API TLS file {}", p.display()))
+        };
+        serin::gates::certified_key(&read(&files.cert)?, &read(&files.key)?)
+            .map_err(|e| anyhow::anyhow!("--api-tls-cert/--api-tls-key: {e}"))?;
     }
+    let audiences: Vec<String> = args
+        .api_audience
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect();
+    anyhow::ensure!(
+        !audiences.is_empty(),
+        "--api-audience: name at least one audience"
+    );
+    let auth = Arc::new(KubeAuthenticator::new(client.clone(), audiences));
+    let mut app = api_router(ApiState {
+        client: client.clone(),
+        auth: auth.clone(),
+        limiter: Arc::new(RateLimiter::new(RateLimit::default())),
+    });
+    if let Some(path) = &args.slack_signing_secret_file {
+        let secret = std::fs::read_to_string(path)
+            .with_context(|| format!("--slack-signing-secret-file {}", path.display()))?;
+        let ids_path = args
+            .slack_identities_file
+            .clone()
+            .context("--slack-identities-file is required with Slack")?;
+        let identities = IdentitySource::file(ids_path).await?;
+        app = app.merge(slack_router(SlackState::new(
+            client,
+            auth,
+            SecretString::new(secret.trim().to_string()),
+            identities,
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("--api-addr {}", args.api_addr))?;
+    Ok((listener, app, transport))
 }
 
 #[tokio::main]
@@ -588,6 +653,44 @@ mod tests {
         let a =
             controller_args(&["--leader-election=false", "--lease-retry-period", "1m"]).unwrap();
         check_lease_timings(&a).unwrap();
+    }
+
+    #[test]
+    fn api_needs_tls_or_an_explicit_plain_http_flag() {
+        let a = controller_args(&[]).unwrap();
+        assert_eq!(a.api_audience, vec!["serin".to_string()]);
+        let msg = api_transport(&a).unwrap_err().to_string();
+        assert!(
+            msg.contains("--api-tls-cert") && msg.contains("--api-insecure-http"),
+            "{msg}"
+        );
+        let a = controller_args(&["--api-insecure-http=true"]).unwrap();
+        assert_eq!(api_transport(&a).unwrap(), ApiTransport::InsecureHttp);
+        let a = controller_args(&[
+            "--api-tls-cert",
+            "/t/tls.crt",
+            "--api-tls-key",
+            "/t/tls.key",
+        ])
+        .unwrap();
+        assert!(
+            matches!(api_transport(&a).unwrap(), ApiTransport::Tls(f) if f.key.ends_with("tls.key"))
+        );
+        // Half a pair, or TLS and plain at once, is refused while parsing.
+        assert!(controller_args(&["--api-tls-cert", "/t/tls.crt"]).is_err());
+        assert!(controller_args(&[
+            "--api-tls-cert",
+            "/t/tls.crt",
+            "--api-tls-key",
+            "/t/tls.key",
+            "--api-insecure-http=true"
+        ])
+        .is_err());
+        // Slack needs the identity mapping.
+        assert!(controller_args(&["--slack-signing-secret-file", "/s"]).is_err());
+        let a =
+            controller_args(&["--api-audience", "serin,https://kubernetes.default.svc"]).unwrap();
+        assert_eq!(a.api_audience.len(), 2);
     }
 
     #[test]

@@ -89,17 +89,10 @@ impl World {
         let Planned::Status { patch, .. } = planned else {
             panic!("{planned:?}")
         };
+        // A merge patch: the server replaces both lists with what it holds.
         let status = &patch["status"];
-        if let Some(a) = status.get("approvals") {
-            self.obs
-                .approvals
-                .push(serde_json::from_value(a[0].clone()).unwrap());
-        }
-        if let Some(c) = status.get("commands") {
-            self.obs
-                .commands
-                .push(serde_json::from_value(c[0].clone()).unwrap());
-        }
+        self.obs.approvals = serde_json::from_value(status["approvals"].clone()).unwrap();
+        self.obs.commands = serde_json::from_value(status["commands"].clone()).unwrap();
         let st = self.status();
         let mut merged = st.clone();
         merged.approvals = self.obs.approvals.clone();
