@@ -13,11 +13,7 @@ use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
-use serin::gates::{
-    api_router, serve_api, slack_router, ApiState, ApiTransport, IdentitySource, KubeAuthenticator,
-    RateLimit, RateLimiter, SecretString, SlackState, TlsFiles, WebhookCaller,
-    DEFAULT_API_AUDIENCE,
-};
+use serin::gates::{ApiOptions, ApiServer, WebhookCaller, DEFAULT_API_AUDIENCE};
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::PrometheusSources;
@@ -363,7 +359,19 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     let client = serin::controller::fence::fenced_client(config, &fence)
         .context("connecting to Kubernetes")?;
     // The API's certificate, audience and Slack mapping are checked before anything runs.
-    let api = build_api(&args, plain.clone()).await?;
+    let api = ApiServer::build(
+        &ApiOptions {
+            addr: Some(args.api_addr),
+            tls_cert: args.api_tls_cert.clone(),
+            tls_key: args.api_tls_key.clone(),
+            insecure_http: args.api_insecure_http,
+            audiences: args.api_audience.clone(),
+            slack_signing_secret_file: args.slack_signing_secret_file.clone(),
+            slack_identities_file: args.slack_identities_file.clone(),
+        },
+        plain.clone(),
+    )
+    .await?;
     let default = RouterKind::parse(&args.default_router).with_context(|| {
         format!(
             "--default-router {:?}: expected {}",
@@ -433,8 +441,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         http,
     ));
     tokio::spawn(async move {
-        let (listener, app, transport) = api;
-        if let Err(e) = serve_api(listener, app, transport).await {
+        if let Err(e) = api.serve().await {
             tracing::error!(error = %e, "approval API stopped");
         }
     });
@@ -469,85 +476,6 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     run(plain, ctx, opts).await?;
     Ok(())
-}
-
-/// How the API port speaks: TLS from the mounted files, or plain HTTP only when
-/// explicitly allowed (with a warning).
-fn api_transport(args: &ControllerArgs) -> anyhow::Result<ApiTransport> {
-    match (
-        &args.api_tls_cert,
-        &args.api_tls_key,
-        args.api_insecure_http,
-    ) {
-        (Some(cert), Some(key), false) => Ok(ApiTransport::Tls(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        })),
-        (None, None, true) => {
-            tracing::warn!(
-                addr = %args.api_addr,
-                "--api-insecure-http: the approval API and Slack endpoint serve plain HTTP; \
-                 bearer tokens cross the network readable"
-            );
-            Ok(ApiTransport::InsecureHttp)
-        }
-        _ => anyhow::bail!(
-            "the approval API needs TLS: set --api-tls-cert and --api-tls-key (a Secret as \
-             cert-manager writes it: tls.crt, tls.key), or --api-insecure-http=true to serve \
-             plain HTTP"
-        ),
-    }
-}
-
-/// The approval API (TokenReview + SubjectAccessReview) and, when configured, Slack:
-/// everything read and checked now, so a bad certificate or mapping stops startup.
-async fn build_api(
-    args: &ControllerArgs,
-    client: kube::Client,
-) -> anyhow::Result<(tokio::net::TcpListener, axum::Router, ApiTransport)> {
-    let transport = api_transport(args)?;
-    if let ApiTransport::Tls(files) = &transport {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).with_context(|| format!("API TLS file {}", p.display()))
-        };
-        serin::gates::certified_key(&read(&files.cert)?, &read(&files.key)?)
-            .map_err(|e| anyhow::anyhow!("--api-tls-cert/--api-tls-key: {e}"))?;
-    }
-    let audiences: Vec<String> = args
-        .api_audience
-        .iter()
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .collect();
-    anyhow::ensure!(
-        !audiences.is_empty(),
-        "--api-audience: name at least one audience"
-    );
-    let auth = Arc::new(KubeAuthenticator::new(client.clone(), audiences));
-    let mut app = api_router(ApiState {
-        client: client.clone(),
-        auth: auth.clone(),
-        limiter: Arc::new(RateLimiter::new(RateLimit::default())),
-    });
-    if let Some(path) = &args.slack_signing_secret_file {
-        let secret = std::fs::read_to_string(path)
-            .with_context(|| format!("--slack-signing-secret-file {}", path.display()))?;
-        let ids_path = args
-            .slack_identities_file
-            .clone()
-            .context("--slack-identities-file is required with Slack")?;
-        let identities = IdentitySource::file(ids_path).await?;
-        app = app.merge(slack_router(SlackState::new(
-            client,
-            auth,
-            SecretString::new(secret.trim().to_string()),
-            identities,
-        )));
-    }
-    let listener = tokio::net::TcpListener::bind(args.api_addr)
-        .await
-        .with_context(|| format!("--api-addr {}", args.api_addr))?;
-    Ok((listener, app, transport))
 }
 
 #[tokio::main]
@@ -656,26 +584,10 @@ mod tests {
     }
 
     #[test]
-    fn api_needs_tls_or_an_explicit_plain_http_flag() {
+    fn api_flags_parse_and_pairs_are_enforced() {
         let a = controller_args(&[]).unwrap();
         assert_eq!(a.api_audience, vec!["serin".to_string()]);
-        let msg = api_transport(&a).unwrap_err().to_string();
-        assert!(
-            msg.contains("--api-tls-cert") && msg.contains("--api-insecure-http"),
-            "{msg}"
-        );
-        let a = controller_args(&["--api-insecure-http=true"]).unwrap();
-        assert_eq!(api_transport(&a).unwrap(), ApiTransport::InsecureHttp);
-        let a = controller_args(&[
-            "--api-tls-cert",
-            "/t/tls.crt",
-            "--api-tls-key",
-            "/t/tls.key",
-        ])
-        .unwrap();
-        assert!(
-            matches!(api_transport(&a).unwrap(), ApiTransport::Tls(f) if f.key.ends_with("tls.key"))
-        );
+        assert!(!a.api_insecure_http && a.api_tls_cert.is_none());
         // Half a pair, or TLS and plain at once, is refused while parsing.
         assert!(controller_args(&["--api-tls-cert", "/t/tls.crt"]).is_err());
         assert!(controller_args(&[

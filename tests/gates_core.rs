@@ -287,3 +287,27 @@ fn confirm_hook_opens_its_gate_and_rollback_hook_aborts() {
         w.status().message
     );
 }
+
+#[test]
+fn a_revision_retried_after_a_rejection_waits_at_its_gate_again() {
+    let mut w =
+        World::new(json!({"targetRef": {"name": "podinfo"}, "gates": {"beforeRollout": true}}));
+    w.run_until(waiting);
+    w.decide(Verb::Reject, None, "bob", Via::Cli);
+    w.tick();
+    assert_eq!(w.status().phase, CanaryPhase::Failed);
+    w.tick();
+    w.decide(Verb::Retry, None, "ops", Via::Cli);
+    w.tick();
+    // The old rejection was for the release that ended; this one waits for a human.
+    w.run_until(|s| waiting(s) || s.phase == CanaryPhase::Failed);
+    assert_eq!(
+        w.status().phase,
+        CanaryPhase::WaitingApproval,
+        "{:#?}",
+        w.notes
+    );
+    w.decide(Verb::Approve, None, "alice", Via::Api);
+    w.tick();
+    assert_eq!(w.status().phase, CanaryPhase::Progressing);
+}

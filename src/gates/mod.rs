@@ -25,6 +25,7 @@ mod slack_identity;
 #[cfg(test)]
 pub(crate) mod testrecv;
 mod webhooks;
+mod wiring;
 
 pub use api::{api_router, ApiState};
 pub use auth::{
@@ -52,6 +53,7 @@ pub use webhooks::{
     effective_gates, gate_approvals_from_confirm_hooks, gate_of, hook_checks, pending_confirm_kind,
     rollback_requested, sign_body, HookResult, WebhookCaller, WebhookPayload, SIGNATURE_HEADER,
 };
+pub use wiring::{ApiOptions, ApiServer};
 
 /// A Canary waiting (or not) at a gate, as the gate tests read it.
 #[cfg(test)]

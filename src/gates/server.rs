@@ -33,6 +33,8 @@ pub enum ApiTransport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    #[error("{0}")]
+    Config(String),
     #[error("TLS certificate {path}: {message}")]
     Tls { path: String, message: String },
     #[error("serving the API: {0}")]
