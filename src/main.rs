@@ -13,10 +13,7 @@ use serin::controller::notifiers::run_notifier_watch;
 use serin::controller::run::{run, RunOptions};
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
-use serin::gates::{
-    api_router, parse_slack_allow_list, slack_router, ApiState, HookRunner, KubeAuthenticator,
-    RateLimit, RateLimiter, SecretString, SlackState, WebhookCaller,
-};
+use serin::gates::{ApiOptions, ApiServer, HookRunner, WebhookCaller, DEFAULT_API_AUDIENCE};
 use serin::limits::KeyedLimiter;
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
@@ -273,13 +270,35 @@ struct ControllerArgs {
     /// Address of the approval API (and Slack interactivity endpoint).
     #[arg(long, default_value = "0.0.0.0:8081", env = "SERIN_API_ADDR")]
     api_addr: SocketAddr,
+    /// TLS certificate chain (PEM) of the API port, e.g. `tls.crt` of a Secret
+    /// cert-manager writes; re-read when it changes. Needs --api-tls-key.
+    #[arg(long, env = "SERIN_API_TLS_CERT", requires = "api_tls_key")]
+    api_tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM), e.g. `tls.key`.
+    #[arg(long, env = "SERIN_API_TLS_KEY", requires = "api_tls_cert")]
+    api_tls_key: Option<std::path::PathBuf>,
+    /// Serve the API over plain HTTP (bearer tokens cross the network readable): only
+    /// behind something that terminates TLS for it, or for local tests.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set,
+          env = "SERIN_API_INSECURE_HTTP", conflicts_with_all = ["api_tls_cert", "api_tls_key"])]
+    api_insecure_http: bool,
+    /// TokenReview audiences a bearer token must be issued for (comma-separated):
+    /// `kubectl create token SA --audience serin`. Adding the API server's own audience
+    /// accepts every token the user could also use against the API server.
+    #[arg(long, default_value = DEFAULT_API_AUDIENCE, value_delimiter = ',', env = "SERIN_API_AUDIENCE")]
+    api_audience: Vec<String>,
     /// File holding the Slack app's signing secret (mount it from a Secret); enables
-    /// POST /slack/interactions.
-    #[arg(long, env = "SERIN_SLACK_SIGNING_SECRET_FILE")]
+    /// POST /slack/interactions. Needs --slack-identities-file.
+    #[arg(
+        long,
+        env = "SERIN_SLACK_SIGNING_SECRET_FILE",
+        requires = "slack_identities_file"
+    )]
     slack_signing_secret_file: Option<std::path::PathBuf>,
-    /// Slack users allowed to approve: "U123=alice,U456=bob".
-    #[arg(long, default_value = "", env = "SERIN_SLACK_ALLOWED_USERS")]
-    slack_allowed_users: String,
+    /// YAML mapping Slack user ids to Kubernetes users and groups (mount it from a
+    /// ConfigMap in the controller's namespace); re-read when it changes.
+    #[arg(long, env = "SERIN_SLACK_IDENTITIES_FILE")]
+    slack_identities_file: Option<std::path::PathBuf>,
     /// Prometheus for templates that do not name a provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
     prometheus_url: Option<String>,
@@ -437,6 +456,20 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     let client = serin::controller::fence::fenced_client(config, &fence)
         .context("connecting to Kubernetes")?;
+    // The API's certificate, audience and Slack mapping are checked before anything runs.
+    let api = ApiServer::build(
+        &ApiOptions {
+            addr: Some(args.api_addr),
+            tls_cert: args.api_tls_cert.clone(),
+            tls_key: args.api_tls_key.clone(),
+            insecure_http: args.api_insecure_http,
+            audiences: args.api_audience.clone(),
+            slack_signing_secret_file: args.slack_signing_secret_file.clone(),
+            slack_identities_file: args.slack_identities_file.clone(),
+        },
+        plain.clone(),
+    )
+    .await?;
     let default = RouterKind::parse(&args.default_router).with_context(|| {
         format!(
             "--default-router {:?}: expected {}",
@@ -516,12 +549,11 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         registry,
         http,
     ));
-    tokio::spawn(serve_api(
-        plain.clone(),
-        args.api_addr,
-        args.slack_signing_secret_file.clone(),
-        args.slack_allowed_users.clone(),
-    ));
+    tokio::spawn(async move {
+        if let Err(e) = api.serve().await {
+            tracing::error!(error = %e, "approval API stopped");
+        }
+    });
     let shard = Shard {
         // An empty selector selects everything: not sharded.
         namespaces: args.namespace_selector.filter(|s| !s.is_empty()),
@@ -554,45 +586,6 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
     };
     run(plain, ctx, opts).await?;
     Ok(())
-}
-
-/// The approval API (TokenReview + SubjectAccessReview) and, when configured, Slack.
-async fn serve_api(
-    client: kube::Client,
-    addr: SocketAddr,
-    slack_secret: Option<std::path::PathBuf>,
-    slack_users: String,
-) {
-    let result: anyhow::Result<()> = async {
-        let mut app = api_router(ApiState {
-            client: client.clone(),
-            auth: Arc::new(KubeAuthenticator::new(client.clone(), vec![])),
-            limiter: Arc::new(RateLimiter::new(RateLimit::default())),
-        });
-        if let Some(path) = slack_secret {
-            let secret = std::fs::read_to_string(&path)
-                .with_context(|| format!("--slack-signing-secret-file {}", path.display()))?;
-            let users = parse_slack_allow_list(&slack_users).context("--slack-allowed-users")?;
-            app = app.merge(slack_router(SlackState::new(
-                client,
-                SecretString::new(secret.trim().to_string()),
-                users,
-            )));
-        }
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("--api-addr {addr}"))?;
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::error!(error = %format!("{e:#}"), "approval API stopped");
-    }
 }
 
 #[tokio::main]

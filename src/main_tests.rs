@@ -126,3 +126,24 @@ fn reconcile_bounds_have_defaults_and_must_fit_together() {
     .unwrap();
     check_bounds(&a).unwrap();
 }
+
+#[test]
+fn api_flags_parse_and_pairs_are_enforced() {
+    let a = controller_args(&[]).unwrap();
+    assert_eq!(a.api_audience, vec!["serin".to_string()]);
+    assert!(!a.api_insecure_http && a.api_tls_cert.is_none());
+    // Half a pair, or TLS and plain at once, is refused while parsing.
+    assert!(controller_args(&["--api-tls-cert", "/t/tls.crt"]).is_err());
+    assert!(controller_args(&[
+        "--api-tls-cert",
+        "/t/tls.crt",
+        "--api-tls-key",
+        "/t/tls.key",
+        "--api-insecure-http=true"
+    ])
+    .is_err());
+    // Slack needs the identity mapping.
+    assert!(controller_args(&["--slack-signing-secret-file", "/s"]).is_err());
+    let a = controller_args(&["--api-audience", "serin,https://kubernetes.default.svc"]).unwrap();
+    assert_eq!(a.api_audience.len(), 2);
+}

@@ -110,11 +110,17 @@ async fn a_standby_controller_is_ready_and_not_leading() {
     )
     .unwrap();
     let (health, api) = (free_port(), free_port());
+    let tls = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
     let mut child = tokio::process::Command::new(BIN)
         .args(["controller", "--identity", "serin-test-standby"])
         .env("KUBECONFIG", &kubeconfig)
         .env("SERIN_HEALTH_ADDR", format!("127.0.0.1:{health}"))
         .env("SERIN_API_ADDR", format!("127.0.0.1:{api}"))
+        // The approval API serves TLS only (test certificate and key).
+        .env("SERIN_API_TLS_CERT", tls.join("a.crt"))
+        .env("SERIN_API_TLS_KEY", tls.join("a.key"))
+        .env_remove("SERIN_API_INSECURE_HTTP")
+        .env_remove("SERIN_SLACK_SIGNING_SECRET_FILE")
         .env("SERIN_LEASE_NAMESPACE", "serin-system")
         .env_remove("SERIN_LEASE_NAME")
         .env_remove("SERIN_NAMESPACE")
@@ -164,6 +170,19 @@ async fn a_standby_controller_is_ready_and_not_leading() {
     assert_eq!(code, 200, "{body}");
     let (_, metrics) = get("/metrics").await.expect("/metrics answers");
     assert!(metrics.contains("serin_leader 0"), "{metrics}");
+    // The approval API answers over TLS with the mounted certificate (a standby too).
+    let ca = std::fs::read(tls.join("a-ca.crt")).unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let doc = https
+        .get(format!("https://localhost:{api}/openapi.json"))
+        .send()
+        .await
+        .expect("the approval API answers over TLS");
+    assert_eq!(doc.status(), 200);
 
     let requests = fake.requests.lock().unwrap().clone();
     assert!(

@@ -89,17 +89,10 @@ impl World {
         let Planned::Status { patch, .. } = planned else {
             panic!("{planned:?}")
         };
+        // A merge patch: the server replaces both lists with what it holds.
         let status = &patch["status"];
-        if let Some(a) = status.get("approvals") {
-            self.obs
-                .approvals
-                .push(serde_json::from_value(a[0].clone()).unwrap());
-        }
-        if let Some(c) = status.get("commands") {
-            self.obs
-                .commands
-                .push(serde_json::from_value(c[0].clone()).unwrap());
-        }
+        self.obs.approvals = serde_json::from_value(status["approvals"].clone()).unwrap();
+        self.obs.commands = serde_json::from_value(status["commands"].clone()).unwrap();
         let st = self.status();
         let mut merged = st.clone();
         merged.approvals = self.obs.approvals.clone();
@@ -293,4 +286,28 @@ fn confirm_hook_opens_its_gate_and_rollback_hook_aborts() {
         "{}",
         w.status().message
     );
+}
+
+#[test]
+fn a_revision_retried_after_a_rejection_waits_at_its_gate_again() {
+    let mut w =
+        World::new(json!({"targetRef": {"name": "podinfo"}, "gates": {"beforeRollout": true}}));
+    w.run_until(waiting);
+    w.decide(Verb::Reject, None, "bob", Via::Cli);
+    w.tick();
+    assert_eq!(w.status().phase, CanaryPhase::Failed);
+    w.tick();
+    w.decide(Verb::Retry, None, "ops", Via::Cli);
+    w.tick();
+    // The old rejection was for the release that ended; this one waits for a human.
+    w.run_until(|s| waiting(s) || s.phase == CanaryPhase::Failed);
+    assert_eq!(
+        w.status().phase,
+        CanaryPhase::WaitingApproval,
+        "{:#?}",
+        w.notes
+    );
+    w.decide(Verb::Approve, None, "alice", Via::Api);
+    w.tick();
+    assert_eq!(w.status().phase, CanaryPhase::Progressing);
 }

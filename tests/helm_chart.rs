@@ -126,23 +126,30 @@ fn chart_renders_and_every_object_is_valid() {
 /// The controller's ClusterRole rules with every router enabled, as the chart renders
 /// them, are kept in `charts/serin/tests/rendered-rbac.json`: the controller tests run
 /// serin against a fake API server that enforces exactly these rules (a missing verb is
-/// a 403 there, as on a real cluster). This keeps that copy equal to the chart.
+/// a 403 there, as on a real cluster). The approver ClusterRole's rules are kept in
+/// `rendered-approver.json` likewise (the gates tests show what an approver cannot do).
+/// This keeps both copies equal to the chart.
 fn check_rbac_copy(root: &Path, rendered: &serde_json::Map<String, Value>) {
     let full = rendered["full"].as_array().expect("full scenario");
-    let role = full
-        .iter()
-        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "serin")
-        .expect("the controller's ClusterRole in the full scenario");
-    let rules = serde_json::to_string_pretty(&role["rules"]).expect("rules") + "\n";
-    let path = root.join("charts/serin/tests/rendered-rbac.json");
-    if std::env::var_os("SERIN_UPDATE_RBAC").is_some() {
-        std::fs::write(&path, &rules).expect("writing rendered-rbac.json");
+    for (role_name, file) in [
+        ("serin", "rendered-rbac.json"),
+        ("serin-approver", "rendered-approver.json"),
+    ] {
+        let role = full
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == role_name)
+            .unwrap_or_else(|| panic!("ClusterRole {role_name} in the full scenario"));
+        let rules = serde_json::to_string_pretty(&role["rules"]).expect("rules") + "\n";
+        let path = root.join("charts/serin/tests").join(file);
+        if std::env::var_os("SERIN_UPDATE_RBAC").is_some() {
+            std::fs::write(&path, &rules).expect("writing the rules copy");
+        }
+        let kept = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            kept,
+            rules,
+            "{} is not the chart's ClusterRole {role_name}; regenerate with SERIN_UPDATE_RBAC=1 cargo test --test helm_chart",
+            path.display()
+        );
     }
-    let kept = std::fs::read_to_string(&path).unwrap_or_default();
-    assert_eq!(
-        kept,
-        rules,
-        "{} is not the chart's ClusterRole; regenerate with SERIN_UPDATE_RBAC=1 cargo test --test helm_chart",
-        path.display()
-    );
 }

@@ -1,18 +1,19 @@
-//! `kubectl serin`: approve, reject, abort, retry, pause and resume serin releases with
-//! your own kubeconfig, so the cluster's RBAC decides who may; `status` and `history`
-//! show them.
+//! `kubectl serin`: approve, reject, abort, retry, pause and resume serin releases
+//! through the controller's approval API (with a token for its audience; the
+//! controller checks your RBAC on the action and writes the record); `status` and
+//! `history` read Canaries with your kubeconfig.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
-use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Client, Config};
+use serin::cli::decide::{api_client, decide, service_account_token};
 use serin::cli::{Output, Target as View, WatchOptions};
 use serin::crd::GateKind;
-use serin::gates::{apply_decision, Decision, GateRef, Verb, Via};
+use serin::gates::{Decision, GateRef, Verb, DEFAULT_API_AUDIENCE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,9 +30,36 @@ struct Cli {
     /// kubeconfig context to use.
     #[arg(long, global = true, env = "SERIN_CONTEXT")]
     context: Option<String>,
-    /// Name recorded as `by`; defaults to your Kubernetes username (SelfSubjectReview).
-    #[arg(long, global = true, env = "SERIN_ACTOR")]
-    by: Option<String>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+/// How decisions reach the controller's approval API.
+#[derive(Debug, Args)]
+struct ApiArgs {
+    /// Base URL of serin's approval API, e.g. https://serin.serin-system.svc:8081 (in
+    /// the cluster), or https://localhost:8081 with `kubectl -n serin-system
+    /// port-forward svc/serin 8081:api`.
+    #[arg(long, global = true, env = "SERIN_API_URL")]
+    api_url: Option<String>,
+    /// CA certificate(s) (PEM) to trust for the API, instead of the system's roots.
+    #[arg(long, global = true, env = "SERIN_API_CA_FILE")]
+    api_ca_file: Option<std::path::PathBuf>,
+    /// Bearer token for the API's audience; prefer the environment variable or
+    /// --token-file (a flag shows in the process list).
+    #[arg(long, global = true, env = "SERIN_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token, e.g. from `kubectl create token SA --audience serin`.
+    #[arg(long, global = true, env = "SERIN_API_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+    /// Request a short-lived token of this ServiceAccount (`NAME` in the Canary's
+    /// namespace, or `NAMESPACE/NAME`) for the API's audience (needs `create` on
+    /// `serviceaccounts/token`). The decision is recorded as that ServiceAccount.
+    #[arg(long, global = true, env = "SERIN_SERVICE_ACCOUNT")]
+    service_account: Option<String>,
+    /// The audience the API accepts (its --api-audience).
+    #[arg(long, global = true, default_value = DEFAULT_API_AUDIENCE, env = "SERIN_API_AUDIENCE")]
+    audience: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,13 +160,38 @@ impl Cli {
     }
 }
 
-async fn whoami(client: &Client) -> Option<String> {
-    let api: Api<SelfSubjectReview> = Api::all(client.clone());
-    let review = api
-        .create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .ok()?;
-    review.status?.user_info?.username
+/// The bearer token for the approval API: given, from a file, or requested for a
+/// ServiceAccount.
+async fn api_token(api: &ApiArgs, client: &Client, ns: &str) -> anyhow::Result<String> {
+    if let Some(t) = api
+        .token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(t.to_string());
+    }
+    if let Some(path) = &api.token_file {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("--token-file {}", path.display()))?;
+        anyhow::ensure!(
+            !t.trim().is_empty(),
+            "--token-file {} is empty",
+            path.display()
+        );
+        return Ok(t.trim().to_string());
+    }
+    if let Some(sa) = &api.service_account {
+        let (sa_ns, name) = sa.split_once('/').unwrap_or((ns, sa.as_str()));
+        let ttl = std::time::Duration::from_secs(600);
+        return Ok(service_account_token(client, sa_ns, name, &api.audience, ttl).await?);
+    }
+    anyhow::bail!(
+        "no token for the serin API (audience {:?}): set SERIN_API_TOKEN or --token-file \
+         (e.g. `kubectl create token SA --audience {}`), or --service-account NAME",
+        api.audience,
+        api.audience
+    )
 }
 
 async fn run(cli: Cli) -> anyhow::Result<String> {
@@ -196,13 +249,19 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
     let Some((decision, name)) = cli.decision() else {
         unreachable!("every other command records a decision")
     };
-    let actor = match &cli.by {
-        Some(by) => by.clone(),
-        None => whoami(&client)
-            .await
-            .unwrap_or_else(|| "unknown-cli-user".into()),
+    let base = cli.api.api_url.as_deref().context(
+        "set --api-url (SERIN_API_URL) to serin's approval API, e.g. https://localhost:8081 \
+         with `kubectl -n serin-system port-forward svc/serin 8081:api`",
+    )?;
+    let ca = match &cli.api.api_ca_file {
+        Some(p) => {
+            Some(std::fs::read(p).with_context(|| format!("--api-ca-file {}", p.display()))?)
+        }
+        None => None,
     };
-    let outcome = apply_decision(&client, &ns, name, &decision, &actor, Via::Cli).await?;
+    let http = api_client(ca.as_deref(), std::time::Duration::from_secs(30))?;
+    let token = api_token(&cli.api, &client, &ns).await?;
+    let outcome = decide(&http, base, &token, &ns, name, &decision).await?;
     Ok(if outcome.changed {
         format!("{ns}/{name}: {}", outcome.message)
     } else {
@@ -260,6 +319,20 @@ mod tests {
         // The namespace flag may come first, as with kubectl.
         let cli = parse(&["-n", "shop", "abort", "podinfo"]).unwrap();
         assert_eq!(cli.namespace.as_deref(), Some("shop"));
+        // Where the API is and which token to use, before or after the verb.
+        let cli = parse(&[
+            "--api-url",
+            "https://localhost:8081",
+            "approve",
+            "podinfo",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        assert_eq!(cli.api.api_url.as_deref(), Some("https://localhost:8081"));
+        assert_eq!(cli.api.audience, "serin");
+        // The recorded name is the token's user: there is no flag to choose it.
+        assert!(parse(&["approve", "podinfo", "--by", "someone-else"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `kubectl serin status` and `history`: read Canaries with the user's client, render
 //! them ([`render`]), and keep re-rendering on changes with `--watch`.
 
+pub mod decide;
 pub mod render;
 #[cfg(test)]
 mod render_tests;

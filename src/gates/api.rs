@@ -1,10 +1,11 @@
-//! The approval HTTP API: JSON over axum, Kubernetes bearer tokens, RBAC via
-//! SubjectAccessReview.
+//! The approval HTTP API: JSON over axum, Kubernetes bearer tokens (TokenReview for
+//! the API's own audience), RBAC via SubjectAccessReview.
 //!
-//! Authorization asks for exactly what `kubectl serin` needs to do the same thing
-//! directly (verb `patch` on `canaries/status` for approve/reject/abort/retry, `patch`
-//! on `canaries` for pause/resume, `get` on `canaries` to read), so one Role serves
-//! both doors and the API never grants more than the cluster would.
+//! Every action needs `create` on one virtual subresource of the Canary
+//! (`canaries/approve` for approve and reject, `canaries/abort`, `canaries/retry`,
+//! `canaries/pause` for pause and resume; [`ResourceCheck::for_action`]); reading needs
+//! `get` on `canaries`. `kubectl serin` calls this API too, so one Role serves every
+//! door, and it grants the action only: the controller writes the record.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::RateLimiter;
 use super::record::{apply_decision, canary_view, get_canary, Decision, GateRef, Verb, Via};
 use super::GateError;
-use crate::crd::GROUP;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -185,16 +185,15 @@ async fn admit(
         .await
         .map_err(review_failed)?
     {
-        let what = match check.subresource {
-            Some(sub) => format!("{}/{sub}", check.resource),
-            None => check.resource.to_string(),
-        };
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
-                "{} may not {} {what}.{} {}/{}",
-                user.username, check.verb, check.group, check.namespace, check.name
+                "{} may not do this to canary {}/{}: it needs RBAC {}",
+                user.username,
+                check.namespace,
+                check.name,
+                check.describe()
             ),
         ));
     }
@@ -202,7 +201,7 @@ async fn admit(
 }
 
 /// A DNS-1123 subdomain (namespace and Canary names are stricter, this is the bound).
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.bytes()
@@ -223,30 +222,18 @@ fn check_names(ns: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The permission needed for `verb` (None: reading).
-pub(crate) fn required_permission(ns: &str, name: &str, verb: Option<Verb>) -> ResourceCheck {
-    let (k8s_verb, subresource) = match verb {
-        None => ("get", None),
-        Some(v) if v.writes_spec() => ("patch", None),
-        Some(_) => ("patch", Some("status")),
-    };
-    ResourceCheck {
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        verb: k8s_verb,
-        group: GROUP,
-        resource: "canaries",
-        subresource,
-    }
-}
-
 async fn get_one(
     State(state): State<ApiState>,
     Path((ns, name)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     check_names(&ns, &name)?;
-    admit(&state, &headers, required_permission(&ns, &name, None)).await?;
+    admit(
+        &state,
+        &headers,
+        ResourceCheck::for_action(&ns, &name, None),
+    )
+    .await?;
     let canary = get_canary(&state.client, &ns, &name).await?;
     Ok(Json(canary_view(&canary)).into_response())
 }
@@ -301,7 +288,7 @@ async fn act(
     let user = admit(
         &state,
         &headers,
-        required_permission(&ns, &name, Some(verb)),
+        ResourceCheck::for_action(&ns, &name, Some(verb)),
     )
     .await?;
     let expect = parse_body(&body)?;

@@ -1,13 +1,12 @@
 use std::sync::Mutex;
 
 use axum::body::Body;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::*;
 use crate::gates::auth::KubeAuthenticator;
 use crate::gates::ratelimit::RateLimit;
-use crate::gates::record::approver_field_manager;
 use crate::gates::record::tests::canary_json;
 use crate::testing::{expect, fixture_response, not_found, Exchange, MockApi};
 
@@ -21,8 +20,14 @@ fn fx(method: &'static str, path: &str, name: &str) -> Exchange {
 }
 
 fn state(client: Client, limit: RateLimit) -> ApiState {
+    state_for(client, limit, &[])
+}
+
+/// With the TokenReview asking for `audiences`.
+fn state_for(client: Client, limit: RateLimit, audiences: &[&str]) -> ApiState {
+    let audiences = audiences.iter().map(|a| a.to_string()).collect();
     ApiState {
-        auth: Arc::new(KubeAuthenticator::new(client.clone(), vec![])),
+        auth: Arc::new(KubeAuthenticator::new(client.clone(), audiences)),
         client,
         limiter: Arc::new(RateLimiter::new(limit)),
     }
@@ -57,7 +62,6 @@ const APPROVE: &str = "/api/v1/namespaces/shop/canaries/podinfo/approve";
 
 #[tokio::test]
 async fn approve_with_valid_token_and_rbac_records_approval() {
-    let fm = approver_field_manager("beforePromotion/rev2/2");
     let waiting = canary_json("WaitingApproval", Some("beforePromotion"));
     let (client, mock) = MockApi::start(vec![
         fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
@@ -65,7 +69,7 @@ async fn approve_with_valid_token_and_rbac_records_approval() {
         expect("GET", CANARY, 200, waiting.clone()),
         expect(
             "PATCH",
-            format!("{CANARY}/status?&fieldManager={fm}"),
+            format!("{CANARY}/status?&fieldManager=serin-approver"),
             200,
             waiting,
         ),
@@ -84,11 +88,19 @@ async fn approve_with_valid_token_and_rbac_records_approval() {
     assert_eq!(log[0].body.as_ref().unwrap()["spec"]["token"], "tok");
     let sar = &log[1].body.as_ref().unwrap()["spec"];
     assert_eq!(sar["user"], "system:serviceaccount:shop:release-bot");
+    // Exactly the right to approve this Canary: a virtual subresource, not the status.
     assert_eq!(
         sar["resourceAttributes"],
-        serde_json::json!({"namespace": "shop", "name": "podinfo", "verb": "patch",
-            "group": "serin.dev", "resource": "canaries", "subresource": "status"})
+        serde_json::json!({"namespace": "shop", "name": "podinfo", "verb": "create",
+            "group": "serin.dev", "resource": "canaries", "subresource": "approve"})
     );
+    // The token's extra (here its credential id) is judged too, not dropped.
+    assert_eq!(
+        sar["extra"],
+        serde_json::json!({"authentication.kubernetes.io/credential-id":
+            ["JTI=3d619fe6-f8ca-42b4-90b5-c5b56c6cc72c"]})
+    );
+    assert_eq!(sar["uid"], "93ae445c-9871-477a-88dd-182d2d8b6c5d");
     let rec = &log[3].body.as_ref().unwrap()["status"]["approvals"][0];
     assert_eq!(rec["by"], "system:serviceaccount:shop:release-bot");
     assert_eq!(rec["via"], "api");
@@ -213,25 +225,105 @@ async fn malformed_body_is_422() {
 }
 
 #[tokio::test]
-async fn pause_is_authorized_against_canaries_not_status() {
-    let (client, mock) = MockApi::start(vec![
-        fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
-        fx("POST", SAR, "19-subjectaccessreview-denied"),
-    ]);
-    let (status, _) = call(
-        api_router(state(client, RateLimit::default())),
+async fn every_action_is_authorized_on_its_own_virtual_subresource() {
+    for (action, sub) in [
+        ("approve", "approve"),
+        ("reject", "approve"),
+        ("abort", "abort"),
+        ("retry", "retry"),
+        ("pause", "pause"),
+        ("resume", "pause"),
+    ] {
+        let (client, mock) = MockApi::start(vec![
+            fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
+            fx("POST", SAR, "19-subjectaccessreview-denied"),
+        ]);
+        let (status, body) = call(
+            api_router(state(client, RateLimit::default())),
+            "POST",
+            &format!("/api/v1/namespaces/shop/canaries/podinfo/{action}"),
+            Some("tok"),
+            "",
+        )
+        .await;
+        assert_eq!(status, 403, "{action}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("create canaries/{sub}.serin.dev")),
+            "{body}"
+        );
+        let log = mock.finish();
+        let attrs = &log[1].body.as_ref().unwrap()["spec"]["resourceAttributes"];
+        assert_eq!(
+            (&attrs["verb"], &attrs["resource"], &attrs["subresource"]),
+            (&json!("create"), &json!("canaries"), &json!(sub)),
+            "{action}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_refused() {
+    // A valid token, but the API server reports it good for its own audience only
+    // (an ordinary service-account token): not one issued for serin.
+    let (client, mock) = MockApi::start(vec![fx("POST", TOKENREVIEW, "17-tokenreview-valid")]);
+    let (status, body) = call(
+        api_router(state_for(client, RateLimit::default(), &["serin"])),
         "POST",
-        "/api/v1/namespaces/shop/canaries/podinfo/pause",
+        APPROVE,
         Some("tok"),
         "",
     )
     .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"], "unauthenticated");
     let log = mock.finish();
-    let attrs = &log[1].body.as_ref().unwrap()["spec"]["resourceAttributes"];
-    assert_eq!(attrs["verb"], "patch");
-    assert_eq!(attrs["resource"], "canaries");
-    assert!(attrs.get("subresource").is_none());
+    // The review asked for serin's audience; no SubjectAccessReview, nothing written.
+    assert_eq!(log.len(), 1);
+    assert_eq!(
+        log[0].body.as_ref().unwrap()["spec"]["audiences"],
+        json!(["serin"])
+    );
+}
+
+#[tokio::test]
+async fn a_token_for_serins_audience_is_admitted() {
+    let (code, mut review) = fixture_response("17-tokenreview-valid");
+    review["status"]["audiences"] = json!(["serin"]);
+    let (client, mock) = MockApi::start(vec![
+        expect("POST", TOKENREVIEW, code, review),
+        fx("POST", SAR, "19-subjectaccessreview-denied"),
+    ]);
+    let (status, _) = call(
+        api_router(state_for(client, RateLimit::default(), &["serin"])),
+        "POST",
+        APPROVE,
+        Some("tok"),
+        "",
+    )
+    .await;
+    // Past authentication: RBAC (denied here) decides.
+    assert_eq!(status, 403);
+    mock.finish();
+}
+
+#[test]
+fn an_answer_without_audiences_does_not_count_for_ours() {
+    let (_, body) = fixture_response("17-tokenreview-valid");
+    let mut review: k8s_openapi::api::authentication::v1::TokenReview =
+        serde_json::from_value(body).unwrap();
+    let ours = ["serin".to_string()];
+    assert!(crate::gates::reviewed_user(&review, &ours).is_none());
+    // Without audiences configured the API server's own answer is enough.
+    assert!(crate::gates::reviewed_user(&review, &[]).is_some());
+    review.status.as_mut().unwrap().audiences = None;
+    assert!(crate::gates::reviewed_user(&review, &ours).is_none());
+    review.status.as_mut().unwrap().audiences = Some(vec!["serin".into()]);
+    let user = crate::gates::reviewed_user(&review, &ours).unwrap();
+    assert_eq!(user.username, "system:serviceaccount:shop:release-bot");
+    assert_eq!(user.extra.len(), 1);
 }
 
 #[tokio::test]
@@ -260,8 +352,7 @@ impl Authenticator for AllowAll {
     async fn authenticate(&self, _token: &str) -> Result<Option<UserInfo>, GateError> {
         Ok(Some(UserInfo {
             username: "u".into(),
-            uid: None,
-            groups: vec![],
+            ..Default::default()
         }))
     }
     async fn authorize(&self, _user: &UserInfo, check: &ResourceCheck) -> Result<bool, GateError> {

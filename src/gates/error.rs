@@ -14,6 +14,9 @@ pub enum GateError {
     Unauthenticated(String),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A review or write could not be done in time (the controller's trouble).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -26,6 +29,7 @@ impl GateError {
             GateError::Invalid(_) => "invalid",
             GateError::Unauthenticated(_) => "unauthenticated",
             GateError::Forbidden(_) => "forbidden",
+            GateError::Unavailable(_) => "unavailable",
             GateError::Kube(_) => "kube",
         }
     }
@@ -38,6 +42,7 @@ impl GateError {
             GateError::Invalid(_) => 422,
             GateError::Unauthenticated(_) => 401,
             GateError::Forbidden(_) => 403,
+            GateError::Unavailable(_) => 503,
             GateError::Kube(kube::Error::Api(s)) if s.code == 403 => 403,
             GateError::Kube(kube::Error::Api(s)) if s.code == 409 => 409,
             GateError::Kube(_) => 502,

@@ -54,11 +54,11 @@ pub fn openapi_document() -> Value {
         }}),
     );
     for verb in Verb::ALL {
-        let needs = if verb.writes_spec() {
-            "patch on canaries.serin.dev"
-        } else {
-            "patch on canaries.serin.dev/status"
-        };
+        let needs = format!(
+            "{} on canaries/{} (group serin.dev)",
+            super::record::ACTION_RBAC_VERB,
+            verb.subresource()
+        );
         let mut op = json!({
             "operationId": format!("{}Canary", verb.as_str()),
             "summary": describe(verb),
@@ -68,12 +68,13 @@ pub fn openapi_document() -> Value {
             "responses": {
                 "200": {"description": "Recorded (or already recorded)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Outcome"}}}},
-                "401": error_response("No or invalid bearer token"),
+                "401": error_response("No or invalid bearer token, or one not issued for the API's audience"),
                 "403": error_response("RBAC denies the action"),
                 "404": error_response("No such Canary"),
                 "409": error_response("The Canary is not in a state for this action (no gate pending, stale gate, decided otherwise)"),
                 "422": error_response("Malformed request"),
                 "429": error_response("Rate limited; see Retry-After"),
+                "503": error_response("The controller could not review the request with the Kubernetes API"),
             }
         });
         if matches!(verb, Verb::Approve | Verb::Reject) {
@@ -101,13 +102,14 @@ pub fn openapi_document() -> Value {
             "title": "serin gates API",
             "version": "v1",
             "description": "Approve, reject, abort, retry, pause and resume serin Canary releases. \
-                Authenticate with a Kubernetes bearer token (TokenReview); the cluster's RBAC \
-                decides (SubjectAccessReview)."
+                Authenticate with a Kubernetes bearer token issued for the API's audience \
+                (TokenReview, default audience serin); the cluster's RBAC decides \
+                (SubjectAccessReview on a virtual subresource of the Canary per action)."
         },
         "paths": Value::Object(paths),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                "description": "A Kubernetes token (service-account or OIDC) the API server accepts"}},
+                "description": "A Kubernetes token for the API's audience, e.g. `kubectl create token SA --audience serin`"}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "message"], "properties": {
                     "error": {"type": "string", "enum": ["unauthenticated", "forbidden", "not_found",

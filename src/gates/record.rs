@@ -6,13 +6,24 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use super::GateError;
-use crate::crd::{Approval, Canary, CanaryPhase, Command, CommandKind, GateKind, GROUP};
+use crate::crd::{Approval, Canary, CanaryPhase, CanaryStatus, Command, CommandKind, GateKind};
 
-/// Prefix of the field managers approvers apply status records with.
+/// The one field manager decision records are written with.
 pub const APPROVER_FIELD_MANAGER: &str = "serin-approver";
+
+/// Records (per list) of revisions other than the one in flight (or last failed)
+/// that are kept when a record is written; older ones are pruned.
+pub const RECORD_HISTORY: usize = 20;
+
+/// At most this many records (per list) of the current revision: a gate passage per
+/// step and gate, an abort per release, a retry per failure.
+pub const CURRENT_RECORDS_MAX: usize = 64;
+
+/// How often a write that lost a race (409: the Canary changed since it was read) is
+/// planned again from a fresh read.
+const WRITE_ATTEMPTS: usize = 5;
 
 /// What a human asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,7 +66,24 @@ impl Verb {
     pub fn writes_spec(self) -> bool {
         matches!(self, Verb::Pause | Verb::Resume)
     }
+
+    /// The virtual subresource of `canaries` (group serin.dev) whose `create` RBAC
+    /// grants this action: `canaries/approve` decides a gate (approve or reject),
+    /// `canaries/abort`, `canaries/retry`, and `canaries/pause` (pause and resume).
+    /// No such subresource is served: the controller asks a SubjectAccessReview for
+    /// it, so a Role can grant exactly one action and nothing else on the Canary.
+    pub fn subresource(self) -> &'static str {
+        match self {
+            Verb::Approve | Verb::Reject => "approve",
+            Verb::Abort => "abort",
+            Verb::Retry => "retry",
+            Verb::Pause | Verb::Resume => "pause",
+        }
+    }
 }
+
+/// The RBAC verb checked on [`Verb::subresource`].
+pub const ACTION_RBAC_VERB: &str = "create";
 
 /// The door a decision came through; recorded as `via`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,8 +129,10 @@ impl Decision {
 /// What recording a decision takes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Planned {
-    /// Server-side apply `patch` on the status subresource as field manager
-    /// [`approver_field_manager`]`(id)`.
+    /// Merge `patch` into the status subresource as field manager
+    /// [`APPROVER_FIELD_MANAGER`]: both record lists whole (the new record added, old
+    /// ones pruned) and the resourceVersion read, so a concurrent write makes it fail
+    /// (409) instead of overwriting.
     Status {
         id: String,
         patch: Value,
@@ -125,16 +155,6 @@ pub struct Outcome {
     pub message: String,
 }
 
-/// One field manager per record: an apply by a manager replaces everything that
-/// manager applied before, so a shared manager would delete earlier records. With one
-/// manager per id, a repeat is a no-op and a concurrent different decision on the same
-/// id is refused by the server (409) instead of overwriting the first.
-pub fn approver_field_manager(id: &str) -> String {
-    let digest = Sha256::digest(id.as_bytes());
-    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{APPROVER_FIELD_MANAGER}-{short}")
-}
-
 /// Id of a command: one abort per release, one retry per failure.
 pub fn command_id(kind: CommandKind, revision: &str, anchor: Option<DateTime<Utc>>) -> String {
     let kind = match kind {
@@ -145,14 +165,69 @@ pub fn command_id(kind: CommandKind, revision: &str, anchor: Option<DateTime<Utc
     format!("{kind}/{revision}/{anchor}")
 }
 
-/// The SSA body that adds one entry to `status.<list>` (approvals or commands).
-pub fn status_patch(name: &str, list: &str, entry: Value) -> Value {
+/// The merge patch that writes both record lists whole, conditional on the
+/// resourceVersion they were read at.
+pub fn records_patch(canary: &Canary, approvals: &[Approval], commands: &[Command]) -> Value {
     json!({
-        "apiVersion": format!("{GROUP}/v1alpha1"),
-        "kind": "Canary",
-        "metadata": {"name": name},
-        "status": {list: [entry]},
+        "metadata": {"resourceVersion": canary.metadata.resource_version},
+        "status": {"approvals": approvals, "commands": commands},
     })
+}
+
+/// Keep the records of `current` revisions (newest [`CURRENT_RECORDS_MAX`]) and the
+/// newest [`RECORD_HISTORY`] of all others; order by time, oldest first.
+fn prune<T: Clone>(
+    records: &[T],
+    current: &[&str],
+    revision: impl Fn(&T) -> &str,
+    at: impl Fn(&T) -> DateTime<Utc>,
+) -> Vec<T> {
+    let mut sorted: Vec<&T> = records.iter().collect();
+    // Newest first; the sort is stable, so equal times keep their order.
+    sorted.sort_by_key(|r| std::cmp::Reverse(at(r)));
+    let (mut now, mut old) = (0, 0);
+    let mut kept: Vec<&T> = sorted
+        .into_iter()
+        .filter(|r| {
+            let (seen, limit) = if current.contains(&revision(r)) {
+                (&mut now, CURRENT_RECORDS_MAX)
+            } else {
+                (&mut old, RECORD_HISTORY)
+            };
+            *seen += 1;
+            *seen <= limit
+        })
+        .collect();
+    kept.reverse();
+    kept.into_iter().cloned().collect()
+}
+
+/// Both record lists of `status` with `approval` or `command` added (replacing a
+/// record of the same id) and pruned to the current release plus a short history.
+pub fn bounded_records(
+    status: &CanaryStatus,
+    approval: Option<Approval>,
+    command: Option<Command>,
+) -> (Vec<Approval>, Vec<Command>) {
+    let mut approvals = status.approvals.clone();
+    if let Some(a) = approval {
+        approvals.retain(|x| x.id != a.id);
+        approvals.push(a);
+    }
+    let mut commands = status.commands.clone();
+    if let Some(c) = command {
+        commands.retain(|x| x.id != c.id);
+        commands.push(c);
+    }
+    let current: Vec<&str> = [&status.canary_revision, &status.failed_revision]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    (
+        prune(&approvals, &current, |a| &a.revision, |a| a.at),
+        prune(&commands, &current, |c| &c.revision, |c| c.at),
+    )
 }
 
 fn conflict(msg: String) -> GateError {
@@ -203,7 +278,15 @@ pub fn plan_decision(
                 }
             }
             let id = Approval::key(gate, &revision, step);
-            if let Some(prev) = status.approvals.iter().find(|a| a.id == id) {
+            // A record from an earlier release of the same revision (before a retry)
+            // is not a decision about this one.
+            let this_release =
+                |at: DateTime<Utc>| status.release_started_at.is_none_or(|t| at >= t);
+            if let Some(prev) = status
+                .approvals
+                .iter()
+                .find(|a| a.id == id && this_release(a.at))
+            {
                 let what = if prev.approved {
                     "approved"
                 } else {
@@ -229,12 +312,12 @@ pub fn plan_decision(
                 approved,
                 by: actor.to_string(),
                 via: via.as_str().to_string(),
-                at: now,
+                // Never before the release it decides (a replica's clock may lag).
+                at: status.release_started_at.map_or(now, |t| now.max(t)),
             };
-            let entry = serde_json::to_value(&record)
-                .map_err(|e| GateError::Invalid(format!("cannot encode approval: {e}")))?;
+            let (approvals, commands) = bounded_records(&status, Some(record), None);
             Ok(Planned::Status {
-                patch: status_patch(&name, "approvals", entry),
+                patch: records_patch(canary, &approvals, &commands),
                 message: format!(
                     "{} of revision {revision} at step {step} {} by {actor}",
                     gate.as_str(),
@@ -287,10 +370,9 @@ pub fn plan_decision(
                 via: via.as_str().to_string(),
                 at: now,
             };
-            let entry = serde_json::to_value(&record)
-                .map_err(|e| GateError::Invalid(format!("cannot encode command: {e}")))?;
+            let (approvals, commands) = bounded_records(&status, None, Some(record));
             Ok(Planned::Status {
-                patch: status_patch(&name, "commands", entry),
+                patch: records_patch(canary, &approvals, &commands),
                 message: format!(
                     "{} of revision {revision} requested by {actor}",
                     decision.verb.as_str()
@@ -331,8 +413,13 @@ fn map_kube(e: kube::Error, ns: &str, name: &str) -> GateError {
     }
 }
 
-/// Read the Canary, validate, and record the decision. Shared by CLI, API and Slack;
-/// the client's identity is what the cluster authorizes.
+/// Read the Canary, validate, and record the decision with the controller's client,
+/// once the caller is authorized (the API, Slack and, through the API, the CLI).
+///
+/// Race-free: the write carries the resourceVersion it was planned from, so of two
+/// people deciding the same gate at once one write fails with 409; it is planned
+/// again from a fresh read, which now sees the first decision (a repeat answers
+/// "unchanged", the opposite decision a conflict). Never two outcomes.
 pub async fn apply_decision(
     client: &Client,
     ns: &str,
@@ -342,36 +429,55 @@ pub async fn apply_decision(
     via: Via,
 ) -> Result<Outcome, GateError> {
     let api: Api<Canary> = Api::namespaced(client.clone(), ns);
-    let canary = get_canary(client, ns, name).await?;
-    match plan_decision(&canary, decision, actor, via, Utc::now())? {
-        Planned::Unchanged { message } => Ok(Outcome {
-            changed: false,
-            id: None,
-            message,
-        }),
-        Planned::Status { id, patch, message } => {
-            let pp = PatchParams::apply(&approver_field_manager(&id));
-            api.patch_status(name, &pp, &Patch::Apply(&patch))
-                .await
-                .map_err(|e| map_kube(e, ns, name))?;
-            Ok(Outcome {
-                changed: true,
-                id: Some(id),
-                message,
-            })
-        }
-        Planned::Suspend { suspend, message } => {
-            // A merge patch: spec.suspend is usually owned by whoever wrote the Canary,
-            // and an apply from another manager would conflict with them.
-            let patch = json!({"spec": {"suspend": suspend}});
-            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|e| map_kube(e, ns, name))?;
-            Ok(Outcome {
-                changed: true,
-                id: None,
-                message,
-            })
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let canary = get_canary(client, ns, name).await?;
+        let written = match plan_decision(&canary, decision, actor, via, Utc::now())? {
+            Planned::Unchanged { message } => {
+                return Ok(Outcome {
+                    changed: false,
+                    id: None,
+                    message,
+                })
+            }
+            Planned::Status { id, patch, message } => {
+                let pp = PatchParams {
+                    field_manager: Some(APPROVER_FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                api.patch_status(name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| (Some(id), message))
+            }
+            Planned::Suspend { suspend, message } => {
+                // A merge patch: spec.suspend is usually owned by whoever wrote the
+                // Canary, and an apply from another manager would conflict with them.
+                let patch = json!({
+                    "metadata": {"resourceVersion": canary.metadata.resource_version},
+                    "spec": {"suspend": suspend},
+                });
+                let pp = PatchParams {
+                    field_manager: Some(APPROVER_FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                api.patch(name, &pp, &Patch::Merge(&patch))
+                    .await
+                    .map(|_| (None, message))
+            }
+        };
+        match written {
+            Ok((id, message)) => {
+                return Ok(Outcome {
+                    changed: true,
+                    id,
+                    message,
+                })
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < WRITE_ATTEMPTS => {
+                tracing::debug!(namespace = %ns, name = %name, attempt, "record write raced; planning again");
+            }
+            Err(e) => return Err(map_kube(e, ns, name)),
         }
     }
 }

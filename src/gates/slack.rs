@@ -1,13 +1,18 @@
 //! Slack interactivity: the Approve / Reject buttons of a "waiting for approval"
-//! message. Requests are verified with Slack's v0 signature, the clicking user must be
-//! on an allow-list, and the message is replaced with the outcome.
+//! message. Each request is verified with Slack's v0 signature and acted on once
+//! (replays within the timestamp window are refused); the clicking Slack user is
+//! mapped to a Kubernetes identity (`SlackIdentities`) and must pass the same
+//! SubjectAccessReview as any other door, in the Canary's namespace; the message is
+//! replaced with the outcome. Everything echoed back is escaped for mrkdwn.
 
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -15,10 +20,15 @@ use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::auth::{Authenticator, ResourceCheck};
+use super::ratelimit::{RateLimit, RateLimiter};
 use super::record::{apply_decision, Decision, GateRef, Verb, Via};
+use super::replay::{Replay, ReplayGuard};
 use super::secret::SecretString;
 use super::sign::verify_hmac_sha256_hex;
+use super::slack_identity::IdentitySource;
 use crate::crd::GateKind;
+use crate::notify::mrkdwn::{code, escape};
 
 /// Requests older (or newer) than this are refused as replays.
 pub const SLACK_MAX_SKEW_SECS: i64 = 300;
@@ -36,6 +46,8 @@ pub enum SlackError {
     Expired,
     #[error("signature mismatch")]
     BadSignature,
+    #[error("request already received")]
+    Replayed,
     #[error("malformed payload: {0}")]
     BadPayload(String),
 }
@@ -46,6 +58,7 @@ impl SlackError {
             SlackError::MissingHeader(_) | SlackError::BadTimestamp => "malformed",
             SlackError::Expired => "expired",
             SlackError::BadSignature => "bad_signature",
+            SlackError::Replayed => "replayed",
             SlackError::BadPayload(_) => "bad_payload",
         }
     }
@@ -88,8 +101,12 @@ struct ButtonValue {
     step: i32,
 }
 
+/// Slack's limit on a button's value.
+const BUTTON_VALUE_MAX: usize = 2000;
+
 /// The `value` of an Approve/Reject button (JSON, well under Slack's 2000 characters
-/// for Kubernetes-sized names).
+/// for Kubernetes-sized names). Slack shows it nowhere; the handler parses it
+/// strictly and authorizes what it names, so it grants nothing by itself.
 pub fn button_value(ns: &str, name: &str, gate: &GateRef) -> String {
     let v = ButtonValue {
         ns: ns.into(),
@@ -101,10 +118,16 @@ pub fn button_value(ns: &str, name: &str, gate: &GateRef) -> String {
     serde_json::to_string(&v).unwrap_or_default()
 }
 
-/// Namespace, name and gate passage from a button value.
+/// Namespace, name and gate passage from a button value; the names must be
+/// Kubernetes names (nothing else is ever echoed back or looked up).
 pub fn parse_button_value(value: &str) -> Result<(String, String, GateRef), SlackError> {
     let v: ButtonValue =
         serde_json::from_str(value).map_err(|e| SlackError::BadPayload(e.to_string()))?;
+    if !super::api::valid_name(&v.ns) || !super::api::valid_name(&v.name) {
+        return Err(SlackError::BadPayload(
+            "namespace and name must be DNS-1123 names".into(),
+        ));
+    }
     Ok((
         v.ns,
         v.name,
@@ -117,8 +140,14 @@ pub fn parse_button_value(value: &str) -> Result<(String, String, GateRef), Slac
 }
 
 /// The Block Kit `actions` block with Approve and Reject buttons for a pending gate.
+/// The labels are fixed plain text; the Reject confirmation (mrkdwn) escapes the
+/// names it shows. A value over Slack's limit gets the CLI command instead.
 pub fn approval_blocks(ns: &str, name: &str, gate: &GateRef) -> Value {
     let value = button_value(ns, name, gate);
+    if value.len() > BUTTON_VALUE_MAX {
+        return json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": format!("Approve with {}", code(&format!("kubectl serin approve {name} -n {ns}")))}]});
+    }
     json!({
         "type": "actions",
         "block_id": "serin_gate",
@@ -129,69 +158,98 @@ pub fn approval_blocks(ns: &str, name: &str, gate: &GateRef) -> Value {
              "text": {"type": "plain_text", "text": "Reject"}, "value": value,
              "confirm": {
                 "title": {"type": "plain_text", "text": "Reject the release?"},
-                "text": {"type": "mrkdwn", "text": format!("Revision `{}` of `{ns}/{name}` will be rolled back.", gate.revision)},
+                "text": {"type": "mrkdwn", "text": format!("Revision {} of {} will be rolled back.",
+                    code(&gate.revision), code(&format!("{ns}/{name}")))},
                 "confirm": {"type": "plain_text", "text": "Reject"},
                 "deny": {"type": "plain_text", "text": "Cancel"}}}
         ]
     })
 }
 
-/// An allow-list from `U024BE7LH=alice,U0G9QF9C6=bob` (as a flag or ConfigMap value).
-pub fn parse_slack_allow_list(s: &str) -> Result<BTreeMap<String, String>, SlackError> {
-    let mut out = BTreeMap::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let (id, name) = item.split_once('=').ok_or_else(|| {
-            SlackError::BadPayload(format!("allow-list entry {item:?} is not SLACK_ID=name"))
-        })?;
-        let (id, name) = (id.trim(), name.trim());
-        if id.is_empty() || name.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(SlackError::BadPayload(format!(
-                "allow-list entry {item:?} is not SLACK_ID=name"
-            )));
-        }
-        out.insert(id.to_string(), name.to_string());
-    }
-    Ok(out)
-}
-
 /// What the Slack handler needs.
 #[derive(Clone)]
 pub struct SlackState {
-    /// The controller's client; Slack users act through the allow-list, not RBAC.
+    /// The controller's client: it writes the record once the mapped identity is
+    /// authorized.
     pub client: Client,
+    /// SubjectAccessReviews for the mapped identity.
+    pub auth: Arc<dyn Authenticator>,
     pub signing_secret: SecretString,
-    /// Slack user id -> name recorded as `by`.
-    pub allowed_users: BTreeMap<String, String>,
+    /// Slack user id -> Kubernetes identity.
+    pub identities: IdentitySource,
     /// Outgoing client for `response_url`; each call also has `response_timeout`.
     pub http: reqwest::Client,
     pub response_timeout: Duration,
     /// `response_url` must start with this (Slack's is `https://hooks.slack.com/`), so a
     /// signed-but-odd payload cannot make the controller call elsewhere.
     pub response_url_prefix: String,
+    /// Per client address, before the signature is checked (Slack's own addresses
+    /// carry every click, so this one is generous).
+    pub ip_limiter: Arc<RateLimiter>,
+    /// Per Slack user, once the request is verified.
+    pub user_limiter: Arc<RateLimiter>,
+    /// Each verified request is acted on once.
+    pub replay: Arc<ReplayGuard>,
 }
 
 impl SlackState {
     pub fn new(
         client: Client,
+        auth: Arc<dyn Authenticator>,
         signing_secret: SecretString,
-        allowed_users: BTreeMap<String, String>,
+        identities: IdentitySource,
     ) -> Self {
         Self {
             client,
+            auth,
             signing_secret,
-            allowed_users,
+            identities,
             http: reqwest::Client::new(),
             response_timeout: Duration::from_secs(5),
             response_url_prefix: "https://hooks.slack.com/".into(),
+            ip_limiter: Arc::new(RateLimiter::new(RateLimit {
+                burst: 100,
+                per_second: 20.0,
+            })),
+            user_limiter: Arc::new(RateLimiter::new(RateLimit::default())),
+            // Twice the window: a timestamp that old can no longer pass the check.
+            replay: Arc::new(ReplayGuard::new(2 * SLACK_MAX_SKEW_SECS, 10_000)),
         }
     }
 }
 
-/// `POST /slack/interactions`, for the lead to merge into the controller's server.
+/// `POST /slack/interactions`, merged into the controller's API server.
 pub fn slack_router(state: SlackState) -> Router {
     Router::new()
         .route("/slack/interactions", post(interactions))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_by_ip))
         .with_state(state)
+}
+
+fn too_many(wait: Duration) -> Response {
+    let mut resp = (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(json!({"error": "rate_limited", "message": "too many requests; slow down"})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+async fn limit_by_ip(State(state): State<SlackState>, req: Request, next: Next) -> Response {
+    let key = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(
+            || "slack-ip:unknown".to_string(),
+            |c| format!("slack-ip:{}", c.0.ip()),
+        );
+    match state.ip_limiter.check(&key) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => too_many(wait),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +258,8 @@ struct Payload {
     type_: String,
     user: SlackUser,
     #[serde(default)]
+    team: Option<SlackTeam>,
+    #[serde(default)]
     response_url: Option<String>,
     #[serde(default)]
     actions: Vec<SlackAction>,
@@ -207,6 +267,11 @@ struct Payload {
 
 #[derive(Debug, Deserialize)]
 struct SlackUser {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct SlackTeam {
     id: String,
 }
 
@@ -247,16 +312,24 @@ async fn interactions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let now = chrono::Utc::now().timestamp();
     let verified = header(&headers, "x-slack-request-timestamp").and_then(|ts| {
         let sig = header(&headers, "x-slack-signature")?;
-        let now = chrono::Utc::now().timestamp();
         verify_slack_signature(
             state.signing_secret.expose().as_bytes(),
             ts,
             sig,
             &body,
             now,
-        )
+        )?;
+        // Verified, so the timestamp parses.
+        let ts: i64 = ts.trim().parse().map_err(|_| SlackError::BadTimestamp)?;
+        // Full: more genuine requests within the window than it holds; refusing is
+        // the safe side (Slack shows the user an error, nothing is decided twice).
+        state
+            .replay
+            .admit(sig, ts, now)
+            .map_err(|(Replay::Seen | Replay::Full)| SlackError::Replayed)
     });
     if let Err(e) = verified {
         tracing::warn!(reason = e.category(), "rejected Slack request");
@@ -277,6 +350,13 @@ async fn interactions(
     if payload.type_ != "block_actions" {
         return StatusCode::OK.into_response();
     }
+    let team = payload.team.as_ref().map_or("", |t| t.id.as_str());
+    if let Err(wait) = state
+        .user_limiter
+        .check(&format!("slack-user:{team}/{}", payload.user.id))
+    {
+        return too_many(wait);
+    }
     // Slack wants an answer within 3 seconds: decide and report in the background.
     tokio::spawn(async move {
         let reply = decide(&state, &payload).await;
@@ -290,9 +370,17 @@ fn ephemeral(text: String) -> Value {
 }
 
 async fn decide(state: &SlackState, payload: &Payload) -> Value {
-    let Some(who) = state.allowed_users.get(&payload.user.id) else {
-        tracing::warn!(slack_user = %payload.user.id, "Slack user not on the allow-list");
-        return ephemeral("You are not allowed to approve releases.".into());
+    let slack_id = &payload.user.id;
+    let team = payload.team.as_ref().map(|t| t.id.as_str());
+    let identities = state.identities.current().await;
+    let Some(user) = identities.lookup(team, slack_id) else {
+        tracing::warn!(slack_user = %slack_id, "Slack user not mapped to a Kubernetes identity");
+        return ephemeral(format!(
+            "Your Slack user ({}) is not mapped to a Kubernetes identity, so you cannot \
+             approve releases from Slack. Ask the serin administrators to add you to the \
+             Slack identity mapping, or use `kubectl serin`.",
+            escape(slack_id)
+        ));
     };
     let Some(action) = payload
         .actions
@@ -313,9 +401,32 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
         .and_then(parse_button_value);
     let (ns, name, gate) = match parsed {
         Ok(x) => x,
-        Err(e) => return ephemeral(format!("Malformed button: {e}")),
+        Err(e) => return ephemeral(format!("Malformed button: {}", escape(&e.to_string()))),
     };
-    let actor = format!("{who} (slack:{})", payload.user.id);
+    let what = code(&format!("{ns}/{name}"));
+    let check = ResourceCheck::for_action(&ns, &name, Some(verb));
+    match state.auth.authorize(user, &check).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(slack_user = %slack_id, user = %user.username, namespace = %ns,
+                name = %name, "Slack decision denied by RBAC");
+            return ephemeral(format!(
+                "You ({}) may not {} {what}: that needs RBAC {} in namespace {}.",
+                escape(&user.username),
+                verb.as_str(),
+                code(&check.describe()),
+                code(&ns)
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "SubjectAccessReview for a Slack decision failed");
+            return ephemeral(format!(
+                "Could not check your permission to {} {what}; try again later.",
+                verb.as_str()
+            ));
+        }
+    }
+    let actor = format!("{} (slack:{slack_id})", user.username);
     let decision = Decision {
         verb,
         expect: Some(gate.clone()),
@@ -328,8 +439,10 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
                 ":x:"
             };
             let text = format!(
-                "{icon} `{ns}/{name}`: {} (revision `{}`, step {})",
-                outcome.message, gate.revision, gate.step
+                "{icon} {what}: {} (revision {}, step {})",
+                escape(&outcome.message),
+                code(&gate.revision),
+                gate.step
             );
             json!({
                 "replace_original": true,
@@ -339,7 +452,11 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
         }
         Err(e) => {
             tracing::warn!(namespace = %ns, name = %name, error = %e, "Slack decision failed");
-            ephemeral(format!("Could not {} `{ns}/{name}`: {e}", verb.as_str()))
+            ephemeral(format!(
+                "Could not {} {what}: {}",
+                verb.as_str(),
+                escape(&e.to_string())
+            ))
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod event;
 mod http;
+pub mod mrkdwn;
 mod queue;
 mod registry;
 mod render;

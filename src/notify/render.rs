@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use super::mrkdwn::{code, escape};
 use super::NotifyEvent;
 use crate::crd::{MetricStatus, Severity};
 use crate::gates::approval_blocks;
@@ -59,13 +60,19 @@ fn revisions(e: &NotifyEvent) -> String {
 
 /// Slack incoming-webhook body: Block Kit with the facts, every metric, the rollback
 /// reason, and Approve/Reject buttons while a gate waits.
+///
+/// Every text that comes from a tenant (names, revisions, messages, metric names and
+/// reasons, who decided) is escaped for mrkdwn ([`escape`]) wherever Slack parses
+/// mrkdwn: the section texts and fields, the context line, and the top-level `text`
+/// (the notification fallback, also parsed). The header is `plain_text`, which Slack
+/// never parses for links or mentions.
 pub fn slack_message(e: &NotifyEvent, channel: Option<&str>) -> Value {
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": clip(&title(e), 150)}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&e.message, 3000)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(&escape(&e.message), 3000)}}),
         json!({"type": "section", "fields": [
-            {"type": "mrkdwn", "text": format!("*Target*\n`{}`", e.target)},
-            {"type": "mrkdwn", "text": format!("*Revision*\n{}", revisions(e))},
+            {"type": "mrkdwn", "text": format!("*Target*\n{}", code(&e.target))},
+            {"type": "mrkdwn", "text": format!("*Revision*\n{}", escape(&revisions(e)))},
             {"type": "mrkdwn", "text": format!("*Step*\n{}/{}", e.step, e.step_count)},
             {"type": "mrkdwn", "text": format!("*Weight*\n{}%", e.weight)},
             {"type": "mrkdwn", "text": format!("*Phase*\n{}", e.phase.as_str())},
@@ -73,13 +80,13 @@ pub fn slack_message(e: &NotifyEvent, channel: Option<&str>) -> Value {
     ];
     if let Some(why) = &e.rollback_reason {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
-            "text": clip(&format!("*Rollback reason*\n{why}"), 3000)}}));
+            "text": clip(&format!("*Rollback reason*\n{}", escape(why)), 3000)}}));
     }
     if !e.metrics.is_empty() {
         let lines: Vec<String> = e
             .metrics
             .iter()
-            .map(|m| format!("• {}", metric_line(m)))
+            .map(|m| format!("• {}", escape(&metric_line(m))))
             .collect();
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
             "text": clip(&format!("*Metrics*\n{}", lines.join("\n")), 3000)}}));
@@ -90,8 +97,8 @@ pub fn slack_message(e: &NotifyEvent, channel: Option<&str>) -> Value {
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
         "text": format!("serin · {} · {}", e.severity.as_str(), e.at.to_rfc3339())}]}));
     let mut msg = json!({
-        // Shown in notifications and by clients without Block Kit.
-        "text": clip(&format!("{}: {}", title(e), e.message), 3000),
+        // Shown in notifications and by clients without Block Kit; parsed as mrkdwn.
+        "text": clip(&escape(&format!("{}: {}", title(e), e.message)), 3000),
         "blocks": blocks,
     });
     if let Some(ch) = channel {
@@ -221,6 +228,60 @@ mod tests {
         assert!(content["body"]
             .to_string()
             .contains("kubectl serin approve podinfo -n shop"));
+    }
+
+    /// Every string Slack parses as mrkdwn in a message.
+    fn mrkdwn_texts(v: &Value, parsed: bool, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                let is_mrkdwn = m.get("type").and_then(Value::as_str) == Some("mrkdwn");
+                for (k, x) in m {
+                    mrkdwn_texts(x, k == "text" && (is_mrkdwn || parsed), out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| mrkdwn_texts(x, false, out)),
+            Value::String(s) if parsed => out.push(s.clone()),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn slack_mrkdwn_injection_is_escaped() {
+        let evil = "<!channel> see <http://evil.example|the dashboard> & <@U0ADMIN>";
+        let mut e = event("WaitingApproval", NoteType::Normal, 1);
+        e.message = format!("revision rev2: {evil}");
+        e.target = format!("podinfo{evil}");
+        e.to_revision = Some(format!("rev2{evil}"));
+        e.rollback_reason = Some(evil.into());
+        e.metrics[0].name = format!("errors{evil}");
+        e.metrics[0].reason = evil.into();
+        e.pending.as_mut().unwrap().revision = format!("rev2{evil}");
+        let m = slack_message(&e, None);
+        let mut texts = vec![];
+        mrkdwn_texts(&m, false, &mut texts);
+        // The top-level fallback text plus every mrkdwn text object.
+        assert!(texts.len() >= 9, "{texts:?}");
+        for t in &texts {
+            assert!(!t.contains('<') && !t.contains('>'), "unescaped: {t}");
+        }
+        let all = texts.join("\n");
+        assert!(all.contains("&lt;!channel&gt;"), "{all}");
+        assert!(
+            all.contains("&lt;http://evil.example|the dashboard&gt;"),
+            "{all}"
+        );
+        assert!(all.contains("&amp; &lt;@U0ADMIN&gt;"), "{all}");
+        // The Reject confirmation names the revision; it is mrkdwn too.
+        let actions = m["blocks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["type"] == "actions")
+            .unwrap();
+        let confirm = actions["elements"][1]["confirm"]["text"]["text"]
+            .as_str()
+            .unwrap();
+        assert!(!confirm.contains('<'), "{confirm}");
     }
 
     #[test]

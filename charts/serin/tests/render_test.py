@@ -30,6 +30,8 @@ except ImportError as e:  # fail, never skip
 
 CHART = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 RELEASE, NS = "serin", "serin-system"
+# The one value without a default: the approval API's TLS Secret (or insecureHttp).
+MINIMAL = {"api": {"tls": {"secretName": "serin-api-tls"}}}
 FAILURES = []
 
 
@@ -240,8 +242,31 @@ def check_deployment(docs, values):
         check(vol and vol[0]["secret"]["secretName"] == secret, "slack secret volume")
         check(env.get("SERIN_SLACK_SIGNING_SECRET_FILE", "").startswith(mounts["slack-signing-secret"]["mountPath"]),
               "slack secret file under the mount")
+        # The identity mapping: a ConfigMap in the release namespace, mounted read-only.
+        check(mounts.get("slack-identities", {}).get("readOnly") is True, "slack identities mounted read-only")
+        vol = [v for v in pod["volumes"] if v["name"] == "slack-identities"]
+        cm = one(docs, "ConfigMap", f"{RELEASE}-slack-identities")
+        check(vol and vol[0]["configMap"]["name"] == cm.get("metadata", {}).get("name"), "identities volume")
+        check(cm.get("metadata", {}).get("namespace") == NS, "identities in the controller's namespace")
+        mapped = yaml.safe_load(cm.get("data", {}).get("identities.yaml", "")) or {}
+        check(mapped.get("users") == values.get("slack", {}).get("identities", []), f"identities rendered: {mapped}")
+        check(env.get("SERIN_SLACK_IDENTITIES_FILE", "").startswith(mounts["slack-identities"]["mountPath"]),
+              "identities file under the mount")
     else:
         check("slack-signing-secret" not in mounts and "SERIN_SLACK_SIGNING_SECRET_FILE" not in env, "no slack")
+        check("SERIN_SLACK_IDENTITIES_FILE" not in env, "no slack identities")
+    api = values.get("api", {})
+    tls = api.get("tls", {}).get("secretName")
+    if tls:
+        check(mounts.get("api-tls", {}).get("readOnly") is True, "API TLS Secret mounted read-only")
+        vol = [v for v in pod["volumes"] if v["name"] == "api-tls"]
+        check(vol and vol[0]["secret"]["secretName"] == tls, "API TLS volume")
+        check(env.get("SERIN_API_TLS_CERT") == mounts["api-tls"]["mountPath"] + "/tls.crt"
+              and env.get("SERIN_API_TLS_KEY") == mounts["api-tls"]["mountPath"] + "/tls.key", "tls.crt / tls.key")
+        check("SERIN_API_INSECURE_HTTP" not in env, "TLS, not plain HTTP")
+    else:
+        check(env.get("SERIN_API_INSECURE_HTTP") == "true" and "api-tls" not in mounts, "plain HTTP only when asked")
+    check(env.get("SERIN_API_AUDIENCE") == ",".join(api.get("audiences", ["serin"])), "API audience")
     svc = one(docs, "Service", RELEASE)
     sp = {p["name"]: (p["port"], p["targetPort"]) for p in svc.get("spec", {}).get("ports", [])}
     check(sp == {"health": (8080, "health"), "api": (8081, "api")}, f"service ports {sp}")
@@ -249,7 +274,7 @@ def check_deployment(docs, values):
 
 
 def scenario_default(chart):
-    values = {}
+    values = MINIMAL
     docs, raw = render(chart, values)
     check_deployment(docs, values)
     check_rules_commented(raw)
@@ -276,7 +301,11 @@ def scenario_default(chart):
     names = {d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")}
     check({f"{RELEASE}-viewer", f"{RELEASE}-approver"} <= names, f"user roles {names}")
     approver = grants(one(docs, "ClusterRole", f"{RELEASE}-approver").get("rules"))
-    check(("serin.dev", "canaries/status", "patch") in approver, "approver may approve")
+    want = {("serin.dev", "canaries", v) for v in ("get", "list", "watch")} | {
+        ("serin.dev", f"canaries/{a}", "create") for a in ("approve", "abort", "retry", "pause")}
+    check(approver == want, f"approver: only read and the virtual subresources: {approver ^ want}")
+    check(not [g for g in approver if g[1] == "canaries/status" or g[2] in ("patch", "update")],
+          "approver cannot write the Canary or its status")
     sa = one(docs, "ServiceAccount")
     for b in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NS}],
@@ -315,7 +344,7 @@ def scenario_full(chart):
     eg = json.dumps(spec.get("egress"))
     for needle in ('"port": 53', '"cidr": "10.96.0.1/32"', '"port": 9090', '"port": 6443'):
         check(needle in eg, f"egress has {needle}")
-    cm = one(docs, "ConfigMap")
+    cm = one(docs, "ConfigMap", f"{RELEASE}-dashboard")
     check(cm["metadata"]["namespace"] == "monitoring" and cm["metadata"]["labels"].get("grafana_dashboard") == "1",
           "dashboard ConfigMap labelled, in the chosen namespace")
     check(json.loads(cm["data"]["serin.json"])["uid"] == "serin-overview", "dashboard JSON in the ConfigMap")
@@ -325,7 +354,7 @@ def scenario_full(chart):
 
 def scenario_namespaced(chart):
     """controller.watchNamespace: namespaced rules move to a Role there."""
-    values = {"controller": {"watchNamespace": "shop"}, "routers": {"gatewayApi": {"enabled": True}}}
+    values = {"controller": {"watchNamespace": "shop"}, "routers": {"gatewayApi": {"enabled": True}}, **MINIMAL}
     docs, raw = render(chart, values)
     check_rules_commented(raw)
     env = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
@@ -342,15 +371,19 @@ def scenario_namespaced(chart):
     check(own.get("metadata", {}).get("namespace") == NS and grants(own.get("rules")) == {("", "secrets", "get")},
           "controller-namespace Secrets readable (ClusterNotifier, ClusterAnalysisTemplate)")
     # Watching its own namespace: no extra Role for its Secrets.
-    docs2, _ = render(chart, {"controller": {"watchNamespace": NS}})
+    docs2, _ = render(chart, {"controller": {"watchNamespace": NS}, **MINIMAL})
     check(not [d for d in docs2 if d["metadata"]["name"].endswith("-own-secrets")], "no own-secrets Role in own ns")
     return docs
 
 
 def scenario_single(chart):
     """One replica without leader election: no PDB, no lease Role, no user roles."""
-    values = {"replicas": 1, "leaderElection": {"enabled": False}, "rbac": {"userRoles": False}}
+    values = {"replicas": 1, "leaderElection": {"enabled": False}, "rbac": {"userRoles": False},
+              "api": {"insecureHttp": True}}
     docs, _ = render(chart, values, name="shard-b")
+    env0 = env_of(one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0])
+    check(env0.get("SERIN_API_INSECURE_HTTP") == "true" and "SERIN_API_TLS_CERT" not in env0,
+          "plain HTTP when asked for")
     kinds = {d["kind"] for d in docs}
     check("PodDisruptionBudget" not in kinds, "no PDB with one replica")
     check(not [d for d in docs if "leases" in json.dumps(d.get("rules", []))], "no lease Role without election")
@@ -373,9 +406,17 @@ def scenario_rejected(chart):
             check(False, f"values.schema.json accepted tests/bad-values/{name}")
         except helm.HelmError:
             pass
+    # Without TLS for the API (and without explicitly asking for plain HTTP): no render.
+    for values, needle in (({}, "api.tls.secretName"),
+                           ({"api": {"tls": {"secretName": "x"}, "insecureHttp": True}}, "exclude")):
+        try:
+            chart.render(values, name=RELEASE, namespace=NS)
+            check(False, f"rendered with {values}")
+        except helm.HelmError as e:
+            check(needle in str(e), f"unhelpful error: {e}")
     # A default router whose RBAC is not granted fails the render, with the key named.
     try:
-        chart.render({"controller": {"defaultRouter": "smi"}}, name=RELEASE, namespace=NS)
+        chart.render({"controller": {"defaultRouter": "smi"}, **MINIMAL}, name=RELEASE, namespace=NS)
         check(False, "defaultRouter smi without routers.smi.enabled rendered")
     except helm.HelmError as e:
         check("routers" in str(e), f"unhelpful error: {e}")
@@ -385,11 +426,11 @@ def main():
     emit = sys.argv[sys.argv.index("--emit") + 1] if "--emit" in sys.argv else None
     started = time.monotonic()
     print(f"helm-python-sdk {helm.helm_c_version()}, Helm SDK {helm.helm_sdk_version()}")
-    for values in (None, load_values("ci/full-values.yaml")):
+    for label, values in (("minimal", MINIMAL), ("full", load_values("ci/full-values.yaml"))):
         report = helm.lint(CHART, values, strict=True, namespace=NS)
         problems = [m for m in report.get("messages", []) if m.get("severity", 0) >= 2]
         check(not problems and not report.get("errors"),
-              f"helm lint --strict ({'full' if values else 'default'} values): {problems} {report.get('errors')}")
+              f"helm lint --strict ({label} values): {problems} {report.get('errors')}")
     rendered = {}
     with helm.Chart.load(CHART) as chart:
         check(chart.metadata.get("apiVersion") == "v2" and chart.version == "0.1.0", "Chart.yaml")
