@@ -9,6 +9,10 @@ type Harness = fn(&[u8]);
 const TARGETS: &[(&str, Harness)] = &[
     ("annotations", serin::fuzzing::annotations),
     ("template_args", serin::fuzzing::template_args),
+    ("prometheus_answer", serin::fuzzing::prometheus_answer),
+    ("webhook_results", serin::fuzzing::webhook_results),
+    ("approval_request", serin::fuzzing::approval_request),
+    ("slack_request", serin::fuzzing::slack_request),
 ];
 
 fn corpus(target: &str) -> Vec<Vec<u8>> {
@@ -78,6 +82,16 @@ const DICTIONARY: &[&[u8]] = &[
     b"analysis=",
     b"steps=",
     b"{{args.x}}",
+    b"\x00",
+    b"\"status\":\"success\"",
+    b"\"resultType\":\"matrix\"",
+    b"\"warnings\":[\"",
+    b"\"metric\":{",
+    b"Bearer ",
+    b"%22",
+    b"%7B",
+    b"payload=",
+    b"\"value\":\"",
 ];
 
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {

@@ -25,6 +25,7 @@ use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::RateLimiter;
 use super::record::{apply_decision, canary_view, get_canary, Decision, GateRef, Verb, Via};
 use super::GateError;
+use crate::rollout::text::one_line;
 
 /// What the API handlers share.
 #[derive(Clone)]
@@ -67,6 +68,11 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
         }
+    }
+
+    /// What the caller is told (the JSON body's `message`).
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 
     fn rate_limited(wait: std::time::Duration) -> Self {
@@ -127,7 +133,7 @@ async fn limit_by_ip(State(state): State<ApiState>, req: Request, next: Next) ->
     }
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let unauth = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
     let value = headers
         .get(header::AUTHORIZATION)
@@ -210,7 +216,7 @@ pub(crate) fn valid_name(s: &str) -> bool {
         && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
 
-fn check_names(ns: &str, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_names(ns: &str, name: &str) -> Result<(), ApiError> {
     if valid_name(ns) && valid_name(name) {
         Ok(())
     } else {
@@ -251,13 +257,43 @@ struct ActionBody {
     step: Option<i32>,
 }
 
-fn parse_body(body: &Bytes) -> Result<Option<GateRef>, ApiError> {
+/// The action named by the last path segment.
+pub(crate) fn parse_verb(action: &str) -> Result<Verb, ApiError> {
+    Verb::parse(action).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("unknown action {:?}", one_line(action, 64)),
+        )
+    })
+}
+
+/// The decision an action's `body` asks for: optional, and only approve and reject
+/// name a gate passage.
+pub(crate) fn decision_of(verb: Verb, body: &[u8]) -> Result<Decision, ApiError> {
+    let expect = parse_body(body)?;
+    if expect.is_some() && !matches!(verb, Verb::Approve | Verb::Reject) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "gate, revision and step apply to approve and reject only",
+        ));
+    }
+    Ok(Decision { verb, expect })
+}
+
+fn parse_body(body: &[u8]) -> Result<Option<GateRef>, ApiError> {
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let b: ActionBody =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("invalid JSON body: {e}")))?;
+    // serde's reason may quote the body: bounded.
+    let b: ActionBody = serde_json::from_slice(body).map_err(|e| {
+        invalid(format!(
+            "invalid JSON body: {}",
+            one_line(&e.to_string(), 200)
+        ))
+    })?;
     match (b.gate, b.revision, b.step) {
         (None, None, None) => Ok(None),
         (Some(gate), Some(revision), Some(step)) => Ok(Some(GateRef {
@@ -277,13 +313,7 @@ async fn act(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let verb = Verb::parse(&action).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("unknown action {action:?}"),
-        )
-    })?;
+    let verb = parse_verb(&action)?;
     check_names(&ns, &name)?;
     let user = admit(
         &state,
@@ -291,15 +321,7 @@ async fn act(
         ResourceCheck::for_action(&ns, &name, Some(verb)),
     )
     .await?;
-    let expect = parse_body(&body)?;
-    if expect.is_some() && !matches!(verb, Verb::Approve | Verb::Reject) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            "gate, revision and step apply to approve and reject only",
-        ));
-    }
-    let decision = Decision { verb, expect };
+    let decision = decision_of(verb, &body)?;
     let outcome = apply_decision(
         &state.client,
         &ns,

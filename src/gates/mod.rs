@@ -30,6 +30,7 @@ mod webhooks;
 mod wiring;
 
 pub use api::{api_router, ApiState};
+pub(crate) use api::{bearer, check_names, decision_of, parse_verb};
 pub use auth::{
     access_review, reviewed_user, Authenticator, KubeAuthenticator, ResourceCheck, UserInfo,
     DEFAULT_API_AUDIENCE,
@@ -54,6 +55,7 @@ pub use slack::{
     approval_blocks, button_value, parse_button_value, slack_router, verify_slack_signature,
     SlackError, SlackState, ACTION_APPROVE, ACTION_REJECT, SLACK_MAX_SKEW_SECS,
 };
+pub(crate) use slack::{parse_payload, read_click};
 pub use slack_identity::{IdentityError, IdentitySource, SlackIdentities};
 pub use webhooks::{
     effective_gates, gate_approvals_from_confirm_hooks, gate_of, hook_checks, pending_confirm_kind,

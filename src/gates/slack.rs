@@ -20,15 +20,16 @@ use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::{Authenticator, ResourceCheck};
+use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::{RateLimit, RateLimiter};
 use super::record::{apply_decision, Decision, GateRef, Verb, Via};
 use super::replay::{Replay, ReplayGuard};
 use super::secret::SecretString;
 use super::sign::verify_hmac_sha256_hex;
-use super::slack_identity::IdentitySource;
+use super::slack_identity::{IdentitySource, SlackIdentities};
 use crate::crd::GateKind;
 use crate::notify::mrkdwn::{code, escape};
+use crate::rollout::text::one_line;
 
 /// Requests older (or newer) than this are refused as replays.
 pub const SLACK_MAX_SKEW_SECS: i64 = 300;
@@ -91,6 +92,11 @@ pub fn verify_slack_signature(
     }
 }
 
+/// A payload that does not parse: serde's reason, which may quote the input, bounded.
+fn bad_payload(e: impl std::fmt::Display) -> SlackError {
+    SlackError::BadPayload(one_line(&e.to_string(), 200))
+}
+
 /// What a button carries: the exact gate passage it approves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct ButtonValue {
@@ -100,6 +106,9 @@ struct ButtonValue {
     rev: String,
     step: i32,
 }
+
+/// Longest revision a button may name.
+const REVISION_MAX: usize = 128;
 
 /// Slack's limit on a button's value.
 const BUTTON_VALUE_MAX: usize = 2000;
@@ -121,12 +130,17 @@ pub fn button_value(ns: &str, name: &str, gate: &GateRef) -> String {
 /// Namespace, name and gate passage from a button value; the names must be
 /// Kubernetes names (nothing else is ever echoed back or looked up).
 pub fn parse_button_value(value: &str) -> Result<(String, String, GateRef), SlackError> {
-    let v: ButtonValue =
-        serde_json::from_str(value).map_err(|e| SlackError::BadPayload(e.to_string()))?;
+    let v: ButtonValue = serde_json::from_str(value).map_err(bad_payload)?;
     if !super::api::valid_name(&v.ns) || !super::api::valid_name(&v.name) {
         return Err(SlackError::BadPayload(
             "namespace and name must be DNS-1123 names".into(),
         ));
+    }
+    // serin writes revisions of a few characters; the reply quotes this one.
+    if v.rev.is_empty() || v.rev.len() > REVISION_MAX || v.rev.chars().any(char::is_control) {
+        return Err(SlackError::BadPayload(format!(
+            "revision must be 1 to {REVISION_MAX} printable characters"
+        )));
     }
     Ok((
         v.ns,
@@ -253,7 +267,7 @@ async fn limit_by_ip(State(state): State<SlackState>, req: Request, next: Next) 
 }
 
 #[derive(Debug, Deserialize)]
-struct Payload {
+pub(crate) struct Payload {
     #[serde(rename = "type")]
     type_: String,
     user: SlackUser,
@@ -296,15 +310,15 @@ fn header<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, SlackErro
         .ok_or(SlackError::MissingHeader(name))
 }
 
-fn parse_payload(body: &[u8]) -> Result<Payload, SlackError> {
+pub(crate) fn parse_payload(body: &[u8]) -> Result<Payload, SlackError> {
     let form: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(|e| SlackError::BadPayload(e.to_string()))?;
+        serde_urlencoded::from_bytes(body).map_err(bad_payload)?;
     let raw = form
         .into_iter()
         .find(|(k, _)| k == "payload")
         .map(|(_, v)| v)
         .ok_or_else(|| SlackError::BadPayload("no payload field".into()))?;
-    serde_json::from_str(&raw).map_err(|e| SlackError::BadPayload(e.to_string()))
+    serde_json::from_str(&raw).map_err(bad_payload)
 }
 
 async fn interactions(
@@ -369,17 +383,35 @@ fn ephemeral(text: String) -> Value {
     json!({"response_type": "ephemeral", "replace_original": false, "text": text})
 }
 
-async fn decide(state: &SlackState, payload: &Payload) -> Value {
-    let slack_id = &payload.user.id;
+/// What a verified click asks for, read without any call: who it is (as mapped), the
+/// verb and the exact gate passage.
+pub(crate) struct Click<'a> {
+    pub(crate) slack_id: &'a str,
+    pub(crate) user: &'a UserInfo,
+    pub(crate) verb: Verb,
+    pub(crate) ns: String,
+    pub(crate) name: String,
+    pub(crate) gate: GateRef,
+}
+
+/// Longest Slack user ID quoted back (real ones are about 11 characters).
+const SLACK_ID_QUOTED_MAX: usize = 32;
+
+/// Read a click from `payload`; `Err` is the text to answer the user with.
+pub(crate) fn read_click<'a>(
+    payload: &'a Payload,
+    identities: &'a SlackIdentities,
+) -> Result<Click<'a>, String> {
+    let slack_id = payload.user.id.as_str();
     let team = payload.team.as_ref().map(|t| t.id.as_str());
-    let identities = state.identities.current().await;
     let Some(user) = identities.lookup(team, slack_id) else {
-        tracing::warn!(slack_user = %slack_id, "Slack user not mapped to a Kubernetes identity");
-        return ephemeral(format!(
+        tracing::warn!(slack_user = %one_line(slack_id, SLACK_ID_QUOTED_MAX),
+            "Slack user not mapped to a Kubernetes identity");
+        return Err(format!(
             "Your Slack user ({}) is not mapped to a Kubernetes identity, so you cannot \
              approve releases from Slack. Ask the serin administrators to add you to the \
              Slack identity mapping, or use `kubectl serin`.",
-            escape(slack_id)
+            escape(&one_line(slack_id, SLACK_ID_QUOTED_MAX))
         ));
     };
     let Some(action) = payload
@@ -387,21 +419,41 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
         .iter()
         .find(|a| a.action_id == ACTION_APPROVE || a.action_id == ACTION_REJECT)
     else {
-        return ephemeral("Unknown action.".into());
+        return Err("Unknown action.".into());
     };
     let verb = if action.action_id == ACTION_APPROVE {
         Verb::Approve
     } else {
         Verb::Reject
     };
-    let parsed = action
+    let (ns, name, gate) = action
         .value
         .as_deref()
         .ok_or_else(|| SlackError::BadPayload("button without value".into()))
-        .and_then(parse_button_value);
-    let (ns, name, gate) = match parsed {
-        Ok(x) => x,
-        Err(e) => return ephemeral(format!("Malformed button: {}", escape(&e.to_string()))),
+        .and_then(parse_button_value)
+        .map_err(|e| format!("Malformed button: {}", escape(&e.to_string())))?;
+    Ok(Click {
+        slack_id,
+        user,
+        verb,
+        ns,
+        name,
+        gate,
+    })
+}
+
+async fn decide(state: &SlackState, payload: &Payload) -> Value {
+    let identities = state.identities.current().await;
+    let Click {
+        slack_id,
+        user,
+        verb,
+        ns,
+        name,
+        gate,
+    } = match read_click(payload, &identities) {
+        Ok(click) => click,
+        Err(text) => return ephemeral(text),
     };
     let what = code(&format!("{ns}/{name}"));
     let check = ResourceCheck::for_action(&ns, &name, Some(verb));

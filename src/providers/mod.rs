@@ -17,8 +17,11 @@ pub mod prometheus;
 mod response;
 
 pub use allow::AllowedAddresses;
+pub use answer::decode_body;
 pub use credentials::{opted_in, ProviderAuth, ProviderCredentials, CREDENTIALS_LABEL};
-pub use prometheus::{PrometheusConfig, PrometheusSource, PrometheusSources};
+pub use prometheus::{
+    scalar_of, series_of, vector_of, PrometheusConfig, PrometheusSource, PrometheusSources,
+};
 pub use response::DEFAULT_MAX_BODY;
 
 /// Why a metric could not be measured. Each message says what to change.

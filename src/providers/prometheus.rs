@@ -287,10 +287,12 @@ fn finite(v: f64) -> Result<f64, MetricError> {
     }
 }
 
+/// One series' labels for a message: they come from the answer, so they are cleaned
+/// and bounded like any other field read from it.
 fn labels(metric: &HashMap<String, String>) -> String {
     let mut pairs: Vec<String> = metric.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
     pairs.sort();
-    format!("{{{}}}", pairs.join(","))
+    clean(&format!("{{{}}}", pairs.join(",")))
 }
 
 fn multiple(count: usize, first: &HashMap<String, String>) -> MetricError {
@@ -341,29 +343,11 @@ impl MetricSource for PrometheusSource {
 
 impl PrometheusSource {
     async fn scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
-        match self.instant(query, at).await? {
-            Data::Matrix(_) => Err(range_vector_error()),
-            Data::Scalar(s) => finite(s.value()),
-            Data::Vector(v) => match v.as_slice() {
-                [] => Err(MetricError::NoData),
-                [one] => finite(one.sample().value()),
-                [first, ..] => Err(multiple(v.len(), first.metric())),
-            },
-        }
+        scalar_of(&self.instant(query, at).await?)
     }
 
     async fn vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
-        // A range vector is accepted here: a subquery's points are the samples.
-        let values = data_values(&self.instant(query, at).await?);
-        if values.is_empty() {
-            return Err(MetricError::NoData);
-        }
-        // Non-finite entries (a pod without traffic) are dropped, not judged.
-        let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
-        if finite.is_empty() {
-            return Err(MetricError::NotFinite(f64::NAN));
-        }
-        Ok(finite)
+        vector_of(&self.instant(query, at).await?)
     }
 
     async fn range(
@@ -388,26 +372,60 @@ impl PrometheusSource {
             )
             .timeout(self.timeout_ms())
             .get_raw();
-        let matrix = match self.send(call).await? {
-            Data::Matrix(m) => m,
-            _ => {
-                return Err(MetricError::BadQuery(
-                    "a range query did not return a matrix".into(),
-                ))
-            }
-        };
-        match matrix.as_slice() {
+        series_of(&self.send(call).await?)
+    }
+}
+
+/// The one value of an instant answer: a scalar, or a vector of exactly one sample.
+pub fn scalar_of(data: &Data) -> Result<f64, MetricError> {
+    match data {
+        Data::Matrix(_) => Err(range_vector_error()),
+        Data::Scalar(s) => finite(s.value()),
+        Data::Vector(v) => match v.as_slice() {
             [] => Err(MetricError::NoData),
-            [one] => Ok(one
-                .samples()
-                .iter()
-                .filter_map(|s| {
-                    let ms = (s.timestamp() * 1000.0).round();
-                    DateTime::from_timestamp_millis(ms as i64).map(|t| (t, s.value()))
-                })
-                .collect()),
-            [first, ..] => Err(multiple(matrix.len(), first.metric())),
-        }
+            [one] => finite(one.sample().value()),
+            [first, ..] => Err(multiple(v.len(), first.metric())),
+        },
+    }
+}
+
+/// The finite values of an instant answer (one per pod, say). A range vector is
+/// accepted: a subquery's points are the samples.
+pub fn vector_of(data: &Data) -> Result<Vec<f64>, MetricError> {
+    let values = data_values(data);
+    if values.is_empty() {
+        return Err(MetricError::NoData);
+    }
+    // Non-finite entries (a pod without traffic) are dropped, not judged.
+    let finite: Vec<f64> = values.into_iter().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return Err(MetricError::NotFinite(f64::NAN));
+    }
+    Ok(finite)
+}
+
+/// The points of a range answer of exactly one series.
+pub fn series_of(data: &Data) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> {
+    let Data::Matrix(matrix) = data else {
+        return Err(MetricError::BadQuery(
+            "a range query did not return a matrix".into(),
+        ));
+    };
+    match matrix.as_slice() {
+        [] => Err(MetricError::NoData),
+        [one] => Ok(one
+            .samples()
+            .iter()
+            .filter_map(|s| {
+                let ms = (s.timestamp() * 1000.0).round();
+                // NaN and out-of-range timestamps name no instant: dropped.
+                if !ms.is_finite() {
+                    return None;
+                }
+                DateTime::from_timestamp_millis(ms as i64).map(|t| (t, s.value()))
+            })
+            .collect()),
+        [first, ..] => Err(multiple(matrix.len(), first.metric())),
     }
 }
 
