@@ -391,7 +391,7 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
         for m in &metrics {
             match m.name.as_str() {
                 "errors" => {
-                    let seq = m.sequential.as_ref().unwrap();
+                    let seq = m.sequential().unwrap();
                     let requests = seq.requests_query.as_deref().unwrap();
                     let ce = scalar(&m.query, "podinfo", m).await;
                     let cn = scalar(requests, "podinfo", m).await;
@@ -408,7 +408,7 @@ async fn shipped_templates_measure_the_canary_from_real_series() {
                     assert!(pn > 100.0 && pe / pn < 0.05, "{t}: {pe}/{pn}");
                 }
                 "latency" => {
-                    let c = m.compare.as_ref().unwrap();
+                    let c = m.compare().unwrap();
                     let canary = render_query(&m.query, &vars("podinfo", m)).unwrap();
                     let baseline = c.baseline_query.as_deref().unwrap_or(&m.query);
                     let primary = render_query(baseline, &vars("podinfo-primary", m)).unwrap();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::TimeZone;
 
 use super::*;
-use crate::analysis::{run_check, CheckInput, RenderVars, ResolvedMetric};
+use crate::analysis::{run_check, CheckInput, MetricJudge, RenderVars, ResolvedMetric};
 use crate::crd::{MetricStatus, ThresholdSpec};
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
 use crate::providers::{MetricError, MetricSources, PrometheusSources};
@@ -251,18 +251,16 @@ fn resolved(name: &str, query: &str) -> ResolvedMetric {
         query: query.into(),
         args: BTreeMap::new(),
         interval: None,
-        threshold: ThresholdSpec {
+        judge: MetricJudge::Threshold(ThresholdSpec {
             min: None,
             max: Some(0.01),
-        },
+        }),
         dry_run: false,
         critical: false,
         provider: None,
         credentials: None,
         failure_limit: None,
         inconclusive_limit: None,
-        compare: None,
-        sequential: None,
         consecutive_error_limit: None,
     }
 }
@@ -362,7 +360,7 @@ async fn a_check_times_each_judge_and_its_queries() {
         Reply::vector(ts, &refs(&primary)),
     );
     let mut latency = resolved("latency", "lat{pod=~\"{{workload}}-.*\"}");
-    latency.compare = Some(
+    latency.judge = MetricJudge::Compare(
         serde_json::from_value(serde_json::json!({"kind": "samples", "allowedIncrease": 1.1}))
             .unwrap(),
     );

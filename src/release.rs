@@ -217,7 +217,7 @@ pub async fn decide(
     plan.inconclusive_limit = limits.inconclusive_limit;
     // A confirm hook closes its gate like a human gate; its 2xx opens it.
     plan.gates = effective_gates(subject.spec);
-    plan.sequential_looks = subject.metrics.iter().any(|m| m.sequential.is_some());
+    plan.sequential_looks = subject.metrics.iter().any(|m| m.sequential().is_some());
     plan.pre_rollout = deps.hooks.is_some()
         && subject
             .spec

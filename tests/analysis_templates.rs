@@ -117,7 +117,7 @@ fn rendered(m: &ResolvedMetric) -> Vec<(String, Variant, String)> {
         render_query(q, v).unwrap_or_else(|e| panic!("{}: {e}\n{q}", m.name))
     };
     let mut out = vec![("query".to_string(), Variant::Canary, r(&m.query, &canary))];
-    if let Some(s) = &m.sequential {
+    if let Some(s) = m.sequential() {
         let errors = s.errors_query.as_deref().unwrap_or(&m.query);
         let requests = s
             .requests_query
@@ -141,7 +141,7 @@ fn rendered(m: &ResolvedMetric) -> Vec<(String, Variant, String)> {
             r(br.unwrap_or(requests), &primary),
         ));
     }
-    if let Some(c) = &m.compare {
+    if let Some(c) = m.compare() {
         let b = c.baseline_query.as_deref().unwrap_or(&m.query);
         out.push(("baseline".into(), Variant::Primary, r(b, &primary)));
     }
@@ -236,35 +236,35 @@ fn every_shipped_template_resolves_renders_and_parses() {
             let what = format!("{file} {}", m.name);
             match m.name.as_str() {
                 "errors" => {
-                    let s = m.sequential.as_ref().expect(&what);
+                    let s = m.sequential().expect(&what);
                     assert_eq!(s.alpha, 0.01, "{what}");
                     assert_eq!(s.allowed_increase.number(), 1.5, "{what}");
                 }
                 "latency" => {
-                    let c = m.compare.as_ref().expect(&what);
+                    let c = m.compare().expect(&what);
                     assert_eq!(c.allowed_increase.as_ref().map(|v| v.number()), Some(1.2));
                 }
                 "error-rate-guard" => {
                     assert!(m.critical, "{what}");
-                    assert_eq!(m.threshold.max, Some(0.2), "{what}");
+                    assert_eq!(m.threshold().and_then(|b| b.max), Some(0.2), "{what}");
                 }
                 _ => {
                     assert!(m.critical, "{what}");
-                    assert_eq!(m.threshold.max, Some(5.0), "{what}");
+                    assert_eq!(m.threshold().and_then(|b| b.max), Some(5.0), "{what}");
                 }
             }
             for (part, variant, q) in rendered(m) {
                 let what = format!("{file} {} {part} ({variant:?})", m.name);
                 assert!(!q.contains("{{"), "{what}: unrendered variable in {q}");
                 let ast = parser::parse(&q).unwrap_or_else(|e| panic!("{what}: {e}\n{q}"));
-                if m.sequential.is_some() {
+                if m.sequential().is_some() {
                     // Counter totals: serin takes the increments between looks itself.
                     for banned in ["rate(", "increase(", "[1m]", "{{interval}}"] {
                         assert!(!q.contains(banned), "{what}: {banned} in {q}");
                     }
                     assert!(q.starts_with("sum("), "{what}: {q}");
                 }
-                if m.compare.is_some() {
+                if m.compare().is_some() {
                     // One p99 (seconds) per 30 s window of the last 5 minutes.
                     assert!(
                         matches!(ast.value_type(), ValueType::Matrix),

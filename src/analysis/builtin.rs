@@ -194,7 +194,7 @@ mod tests {
                 args: BTreeMap::from([("maxLatencyRatio".to_string(), "1.3".to_string())]),
             };
             let m = resolve_metrics(&[(tref, builtin_template(t))]).unwrap();
-            let seq = m[0].sequential.as_ref().expect("errors is sequential");
+            let seq = m[0].sequential().expect("errors is sequential");
             assert_eq!(
                 (seq.alpha, seq.allowed_increase.number()),
                 (0.01, 1.5),
@@ -202,18 +202,15 @@ mod tests {
             );
             assert!(seq.requests_query.is_some(), "{t}");
             assert!(!m[0].critical, "{t}: sequential is decisive by itself");
-            let cmp = m[1].compare.as_ref().expect("latency is compare");
+            let cmp = m[1].compare().expect("latency is compare");
             assert_eq!(cmp.kind, crate::crd::CompareKind::Samples, "{t}");
             assert_eq!(cmp.allowed_increase.as_ref().map(|v| v.number()), Some(1.3));
             assert!(!m[1].critical, "{t}");
             for g in &m[2..] {
-                assert!(
-                    g.critical && g.compare.is_none() && g.sequential.is_none(),
-                    "{t}"
-                );
+                assert!(g.critical && g.threshold().is_some(), "{t}");
             }
-            assert_eq!(m[2].threshold.max, Some(0.2), "{t}");
-            assert_eq!(m[3].threshold.max, Some(5.0), "{t}");
+            assert_eq!(m[2].threshold().and_then(|b| b.max), Some(0.2), "{t}");
+            assert_eq!(m[3].threshold().and_then(|b| b.max), Some(5.0), "{t}");
             let vars = RenderVars {
                 namespace: "shop".into(),
                 canary: "podinfo".into(),

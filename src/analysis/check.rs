@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use futures::future::join_all;
 
 use super::judges;
+use super::judges::judge_threshold;
 use super::render::{prometheus_duration, render_query, RenderVars};
-use super::resolve::ResolvedMetric;
-use super::threshold::judge_threshold;
+use super::resolve::{MetricJudge, ResolvedMetric};
 use crate::crd::{MetricStatus, MetricVerdict};
 use crate::limits::KeyedLimiter;
 use crate::metrics::{Judge, Metrics};
@@ -85,7 +85,7 @@ pub async fn run_check(input: &CheckInput<'_>) -> AnalysisReport {
     }
     let checks = i.metrics.iter().map(|m| async move {
         let prev = i.previous.iter().find(|p| p.name == m.name);
-        if i.looks_only && m.sequential.is_none() {
+        if i.looks_only && m.sequential().is_none() {
             if let Some(p) = prev {
                 return MetricStatus {
                     dry_run: m.dry_run,
@@ -139,26 +139,25 @@ async fn check_metric(
             ..p.clone()
         };
     }
-    let judged = match (&m.sequential, &m.compare) {
-        (Some(cfg), _) => {
-            Some(sequential(m, cfg, prev, base, canary_interval, sources, now, observer).await)
+    let mut st = match &m.judge {
+        MetricJudge::Sequential(cfg) => {
+            sequential(m, cfg, prev, base, canary_interval, sources, now, observer).await
         }
-        (None, Some(cfg)) => {
-            Some(compare(m, cfg, base, canary_interval, sources, now, observer).await)
+        MetricJudge::Compare(cfg) => {
+            compare(m, cfg, base, canary_interval, sources, now, observer).await
         }
-        (None, None) => None,
+        MetricJudge::Threshold(bounds) => {
+            let value = measure(m, base, canary_interval, sources, now).await;
+            let (verdict, reason) = timed(observer, Judge::Threshold, || {
+                judge_threshold(&value, bounds)
+            });
+            tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
+            let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
+            plain_status(m, value, verdict, reason, now)
+        }
     };
-    if let Some(mut st) = judged {
-        st.dry_run = m.dry_run;
-        return count_errors(st, prev, m);
-    }
-    let value = measure(m, base, canary_interval, sources, now).await;
-    let (verdict, reason) = timed(observer, Judge::Threshold, || {
-        judge_threshold(&value, &m.threshold)
-    });
-    tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
-    let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
-    count_errors(plain_status(m, value, verdict, reason, now), prev, m)
+    st.dry_run = m.dry_run;
+    count_errors(st, prev, m)
 }
 
 /// A metric that did not answer within the check's time: an error, counted like one,
@@ -417,7 +416,7 @@ mod tests;
 fn critical_metrics(metrics: &[ResolvedMetric]) -> Vec<String> {
     metrics
         .iter()
-        .filter(|m| m.critical || m.sequential.is_some())
+        .filter(|m| m.critical || m.sequential().is_some())
         .map(|m| m.name.clone())
         .collect()
 }

@@ -76,18 +76,16 @@ fn metric(name: &str, query: &str, max: f64) -> ResolvedMetric {
         query: query.into(),
         args: BTreeMap::new(),
         interval: None,
-        threshold: ThresholdSpec {
+        judge: MetricJudge::Threshold(ThresholdSpec {
             min: None,
             max: Some(max),
-        },
+        }),
         dry_run: false,
         critical: false,
         provider: None,
         credentials: None,
         failure_limit: None,
         inconclusive_limit: None,
-        compare: None,
-        sequential: None,
         consecutive_error_limit: None,
     }
 }
@@ -330,7 +328,7 @@ async fn compare_judges_canary_samples_against_the_primary() {
         serde_json::from_value(serde_json::json!({"kind": "samples", "allowedIncrease": 1.1}))
             .unwrap();
     let mut m = metric("latency", "lat{pod=~\"{{workload}}-.*\"}", 0.0);
-    m.compare = Some(cfg);
+    m.judge = MetricJudge::Compare(cfg);
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
     for (canary, expect) in [
         (slow, MetricVerdict::Fail),
@@ -365,7 +363,7 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
     }))
     .unwrap();
     let mut m = metric("errors", "err{pod=~\"{{workload}}-.*\"}", 0.0);
-    m.sequential = Some(cfg);
+    m.judge = MetricJudge::Sequential(cfg);
     // Counter totals of canary and primary: errors and requests.
     let totals = |ce: f64, cn: f64, be: f64, bn: f64| {
         Arc::new(Scripted {
@@ -445,7 +443,7 @@ async fn sequential_judge_accumulates_looks_through_the_status() {
 #[tokio::test]
 async fn a_sequential_metric_without_requests_query_is_an_error() {
     let mut m = metric("errors", "err", 0.0);
-    m.sequential = Some(crate::crd::SequentialSpec::default());
+    m.judge = MetricJudge::Sequential(crate::crd::SequentialSpec::default());
     let r = check(&[m], &[], &Sources(Arc::new(Scripted::default())), t(0)).await;
     assert_eq!(r.metrics[0].verdict, MetricVerdict::Error);
     assert!(
@@ -524,7 +522,7 @@ async fn a_partial_answer_is_inconclusive_and_quotes_the_warning() {
     );
     let threshold = metric("error-rate", "errors", 0.01);
     let mut compare = metric("latency", "lat{w=\"{{workload}}\"}", 0.0);
-    compare.compare = Some(crate::crd::CompareSpec::default());
+    compare.judge = MetricJudge::Compare(crate::crd::CompareSpec::default());
     let r = check(&[threshold, compare], &[], &sources, t(0)).await;
     for st in &r.metrics {
         assert_eq!(

@@ -14,9 +14,9 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::judges::{fmt, judge_threshold};
 use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
-use super::threshold::{fmt, judge_threshold};
 use crate::crd::{AnalysisTemplateSpec, MetricVerdict, TemplateRef};
 use crate::providers::{MetricError, MetricSources};
 
@@ -198,10 +198,10 @@ pub async fn analyze(
     // (e.g. the built-in guards) are evaluated. The report names what it left out.
     let comparative: Vec<String> = metrics
         .iter()
-        .filter(|m| m.compare.is_some() || m.sequential.is_some())
+        .filter(|m| m.threshold().is_none())
         .map(|m| m.name.clone())
         .collect();
-    metrics.retain(|m| m.compare.is_none() && m.sequential.is_none());
+    metrics.retain(|m| m.threshold().is_some());
     if metrics.is_empty() {
         return Err(AnalyzeError::Request(format!(
             "template {:?} has no threshold metrics to evaluate over history; its compare/sequential metrics ({}) judge a canary against the primary during a release",
@@ -275,6 +275,10 @@ async fn evaluate(
     ends: &[DateTime<Utc>],
     chunk: std::ops::Range<usize>,
 ) -> Vec<(usize, WindowMetric)> {
+    // Only threshold metrics are evaluated over history (see `analyze`).
+    let Some(bounds) = m.threshold() else {
+        return Vec::new();
+    };
     let vars = RenderVars {
         interval: prometheus_duration(m.interval.unwrap_or(interval)),
         args: m.args.clone(),
@@ -314,7 +318,7 @@ async fn evaluate(
     chunk
         .zip(values)
         .map(|(w, value)| {
-            let (verdict, reason) = judge_threshold(&value, &m.threshold);
+            let (verdict, reason) = judge_threshold(&value, bounds);
             let wm = WindowMetric {
                 name: m.name.clone(),
                 value: value.ok().filter(|v| v.is_finite()),

@@ -184,7 +184,7 @@ fn render(
     looks: &[(SequentialObservation, JudgeVerdict)],
     out: OutputFormat,
 ) -> String {
-    let opt = |x: Option<f64>| x.map_or("-".to_string(), super::threshold::fmt);
+    let opt = |x: Option<f64>| x.map_or("-".to_string(), super::judges::fmt);
     match out {
         OutputFormat::Json => {
             let mut j = verdict_json(v);
@@ -203,7 +203,7 @@ fn render(
                     "look", "canary err/req", "base err/req", "p-value", "verdict"
                 ));
                 for (i, (o, lv)) in looks.iter().enumerate() {
-                    let f = super::threshold::fmt;
+                    let f = super::judges::fmt;
                     s.push_str(&format!(
                         "{:>4}  {:>14}  {:>14}  {:>10}  {}\n",
                         i + 1,

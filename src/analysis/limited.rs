@@ -88,7 +88,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::analysis::{run_check, CheckInput, RenderVars, ResolvedMetric};
+    use crate::analysis::{run_check, CheckInput, MetricJudge, RenderVars, ResolvedMetric};
     use crate::crd::{MetricVerdict, PrometheusProviderSpec, ThresholdSpec};
 
     /// Queries now and the most ever at once.
@@ -150,10 +150,10 @@ mod tests {
                 query: format!("q{i}"),
                 args: BTreeMap::new(),
                 interval: None,
-                threshold: ThresholdSpec {
+                judge: MetricJudge::Threshold(ThresholdSpec {
                     min: None,
                     max: Some(1.0),
-                },
+                }),
                 provider: Some(ProviderSpec {
                     prometheus: Some(PrometheusProviderSpec {
                         address: provider.into(),
@@ -166,8 +166,6 @@ mod tests {
                 failure_limit: None,
                 inconclusive_limit: None,
                 consecutive_error_limit: None,
-                compare: None,
-                sequential: None,
             })
             .collect()
     }

@@ -13,16 +13,16 @@ pub mod positions;
 pub mod render;
 mod resolve;
 pub mod stats;
-pub mod threshold;
 
 pub use builtin::{builtin_template, Telemetry};
 pub use check::{run_check, CheckInput};
+pub use judges::judge_threshold;
 pub use positions::Position;
 pub use render::{check_args, render_query, RenderError, RenderVars};
 pub use resolve::{
-    effective_limits, resolve_metrics, AnalysisConfigError, AnalysisLimits, ResolvedMetric,
+    effective_limits, resolve_metrics, AnalysisConfigError, AnalysisLimits, MetricJudge,
+    ResolvedMetric,
 };
-pub use threshold::judge_threshold;
 
 use crate::crd::{AnalysisSpec, BuiltinAnalysis, TemplateRef};
 use crate::traffic::RouterKind;

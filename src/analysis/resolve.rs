@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::render::{check_args, substitute, RenderError, RenderVars};
 use crate::crd::{
-    AnalysisSpec, AnalysisTemplateSpec, PrometheusSecretRef, ProviderSpec, TemplateRef,
-    ThresholdSpec, ThresholdTemplate, ThresholdValue,
+    AnalysisSpec, AnalysisTemplateSpec, CompareSpec, PrometheusSecretRef, ProviderSpec,
+    SequentialSpec, TemplateRef, ThresholdSpec, ThresholdTemplate, ThresholdValue,
 };
 use crate::providers::ProviderCredentials;
 
@@ -23,7 +23,8 @@ pub struct ResolvedMetric {
     pub args: BTreeMap<String, String>,
     /// Per-metric interval; `None` means the Canary's interval.
     pub interval: Option<Duration>,
-    pub threshold: ThresholdSpec,
+    /// How the metric is judged: exactly one judge.
+    pub judge: MetricJudge,
     pub dry_run: bool,
     pub critical: bool,
     pub provider: Option<ProviderSpec>,
@@ -35,13 +36,61 @@ pub struct ResolvedMetric {
     pub inconclusive_limit: Option<i32>,
     /// The template's `consecutiveErrorLimit`, applied by `run_check` per metric.
     pub consecutive_error_limit: Option<i32>,
-    /// Judge against the primary (baseline) instead of a threshold.
-    pub compare: Option<crate::crd::CompareSpec>,
-    /// Judge error counts with the anytime-valid sequential test.
-    pub sequential: Option<crate::crd::SequentialSpec>,
+}
+
+/// The one judge of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetricJudge {
+    /// The canary's value against fixed bounds.
+    Threshold(ThresholdSpec),
+    /// Canary against the primary (baseline): samples or counts.
+    Compare(CompareSpec),
+    /// Error counts of both versions with the anytime-valid sequential test, at every
+    /// look.
+    Sequential(SequentialSpec),
+}
+
+impl MetricJudge {
+    /// The judge a template's metric names. A template that sets several keeps the
+    /// precedence serin has always applied: sequential, then compare, then threshold.
+    fn chosen(
+        threshold: ThresholdSpec,
+        compare: Option<CompareSpec>,
+        sequential: Option<SequentialSpec>,
+    ) -> Self {
+        match (sequential, compare) {
+            (Some(s), _) => MetricJudge::Sequential(s),
+            (None, Some(c)) => MetricJudge::Compare(c),
+            (None, None) => MetricJudge::Threshold(threshold),
+        }
+    }
 }
 
 impl ResolvedMetric {
+    /// The sequential test's settings, when that is the judge.
+    pub fn sequential(&self) -> Option<&SequentialSpec> {
+        match &self.judge {
+            MetricJudge::Sequential(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The comparison's settings, when that is the judge.
+    pub fn compare(&self) -> Option<&CompareSpec> {
+        match &self.judge {
+            MetricJudge::Compare(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The bounds, when a threshold is the judge.
+    pub fn threshold(&self) -> Option<&ThresholdSpec> {
+        match &self.judge {
+            MetricJudge::Threshold(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The Secret keys the controller must read into `credentials`
     /// (with [`crate::providers::ProviderCredentials::from_secret_data`]).
     pub fn secret_ref(&self) -> Option<&PrometheusSecretRef> {
@@ -352,7 +401,7 @@ pub fn resolve_metrics(
                 query: m.query.clone(),
                 args: args.clone(),
                 interval,
-                threshold,
+                judge: MetricJudge::chosen(threshold, compare, sequential),
                 dry_run: m.dry_run,
                 critical: m.critical,
                 provider: spec.provider.clone(),
@@ -360,8 +409,6 @@ pub fn resolve_metrics(
                 failure_limit: spec.failure_limit,
                 inconclusive_limit: spec.inconclusive_limit,
                 consecutive_error_limit: spec.consecutive_error_limit,
-                compare,
-                sequential,
             });
         }
     }

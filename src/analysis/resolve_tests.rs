@@ -308,11 +308,11 @@ fn threshold_bounds_may_name_args_and_must_read_as_numbers() {
     );
     let out = resolve_metrics(&[(tref("t", &[("high", "3")]), s.clone())]).unwrap();
     assert_eq!(
-        out[0].threshold,
-        ThresholdSpec {
+        out[0].threshold(),
+        Some(&ThresholdSpec {
             min: Some(0.5),
             max: Some(3.0)
-        }
+        })
     );
     let err = resolve_metrics(&[(tref("t", &[("high", "fast")]), s.clone())]).unwrap_err();
     assert_eq!(

@@ -52,9 +52,9 @@ mod tests {
         for (d, b) in demo.iter().zip(&builtin) {
             assert_eq!(d.name, b.name);
             assert_eq!(d.critical, b.critical, "{}", d.name);
-            assert_eq!(d.sequential, b.sequential, "{}", d.name);
-            assert_eq!(d.compare, b.compare, "{}", d.name);
-            assert_eq!(d.threshold, b.threshold, "{}", d.name);
+            assert_eq!(d.sequential(), b.sequential(), "{}", d.name);
+            assert_eq!(d.compare(), b.compare(), "{}", d.name);
+            assert_eq!(d.threshold(), b.threshold(), "{}", d.name);
         }
         let vars = RenderVars {
             namespace: "demo".into(),

@@ -149,7 +149,7 @@ pub fn template_args(data: &[u8]) {
     };
     for m in &metrics {
         let mut queries = vec![&m.query];
-        if let Some(s) = &m.sequential {
+        if let Some(s) = m.sequential() {
             queries.extend(
                 [
                     &s.requests_query,
@@ -160,7 +160,7 @@ pub fn template_args(data: &[u8]) {
                 .flatten(),
             );
         }
-        if let Some(c) = &m.compare {
+        if let Some(c) = m.compare() {
             queries.extend([&c.baseline_query, &c.requests_query].into_iter().flatten());
         }
         for q in queries {

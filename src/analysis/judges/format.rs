@@ -1,6 +1,6 @@
 //! Number formatting for one-line reasons.
 
-use crate::analysis::threshold::fmt;
+use super::threshold::fmt;
 
 /// `+23.0%` / `-4.1%` for a ratio, `n/a` when undefined.
 pub fn pct_change(ratio: Option<f64>) -> String {

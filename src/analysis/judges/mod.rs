@@ -4,6 +4,7 @@
 mod compare;
 mod format;
 mod sequential;
+mod threshold;
 
 pub use compare::{judge_mann_whitney, judge_proportions, validate_compare, Counts};
 pub use format::{pct_change, rate};
@@ -11,6 +12,7 @@ pub use sequential::{
     evidence_line, increments_since_last_look, judge_sequential, last_look_line, sequential_test,
     validate_sequential, SequentialObservation, HOLD_AT,
 };
+pub use threshold::{fmt, judge_threshold};
 
 use chrono::{DateTime, Utc};
 
