@@ -148,9 +148,10 @@ async fn check_metric(
         }
         MetricJudge::Threshold(bounds) => {
             let value = measure(m, base, canary_interval, sources, now).await;
-            let (verdict, reason) = timed(observer, Judge::Threshold, || {
-                judge_threshold(&value, bounds)
-            });
+            let (verdict, reason) = match measured(&value) {
+                Ok(v) => timed(observer, Judge::Threshold, || judge_threshold(v, bounds)),
+                Err(instead) => instead,
+            };
             tracing::debug!(metric = %m.name, ?value, ?verdict, "metric judged");
             let value = value.as_ref().ok().copied().filter(|v| v.is_finite());
             plain_status(m, value, verdict, reason, now)
@@ -192,6 +193,16 @@ fn variant_vars(
 
 fn render(query: &str, vars: &RenderVars) -> Result<String, MetricError> {
     render_query(query, vars).map_err(|e| MetricError::BadQuery(e.to_string()))
+}
+
+/// A measurement, or the verdict and reason that stand in for it when the query failed:
+/// no evidence is inconclusive, anything else an error. Never a pass.
+pub(crate) fn measured(value: &Result<f64, MetricError>) -> Result<f64, (MetricVerdict, String)> {
+    match value {
+        Ok(v) => Ok(*v),
+        Err(e) if e.is_no_evidence() => Err((MetricVerdict::Inconclusive, e.to_string())),
+        Err(e) => Err((MetricVerdict::Error, e.to_string())),
+    }
 }
 
 /// A metric that could not be measured: no evidence is inconclusive, anything else an error.

@@ -579,3 +579,27 @@ async fn an_oversized_prometheus_answer_is_an_error_verdict_naming_the_metric() 
         report.summary(now)
     );
 }
+
+#[test]
+fn a_failed_query_never_reaches_a_judge_and_never_passes() {
+    assert_eq!(measured(&Ok(0.5)), Ok(0.5));
+    assert_eq!(
+        measured(&Err(MetricError::NoData)).unwrap_err().0,
+        MetricVerdict::Inconclusive
+    );
+    assert_eq!(
+        measured(&Err(MetricError::Unreachable("refused".into())))
+            .unwrap_err()
+            .0,
+        MetricVerdict::Error
+    );
+    assert_eq!(
+        measured(&Err(MetricError::MultipleSeries {
+            count: 3,
+            example: "{pod=\"a\"}".into()
+        }))
+        .unwrap_err()
+        .0,
+        MetricVerdict::Error
+    );
+}

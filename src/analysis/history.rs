@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
+use super::check::measured;
 use super::judges::{fmt, judge_threshold};
 use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
@@ -318,7 +319,10 @@ async fn evaluate(
     chunk
         .zip(values)
         .map(|(w, value)| {
-            let (verdict, reason) = judge_threshold(&value, bounds);
+            let (verdict, reason) = match measured(&value) {
+                Ok(v) => judge_threshold(v, bounds),
+                Err(instead) => instead,
+            };
             let wm = WindowMetric {
                 name: m.name.clone(),
                 value: value.ok().filter(|v| v.is_finite()),

@@ -1,25 +1,17 @@
 //! The threshold judge: pass while `min <= value <= max`.
 
 use crate::crd::{MetricVerdict, ThresholdSpec};
-use crate::providers::MetricError;
 
-/// Judge a measured value (or the error that replaced it) against a threshold.
-/// Missing evidence is never a pass.
-pub fn judge_threshold(
-    value: &Result<f64, MetricError>,
-    spec: &ThresholdSpec,
-) -> (MetricVerdict, String) {
-    let v = match value {
-        Ok(v) if v.is_finite() => *v,
-        Ok(v) => {
-            return (
-                MetricVerdict::Inconclusive,
-                format!("value {v} is not a finite number"),
-            )
-        }
-        Err(e) if e.is_no_evidence() => return (MetricVerdict::Inconclusive, e.to_string()),
-        Err(e) => return (MetricVerdict::Error, e.to_string()),
-    };
+/// Judge a measured value against a threshold. A value that is not a finite number
+/// is no evidence, never a pass. (A query that failed never reaches a judge: the
+/// check turns its error into a verdict.)
+pub fn judge_threshold(v: f64, spec: &ThresholdSpec) -> (MetricVerdict, String) {
+    if !v.is_finite() {
+        return (
+            MetricVerdict::Inconclusive,
+            format!("value {v} is not a finite number"),
+        );
+    }
     if let Some(min) = spec.min {
         if v < min {
             return (
@@ -67,43 +59,21 @@ mod tests {
     #[test]
     fn bounds_are_inclusive() {
         let s = spec(Some(1.0), Some(2.0));
-        assert_eq!(judge_threshold(&Ok(1.0), &s).0, MetricVerdict::Pass);
-        assert_eq!(judge_threshold(&Ok(2.0), &s).0, MetricVerdict::Pass);
-        let (v, why) = judge_threshold(&Ok(2.5), &s);
+        assert_eq!(judge_threshold(1.0, &s).0, MetricVerdict::Pass);
+        assert_eq!(judge_threshold(2.0, &s).0, MetricVerdict::Pass);
+        let (v, why) = judge_threshold(2.5, &s);
         assert_eq!((v, why.as_str()), (MetricVerdict::Fail, "2.5 > max 2"));
-        let (v, why) = judge_threshold(&Ok(0.25), &s);
+        let (v, why) = judge_threshold(0.25, &s);
         assert_eq!((v, why.as_str()), (MetricVerdict::Fail, "0.25 < min 1"));
     }
 
     #[test]
     fn missing_evidence_never_passes() {
         let s = spec(None, Some(1.0));
+        assert_eq!(judge_threshold(f64::NAN, &s).0, MetricVerdict::Inconclusive);
         assert_eq!(
-            judge_threshold(&Ok(f64::NAN), &s).0,
+            judge_threshold(f64::INFINITY, &s).0,
             MetricVerdict::Inconclusive
-        );
-        assert_eq!(
-            judge_threshold(&Ok(f64::INFINITY), &s).0,
-            MetricVerdict::Inconclusive
-        );
-        assert_eq!(
-            judge_threshold(&Err(MetricError::NoData), &s).0,
-            MetricVerdict::Inconclusive
-        );
-        assert_eq!(
-            judge_threshold(&Err(MetricError::Unreachable("refused".into())), &s).0,
-            MetricVerdict::Error
-        );
-        assert_eq!(
-            judge_threshold(
-                &Err(MetricError::MultipleSeries {
-                    count: 3,
-                    example: "{pod=\"a\"}".into()
-                }),
-                &s
-            )
-            .0,
-            MetricVerdict::Error
         );
     }
 
