@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::analysis::{effective_limits, run_check, CheckInput, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
+use crate::error_kind::ErrorKind;
 use crate::gates::{
     effective_gates, plan_hooks, HookInput, HookPlan, HookRunner, HookStart, SecretString,
     WebhookPayload,
@@ -126,13 +127,18 @@ pub enum ReleaseError {
 }
 
 impl ReleaseError {
-    pub fn category(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ReleaseError::Plan(_) => "config",
-            ReleaseError::Workload(e) => e.category(),
-            ReleaseError::Router(e) => e.category(),
-            ReleaseError::Fenced(_) => "fenced",
+            ReleaseError::Plan(_) => ErrorKind::Config,
+            ReleaseError::Workload(e) => e.kind(),
+            ReleaseError::Router(e) => e.kind(),
+            ReleaseError::Fenced(_) => ErrorKind::Fenced,
         }
+    }
+
+    /// Bounded label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        self.kind().as_label()
     }
 }
 
@@ -382,7 +388,7 @@ pub async fn act(
 /// decision is persisted, so a refused status write announces nothing.
 pub fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, status: &CanaryStatus, notes: &[Note]) {
     for note in notes {
-        let finished = matches!(note.reason, "Promoted" | "RolledBack");
+        let finished = note.reason.release_end().is_some();
         for hook in &subject.spec.webhooks {
             let wanted = hook.type_ == WebhookType::Event
                 || (finished && hook.type_ == WebhookType::PostRollout);

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::{RoutingSpec, Strategy};
+use crate::error_kind::ErrorKind;
 
 pub use apply::WEIGHT_ANNOTATION;
 pub use detect::{check_available, detect_routers};
@@ -75,11 +76,15 @@ pub enum RouterError {
 impl RouterError {
     /// Bounded label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
+        self.kind().as_label()
+    }
+
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RouterError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            RouterError::Kube(_) => "kube",
-            RouterError::Config(_) => "config",
-            RouterError::Backend(_) => "backend",
+            RouterError::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorKind::Conflict,
+            RouterError::Kube(_) => ErrorKind::Kube,
+            RouterError::Config(_) => ErrorKind::Config,
+            RouterError::Backend(_) => ErrorKind::Backend,
         }
     }
 }
