@@ -58,7 +58,7 @@ fn event(step: i32) -> NotifyEvent {
     };
     let note = Note {
         type_: NoteType::Normal,
-        reason: "StepAdvanced",
+        reason: serin::rollout::EventReason::StepAdvanced,
         message: format!("step {step}/3: canary weight 25%"),
     };
     NotifyEvent::from_note("shop", "podinfo", &spec, &status, &note, Utc::now())

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod demo;
+pub mod error_kind;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gates;

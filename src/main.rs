@@ -1,7 +1,6 @@
 //! The `serin` binary: thin; the library does the work.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,10 +17,7 @@ use serin::limits::KeyedLimiter;
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::{AllowedAddresses, PrometheusSources};
-use serin::traffic::{
-    detect_routers, GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterKind, ServiceRouter,
-    SmiRouter, TrafficRouter, WithApexService,
-};
+use serin::traffic::{build_available, RouterKind, RouterOptions};
 use serin::workloads::deployments::KubeWorkloads;
 
 #[derive(Parser, Debug)]
@@ -477,29 +473,12 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
             RouterKind::accepted()
         )
     })?;
-    // Only routers whose APIs the cluster serves; a Canary asking for another gets a
-    // RouterUnavailable condition instead of retry noise.
-    let available = detect_routers(&client)
+    let router_options = RouterOptions {
+        ingress_annotation_prefix: args.ingress_annotation_prefix.clone(),
+    };
+    let by_kind = build_available(&client, &router_options)
         .await
         .context("discovering router APIs")?;
-    let mut by_kind: HashMap<RouterKind, Arc<dyn TrafficRouter>> = HashMap::new();
-    for kind in available {
-        let router: Arc<dyn TrafficRouter> = match kind {
-            RouterKind::Service => Arc::new(ServiceRouter::new(client.clone())),
-            RouterKind::Istio => Arc::new(IstioRouter::new(client.clone())),
-            RouterKind::GatewayApi => Arc::new(GatewayApiRouter::new(client.clone())),
-            RouterKind::IngressNginx => Arc::new(IngressNginxRouter::new(
-                client.clone(),
-                args.ingress_annotation_prefix.clone(),
-            )),
-            RouterKind::Smi => Arc::new(SmiRouter::new(client.clone())),
-        };
-        let router: Arc<dyn TrafficRouter> = match kind {
-            RouterKind::Service => router,
-            _ => Arc::new(WithApexService::new(client.clone(), router)),
-        };
-        by_kind.insert(kind, router);
-    }
     tracing::info!(routers = ?by_kind.keys().map(|k| k.as_str()).collect::<Vec<_>>(), "routers available");
     let identity = args
         .identity

@@ -20,7 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::crd::{CanaryPhase, MetricVerdict};
-use crate::rollout::{AnalysisReport, Note};
+use crate::rollout::{AnalysisReport, Note, ReleaseEnd};
 
 /// What `/metrics` answers with. Prometheus asks for OpenMetrics first in its scrape
 /// `Accept` header, and OpenMetrics text is what the encoder writes (`# EOF` included).
@@ -462,10 +462,10 @@ impl Metrics {
     /// Count finished releases among a decision's notes.
     pub fn observe_notes(&self, namespace: &str, name: &str, notes: &[Note]) {
         for note in notes {
-            let result = match note.reason {
-                "Promoted" => "promoted",
-                "RolledBack" => "rolled_back",
-                _ => continue,
+            let result = match note.reason.release_end() {
+                Some(ReleaseEnd::Promoted) => "promoted",
+                Some(ReleaseEnd::RolledBack) => "rolled_back",
+                None => continue,
             };
             // Tracked so that deleting the Canary removes the series.
             self.tracked()

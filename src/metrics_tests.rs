@@ -139,7 +139,7 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
         "podinfo",
         &[Note {
             type_: NoteType::Normal,
-            reason: "Promoted",
+            reason: crate::rollout::EventReason::Promoted,
             message: String::new(),
         }],
     );
@@ -508,7 +508,7 @@ async fn notifications_are_counted_by_notifier_kind_and_result() {
     let event = |reason| {
         let note = Note {
             type_: NoteType::Normal,
-            reason,
+            reason: crate::rollout::EventReason::parse(reason).expect("a reason serin sends"),
             message: String::new(),
         };
         NotifyEvent::from_note(

@@ -138,7 +138,7 @@ fn approvals_from_slack_buttons_carry_a_release_through_every_gate() {
             .unwrap()
             .notes
             .iter()
-            .find(|n| n.reason == "WaitingApproval")
+            .find(|n| n.reason.as_str() == "WaitingApproval")
             .unwrap()
             .clone();
         let ev = NotifyEvent::from_note("shop", "podinfo", &w.canary.spec, &s, &note, w.now);

@@ -7,8 +7,10 @@
 //!
 //! Fails, never skips, when python3 or the package is missing: `.ci/run` installs them.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
@@ -16,6 +18,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
+use serin::traffic::registry::{RouterKind, OBJECT_VERBS};
 
 /// Decode into the typed object and encode again: equal only if every field is known.
 fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(
@@ -53,8 +56,13 @@ fn diff(path: &str, a: &Value, b: &Value) -> Vec<String> {
     }
 }
 
-#[test]
-fn chart_renders_and_every_object_is_valid() {
+/// The chart rendered by render_test.py, once for all tests of this file.
+fn rendered() -> &'static serde_json::Map<String, Value> {
+    static RENDERED: OnceLock<serde_json::Map<String, Value>> = OnceLock::new();
+    RENDERED.get_or_init(render)
+}
+
+fn render() -> serde_json::Map<String, Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let script = root.join("charts/serin/tests/render_test.py");
     let out_file = std::env::temp_dir().join(format!("serin-chart-{}.json", std::process::id()));
@@ -85,6 +93,13 @@ fn chart_renders_and_every_object_is_valid() {
     )
     .expect("emitted JSON");
     let _ = std::fs::remove_file(&out_file);
+    rendered
+}
+
+#[test]
+fn chart_renders_and_every_object_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rendered = rendered();
     for scenario in ["default", "full", "namespaced", "single"] {
         assert!(
             rendered.contains_key(scenario),
@@ -93,7 +108,7 @@ fn chart_renders_and_every_object_is_valid() {
     }
     let mut problems = Vec::new();
     let mut checked = 0;
-    for (scenario, docs) in &rendered {
+    for (scenario, docs) in rendered {
         for doc in docs.as_array().expect("a list of documents") {
             let kind = doc["kind"].as_str().unwrap_or_default();
             let name = doc["metadata"]["name"].as_str().unwrap_or_default();
@@ -120,7 +135,7 @@ fn chart_renders_and_every_object_is_valid() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(checked >= 30, "only {checked} objects checked");
-    check_rbac_copy(root, &rendered);
+    check_rbac_copy(root, rendered);
 }
 
 /// The controller's ClusterRole rules with every router enabled, as the chart renders
@@ -152,4 +167,102 @@ fn check_rbac_copy(root: &Path, rendered: &serde_json::Map<String, Value>) {
             path.display()
         );
     }
+}
+
+/// The (apiGroup, resource, verb) triples the controller's ClusterRole grants in a scenario.
+fn cluster_role_grants(docs: &Value) -> BTreeSet<(String, String, String)> {
+    let role = docs
+        .as_array()
+        .expect("a list of documents")
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "serin")
+        .expect("the controller's ClusterRole");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut out = BTreeSet::new();
+    for rule in role["rules"].as_array().into_iter().flatten() {
+        for g in strings(&rule["apiGroups"]) {
+            for r in strings(&rule["resources"]) {
+                for v in strings(&rule["verbs"]) {
+                    out.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Each router enabled alone in the chart adds exactly the kinds src/traffic/registry.rs
+/// says it writes (the controller watches and applies those), with the verbs serin
+/// uses on them; every `routers:` key is a router of the table and every router that
+/// writes anything has a key. So the chart's RBAC and the code cannot drift apart.
+#[test]
+fn chart_grants_each_router_exactly_the_kinds_it_writes() {
+    let rendered = rendered();
+    let base = cluster_role_grants(&rendered["default"]);
+    let mut keys = BTreeSet::new();
+    for (scenario, docs) in rendered {
+        let Some(key) = scenario.strip_prefix("router:") else {
+            continue;
+        };
+        keys.insert(key.to_string());
+        let router = RouterKind::ALL
+            .into_iter()
+            .find(|k| k.facts().chart_key == Some(key))
+            .unwrap_or_else(|| {
+                panic!(
+                    "values key routers.{key} is no router's chart_key in src/traffic/registry.rs"
+                )
+            });
+        let added: BTreeSet<_> = cluster_role_grants(docs)
+            .difference(&base)
+            .cloned()
+            .collect();
+        let writes: BTreeSet<_> = router
+            .facts()
+            .writes
+            .iter()
+            .flat_map(|k| {
+                OBJECT_VERBS
+                    .iter()
+                    .map(|v| (k.group.to_string(), k.plural.to_string(), v.to_string()))
+            })
+            .collect();
+        assert_eq!(
+            added,
+            writes,
+            "routers.{key}.enabled grants other rules than router {} writes",
+            router.as_str()
+        );
+    }
+    for kind in RouterKind::ALL {
+        let f = kind.facts();
+        match f.chart_key {
+            Some(key) => assert!(
+                keys.contains(key),
+                "router {} has chart_key {key} but the chart has no routers.{key}",
+                f.name
+            ),
+            // Always on: nothing of its own to grant.
+            None => assert!(f.writes.is_empty(), "router {} needs a chart key", f.name),
+        }
+    }
+    // The default router can be any router of the table, and only those.
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/serin/values.schema.json"),
+        )
+        .expect("values.schema.json"),
+    )
+    .expect("values.schema.json is JSON");
+    let names: Vec<&str> = RouterKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(
+        schema["properties"]["controller"]["properties"]["defaultRouter"]["enum"],
+        serde_json::json!(names)
+    );
 }

@@ -13,6 +13,7 @@ use crate::crd::{
     SequentialSpec, TemplateRef, ThresholdSpec, ThresholdTemplate, ThresholdValue,
 };
 use crate::providers::ProviderCredentials;
+use crate::rollout::EventReason;
 
 /// A metric ready to query: its template's args resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -206,11 +207,11 @@ impl AnalysisConfigError {
     }
 
     /// The condition and Event reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> EventReason {
         match self {
-            AnalysisConfigError::TemplateNotFound { .. } => "TemplateNotFound",
-            AnalysisConfigError::UnknownTelemetry { .. } => "InvalidSpec",
-            _ => "InvalidTemplate",
+            AnalysisConfigError::TemplateNotFound { .. } => EventReason::TemplateNotFound,
+            AnalysisConfigError::UnknownTelemetry { .. } => EventReason::InvalidSpec,
+            _ => EventReason::InvalidTemplate,
         }
     }
 }

@@ -219,7 +219,7 @@ impl EventSink for KubeEvents {
         let key = EventKey {
             regarding: regarding_key(regarding),
             warning: note.type_ == NoteType::Warning,
-            reason: note.reason.into(),
+            reason: note.reason.as_str().into(),
             action: action.into(),
             note: bound_note(&note.message),
         };
@@ -241,7 +241,7 @@ impl EventSink for KubeEvents {
         match result {
             Ok(seen) => self.lock().remember(key, seen),
             Err(e) => {
-                tracing::warn!(error = %e, reason = note.reason, "could not publish Event")
+                tracing::warn!(error = %e, reason = note.reason.as_str(), "could not publish Event")
             }
         }
     }
@@ -305,7 +305,7 @@ impl EventSink for MemoryEvents {
             .push(RecordedEvent {
                 name: regarding.name.clone().unwrap_or_default(),
                 action: action.into(),
-                reason: note.reason.into(),
+                reason: note.reason.as_str().into(),
                 warning: note.type_ == NoteType::Warning,
                 message: note.message.clone(),
             });

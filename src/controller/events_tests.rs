@@ -26,7 +26,7 @@ fn canary() -> ObjectReference {
 fn note(reason: &'static str, message: &str) -> Note {
     Note {
         type_: NoteType::Normal,
-        reason,
+        reason: crate::rollout::EventReason::parse(reason).expect("a reason serin sends"),
         message: message.into(),
     }
 }

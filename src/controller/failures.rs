@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::crd::{condition_type, find_condition, set_condition, CanaryStatus, Condition};
 use crate::release::ReleaseError;
+use crate::rollout::EventReason;
 use crate::traffic::RouterError;
 use crate::workloads::WorkloadError;
 
@@ -18,12 +19,21 @@ pub enum FailureReason {
     Rejected,
 }
 
+impl From<FailureReason> for EventReason {
+    fn from(r: FailureReason) -> Self {
+        match r {
+            FailureReason::Forbidden => EventReason::Forbidden,
+            FailureReason::Rejected => EventReason::Rejected,
+        }
+    }
+}
+
 impl FailureReason {
     /// The condition and Event reason.
     pub fn as_str(self) -> &'static str {
         match self {
-            FailureReason::Forbidden => "Forbidden",
-            FailureReason::Rejected => "Rejected",
+            FailureReason::Forbidden => EventReason::Forbidden.as_str(),
+            FailureReason::Rejected => EventReason::Rejected.as_str(),
         }
     }
 

@@ -15,7 +15,7 @@ use super::reconcile::{may_write, owner_of, reference, FINALIZER};
 use super::{Context, ReconcileError};
 use crate::crd::Canary;
 use crate::release::{hand_back, ReleaseDeps, ReleaseSubject};
-use crate::rollout::{Note, NoteType};
+use crate::rollout::{EventReason, Note, NoteType};
 use crate::traffic::{ServiceRouter, TrafficRouter};
 use crate::workloads::HandBack;
 
@@ -90,7 +90,7 @@ pub(super) async fn finalize(
     ctx.metrics.forget_canary(&ns, &name);
     let note = Note {
         type_: NoteType::Normal,
-        reason: "HandedBack",
+        reason: EventReason::HandedBack,
         message,
     };
     ctx.events

@@ -21,7 +21,7 @@ use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
 use crate::crd::{Canary, FIELD_MANAGER};
 use crate::metrics::{ControllerKind, Metrics};
-use crate::rollout::{Note, NoteType};
+use crate::rollout::{EventReason, Note, NoteType};
 
 /// Label on Canaries serin wrote from annotations.
 pub const MANAGED_BY: &str = "serin.dev/managed-by";
@@ -118,7 +118,7 @@ async fn materialize(
                 api.delete(&c.name_any(), &DeleteParams::default()).await?;
                 let note = Note {
                     type_: NoteType::Normal,
-                    reason: "Disabled",
+                    reason: EventReason::Disabled,
                     message: "serin.dev/enabled removed: handing the Deployment back".into(),
                 };
                 ctx.events
@@ -154,7 +154,7 @@ async fn materialize(
                 // A hand-written Canary of the same name wins; say so once per change.
                 let note = Note {
                     type_: NoteType::Warning,
-                    reason: "CanaryExists",
+                    reason: EventReason::CanaryExists,
                     message: format!(
                         "a Canary {name} not written by serin exists; annotations are ignored"
                     ),
@@ -190,7 +190,7 @@ async fn materialize(
             let message = errors_message(&errors);
             let note = Note {
                 type_: NoteType::Warning,
-                reason: "InvalidAnnotation",
+                reason: EventReason::InvalidAnnotation,
                 message: message.clone(),
             };
             ctx.events

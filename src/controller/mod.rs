@@ -21,6 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::Client;
 
+use crate::error_kind::ErrorKind;
 use crate::providers::MetricSources;
 use crate::release::ReleaseError;
 use crate::traffic::{RouterError, RouterKind, TrafficRouter};
@@ -131,12 +132,16 @@ impl ReconcileError {
 
     /// Bounded label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
+        self.kind().as_label()
+    }
+
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            ReconcileError::Kube(_) => "kube",
-            ReconcileError::Release(e) => e.category(),
-            ReconcileError::NoNamespace => "config",
-            ReconcileError::DeadlineExceeded { .. } => "deadline",
+            ReconcileError::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorKind::Conflict,
+            ReconcileError::Kube(_) => ErrorKind::Kube,
+            ReconcileError::Release(e) => e.kind(),
+            ReconcileError::NoNamespace => ErrorKind::Config,
+            ReconcileError::DeadlineExceeded { .. } => ErrorKind::Deadline,
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::notify::NotifyEvent;
 use crate::release::{
     act, announce, decide, Deadline, Hooks, Progress, ReleaseDeps, ReleaseError, ReleaseSubject,
 };
-use crate::rollout::{Note, NoteType, ReleasePlan};
+use crate::rollout::{EventReason, Note, NoteType, ReleasePlan};
 
 /// Holds the Canary until its Deployment has been handed back.
 pub const FINALIZER: &str = "serin.dev/finalizer";
@@ -106,7 +106,7 @@ fn deadline_exceeded(
     let err = ReconcileError::DeadlineExceeded { deadline, stage };
     let note = Note {
         type_: NoteType::Warning,
-        reason: "ReconcileDeadlineExceeded",
+        reason: EventReason::ReconcileDeadlineExceeded,
         message: format!(
             "{err}: nothing after that point was done, what was already written stands and the next reconcile carries on from it (in {}); raise --reconcile-deadline or look at what {stage} waits for",
             humantime::format_duration(DEADLINE_RETRY)
@@ -169,17 +169,17 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     {
         Ok(r) => r,
         Err(e) => {
-            let problem = ("RouterUnavailable", e.to_string());
+            let problem = (EventReason::RouterUnavailable, e.to_string());
             return config_problem(&api, &canary, ctx, status, problem, now).await;
         }
     };
     // Anything else the user must fix fails the checks of a release in flight (under
     // its progress deadline), and keeps a new release from starting.
-    let mut problem: Option<(&'static str, String)> = None;
+    let mut problem: Option<(EventReason, String)> = None;
     if let Err(e) =
         ReleasePlan::from_spec(&canary.spec, router.replica_weighting(canary.spec.strategy))
     {
-        problem = Some(("InvalidSpec", e.to_string()));
+        problem = Some((EventReason::InvalidSpec, e.to_string()));
     }
     run.stage("loading templates and Secrets");
     let checks = checks_from(&canary.spec.analysis, router.kind());
@@ -206,7 +206,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         (Some(runner), false) => match validate_webhooks(&canary.spec.webhooks) {
             // Over a cap (timeout, retries) is a configuration error, never lowered.
             Err(e) => {
-                problem.get_or_insert(("InvalidWebhook", e.to_string()));
+                problem.get_or_insert((EventReason::InvalidWebhook, e.to_string()));
                 None
             }
             Ok(()) => match load_hook_secrets(&ctx.client, &ns, &canary.spec.webhooks).await? {
@@ -215,7 +215,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
                     secrets,
                 }),
                 Err(message) => {
-                    problem.get_or_insert(("InvalidWebhook", message));
+                    problem.get_or_insert((EventReason::InvalidWebhook, message));
                     None
                 }
             },
@@ -251,14 +251,19 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     // Decide: observe (and check) without writing anything.
     let prepared = match decide(&deps, &subject, now).await {
         Ok(p) => p,
-        Err(e) if e.category() == "config" || e.category() == "not_found" => {
-            let problem = ("InvalidSpec", e.to_string());
+        Err(e) if e.kind().is_for_the_user_to_fix() => {
+            let problem = (EventReason::InvalidSpec, e.to_string());
             return config_problem(&api, &canary, ctx, status, problem, now).await;
         }
         Err(e) => return Err(e.into()),
     };
     let mut next = prepared.decision.status.clone();
-    let config_changed = set_config_condition(&mut next, problem.clone(), generation, now);
+    let config_changed = set_config_condition(
+        &mut next,
+        problem.as_ref().map(|(r, m)| (r.as_str(), m.clone())),
+        generation,
+        now,
+    );
     next.observed_generation = generation;
     let acting = !prepared.decision.actions.is_empty();
     let failure_kept = acting && failures::carry(&status, &mut next);
@@ -280,7 +285,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         if let Some((reason, message)) = &problem {
             notes.push(Note {
                 type_: NoteType::Warning,
-                reason,
+                reason: *reason,
                 message: message.clone(),
             });
         }
@@ -319,7 +324,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
                     }
                     let note = Note {
                         type_: NoteType::Warning,
-                        reason: reason.as_str(),
+                        reason: reason.into(),
                         message,
                     };
                     ctx.events.publish(&reference(&canary), "Act", &note).await;
@@ -345,7 +350,7 @@ async fn publish(
         announce(h, subject, status, notes);
     }
     for note in notes {
-        info!(reason = note.reason, message = %note.message, "transition");
+        info!(reason = note.reason.as_str(), message = %note.message, "transition");
         ctx.events
             .publish(&reference(canary), status.phase.as_str(), note)
             .await;
@@ -371,12 +376,12 @@ async fn config_problem(
     canary: &Canary,
     ctx: &Context,
     mut status: CanaryStatus,
-    (reason, message): (&'static str, String),
+    (reason, message): (EventReason, String),
     now: DateTime<Utc>,
 ) -> Result<Action, ReconcileError> {
     let changed = set_config_condition(
         &mut status,
-        Some((reason, message.clone())),
+        Some((reason.as_str(), message.clone())),
         canary.metadata.generation,
         now,
     );

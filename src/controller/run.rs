@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::DynamicObject;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -426,17 +426,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         api::<PartialObjectMeta<HorizontalPodAutoscaler>>(&client, ns),
         (),
     );
-    let mut router_kinds: Vec<ApiResource> = Vec::new();
-    for router in ctx.routers.by_kind.values() {
-        for ar in router.owned_kinds() {
-            if !router_kinds
-                .iter()
-                .any(|k| k.api_version == ar.api_version && k.plural == ar.plural)
-            {
-                router_kinds.push(ar);
-            }
-        }
-    }
+    // The kinds the available routers write, as their facts list them.
+    let router_kinds = crate::traffic::registry::watched_kinds(ctx.routers.by_kind.keys().copied());
     for ar in router_kinds {
         let routes: Api<PartialObjectMeta<DynamicObject>> = match ns {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::crd::{condition_type, set_condition, Canary, CanaryStatus, Condition, FIELD_MANAGER};
 use crate::rollout::text::{bound_status, one_line, MESSAGE_MAX_CHARS};
+use crate::rollout::EventReason;
 
 /// The apply body for `status`. The approvers' lists (`approvals`, `commands`) are
 /// left out: other field managers own them. `resourceVersion` makes the write
@@ -51,7 +52,7 @@ pub async fn write_status(
 /// The reason the onboarding controller gives a bad annotation. The Canary's own
 /// reconcile never clears it (its spec is the last good one, so it sees no problem);
 /// only the onboarding controller does, once the annotations are fixed.
-pub const INVALID_ANNOTATION: &str = "InvalidAnnotation";
+pub const INVALID_ANNOTATION: &str = EventReason::InvalidAnnotation.as_str();
 
 /// Set `ConfigValid` from the Canary reconcile's own checks; returns true when it
 /// flipped or its message changed. An annotation problem stays until it is fixed.

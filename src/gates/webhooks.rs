@@ -60,7 +60,8 @@ impl WebhookPayload {
         let mut p = Self::new(ns, name, status, hook);
         p.metadata
             .insert("eventMessage".into(), note.message.clone());
-        p.metadata.insert("eventReason".into(), note.reason.into());
+        p.metadata
+            .insert("eventReason".into(), note.reason.as_str().into());
         let t = match note.type_ {
             NoteType::Normal => "Normal",
             NoteType::Warning => "Warning",

@@ -256,7 +256,7 @@ fn note_payload_carries_event() {
     let h = hook("ev", WebhookType::Event, "http://x".into());
     let note = Note {
         type_: NoteType::Warning,
-        reason: "RolledBack",
+        reason: crate::rollout::EventReason::RolledBack,
         message: "revision rev2 rolled back: x".into(),
     };
     let p = WebhookPayload::for_note(

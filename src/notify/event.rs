@@ -3,7 +3,7 @@ use serde::Serialize;
 
 use crate::crd::{CanaryPhase, CanarySpec, CanaryStatus, MetricStatus, Severity};
 use crate::gates::GateRef;
-use crate::rollout::{Note, NoteType};
+use crate::rollout::{EventReason, Note, NoteType};
 
 /// Everything a message about one transition says.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -47,7 +47,7 @@ impl NotifyEvent {
         at: DateTime<Utc>,
     ) -> Self {
         let severity = match (note.reason, note.type_) {
-            ("RolledBack", _) => Severity::Error,
+            (EventReason::RolledBack, _) => Severity::Error,
             (_, NoteType::Warning) => Severity::Warning,
             (_, NoteType::Normal) => Severity::Info,
         };
@@ -56,14 +56,16 @@ impl NotifyEvent {
             .clone()
             .or_else(|| status.failed_revision.clone());
         let pending = match (note.reason, status.phase, status.pending_gate) {
-            ("WaitingApproval", CanaryPhase::WaitingApproval, Some(gate)) => Some(GateRef {
-                gate,
-                revision: to_revision.clone().unwrap_or_default(),
-                step: status.current_step,
-            }),
+            (EventReason::WaitingApproval, CanaryPhase::WaitingApproval, Some(gate)) => {
+                Some(GateRef {
+                    gate,
+                    revision: to_revision.clone().unwrap_or_default(),
+                    step: status.current_step,
+                })
+            }
             _ => None,
         };
-        let rollback_reason = (note.reason == "RolledBack").then(|| {
+        let rollback_reason = (note.reason == EventReason::RolledBack).then(|| {
             note.message
                 .split_once(" rolled back: ")
                 .map_or_else(|| note.message.clone(), |(_, why)| why.to_string())
@@ -77,7 +79,7 @@ impl NotifyEvent {
             namespace: namespace.into(),
             name: name.into(),
             target: spec.target_ref.name.clone(),
-            reason: note.reason.into(),
+            reason: note.reason.as_str().into(),
             message: note.message.clone(),
             severity,
             phase: status.phase,

@@ -55,7 +55,7 @@ pub(crate) fn event(reason: &'static str, type_: NoteType, step: i32) -> NotifyE
     };
     let note = Note {
         type_,
-        reason,
+        reason: crate::rollout::EventReason::parse(reason).expect("a reason serin sends"),
         message: format!("{reason} at step {step}"),
     };
     NotifyEvent::from_note(

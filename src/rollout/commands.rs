@@ -1,7 +1,7 @@
 //! Human commands on a release: abort, retry, and pause/resume (`spec.suspend`).
 
 use super::transition::Machine;
-use super::NoteType;
+use super::{EventReason, NoteType};
 use crate::crd::{CanaryPhase, CommandKind, ReleaseResult};
 
 impl Machine<'_> {
@@ -45,13 +45,13 @@ impl Machine<'_> {
                 self.s.canary_revision = None;
                 self.note(
                     NoteType::Normal,
-                    "Retry",
+                    EventReason::Retry,
                     format!(
                         "retry of revision {} requested by {} via {}",
                         c.revision, c.by, c.via
                     ),
                 );
-                self.start_release("Retry");
+                self.start_release(EventReason::Retry);
                 return true;
             }
         }
@@ -61,7 +61,7 @@ impl Machine<'_> {
                 self.s.paused_at = Some(self.now);
                 self.note(
                     NoteType::Normal,
-                    "Paused",
+                    EventReason::Paused,
                     "release paused (spec.suspend)".into(),
                 );
             }
@@ -72,7 +72,11 @@ impl Machine<'_> {
             let paused = self.now - paused_at;
             self.s.step_started_at = self.s.step_started_at.map(|t| t + paused);
             self.s.last_analysis_at = self.s.last_analysis_at.map(|t| t + paused);
-            self.note(NoteType::Normal, "Resumed", "release resumed".into());
+            self.note(
+                NoteType::Normal,
+                EventReason::Resumed,
+                "release resumed".into(),
+            );
         }
         false
     }

@@ -3,7 +3,7 @@
 use chrono::Duration;
 
 use super::transition::{next_check_at, Machine};
-use super::{CheckOutcome, Note, NoteType};
+use super::{CheckOutcome, EventReason, Note, NoteType};
 use crate::crd::{condition_type, find_condition, set_condition, CanaryPhase, Condition};
 
 impl Machine<'_> {
@@ -35,7 +35,10 @@ impl Machine<'_> {
         let in_flight = !phase.is_idle() && phase != CanaryPhase::Initializing;
         let stalled = in_flight && phase != CanaryPhase::WaitingApproval && self.past_deadline();
         let (reason, msg) = if stalled {
-            ("ProgressDeadlineExceeded", self.s.message.clone())
+            (
+                EventReason::ProgressDeadlineExceeded.as_str(),
+                self.s.message.clone(),
+            )
         } else {
             (phase.as_str(), String::new())
         };
@@ -50,11 +53,11 @@ impl Machine<'_> {
                 msg.clone(),
             ),
         );
-        if stalled && before.as_deref() != Some("ProgressDeadlineExceeded") {
+        if stalled && before.as_deref() != Some(EventReason::ProgressDeadlineExceeded.as_str()) {
             // Only the primary can stall here (canary stalls roll back); say so once.
             self.notes.push(Note {
                 type_: NoteType::Warning,
-                reason: "ProgressDeadlineExceeded",
+                reason: EventReason::ProgressDeadlineExceeded,
                 message: msg,
             });
         }

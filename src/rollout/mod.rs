@@ -12,6 +12,7 @@ mod conditions;
 mod hooks;
 mod observation;
 mod plan;
+mod reason;
 pub mod text;
 mod transition;
 
@@ -20,6 +21,7 @@ pub use hooks::HOOK_POLL;
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub(crate) use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
+pub use reason::{EventReason, ReleaseEnd};
 pub use transition::{
     analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due, transition, Decision,
     Note, NoteType,

@@ -2,7 +2,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::actions::canary_up;
 use super::text::{bound_status, one_line, HISTORY_REASON_MAX_CHARS, MESSAGE_MAX_CHARS};
-use super::{desired_actions, Action, CheckOutcome, Observation, ReleasePlan};
+use super::{desired_actions, Action, CheckOutcome, EventReason, Observation, ReleasePlan};
 use crate::crd::{
     CanaryPhase, CanaryStatus, GateKind, ReleaseRecord, ReleaseResult, RELEASE_HISTORY_LIMIT,
 };
@@ -31,8 +31,7 @@ pub enum NoteType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Note {
     pub type_: NoteType,
-    /// PascalCase, from a fixed set.
-    pub reason: &'static str,
+    pub reason: EventReason,
     pub message: String,
 }
 
@@ -173,7 +172,7 @@ enum Gate {
 }
 
 impl Machine<'_> {
-    pub(super) fn note(&mut self, type_: NoteType, reason: &'static str, message: String) {
+    pub(super) fn note(&mut self, type_: NoteType, reason: EventReason, message: String) {
         self.s.message = message.clone();
         self.notes.push(Note {
             type_,
@@ -232,7 +231,7 @@ impl Machine<'_> {
             self.enter(CanaryPhase::Initialized);
             self.note(
                 NoteType::Normal,
-                "Initialized",
+                EventReason::Initialized,
                 "primary is ready and serves all traffic".into(),
             );
         } else {
@@ -248,7 +247,7 @@ impl Machine<'_> {
                 self.enter(CanaryPhase::Initialized);
                 self.note(
                     NoteType::Normal,
-                    "Reverted",
+                    EventReason::Reverted,
                     "the Deployment is back on the primary's revision".into(),
                 );
             }
@@ -264,10 +263,10 @@ impl Machine<'_> {
             self.s.message = format!("new revision {target} waits: {problem}");
             return;
         }
-        self.start_release("NewRevision");
+        self.start_release(EventReason::NewRevision);
     }
 
-    pub(super) fn start_release(&mut self, reason: &'static str) {
+    pub(super) fn start_release(&mut self, reason: EventReason) {
         let target = self.obs.target_revision.clone();
         let restart = self.s.canary_revision.is_some() && !self.s.phase.is_idle();
         if restart {
@@ -334,7 +333,7 @@ impl Machine<'_> {
         self.enter(CanaryPhase::WaitingApproval);
         self.note(
             NoteType::Normal,
-            "WaitingApproval",
+            EventReason::WaitingApproval,
             format!(
                 "waiting for approval ({}) of revision {} at step {}",
                 gate.as_str(),
@@ -346,7 +345,7 @@ impl Machine<'_> {
 
     fn waiting(&mut self, check_due: bool) {
         if self.new_revision() {
-            return self.start_release("NewRevision");
+            return self.start_release(EventReason::NewRevision);
         }
         let Some(gate) = self.s.pending_gate else {
             // Nothing to wait for (status edited by hand): carry on.
@@ -380,7 +379,7 @@ impl Machine<'_> {
                 self.s.pending_gate = None;
                 self.note(
                     NoteType::Normal,
-                    "Approved",
+                    EventReason::Approved,
                     format!(
                         "{} approved for revision {}",
                         gate.as_str(),
@@ -401,7 +400,7 @@ impl Machine<'_> {
 
     fn progressing(&mut self, check_due: bool) {
         if self.new_revision() {
-            return self.start_release("NewRevision");
+            return self.start_release(EventReason::NewRevision);
         }
         let serving = if self.plan.replica_weighting {
             self.obs.canary_available
@@ -579,7 +578,7 @@ impl Machine<'_> {
                 } else {
                     self.note(
                         NoteType::Warning,
-                        "CheckFailed",
+                        EventReason::CheckFailed,
                         format!(
                             "check failed ({}/{}), holding at step {step}: {summary}",
                             self.s.failed_checks, self.plan.failure_limit
@@ -598,14 +597,14 @@ impl Machine<'_> {
                     }
                     _ if self.plan.strategy == crate::crd::Strategy::BlueGreen => self.note(
                         NoteType::Warning,
-                        "CheckInconclusive",
+                        EventReason::CheckInconclusive,
                         format!(
                             "not enough traffic reached the preview, the switch waits: {summary}"
                         ),
                     ),
                     _ => self.note(
                         NoteType::Warning,
-                        "CheckInconclusive",
+                        EventReason::CheckInconclusive,
                         format!("no evidence, holding at step {step}: {summary}"),
                     ),
                 }
@@ -615,7 +614,7 @@ impl Machine<'_> {
             }
             CheckOutcome::Error => self.note(
                 NoteType::Warning,
-                "CheckError",
+                EventReason::CheckError,
                 format!("metrics unavailable, holding at step {step}: {summary}"),
             ),
         }
@@ -669,7 +668,7 @@ impl Machine<'_> {
             self.plan.step_count()
         );
         if raised || step == 1 {
-            self.note(NoteType::Normal, "StepAdvanced", msg);
+            self.note(NoteType::Normal, EventReason::StepAdvanced, msg);
         } else {
             self.s.message = msg;
         }
@@ -684,7 +683,7 @@ impl Machine<'_> {
         self.enter(CanaryPhase::Promoting);
         self.note(
             NoteType::Normal,
-            "Promoting",
+            EventReason::Promoting,
             format!("promoting revision {} to the primary", self.revision()),
         );
     }
@@ -704,7 +703,7 @@ impl Machine<'_> {
             if let Some(p) = &self.obs.primary_revision {
                 self.s.stable_revision = Some(p.clone());
             }
-            return self.start_release("NewRevision");
+            return self.start_release(EventReason::NewRevision);
         }
         self.s.message = format!("waiting for the primary to roll out revision {rev}");
     }
@@ -731,7 +730,7 @@ impl Machine<'_> {
             } else {
                 format!("revision {} promoted", self.revision())
             };
-            self.note(NoteType::Normal, "Promoted", msg);
+            self.note(NoteType::Normal, EventReason::Promoted, msg);
         }
     }
 
@@ -766,7 +765,7 @@ impl Machine<'_> {
         self.enter(CanaryPhase::Failed);
         self.note(
             NoteType::Warning,
-            "RolledBack",
+            EventReason::RolledBack,
             format!("revision {} rolled back: {why}", self.revision()),
         );
     }

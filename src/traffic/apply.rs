@@ -10,6 +10,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 
+use super::registry::ObjectKind;
 use super::{RouteTarget, RouterError};
 use crate::crd::FIELD_MANAGER;
 
@@ -25,21 +26,10 @@ pub(crate) struct Resource {
 }
 
 impl Resource {
-    pub fn new(client: Client, group: &str, version: &str, kind: &str, plural: &str) -> Self {
-        let api_version = if group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{group}/{version}")
-        };
+    pub fn new(client: Client, kind: &ObjectKind) -> Self {
         Self {
             client,
-            ar: ApiResource {
-                group: group.into(),
-                version: version.into(),
-                api_version,
-                kind: kind.into(),
-                plural: plural.into(),
-            },
+            ar: kind.api_resource(),
         }
     }
 

@@ -6,23 +6,13 @@ use kube::Client;
 
 use super::{RouterError, RouterKind};
 
-/// The API (group, version, kind) a router writes; `None` for built-in APIs.
-pub fn required_api(kind: RouterKind) -> Option<(&'static str, &'static str, &'static str)> {
-    match kind {
-        RouterKind::Service | RouterKind::IngressNginx => None,
-        RouterKind::Istio => Some(("networking.istio.io", "v1", "VirtualService")),
-        RouterKind::GatewayApi => Some(("gateway.networking.k8s.io", "v1", "HTTPRoute")),
-        RouterKind::Smi => Some(("split.smi-spec.io", "v1alpha2", "TrafficSplit")),
-    }
-}
-
 /// The routers available given the served group versions (`group/version` strings).
 pub fn available_from(group_versions: &BTreeSet<String>) -> Vec<RouterKind> {
     RouterKind::ALL
         .into_iter()
-        .filter(|k| match required_api(*k) {
+        .filter(|k| match k.facts().requires {
             None => true,
-            Some((g, v, _)) => group_versions.contains(&format!("{g}/{v}")),
+            Some(api) => group_versions.contains(&api.group_version()),
         })
         .collect()
 }
@@ -60,18 +50,12 @@ pub fn check_available(
     if available.contains(&requested) {
         return Ok(());
     }
-    let api = match required_api(requested) {
-        Some((g, v, k)) => format!("{g}/{v} {k} API"),
+    let facts = requested.facts();
+    let api = match facts.requires {
+        Some(api) => format!("{} {} API", api.group_version(), api.kind),
         None => "API it needs".to_string(),
     };
-    let install = match requested {
-        RouterKind::Istio => "install Istio",
-        RouterKind::GatewayApi => {
-            "install the Gateway API CRDs (v1.0 or later) and an implementation"
-        }
-        RouterKind::Smi => "install Linkerd's SMI extension",
-        _ => "install it",
-    };
+    let install = facts.install_hint;
     let others: Vec<&str> = available.iter().map(|k| k.as_str()).collect();
     Err(RouterError::Config(format!(
         "router {} requested by Canary {namespace}/{name} but the cluster has no {api}; \

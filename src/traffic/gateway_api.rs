@@ -18,6 +18,7 @@ use super::apply::{
     observed, owned_by, owned_metadata, partial, split, validate_routing, Resource,
     WEIGHT_ANNOTATION,
 };
+use super::registry::HTTP_ROUTE;
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 use crate::crd::{ParentRef, RequestMatch};
 
@@ -35,13 +36,7 @@ pub struct GatewayApiRouter {
 impl GatewayApiRouter {
     pub fn new(client: Client) -> Self {
         Self {
-            route: Resource::new(
-                client,
-                "gateway.networking.k8s.io",
-                "v1",
-                "HTTPRoute",
-                "httproutes",
-            ),
+            route: Resource::new(client, &HTTP_ROUTE),
         }
     }
 }
@@ -314,10 +309,6 @@ impl GatewayApiRouter {
 impl TrafficRouter for GatewayApiRouter {
     fn kind(&self) -> RouterKind {
         RouterKind::GatewayApi
-    }
-
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        vec![self.route.ar.clone()]
     }
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use super::apply::{
     observed, owned_by, owned_metadata, partial, split, unsupported, validate_routing, Resource,
 };
+use super::registry::INGRESS;
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "nginx.ingress.kubernetes.io";
@@ -25,7 +26,7 @@ impl IngressNginxRouter {
     /// `prefix`: ingress-nginx's `--annotations-prefix`.
     pub fn new(client: Client, prefix: impl Into<String>) -> Self {
         Self {
-            ingress: Resource::new(client, "networking.k8s.io", "v1", "Ingress", "ingresses"),
+            ingress: Resource::new(client, &INGRESS),
             prefix: prefix.into(),
         }
     }
@@ -190,10 +191,6 @@ impl IngressNginxRouter {
 impl TrafficRouter for IngressNginxRouter {
     fn kind(&self) -> RouterKind {
         RouterKind::IngressNginx
-    }
-
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        vec![self.ingress.ar.clone()]
     }
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::apply::{
     owned_by, owned_metadata, partial, split, validate_routing, Resource, WEIGHT_ANNOTATION,
 };
+use super::registry::{DESTINATION_RULE, VIRTUAL_SERVICE};
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 use crate::crd::RequestMatch;
 
@@ -31,20 +32,8 @@ pub struct IstioRouter {
 impl IstioRouter {
     pub fn new(client: Client) -> Self {
         Self {
-            vs: Resource::new(
-                client.clone(),
-                "networking.istio.io",
-                "v1",
-                "VirtualService",
-                "virtualservices",
-            ),
-            dr: Resource::new(
-                client,
-                "networking.istio.io",
-                "v1",
-                "DestinationRule",
-                "destinationrules",
-            ),
+            vs: Resource::new(client.clone(), &VIRTUAL_SERVICE),
+            dr: Resource::new(client, &DESTINATION_RULE),
         }
     }
 }
@@ -351,10 +340,6 @@ impl IstioRouter {
 impl TrafficRouter for IstioRouter {
     fn kind(&self) -> RouterKind {
         RouterKind::Istio
-    }
-
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        vec![self.vs.ar.clone(), self.dr.ar.clone()]
     }
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {

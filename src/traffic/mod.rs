@@ -6,6 +6,7 @@ pub mod detect;
 mod gateway_api;
 mod ingress_nginx;
 mod istio;
+pub mod registry;
 mod service;
 mod smi;
 #[cfg(test)]
@@ -17,12 +18,14 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::{RoutingSpec, Strategy};
+use crate::error_kind::ErrorKind;
 
 pub use apply::WEIGHT_ANNOTATION;
 pub use detect::{check_available, detect_routers};
 pub use gateway_api::GatewayApiRouter;
 pub use ingress_nginx::{IngressNginxRouter, DEFAULT_ANNOTATION_PREFIX};
 pub use istio::IstioRouter;
+pub use registry::{build_available, RouterKind, RouterOptions};
 pub use service::{ServiceRouter, WithApexService};
 pub use smi::SmiRouter;
 
@@ -59,52 +62,6 @@ impl RouteTarget {
     }
 }
 
-/// The routers serin drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RouterKind {
-    Service,
-    Istio,
-    GatewayApi,
-    IngressNginx,
-    Smi,
-}
-
-impl RouterKind {
-    pub const ALL: [RouterKind; 5] = [
-        RouterKind::Service,
-        RouterKind::Istio,
-        RouterKind::GatewayApi,
-        RouterKind::IngressNginx,
-        RouterKind::Smi,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RouterKind::Service => "service",
-            RouterKind::Istio => "istio",
-            RouterKind::GatewayApi => "gateway-api",
-            RouterKind::IngressNginx => "ingress-nginx",
-            RouterKind::Smi => "smi",
-        }
-    }
-
-    /// Parse a router name; `linkerd` is Gateway API (Linkerd 2.14+ reads HTTPRoutes).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "service" | "kubernetes" => Some(RouterKind::Service),
-            "istio" => Some(RouterKind::Istio),
-            "gateway-api" | "gatewayapi" | "linkerd" => Some(RouterKind::GatewayApi),
-            "ingress-nginx" | "nginx" => Some(RouterKind::IngressNginx),
-            "smi" => Some(RouterKind::Smi),
-            _ => None,
-        }
-    }
-
-    pub fn accepted() -> &'static str {
-        "one of service, istio, gateway-api (alias linkerd), ingress-nginx (alias nginx), smi"
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
     #[error("kubernetes API: {0}")]
@@ -119,11 +76,15 @@ pub enum RouterError {
 impl RouterError {
     /// Bounded label for metrics and Event reasons.
     pub fn category(&self) -> &'static str {
+        self.kind().as_label()
+    }
+
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            RouterError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            RouterError::Kube(_) => "kube",
-            RouterError::Config(_) => "config",
-            RouterError::Backend(_) => "backend",
+            RouterError::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorKind::Conflict,
+            RouterError::Kube(_) => ErrorKind::Kube,
+            RouterError::Config(_) => ErrorKind::Config,
+            RouterError::Backend(_) => ErrorKind::Backend,
         }
     }
 }
@@ -147,10 +108,4 @@ pub trait TrafficRouter: Send + Sync {
 
     /// Hand traffic back to the user's own Deployment and remove what serin added.
     async fn finalize(&self, target: &RouteTarget) -> Result<(), RouterError>;
-
-    /// The kinds of object this router creates (labelled with the Canary's name): the
-    /// controller watches them, so a change to one wakes its Canary at once.
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        Vec::new()
-    }
 }

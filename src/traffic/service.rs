@@ -163,10 +163,6 @@ impl TrafficRouter for WithApexService {
         self.inner.observed_weight(t).await
     }
 
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        self.inner.owned_kinds()
-    }
-
     async fn finalize(&self, t: &RouteTarget) -> Result<(), RouterError> {
         self.inner.finalize(t).await?;
         self.apex.finalize(t).await

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::apply::{
     observed, owned_by, owned_metadata, split, unsupported, validate_routing, Resource,
 };
+use super::registry::TRAFFIC_SPLIT;
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter};
 
 pub struct SmiRouter {
@@ -19,13 +20,7 @@ pub struct SmiRouter {
 impl SmiRouter {
     pub fn new(client: Client) -> Self {
         Self {
-            split: Resource::new(
-                client,
-                "split.smi-spec.io",
-                "v1alpha2",
-                "TrafficSplit",
-                "trafficsplits",
-            ),
+            split: Resource::new(client, &TRAFFIC_SPLIT),
         }
     }
 
@@ -70,10 +65,6 @@ fn read_split(t: &RouteTarget, ts: &Value) -> Option<i32> {
 impl TrafficRouter for SmiRouter {
     fn kind(&self) -> RouterKind {
         RouterKind::Smi
-    }
-
-    fn owned_kinds(&self) -> Vec<kube::api::ApiResource> {
-        vec![self.split.ar.clone()]
     }
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {

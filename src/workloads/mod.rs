@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use crate::crd::ServiceSpec;
+use crate::error_kind::ErrorKind;
 
 pub mod deployments;
 pub mod pods;
@@ -91,15 +92,19 @@ pub enum WorkloadError {
 }
 
 impl WorkloadError {
-    pub fn category(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            WorkloadError::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
-            WorkloadError::Kube(_) => "kube",
-            WorkloadError::TargetNotFound { .. } => "not_found",
-            WorkloadError::Invalid(_) => "config",
-            WorkloadError::RevisionMoved { .. } => "revision_moved",
-            WorkloadError::Backend(_) => "backend",
+            WorkloadError::Kube(kube::Error::Api(s)) if s.code == 409 => ErrorKind::Conflict,
+            WorkloadError::Kube(_) => ErrorKind::Kube,
+            WorkloadError::TargetNotFound { .. } => ErrorKind::NotFound,
+            WorkloadError::Invalid(_) => ErrorKind::Config,
+            WorkloadError::RevisionMoved { .. } => ErrorKind::RevisionMoved,
+            WorkloadError::Backend(_) => ErrorKind::Backend,
         }
+    }
+
+    pub fn category(&self) -> &'static str {
+        self.kind().as_label()
     }
 }
 

@@ -422,6 +422,21 @@ def scenario_rejected(chart):
         check("routers" in str(e), f"unhelpful error: {e}")
 
 
+def scenarios_per_router(chart):
+    """One render per key under `routers:` in values.yaml, only that router enabled, as
+    scenario "router:<key>"; tests/helm_chart.rs holds each one's extra rules to the
+    kinds src/traffic/registry.rs says that router writes."""
+    out = {}
+    for key in load_values("values.yaml").get("routers", {}):
+        docs, raw = render(chart, {"routers": {key: {"enabled": True}}, **MINIMAL})
+        check_rules_commented(raw)
+        got = grants(one(docs, "ClusterRole", RELEASE).get("rules"))
+        check(got == WORKLOAD | CLUSTER | ROUTERS.get(key, set()),
+              f"routers.{key} alone: {got ^ (WORKLOAD | CLUSTER | ROUTERS.get(key, set()))}")
+        out[f"router:{key}"] = docs
+    return out
+
+
 def main():
     emit = sys.argv[sys.argv.index("--emit") + 1] if "--emit" in sys.argv else None
     started = time.monotonic()
@@ -443,6 +458,10 @@ def main():
             if docs is not None:
                 rendered[name] = [{k: v for k, v in d.items() if k != "__template"} for d in docs]
             print(f"{name}: {'ok' if len(FAILURES) == before else 'FAILED'}")
+        before = len(FAILURES)
+        for name, docs in scenarios_per_router(chart).items():
+            rendered[name] = [{k: v for k, v in d.items() if k != "__template"} for d in docs]
+        print(f"each router alone: {'ok' if len(FAILURES) == before else 'FAILED'}")
     dash = json.load(open(os.path.join(CHART, "dashboards", "serin.json")))
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
     for metric in ("serin_info", "serin_canaries", "serin_canary_weight", "serin_metric_verdicts_total",

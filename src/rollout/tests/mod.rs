@@ -150,7 +150,7 @@ fn releasing(weight: i32) -> Observation {
 }
 
 fn reasons(d: &Decision) -> Vec<&'static str> {
-    d.notes.iter().map(|n| n.reason).collect()
+    d.notes.iter().map(|n| n.reason.as_str()).collect()
 }
 
 #[test]

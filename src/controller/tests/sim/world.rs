@@ -18,7 +18,8 @@ use crate::providers::{MetricError, MetricSource, MetricSources};
 use crate::testing::apiserver::{
     status, FakeApiServer, Hook, Rbac, RequestInfo, Rollouts, ServerControl,
 };
-use crate::traffic::{IstioRouter, RouterKind, ServiceRouter, TrafficRouter, WithApexService};
+use crate::traffic::registry::build;
+use crate::traffic::{RouterKind, RouterOptions, TrafficRouter};
 use crate::workloads::deployments::KubeWorkloads;
 
 pub const NS: &str = "shop";
@@ -329,18 +330,12 @@ impl World {
     /// a client whose writes stop when the fence closes (as `serin controller` builds it).
     fn replica(&self, fence: &Fence) -> Replica {
         let client = self.server.fenced_client(fence);
-        let mut by_kind: HashMap<RouterKind, Arc<dyn TrafficRouter>> = HashMap::new();
-        by_kind.insert(
-            RouterKind::Service,
-            Arc::new(ServiceRouter::new(client.clone())),
-        );
-        by_kind.insert(
-            RouterKind::Istio,
-            Arc::new(WithApexService::new(
-                client.clone(),
-                Arc::new(IstioRouter::new(client.clone())),
-            )),
-        );
+        // Built as `serin controller` builds them.
+        let by_kind: HashMap<RouterKind, Arc<dyn TrafficRouter>> =
+            [RouterKind::Service, RouterKind::Istio]
+                .into_iter()
+                .map(|k| (k, build(k, &client, &RouterOptions::default())))
+                .collect();
         let now = self.now.clone();
         Replica {
             ctx: Arc::new(Context {

@@ -27,7 +27,7 @@ async fn a_repeated_event_is_one_event_with_a_series_count() {
     let sink = KubeEvents::new(s.client(), Some("serin-0".into()));
     let held = Note {
         type_: NoteType::Warning,
-        reason: "Held",
+        reason: crate::rollout::EventReason::CheckInconclusive,
         message: "no data for error-rate".into(),
     };
     sink.publish(&regarding(), "Analyse", &held).await;
@@ -35,7 +35,7 @@ async fn a_repeated_event_is_one_event_with_a_series_count() {
     sink.publish(&regarding(), "Analyse", &held).await;
     let promoted = Note {
         type_: NoteType::Normal,
-        reason: "Promoted",
+        reason: crate::rollout::EventReason::Promoted,
         message: "error-rate 0.2% <= 1%".into(),
     };
     sink.publish(&regarding(), "Promote", &promoted).await;
@@ -63,7 +63,7 @@ async fn a_repeated_event_is_one_event_with_a_series_count() {
     assert_eq!(
         seen,
         [
-            ("Warning", "Held", "no data for error-rate", 3),
+            ("Warning", "CheckInconclusive", "no data for error-rate", 3),
             ("Normal", "Promoted", "error-rate 0.2% <= 1%", 1)
         ]
     );

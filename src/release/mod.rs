@@ -1,7 +1,6 @@
 //! One release step, shared by the Kubernetes controller and the local backend:
 //! observe, judge if a check is due, decide (sans-IO core), act.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,19 +8,20 @@ use chrono::{DateTime, Utc};
 
 use crate::analysis::{effective_limits, run_check, CheckInput, RenderVars, ResolvedMetric};
 use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
-use crate::gates::{
-    effective_gates, plan_hooks, HookInput, HookPlan, HookRunner, HookStart, SecretString,
-    WebhookPayload,
-};
+use crate::error_kind::ErrorKind;
+use crate::gates::{effective_gates, HookStart};
 use crate::limits::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
-    analysis_due, desired_actions, look_due, transition, Action, Decision, Note, Observation,
-    PlanError, ReleasePlan,
+    analysis_due, desired_actions, look_due, transition, Action, Decision, Observation, PlanError,
+    ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
+
+mod webhooks;
+pub use webhooks::{announce, Hooks};
 
 /// The adapters one Canary is released through.
 #[derive(Clone)]
@@ -91,13 +91,6 @@ impl ReleaseDeps {
     }
 }
 
-/// The background webhook runner and the secrets of one Canary's hooks (by hook name).
-#[derive(Clone)]
-pub struct Hooks {
-    pub runner: Arc<HookRunner>,
-    pub secrets: BTreeMap<String, SecretString>,
-}
-
 /// The Canary being released, as plain data.
 #[derive(Clone, Debug)]
 pub struct ReleaseSubject<'a> {
@@ -126,13 +119,18 @@ pub enum ReleaseError {
 }
 
 impl ReleaseError {
-    pub fn category(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ReleaseError::Plan(_) => "config",
-            ReleaseError::Workload(e) => e.category(),
-            ReleaseError::Router(e) => e.category(),
-            ReleaseError::Fenced(_) => "fenced",
+            ReleaseError::Plan(_) => ErrorKind::Config,
+            ReleaseError::Workload(e) => e.kind(),
+            ReleaseError::Router(e) => e.kind(),
+            ReleaseError::Fenced(_) => ErrorKind::Fenced,
         }
+    }
+
+    /// Bounded label for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        self.kind().as_label()
     }
 }
 
@@ -237,20 +235,8 @@ pub async fn decide(
     // Webhooks run in the background: pick up their answers and plan the calls due now
     // (pure). A check waits for its rollout hooks; nothing here waits for a hook.
     let hooks = match (&deps.hooks, &config_problem) {
-        (Some(h), None) => plan_hooks(
-            &HookInput {
-                hooks: &subject.spec.webhooks,
-                status: subject.status,
-                plan: &plan,
-                serving: state.canary_ready || state.canary_available,
-                now,
-            },
-            |run| h.runner.poll(subject.namespace, subject.name, run),
-        ),
-        _ => HookPlan {
-            runs: subject.status.hooks.clone(),
-            ..HookPlan::default()
-        },
+        (Some(h), None) => h.plan(subject, &plan, &state, now),
+        _ => Hooks::none(subject.status),
     };
     let due = analysis_due(subject.status, &plan, now);
     let look = !due && look_due(subject.status, &plan, now);
@@ -337,23 +323,7 @@ pub async fn act(
     let actions = desired_actions(persisted, &prepared.plan, &prepared.observation, now);
     let (wref, target) = (&prepared.workload, &prepared.target);
     if let Some(h) = &deps.hooks {
-        let (ns, name) = (target.namespace.as_str(), target.name.as_str());
-        let keep: Vec<&str> = persisted.hooks.iter().map(|r| r.name.as_str()).collect();
-        h.runner.forget(ns, name, &keep);
-        for start in &prepared.hook_starts {
-            may_write()?;
-            deps.stage("starting webhooks");
-            let payload = WebhookPayload::new(ns, name, persisted, &start.hook);
-            h.runner.start(
-                ns,
-                name,
-                start.hook.clone(),
-                h.secrets.get(&start.hook.name).cloned(),
-                payload,
-                &start.revision,
-                &start.passage,
-            );
-        }
+        h.start(deps, target, persisted, &prepared.hook_starts, may_write)?;
     }
     deps.stage("acting on the cluster");
     for action in &actions {
@@ -375,29 +345,6 @@ pub async fn act(
         }
     }
     Ok(())
-}
-
-/// Event hooks hear every note; post-rollout hooks hear the end of a release. Both run
-/// in the background: a slow receiver never holds a release up. Called once the
-/// decision is persisted, so a refused status write announces nothing.
-pub fn announce(h: &Hooks, subject: &ReleaseSubject<'_>, status: &CanaryStatus, notes: &[Note]) {
-    for note in notes {
-        let finished = matches!(note.reason, "Promoted" | "RolledBack");
-        for hook in &subject.spec.webhooks {
-            let wanted = hook.type_ == WebhookType::Event
-                || (finished && hook.type_ == WebhookType::PostRollout);
-            if wanted {
-                let payload =
-                    WebhookPayload::for_note(subject.namespace, subject.name, status, hook, note);
-                // Fire and forget: the task reports its own failures.
-                drop(h.runner.caller().spawn_informational(
-                    hook.clone(),
-                    h.secrets.get(&hook.name).cloned(),
-                    payload,
-                ));
-            }
-        }
-    }
 }
 
 /// Give the Deployment back, in every phase and with or without a working router:
