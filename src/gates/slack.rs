@@ -311,8 +311,7 @@ fn header<'a>(h: &'a HeaderMap, name: &'static str) -> Result<&'a str, SlackErro
 }
 
 pub(crate) fn parse_payload(body: &[u8]) -> Result<Payload, SlackError> {
-    let form: Vec<(String, String)> =
-        serde_urlencoded::from_bytes(body).map_err(bad_payload)?;
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body).map_err(bad_payload)?;
     let raw = form
         .into_iter()
         .find(|(k, _)| k == "payload")
