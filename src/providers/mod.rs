@@ -36,7 +36,7 @@ pub use response::DEFAULT_MAX_BODY;
 pub enum MetricError {
     #[error("metrics provider unreachable: {0}")]
     Unreachable(String),
-    #[error("query timed out after {}; raise provider.prometheus.timeout or make the query cheaper (shorter range, fewer series)", humantime::format_duration(*.0))]
+    #[error("query timed out after {}; raise the provider's timeout (provider.<name>.timeout, e.g. provider.prometheus.timeout) or make the query cheaper (shorter range, fewer series)", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("query rejected: {0}")]
     BadQuery(String),

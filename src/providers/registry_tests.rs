@@ -149,3 +149,28 @@ async fn every_provider_gets_the_allow_list_the_cap_the_cache_and_labelled_metri
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_provider_times_out_within_its_timeout() {
+    let fake = FakePrometheus::start().await;
+    fake.otherwise(
+        Reply::json(200, r#"[{"target":"t","datapoints":[[1.0,1800000000]]}]"#)
+            .delayed(Duration::from_secs(3)),
+    );
+    let mut spec = graphite(&fake.address);
+    spec.graphite.as_mut().unwrap().timeout = Some("300ms".into());
+    let s = ProviderSources::new(None, Duration::from_secs(10))
+        .source(Some(&spec), None)
+        .unwrap();
+    let at = chrono::TimeZone::timestamp_opt(&Utc, 1_800_000_000, 0).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        s.query_scalar("t", at).await,
+        Err(MetricError::Timeout(Duration::from_millis(300)))
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
