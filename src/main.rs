@@ -16,7 +16,7 @@ use serin::gates::{ApiOptions, ApiServer, HookRunner, WebhookCaller, DEFAULT_API
 use serin::limits::KeyedLimiter;
 use serin::metrics::Metrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
-use serin::providers::{AllowedAddresses, PrometheusSources};
+use serin::providers::{AllowedAddresses, ProviderSources};
 use serin::traffic::{build_available, RouterKind, RouterOptions};
 use serin::workloads::deployments::KubeWorkloads;
 
@@ -230,8 +230,8 @@ async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         windows: args.windows,
     };
     // A one-off history over many windows: a larger answer than a check's is expected.
-    let sources = PrometheusSources::new(Some(args.prometheus_url), args.query_timeout)
-        .with_max_body(16 << 20);
+    let sources =
+        ProviderSources::new(Some(args.prometheus_url), args.query_timeout).with_max_body(16 << 20);
     let report = analyze(&req, &sources).await?;
     match args.output {
         Output::Table => print!("{}", format_table(&report)),
@@ -497,7 +497,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         workloads: Arc::new(KubeWorkloads::new(client.clone())),
         routers: Routers { by_kind, default },
         sources: Arc::new(
-            PrometheusSources::new(args.prometheus_url, args.query_timeout)
+            ProviderSources::new(args.prometheus_url, args.query_timeout)
                 .with_allowed(args.allowed_provider_urls)
                 .with_metrics(metrics.clone())
                 .with_max_body(args.prometheus_max_body),

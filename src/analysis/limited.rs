@@ -44,9 +44,7 @@ impl MetricSources for Limited<'_> {
         credentials: Option<&ProviderCredentials>,
     ) -> Result<Arc<dyn MetricSource>, MetricError> {
         let inner = self.inner.source(provider, credentials)?;
-        let address = provider
-            .and_then(|p| p.prometheus.as_ref())
-            .map_or("(default)", |p| p.address.as_str());
+        let address = provider.and_then(|p| p.address()).unwrap_or("(default)");
         Ok(Arc::new(LimitedSource {
             inner,
             limiter: self.limiter.clone(),
@@ -159,6 +157,7 @@ mod tests {
                         address: provider.into(),
                         ..Default::default()
                     }),
+                    ..Default::default()
                 }),
                 dry_run: false,
                 critical: false,

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use super::render::{check_args, substitute, RenderError, RenderVars};
 use crate::crd::{
-    AnalysisSpec, AnalysisTemplateSpec, CompareSpec, PrometheusSecretRef, ProviderSpec,
-    SequentialSpec, TemplateRef, ThresholdSpec, ThresholdTemplate, ThresholdValue,
+    AnalysisSpec, AnalysisTemplateSpec, CompareSpec, ProviderSpec, SequentialSpec, TemplateRef,
+    ThresholdSpec, ThresholdTemplate, ThresholdValue,
 };
-use crate::providers::ProviderCredentials;
+use crate::providers::{CredentialKeys, ProviderCredentials};
 use crate::rollout::EventReason;
 
 /// A metric ready to query: its template's args resolved.
@@ -92,18 +92,15 @@ impl ResolvedMetric {
         }
     }
 
-    /// The Secret keys the controller must read into `credentials`
-    /// (with [`crate::providers::ProviderCredentials::from_secret_data`]).
-    pub fn secret_ref(&self) -> Option<&PrometheusSecretRef> {
-        self.provider
-            .as_ref()
-            .and_then(|p| p.prometheus.as_ref())
-            .and_then(|p| p.secret_ref.as_ref())
+    /// The Secret keys the controller must read into `credentials` (with
+    /// [`crate::providers::CredentialKeys::read`]): those its provider declares.
+    pub fn credential_keys(&self) -> Option<CredentialKeys> {
+        crate::providers::registry::credential_keys(self.provider.as_ref())
     }
 
-    /// The name of the Secret behind [`ResolvedMetric::secret_ref`].
+    /// The name of the Secret behind [`ResolvedMetric::credential_keys`].
     pub fn secret_name(&self) -> Option<&str> {
-        self.secret_ref().map(|s| s.name.as_str())
+        self.provider.as_ref().and_then(ProviderSpec::secret_name)
     }
 }
 

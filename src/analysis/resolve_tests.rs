@@ -290,6 +290,7 @@ fn secret_name_comes_from_the_provider() {
             }),
             ..Default::default()
         }),
+        ..Default::default()
     });
     let out = resolve_metrics(&[(tref("t", &[]), s)]).unwrap();
     assert_eq!(out[0].secret_name(), Some("prom-creds"));

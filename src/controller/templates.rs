@@ -5,9 +5,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use crate::providers::{
-    credentials::not_opted_in, opted_in, MetricError, MetricSources, ProviderCredentials,
-};
+use crate::providers::{credentials::not_opted_in, opted_in, MetricError, MetricSources};
 
 use crate::analysis::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
 use crate::crd::{AnalysisTemplate, ClusterAnalysisTemplate, TemplateRef};
@@ -55,9 +53,15 @@ pub async fn load_metrics(
                 message: e.to_string(),
             }));
         }
-        let Some(secret_ref) = m.secret_ref().cloned() else {
+        let Some(keys) = m.credential_keys() else {
             continue;
         };
+        let secret_name = keys.name().to_string();
+        let field = m
+            .provider
+            .as_ref()
+            .and_then(|p| p.kind().ok())
+            .map_or("prometheus", |k| k.as_str());
         // Provider credentials come from Secrets: the Canary's namespace for namespaced
         // templates, the controller's own for ClusterAnalysisTemplates.
         let cluster = refs.iter().any(|r| r.name == m.template && r.cluster_scope)
@@ -67,21 +71,18 @@ pub async fn load_metrics(
         let secret_ns = if cluster { controller_ns } else { ns };
         let secrets: Api<Secret> = Api::namespaced(client.clone(), secret_ns);
         let named_by = format!(
-            "{} {:?} (provider.prometheus.secretRef)",
+            "{} {:?} (provider.{field}.secretRef)",
             kind(cluster),
             m.template
         );
-        let creds = match secrets.get_opt(&secret_ref.name).await? {
+        let creds = match secrets.get_opt(&secret_name).await? {
             // Only a Secret that opted in is read: naming one is not enough.
             Some(secret) if !opted_in(secret.metadata.labels.as_ref()) => Err(MetricError::Config(
-                not_opted_in(secret_ns, &secret_ref.name, &named_by),
+                not_opted_in(secret_ns, &secret_name, &named_by),
             )),
-            Some(secret) => {
-                ProviderCredentials::from_secret_data(&secret_ref, &secret.data.unwrap_or_default())
-            }
+            Some(secret) => keys.read(&secret.data.unwrap_or_default()),
             None => Err(MetricError::Config(format!(
-                "Secret {secret_ns}/{} named by {named_by} does not exist",
-                secret_ref.name
+                "Secret {secret_ns}/{secret_name} named by {named_by} does not exist"
             ))),
         };
         match creds {

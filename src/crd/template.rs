@@ -2,6 +2,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::ProviderSpec;
+
 /// Metrics that judge a release, with PromQL templated by `{{variables}}`.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
@@ -158,61 +160,4 @@ pub struct ThresholdSpec {
     pub min: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProviderSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus: Option<PrometheusProviderSpec>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrometheusProviderSpec {
-    /// Base URL, e.g. http://prometheus.monitoring:9090 (a path prefix is kept). One
-    /// the controller allows (--allowed-provider-urls); redirects are not followed.
-    pub address: String,
-    /// Per-query timeout (humantime); default 10s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<String>,
-    /// Secret with credentials and a CA bundle: in the AnalysisTemplate's namespace,
-    /// or the controller's namespace for a ClusterAnalysisTemplate. It must carry the
-    /// label `serin.dev/credentials: "true"`; serin reads no other Secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_ref: Option<PrometheusSecretRef>,
-    /// Extra HTTP headers on every query, e.g. `X-Scope-OrgID` for a Mimir tenant.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<HttpHeader>,
-    /// Accept any TLS certificate. For tests only: anyone on the path can answer.
-    #[serde(default)]
-    pub insecure_skip_verify: bool,
-}
-
-/// Keys of a Secret holding Prometheus credentials. Set `bearerTokenKey`, or
-/// `usernameKey` with `passwordKey`, or neither (a CA bundle only).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct PrometheusSecretRef {
-    pub name: String,
-    /// Key whose value is sent as `Authorization: Bearer <value>`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bearer_token_key: Option<String>,
-    /// Key of the basic-auth user name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username_key: Option<String>,
-    /// Key of the basic-auth password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_key: Option<String>,
-    /// Key of a PEM bundle of CA certificates trusted in addition to the system roots.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_key: Option<String>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpHeader {
-    pub name: String,
-    /// Stored in the template in clear: put secrets in `secretRef` instead.
-    pub value: String,
 }

@@ -129,11 +129,16 @@ impl AllowedAddresses {
 
     /// A configuration error naming the address and what is allowed, unless allowed.
     pub fn check(&self, address: &str) -> Result<(), MetricError> {
+        self.check_field("provider.prometheus.address", address)
+    }
+
+    /// As [`AllowedAddresses::check`], naming `field` (e.g. `provider.datadog.address`).
+    pub fn check_field(&self, field: &str, address: &str) -> Result<(), MetricError> {
         if self.allows(address) {
             return Ok(());
         }
         Err(MetricError::Config(format!(
-            "provider.prometheus.address {:?} is not among the addresses this controller lets templates name ({}); nothing was sent to it. Use one of those, or ask the cluster's operators to add it to --allowed-provider-urls",
+            "{field} {:?} is not among the addresses this controller lets templates name ({}); nothing was sent to it. Use one of those, or ask the cluster's operators to add it to --allowed-provider-urls",
             one_line(address, 200),
             one_line(&self.text.join(", "), 300),
         )))

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::ByteString;
 
 use super::MetricError;
-use crate::crd::PrometheusSecretRef;
+use crate::crd::{DatadogSecretRef, PrometheusSecretRef};
 
 /// The label a Secret carries (value `"true"`) to let templates and webhooks use it.
 /// Without it serin reads no key of the Secret: naming a Secret in a template or a
@@ -36,6 +36,8 @@ pub enum ProviderAuth {
         username: String,
         password: String,
     },
+    /// Header name and value pairs, each value from a Secret key (Datadog's keys).
+    Headers(Vec<(String, String)>),
 }
 
 /// Credentials and trust anchors read from the provider's Secret.
@@ -57,6 +59,10 @@ impl std::fmt::Debug for ProviderAuth {
                 .field("username", username)
                 .field("password", &"<redacted>")
                 .finish(),
+            ProviderAuth::Headers(h) => {
+                let names: Vec<&str> = h.iter().map(|(n, _)| n.as_str()).collect();
+                write!(f, "Headers({names:?}, <redacted>)")
+            }
         }
     }
 }
@@ -137,5 +143,79 @@ impl ProviderCredentials {
             None => None,
         };
         Ok(Self { auth, ca_pem })
+    }
+}
+
+/// The keys a provider reads from its Secret, as its spec names them: each provider
+/// declares its own (see [`crate::providers::registry`]), the controller reads them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CredentialKeys {
+    /// Bearer token or basic auth, and a CA bundle (Prometheus, InfluxDB, Graphite).
+    Http(PrometheusSecretRef),
+    /// Each key's value sent as a header: (header, the spec's field, the key).
+    Headers {
+        name: String,
+        headers: Vec<(&'static str, &'static str, String)>,
+    },
+}
+
+impl CredentialKeys {
+    /// Datadog's API and application keys, with their default key names.
+    pub fn datadog(r: &DatadogSecretRef) -> Self {
+        let key = |k: &Option<String>, default: &str| k.clone().unwrap_or_else(|| default.into());
+        CredentialKeys::Headers {
+            name: r.name.clone(),
+            headers: vec![
+                ("DD-API-KEY", "apiKeyKey", key(&r.api_key_key, "api-key")),
+                (
+                    "DD-APPLICATION-KEY",
+                    "applicationKeyKey",
+                    key(&r.application_key_key, "application-key"),
+                ),
+            ],
+        }
+    }
+
+    /// The Secret's name.
+    pub fn name(&self) -> &str {
+        match self {
+            CredentialKeys::Http(r) => &r.name,
+            CredentialKeys::Headers { name, .. } => name,
+        }
+    }
+
+    /// Read the keys from a Secret's `data`; errors name the key asked for, never a value.
+    pub fn read(
+        &self,
+        data: &BTreeMap<String, ByteString>,
+    ) -> Result<ProviderCredentials, MetricError> {
+        match self {
+            CredentialKeys::Http(r) => ProviderCredentials::from_secret_data(r, data),
+            CredentialKeys::Headers { name, headers } => {
+                let mut out = Vec::with_capacity(headers.len());
+                for (header, field, key) in headers {
+                    let value = data
+                        .get(key)
+                        .ok_or_else(|| {
+                            MetricError::Config(format!(
+                                "Secret {name:?} has no key {key:?} (named by secretRef.{field})"
+                            ))
+                        })
+                        .and_then(|b| {
+                            String::from_utf8(b.0.clone()).map_err(|_| {
+                                MetricError::Config(format!(
+                                    "Secret {name:?} key {key:?} (secretRef.{field}) is not UTF-8 text"
+                                ))
+                            })
+                        })?;
+                    let value = value.trim_end_matches(['\r', '\n']).to_string();
+                    out.push((header.to_string(), value));
+                }
+                Ok(ProviderCredentials {
+                    auth: ProviderAuth::Headers(out),
+                    ca_pem: None,
+                })
+            }
+        }
     }
 }

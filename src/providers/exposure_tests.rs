@@ -9,9 +9,10 @@ use chrono::{TimeZone, Utc};
 use k8s_openapi::ByteString;
 
 use super::*;
-use crate::crd::PrometheusSecretRef;
+use crate::crd::{PrometheusSecretRef, ProviderSpec};
 use crate::gates::testrecv;
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
+use crate::providers::{AllowedAddresses, MetricSources, PrometheusSources};
 
 fn at() -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000, 0).unwrap()
@@ -31,6 +32,7 @@ fn bearer(address: &str) -> (ProviderSpec, ProviderCredentials) {
             secret_ref: Some(sref),
             ..Default::default()
         }),
+        ..Default::default()
     };
     (spec, creds)
 }

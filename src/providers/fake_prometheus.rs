@@ -18,6 +18,8 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: String,
     pub delay: Duration,
+    /// Extra response headers (e.g. a rate limit's reset).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -27,6 +29,7 @@ impl Reply {
             content_type: "application/json",
             body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
     }
 
@@ -36,7 +39,13 @@ impl Reply {
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
             delay: Duration::ZERO,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn delayed(mut self, d: Duration) -> Self {
@@ -181,8 +190,11 @@ async fn answer(
         params: params.clone(),
         headers,
     });
+    // Prometheus and Datadog name the query `query`, InfluxDB `q`, Graphite `target`.
     let reply = params
         .get("query")
+        .or_else(|| params.get("q"))
+        .or_else(|| params.get("target"))
         .and_then(|q| {
             let replies = shared.replies.lock().unwrap();
             if uri.path().ends_with("/query_range") {
@@ -204,10 +216,16 @@ async fn answer(
         tokio::time::sleep(reply.delay).await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap();
-    (
+    let mut response = (
         status,
         [(axum::http::header::CONTENT_TYPE, reply.content_type)],
         reply.body,
     )
-        .into_response()
+        .into_response();
+    for (name, value) in reply.headers {
+        response
+            .headers_mut()
+            .insert(name, axum::http::HeaderValue::from_str(&value).unwrap());
+    }
+    response
 }

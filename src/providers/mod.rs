@@ -1,4 +1,5 @@
-//! Metric sources behind [`MetricSource`]; Prometheus is the one shipped.
+//! Metric sources behind [`MetricSource`], chosen by [`registry`] from a template's
+//! provider: Prometheus, Datadog, InfluxDB 1.x and Graphite.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,17 +12,23 @@ use crate::crd::ProviderSpec;
 mod allow;
 mod answer;
 pub mod credentials;
+pub mod datadog;
 #[cfg(test)]
 pub(crate) mod fake_prometheus;
+pub mod graphite;
+mod http;
+pub mod influxdb;
 pub mod prometheus;
+pub mod registry;
 mod response;
 
 pub use allow::AllowedAddresses;
 pub use answer::decode_body;
-pub use credentials::{opted_in, ProviderAuth, ProviderCredentials, CREDENTIALS_LABEL};
-pub use prometheus::{
-    scalar_of, series_of, vector_of, PrometheusConfig, PrometheusSource, PrometheusSources,
+pub use credentials::{
+    opted_in, CredentialKeys, ProviderAuth, ProviderCredentials, CREDENTIALS_LABEL,
 };
+pub use prometheus::{scalar_of, series_of, vector_of, PrometheusConfig, PrometheusSource};
+pub use registry::{PrometheusSources, ProviderSources};
 pub use response::DEFAULT_MAX_BODY;
 
 /// Why a metric could not be measured. Each message says what to change.
@@ -29,7 +36,7 @@ pub use response::DEFAULT_MAX_BODY;
 pub enum MetricError {
     #[error("metrics provider unreachable: {0}")]
     Unreachable(String),
-    #[error("query timed out after {}; raise provider.prometheus.timeout or make the query cheaper (shorter range, fewer series)", humantime::format_duration(*.0))]
+    #[error("query timed out after {}; raise the provider's timeout (provider.<name>.timeout, e.g. provider.prometheus.timeout) or make the query cheaper (shorter range, fewer series)", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("query rejected: {0}")]
     BadQuery(String),
@@ -52,6 +59,9 @@ pub enum MetricError {
     Auth(String),
     #[error("provider configuration: {0}")]
     Config(String),
+    /// The provider refused the query for now (HTTP 429).
+    #[error("metrics provider rate-limited the query (HTTP 429){}; check less often or with fewer metrics", match .retry_in { Some(d) => format!(", its limit resets in {}", humantime::format_duration(*d)), None => String::new() })]
+    RateLimited { retry_in: Option<Duration> },
 }
 
 impl MetricError {
@@ -67,6 +77,7 @@ impl MetricError {
             MetricError::TooLarge { .. } => "too_large",
             MetricError::Auth(_) => "auth",
             MetricError::Config(_) => "config",
+            MetricError::RateLimited { .. } => "rate_limited",
         }
     }
 

@@ -4,26 +4,24 @@
 //! page or a Prometheus `errorType` each become an error that says what to change.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use prometheus_http_query::response::Data;
 use prometheus_http_query::{Client, Error as PromError};
 
 use super::answer::{clean, decode, transport_cause};
+use super::http;
+use super::registry::Provider;
 use super::response::DEFAULT_MAX_BODY;
-use super::{
-    AllowedAddresses, MetricError, MetricSource, MetricSources, ProviderAuth, ProviderCredentials,
-};
-use crate::crd::{PrometheusProviderSpec, ProviderSpec};
+use super::{CredentialKeys, MetricError, MetricSource, ProviderCredentials};
+use crate::crd::{PrometheusProviderSpec, ProviderKind};
 use crate::metrics::Metrics;
 
 /// The `provider` label of this source's metrics.
-const PROVIDER: &str = "prometheus";
+const PROVIDER_LABEL: &str = "prometheus";
 
 /// Everything needed to talk to one Prometheus.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -119,68 +117,20 @@ impl std::fmt::Debug for PrometheusSource {
     }
 }
 
-fn default_headers(config: &PrometheusConfig) -> Result<HeaderMap, MetricError> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &config.headers {
-        let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            MetricError::Config(format!(
-                "provider.prometheus.headers: {name:?} is not a valid HTTP header name"
-            ))
-        })?;
-        let mut v = HeaderValue::from_str(value).map_err(|_| {
-            MetricError::Config(format!(
-                "provider.prometheus.headers: the value of {name:?} is not a valid HTTP header value (printable ASCII)"
-            ))
-        })?;
-        v.set_sensitive(true);
-        headers.append(n, v);
-    }
-    let auth = match &config.credentials.auth {
-        ProviderAuth::None => None,
-        ProviderAuth::Bearer(token) => Some(format!("Bearer {token}")),
-        ProviderAuth::Basic { username, password } => Some(format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-        )),
-    };
-    if let Some(auth) = auth {
-        let mut v = HeaderValue::from_str(&auth).map_err(|_| {
-            MetricError::Config(
-                "the credentials in the provider's Secret contain characters not allowed in an HTTP header".into(),
-            )
-        })?;
-        v.set_sensitive(true);
-        headers.insert(AUTHORIZATION, v);
-    }
-    Ok(headers)
-}
-
 impl PrometheusSource {
     pub fn new(config: &PrometheusConfig) -> Result<Self, MetricError> {
-        // No redirects: following one would send the query and the credentials to an
-        // address neither the template nor the allow-list names.
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
-            .default_headers(default_headers(config)?);
-        if let Some(pem) = &config.credentials.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .ok()
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| {
-                    MetricError::Config(
-                        "secretRef.caKey does not hold PEM certificates (-----BEGIN CERTIFICATE-----)".into(),
-                    )
-                })?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        if config.insecure_skip_verify {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| MetricError::Config(format!("HTTP client: {e}")))?;
+        let headers = http::default_headers(
+            PROVIDER_LABEL,
+            &config.headers,
+            &config.credentials,
+            "Bearer",
+        )?;
+        let http = http::client(
+            config.timeout,
+            headers,
+            config.credentials.ca_pem.as_deref(),
+            config.insecure_skip_verify,
+        )?;
         let client = Client::from(http, &config.address).map_err(|e| {
             MetricError::Config(format!(
                 "provider.prometheus.address {:?}: {e}; accepted: an http(s) URL such as http://prometheus.monitoring:9090",
@@ -218,7 +168,7 @@ impl PrometheusSource {
         let start = std::time::Instant::now();
         let result = query.await;
         let error = result.as_ref().err().map(MetricError::category);
-        m.observe_query(PROVIDER, start.elapsed(), error);
+        m.observe_query(PROVIDER_LABEL, start.elapsed(), error);
         result
     }
 
@@ -429,102 +379,26 @@ pub fn series_of(data: &Data) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> 
     }
 }
 
-/// Sources kept per distinct configuration beyond which the cache is reset (a
-/// rotated Secret leaves its old entry behind).
-const CACHE_LIMIT: usize = 64;
-
-/// Prometheus sources by configuration, with a controller-wide default.
-pub struct PrometheusSources {
-    default: Option<PrometheusConfig>,
-    default_timeout: Duration,
-    max_body: usize,
-    cache: Mutex<HashMap<PrometheusConfig, Arc<PrometheusSource>>>,
-    metrics: Option<Arc<Metrics>>,
-    /// The addresses templates may name; the default's is always among them.
-    allowed: AllowedAddresses,
-}
-
-impl PrometheusSources {
-    pub fn new(default_address: Option<String>, default_timeout: Duration) -> Self {
-        Self::with_default(
-            default_address.map(|a| PrometheusConfig::new(a, default_timeout)),
-            default_timeout,
-        )
-    }
-
-    /// A default with headers, credentials or TLS options of its own.
-    pub fn with_default(default: Option<PrometheusConfig>, default_timeout: Duration) -> Self {
-        Self {
-            default,
-            default_timeout,
-            max_body: DEFAULT_MAX_BODY,
-            cache: Mutex::default(),
-            metrics: None,
-            allowed: AllowedAddresses::default(),
-        }
-    }
-
-    /// Templates may name only these provider addresses (`--allowed-provider-urls`);
-    /// the default Prometheus is always allowed. Empty: any address.
-    pub fn with_allowed(mut self, allowed: AllowedAddresses) -> Self {
-        self.allowed = match &self.default {
-            Some(d) if !allowed.is_empty() => allowed.with(&d.address),
-            _ => allowed,
+/// Prometheus's facts for the registry.
+pub(crate) static PROVIDER: Provider = Provider {
+    kind: ProviderKind::Prometheus,
+    address: |spec| spec.prometheus.as_ref().map(|p| p.address.as_str()),
+    credential_keys: |spec| {
+        spec.prometheus
+            .as_ref()
+            .and_then(|p| p.secret_ref.clone())
+            .map(CredentialKeys::Http)
+    },
+    build: |spec, credentials, settings| {
+        let Some(p) = &spec.prometheus else {
+            return Err(MetricError::Config("provider.prometheus is not set".into()));
         };
-        self
-    }
-
-    /// Every source handed out records its queries in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Every source handed out refuses answers larger than `bytes` (default 1 MiB):
-    /// "response larger than N bytes", an `Error` verdict naming the metric.
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-}
-
-impl MetricSources for PrometheusSources {
-    fn check_provider(&self, provider: Option<&ProviderSpec>) -> Result<(), MetricError> {
-        match provider.and_then(|p| p.prometheus.as_ref()) {
-            Some(spec) => self.allowed.check(&spec.address),
-            None => Ok(()),
-        }
-    }
-
-    fn source(
-        &self,
-        provider: Option<&ProviderSpec>,
-        credentials: Option<&ProviderCredentials>,
-    ) -> Result<Arc<dyn MetricSource>, MetricError> {
-        // Checked again here, whoever asks: nothing is sent to an address not allowed.
-        self.check_provider(provider)?;
-        let config = match provider.and_then(|p| p.prometheus.as_ref()) {
-            Some(spec) => PrometheusConfig::from_spec(spec, credentials, self.default_timeout)?,
-            None => self.default.clone().ok_or_else(|| {
-                MetricError::Config(
-                    "the template names no provider and the controller has no default Prometheus (--prometheus-url)".into(),
-                )
-            })?,
-        };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = cache.get(&config) {
-            return Ok(s.clone());
-        }
-        let mut source = PrometheusSource::new(&config)?.with_max_body(self.max_body);
-        source.metrics = self.metrics.clone();
-        let source = Arc::new(source);
-        if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(config, source.clone());
-        Ok(source)
-    }
-}
+        let config = PrometheusConfig::from_spec(p, credentials, settings.default_timeout)?;
+        Ok(Arc::new(
+            PrometheusSource::new(&config)?.with_max_body(settings.max_body),
+        ))
+    },
+};
 
 #[cfg(test)]
 #[path = "prometheus_tests.rs"]

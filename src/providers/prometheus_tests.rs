@@ -4,8 +4,9 @@ use chrono::TimeZone;
 use k8s_openapi::ByteString;
 
 use super::*;
-use crate::crd::{HttpHeader, PrometheusSecretRef};
+use crate::crd::{HttpHeader, PrometheusSecretRef, ProviderSpec};
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
+use crate::providers::{MetricSources, PrometheusSources, ProviderAuth};
 
 const TS: i64 = 1_800_000_000;
 
@@ -351,6 +352,7 @@ fn provider(address: &str, secret_ref: Option<PrometheusSecretRef>) -> ProviderS
             }],
             insecure_skip_verify: false,
         }),
+        ..Default::default()
     }
 }
 

@@ -213,3 +213,57 @@ async fn a_webhook_secret_without_opt_in_is_refused_and_nothing_is_called() {
     let got = recv.next(5).await;
     assert!(got.header("x-serin-signature").is_some());
 }
+
+/// Issue 16: a Datadog template's keys come from an opted-in Secret, through the same
+/// door as Prometheus credentials, and reach Datadog only as its two headers.
+#[tokio::test]
+async fn a_datadog_templates_keys_come_only_from_an_opted_in_secret() {
+    let fake = FakePrometheus::start().await;
+    fake.otherwise(Reply::json(
+        200,
+        r#"{"status":"ok","res_type":"time_series","series":[{"expression":"q","scope":"*","pointlist":[[1799999940000,0.5]]}]}"#,
+    ));
+    let h = Harness::new(spec(json!([{"name": "dd"}])));
+    h.server.insert(json!({"apiVersion": "serin.dev/v1alpha1", "kind": "AnalysisTemplate",
+           "metadata": {"name": "dd", "namespace": NS},
+           "spec": {"provider": {"datadog": {"address": fake.address,
+                        "secretRef": {"name": "dd-keys"}}},
+                    "metrics": [{"name": "errors", "query": "sum:errors{service:{{target}}}", "threshold": {"max": 1}}]}}));
+    // "api-123" and "app-456", base64.
+    h.server.insert(json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "dd-keys", "namespace": NS, "labels": {}},
+           "data": {"api-key": "YXBpLTEyMw==", "application-key": "YXBwLTQ1Ng=="}}));
+    let h = with_sources(h, PrometheusSources::new(None, Duration::from_secs(2)));
+    drive(&h, "podinfo:2").await;
+    assert!(fake.seen().is_empty(), "sent: {:?}", fake.seen());
+    let msg = config_condition(&h)["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains(
+            "Secret shop/dd-keys named by AnalysisTemplate \"dd\" (provider.datadog.secretRef)"
+        ),
+        "{msg}"
+    );
+    assert!(!msg.contains("YXBp") && !msg.contains("api-123"), "{msg}");
+
+    h.edit("/api/v1/namespaces/shop/secrets/dd-keys", |s| {
+        s["metadata"]["labels"] = opt_in();
+    });
+    drive(&h, "podinfo:3").await;
+    let seen = fake.seen();
+    assert!(!seen.is_empty(), "{}", h.status());
+    assert_eq!(seen[0].path, "/api/v1/query");
+    assert_eq!(seen[0].params["query"], "sum:errors{service:podinfo}");
+    assert_eq!(seen[0].headers["dd-api-key"], "api-123");
+    assert_eq!(seen[0].headers["dd-application-key"], "app-456");
+    assert!(seen[0].headers.get("authorization").is_none());
+    let metrics = h.status()["metrics"].clone();
+    assert!(
+        metrics
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["name"] == "errors" && m["value"] == 0.5)),
+        "{metrics}"
+    );
+}
