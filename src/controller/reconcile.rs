@@ -23,9 +23,10 @@ use crate::crd::{validate_webhooks, Canary, CanaryStatus};
 use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
 use crate::release::{
-    act, announce, decide, Deadline, Hooks, Progress, ReleaseDeps, ReleaseError, ReleaseSubject,
+    act, announce, build_plan, decide, Deadline, Hooks, Progress, ReleaseDeps, ReleaseError,
+    ReleaseSubject,
 };
-use crate::rollout::{EventReason, Note, NoteType, ReleasePlan};
+use crate::rollout::{EventReason, Note, NoteType};
 
 /// Holds the Canary until its Deployment has been handed back.
 pub const FINALIZER: &str = "serin.dev/finalizer";
@@ -176,11 +177,6 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     // Anything else the user must fix fails the checks of a release in flight (under
     // its progress deadline), and keeps a new release from starting.
     let mut problem: Option<(EventReason, String)> = None;
-    if let Err(e) =
-        ReleasePlan::from_spec(&canary.spec, router.replica_weighting(canary.spec.strategy))
-    {
-        problem = Some((EventReason::InvalidSpec, e.to_string()));
-    }
     run.stage("loading templates and Secrets");
     let checks = checks_from(&canary.spec.analysis, router.kind());
     let metrics = match checks {
@@ -222,6 +218,19 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         },
         _ => None,
     };
+    let weighting = router.replica_weighting(canary.spec.strategy);
+    let plan = match build_plan(&canary.spec, weighting, &metrics, hooks.is_some()) {
+        Ok((plan, invalid)) => {
+            if let Some(e) = invalid {
+                problem = Some((EventReason::InvalidSpec, e.to_string()));
+            }
+            Ok(plan)
+        }
+        Err(e) => {
+            problem = Some((EventReason::InvalidSpec, e.to_string()));
+            Err(e)
+        }
+    };
     if let (Some(problem), crate::crd::CanaryPhase::Initializing) = (&problem, status.phase) {
         // Nothing is set up yet: set up nothing on a broken configuration.
         return config_problem(&api, &canary, ctx, status, problem.clone(), now).await;
@@ -249,7 +258,11 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     };
 
     // Decide: observe (and check) without writing anything.
-    let prepared = match decide(&deps, &subject, now).await {
+    let decided = match plan {
+        Ok(plan) => decide(&deps, &subject, plan, now).await,
+        Err(e) => Err(e.into()),
+    };
+    let prepared = match decided {
         Ok(p) => p,
         Err(e) if e.kind().is_for_the_user_to_fix() => {
             let problem = (EventReason::InvalidSpec, e.to_string());

@@ -14,7 +14,7 @@ use crate::analysis::{
 use crate::crd::CanaryStatus;
 use crate::metrics::Metrics;
 use crate::providers::{MetricSources, PrometheusSources};
-use crate::release::{act, decide, ReleaseDeps, ReleaseSubject};
+use crate::release::{act, build_plan, decide, ReleaseDeps, ReleaseError, ReleaseSubject};
 use crate::rollout::Note;
 
 /// What one reconcile did.
@@ -89,6 +89,10 @@ impl LocalController {
             ChecksFrom::Builtin(t) => builtin_metrics(t)?,
             ChecksFrom::Nothing => Vec::new(),
         };
+        let weighting = self.deps.router.replica_weighting(state.spec.strategy);
+        let (plan, invalid) =
+            build_plan(&state.spec, weighting, &metrics, self.deps.hooks.is_some())
+                .map_err(ReleaseError::from)?;
         let subject = ReleaseSubject {
             namespace: &state.namespace,
             name: &state.name,
@@ -96,10 +100,10 @@ impl LocalController {
             status: &state.status,
             owner: None,
             metrics: &metrics,
-            config_problem: None,
+            config_problem: invalid.map(|e| format!("invalid spec: {e}")),
         };
         let now = Utc::now();
-        let prepared = decide(&self.deps, &subject, now).await?;
+        let prepared = decide(&self.deps, &subject, plan, now).await?;
         // Decide, persist, then act: the file holds the decision before the world moves.
         let status = prepared.decision.status.clone();
         let persisted = store.update(|s| {

@@ -189,39 +189,48 @@ pub struct Prepared {
     workload: WorkloadRef,
 }
 
-/// Observe the world (running a check or hooks when due) and decide. Writes nothing:
-/// a conflict on the status write afterwards leaves the world untouched.
-pub async fn decide(
-    deps: &ReleaseDeps,
-    subject: &ReleaseSubject<'_>,
-    now: DateTime<Utc>,
-) -> Result<Prepared, ReleaseError> {
-    let weighting = deps.router.replica_weighting(subject.spec.strategy);
-    let mut config_problem = subject.config_problem.clone();
-    let mut plan = match ReleasePlan::from_spec(subject.spec, weighting) {
-        Ok(plan) => plan,
-        // An invalid spec mid-release still needs a plan that keeps traffic safe.
-        Err(e) => match ReleasePlan::fallback(subject.spec, weighting) {
-            Some(plan) => {
-                config_problem.get_or_insert_with(|| format!("invalid spec: {e}"));
-                plan
-            }
-            None => return Err(e.into()),
+/// A release's plan, built once from all it depends on: the spec, the templates'
+/// metrics (they may tighten the limits, never loosen them; a sequential metric takes
+/// looks between checks), the webhooks (a confirm hook closes its gate like a human
+/// gate; pre-rollout hooks run only when `hooks_on`). An invalid spec still gets a plan
+/// that keeps traffic safe when one can be made: it comes back with the error, which
+/// the caller reports as the configuration problem.
+pub fn build_plan(
+    spec: &CanarySpec,
+    weighting: bool,
+    metrics: &[ResolvedMetric],
+    hooks_on: bool,
+) -> Result<(ReleasePlan, Option<PlanError>), PlanError> {
+    let (mut plan, invalid) = match ReleasePlan::from_spec(spec, weighting) {
+        Ok(plan) => (plan, None),
+        Err(e) => match ReleasePlan::fallback(spec, weighting) {
+            Some(plan) => (plan, Some(e)),
+            None => return Err(e),
         },
     };
-    // Templates may tighten the Canary's limits, never loosen them.
-    let limits = effective_limits(&subject.spec.analysis, subject.metrics);
+    let limits = effective_limits(&spec.analysis, metrics);
     plan.failure_limit = limits.failure_limit;
     plan.inconclusive_limit = limits.inconclusive_limit;
-    // A confirm hook closes its gate like a human gate; its 2xx opens it.
-    plan.gates = effective_gates(subject.spec);
-    plan.sequential_looks = subject.metrics.iter().any(|m| m.sequential().is_some());
-    plan.pre_rollout = deps.hooks.is_some()
-        && subject
-            .spec
+    plan.gates = effective_gates(spec);
+    plan.sequential_looks = metrics.iter().any(|m| m.sequential().is_some());
+    plan.pre_rollout = hooks_on
+        && spec
             .webhooks
             .iter()
             .any(|h| h.type_ == WebhookType::PreRollout);
+    Ok((plan, invalid))
+}
+
+/// Observe the world (running a check or hooks when due) and decide on `plan` (from
+/// [`build_plan`]). Writes nothing: a conflict on the status write afterwards leaves
+/// the world untouched.
+pub async fn decide(
+    deps: &ReleaseDeps,
+    subject: &ReleaseSubject<'_>,
+    plan: ReleasePlan,
+    now: DateTime<Utc>,
+) -> Result<Prepared, ReleaseError> {
+    let config_problem = subject.config_problem.clone();
     let wref = subject.workload_ref();
     deps.stage("observing the workloads");
     let state = deps.workloads.observe(&wref).await?;
