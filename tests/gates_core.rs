@@ -7,7 +7,7 @@ use serde_json::json;
 use serin::crd::{Canary, CanaryPhase, CanaryStatus, GateKind, WebhookSpec, WebhookType};
 use serin::gates::{
     effective_gates, gate_approvals_from_confirm_hooks, plan_decision, rollback_requested,
-    Decision, HookResult, Planned, Verb, Via,
+    DecisionRequest, HookResult, Planned, Verb, Via,
 };
 use serin::notify::NotifyEvent;
 use serin::rollout::{
@@ -84,8 +84,14 @@ impl World {
 
     /// Record a decision the way the API would, and let the server merge it.
     fn decide(&mut self, verb: Verb, expect: Option<serin::gates::GateRef>, by: &str, via: Via) {
-        let planned =
-            plan_decision(&self.canary, &Decision { verb, expect }, by, via, self.now).unwrap();
+        let planned = plan_decision(
+            &self.canary,
+            &DecisionRequest { verb, expect },
+            by,
+            via,
+            self.now,
+        )
+        .unwrap();
         let Planned::Status { patch, .. } = planned else {
             panic!("{planned:?}")
         };
@@ -172,7 +178,7 @@ fn approve_with_nothing_pending_is_refused() {
     assert_eq!(w.status().phase, CanaryPhase::Progressing);
     let err = plan_decision(
         &w.canary,
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "a",
         Via::Api,
         w.now,
@@ -209,7 +215,7 @@ fn abort_then_retry() {
     assert!(w.status().message.contains("aborted by ops via api"));
     // Nothing is in flight to abort any more; a retry starts the revision over.
     assert!(matches!(
-        plan_decision(&w.canary, &Decision::new(Verb::Abort), "ops", Via::Api, w.now),
+        plan_decision(&w.canary, &DecisionRequest::new(Verb::Abort), "ops", Via::Api, w.now),
         Err(e) if e.http_status() == 409
     ));
     w.tick();

@@ -13,7 +13,7 @@ use kube::{Client, Config};
 use serin::cli::decide::{api_client, decide, service_account_token};
 use serin::cli::{Output, Target as View, WatchOptions};
 use serin::crd::GateKind;
-use serin::gates::{Decision, GateRef, Verb, DEFAULT_API_AUDIENCE};
+use serin::gates::{DecisionRequest, GateRef, Verb, DEFAULT_API_AUDIENCE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -139,7 +139,7 @@ fn parse_gate(s: &str) -> Result<GateKind, String> {
 
 impl Cli {
     /// The decision to record; `None` for the read-only commands.
-    fn decision(&self) -> Option<(Decision, &str)> {
+    fn decision(&self) -> Option<(DecisionRequest, &str)> {
         let (verb, name, gate) = match &self.command {
             Cmd::Approve(g) => (Verb::Approve, &g.name, Some(g)),
             Cmd::Reject(g) => (Verb::Reject, &g.name, Some(g)),
@@ -156,7 +156,7 @@ impl Cli {
                 step: g.step?,
             })
         });
-        Some((Decision { verb, expect }, name))
+        Some((DecisionRequest { verb, expect }, name))
     }
 }
 

@@ -17,7 +17,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::gates::{Decision, Outcome, Verb};
+use crate::gates::{DecisionRequest, Outcome, Verb};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecideError {
@@ -73,7 +73,7 @@ pub async fn decide(
     token: &str,
     ns: &str,
     name: &str,
-    decision: &Decision,
+    decision: &DecisionRequest,
 ) -> Result<Outcome, DecideError> {
     let url = action_url(base, ns, name, decision.verb);
     let mut req = http.post(&url).bearer_auth(token);

@@ -64,7 +64,7 @@ async fn cli_approves_through_the_controller_api() {
     ])
     .await;
     let http = api_client(Some(&ca), Duration::from_secs(10)).unwrap();
-    let decision = Decision {
+    let decision = DecisionRequest {
         verb: Verb::Approve,
         expect: Some(GateRef {
             gate: crate::crd::GateKind::BeforePromotion,
@@ -108,7 +108,7 @@ async fn cli_reports_the_api_refusal() {
         "tok",
         "shop",
         "podinfo",
-        &Decision::new(Verb::Abort),
+        &DecisionRequest::new(Verb::Abort),
     )
     .await
     .unwrap_err();
@@ -136,7 +136,7 @@ async fn cli_reports_the_api_refusal() {
         "tok",
         "shop",
         "podinfo",
-        &Decision::new(Verb::Abort),
+        &DecisionRequest::new(Verb::Abort),
     )
     .await
     .unwrap_err();

@@ -60,7 +60,7 @@ pub(super) async fn finalize(
         spec: &canary.spec,
         status: &status,
         owner: owner_of(canary),
-        metrics: &[],
+        checks: &[],
         config_problem: None,
     };
     let target = &canary.spec.target_ref.name;

@@ -253,7 +253,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         spec: &canary.spec,
         status: &status,
         owner: owner_of(&canary),
-        metrics: &metrics,
+        checks: &metrics,
         config_problem: problem.as_ref().map(|(_, m)| m.clone()),
     };
 

@@ -23,7 +23,7 @@ use serde_json::json;
 
 use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::RateLimiter;
-use super::record::{apply_decision, canary_view, get_canary, Decision, GateRef, Verb, Via};
+use super::record::{apply_decision, canary_view, get_canary, DecisionRequest, GateRef, Verb, Via};
 use super::GateError;
 use crate::rollout::text::one_line;
 
@@ -270,7 +270,7 @@ pub(crate) fn parse_verb(action: &str) -> Result<Verb, ApiError> {
 
 /// The decision an action's `body` asks for: optional, and only approve and reject
 /// name a gate passage.
-pub(crate) fn decision_of(verb: Verb, body: &[u8]) -> Result<Decision, ApiError> {
+pub(crate) fn decision_of(verb: Verb, body: &[u8]) -> Result<DecisionRequest, ApiError> {
     let expect = parse_body(body)?;
     if expect.is_some() && !matches!(verb, Verb::Approve | Verb::Reject) {
         return Err(ApiError::new(
@@ -279,7 +279,7 @@ pub(crate) fn decision_of(verb: Verb, body: &[u8]) -> Result<Decision, ApiError>
             "gate, revision and step apply to approve and reject only",
         ));
     }
-    Ok(Decision { verb, expect })
+    Ok(DecisionRequest { verb, expect })
 }
 
 fn parse_body(body: &[u8]) -> Result<Option<GateRef>, ApiError> {

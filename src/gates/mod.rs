@@ -42,9 +42,9 @@ pub use hook_runs::{
 pub use openapi::openapi_document;
 pub use ratelimit::{RateLimit, RateLimiter};
 pub use record::{
-    apply_decision, bounded_records, command_id, plan_decision, records_patch, Decision, GateRef,
-    Outcome, Planned, Verb, Via, ACTION_RBAC_VERB, APPROVER_FIELD_MANAGER, CURRENT_RECORDS_MAX,
-    RECORD_HISTORY,
+    apply_decision, bounded_records, command_id, plan_decision, records_patch, DecisionRequest,
+    GateRef, Outcome, Planned, Verb, Via, ACTION_RBAC_VERB, APPROVER_FIELD_MANAGER,
+    CURRENT_RECORDS_MAX, RECORD_HISTORY,
 };
 pub use replay::{Replay, ReplayGuard};
 pub use runner::{HookClock, HookRunner, HOOK_CALLS_IN_FLIGHT};

@@ -127,7 +127,7 @@ async fn the_controller_role_records_decisions_under_one_manager() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "alice",
         Via::Api,
     )
@@ -151,7 +151,7 @@ async fn the_controller_role_records_decisions_under_one_manager() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "bob",
         Via::Slack,
     )
@@ -184,7 +184,7 @@ async fn a_decision_racing_another_on_the_same_gate_loses_cleanly() {
         &s.client(),
         "shop",
         "podinfo",
-        &Decision::new(Verb::Reject),
+        &DecisionRequest::new(Verb::Reject),
         "bob",
         Via::Api,
     )

@@ -115,12 +115,12 @@ pub struct GateRef {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
+pub struct DecisionRequest {
     pub verb: Verb,
     pub expect: Option<GateRef>,
 }
 
-impl Decision {
+impl DecisionRequest {
     pub fn new(verb: Verb) -> Self {
         Self { verb, expect: None }
     }
@@ -237,7 +237,7 @@ fn conflict(msg: String) -> GateError {
 /// Validate `decision` against the Canary as it is and say what to write.
 pub fn plan_decision(
     canary: &Canary,
-    decision: &Decision,
+    decision: &DecisionRequest,
     actor: &str,
     via: Via,
     now: DateTime<Utc>,
@@ -424,7 +424,7 @@ pub async fn apply_decision(
     client: &Client,
     ns: &str,
     name: &str,
-    decision: &Decision,
+    decision: &DecisionRequest,
     actor: &str,
     via: Via,
 ) -> Result<Outcome, GateError> {

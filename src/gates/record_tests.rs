@@ -41,7 +41,14 @@ fn now() -> DateTime<Utc> {
 #[test]
 fn approve_builds_one_entry_patch() {
     let c = canary("WaitingApproval", Some("beforeTrafficIncrease"));
-    let p = plan_decision(&c, &Decision::new(Verb::Approve), "alice", Via::Cli, now()).unwrap();
+    let p = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Approve),
+        "alice",
+        Via::Cli,
+        now(),
+    )
+    .unwrap();
     let Planned::Status { id, patch, .. } = p else {
         panic!("{p:?}")
     };
@@ -62,7 +69,14 @@ fn approve_builds_one_entry_patch() {
 #[test]
 fn reject_records_approved_false() {
     let c = canary("WaitingApproval", Some("beforePromotion"));
-    let p = plan_decision(&c, &Decision::new(Verb::Reject), "bob", Via::Slack, now()).unwrap();
+    let p = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Reject),
+        "bob",
+        Via::Slack,
+        now(),
+    )
+    .unwrap();
     let Planned::Status { patch, .. } = p else {
         panic!()
     };
@@ -80,8 +94,14 @@ fn approve_without_pending_gate_is_conflict() {
         ("WaitingApproval", None),
     ] {
         let c = canary(phase, gate);
-        let err =
-            plan_decision(&c, &Decision::new(Verb::Approve), "a", Via::Api, now()).unwrap_err();
+        let err = plan_decision(
+            &c,
+            &DecisionRequest::new(Verb::Approve),
+            "a",
+            Via::Api,
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(err.http_status(), 409, "{phase}: {err}");
         assert!(err.to_string().contains("no gate is pending"));
     }
@@ -90,7 +110,7 @@ fn approve_without_pending_gate_is_conflict() {
 #[test]
 fn stale_gate_ref_is_conflict() {
     let c = canary("WaitingApproval", Some("beforeTrafficIncrease"));
-    let mut d = Decision::new(Verb::Approve);
+    let mut d = DecisionRequest::new(Verb::Approve);
     d.expect = Some(GateRef {
         gate: GateKind::BeforeTrafficIncrease,
         revision: "rev2".into(),
@@ -105,43 +125,83 @@ fn stale_gate_ref_is_conflict() {
 #[test]
 fn repeat_is_unchanged_and_opposite_is_conflict() {
     let mut c = canary("WaitingApproval", Some("beforeRollout"));
-    let Planned::Status { patch, .. } =
-        plan_decision(&c, &Decision::new(Verb::Approve), "alice", Via::Cli, now()).unwrap()
-    else {
+    let Planned::Status { patch, .. } = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Approve),
+        "alice",
+        Via::Cli,
+        now(),
+    )
+    .unwrap() else {
         panic!()
     };
     // The server merged the record into the list.
     let rec: Approval = serde_json::from_value(patch["status"]["approvals"][0].clone()).unwrap();
     c.status.as_mut().unwrap().approvals.push(rec);
-    let again = plan_decision(&c, &Decision::new(Verb::Approve), "carol", Via::Api, now());
+    let again = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Approve),
+        "carol",
+        Via::Api,
+        now(),
+    );
     assert!(matches!(again, Ok(Planned::Unchanged { ref message }) if message.contains("alice")));
-    let opposite = plan_decision(&c, &Decision::new(Verb::Reject), "carol", Via::Api, now());
+    let opposite = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Reject),
+        "carol",
+        Via::Api,
+        now(),
+    );
     assert!(matches!(opposite, Err(GateError::Conflict(_))));
 }
 
 #[test]
 fn abort_and_retry_ids_are_per_release() {
     let c = canary("Progressing", None);
-    let Planned::Status { id, patch, .. } =
-        plan_decision(&c, &Decision::new(Verb::Abort), "ops", Via::Api, now()).unwrap()
-    else {
+    let Planned::Status { id, patch, .. } = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Abort),
+        "ops",
+        Via::Api,
+        now(),
+    )
+    .unwrap() else {
         panic!()
     };
     let started = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
     assert_eq!(id, format!("abort/rev2/{}", started.timestamp()));
     assert_eq!(patch["status"]["commands"][0]["kind"], "abort");
     assert_eq!(patch["status"]["commands"][0]["revision"], "rev2");
-    assert!(plan_decision(&c, &Decision::new(Verb::Retry), "ops", Via::Api, now()).is_err());
+    assert!(plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Retry),
+        "ops",
+        Via::Api,
+        now()
+    )
+    .is_err());
 
     let f = canary("Failed", None);
-    let Planned::Status { patch, .. } =
-        plan_decision(&f, &Decision::new(Verb::Retry), "ops", Via::Cli, now()).unwrap()
-    else {
+    let Planned::Status { patch, .. } = plan_decision(
+        &f,
+        &DecisionRequest::new(Verb::Retry),
+        "ops",
+        Via::Cli,
+        now(),
+    )
+    .unwrap() else {
         panic!()
     };
     assert_eq!(patch["status"]["commands"][0]["kind"], "retry");
     assert!(matches!(
-        plan_decision(&f, &Decision::new(Verb::Abort), "ops", Via::Cli, now()),
+        plan_decision(
+            &f,
+            &DecisionRequest::new(Verb::Abort),
+            "ops",
+            Via::Cli,
+            now()
+        ),
         Err(GateError::Conflict(_))
     ));
 }
@@ -150,16 +210,22 @@ fn abort_and_retry_ids_are_per_release() {
 fn pause_resume_are_idempotent() {
     let mut c = canary("Progressing", None);
     assert!(matches!(
-        plan_decision(&c, &Decision::new(Verb::Pause), "a", Via::Cli, now()),
+        plan_decision(&c, &DecisionRequest::new(Verb::Pause), "a", Via::Cli, now()),
         Ok(Planned::Suspend { suspend: true, .. })
     ));
     assert!(matches!(
-        plan_decision(&c, &Decision::new(Verb::Resume), "a", Via::Cli, now()),
+        plan_decision(
+            &c,
+            &DecisionRequest::new(Verb::Resume),
+            "a",
+            Via::Cli,
+            now()
+        ),
         Ok(Planned::Unchanged { .. })
     ));
     c.spec.suspend = true;
     assert!(matches!(
-        plan_decision(&c, &Decision::new(Verb::Pause), "a", Via::Cli, now()),
+        plan_decision(&c, &DecisionRequest::new(Verb::Pause), "a", Via::Cli, now()),
         Ok(Planned::Unchanged { .. })
     ));
 }
@@ -167,7 +233,14 @@ fn pause_resume_are_idempotent() {
 #[test]
 fn empty_actor_is_invalid() {
     let c = canary("WaitingApproval", Some("beforeRollout"));
-    let err = plan_decision(&c, &Decision::new(Verb::Approve), "  ", Via::Api, now()).unwrap_err();
+    let err = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Approve),
+        "  ",
+        Via::Api,
+        now(),
+    )
+    .unwrap_err();
     assert_eq!(err.http_status(), 422);
 }
 
@@ -196,7 +269,7 @@ async fn apply_decision_writes_the_records_under_one_manager_and_the_read_versio
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "alice",
         Via::Cli,
     )
@@ -231,7 +304,7 @@ async fn apply_decision_unknown_canary_is_not_found() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "a",
         Via::Api,
     )
@@ -256,7 +329,7 @@ async fn apply_decision_pause_merge_patches_spec() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Pause),
+        &DecisionRequest::new(Verb::Pause),
         "a",
         Via::Cli,
     )
@@ -299,7 +372,7 @@ async fn two_clicks_at_once_cannot_produce_two_outcomes() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Reject),
+        &DecisionRequest::new(Verb::Reject),
         "bob",
         Via::Api,
     )
@@ -318,7 +391,7 @@ async fn two_clicks_at_once_cannot_produce_two_outcomes() {
         &client,
         "shop",
         "podinfo",
-        &Decision::new(Verb::Approve),
+        &DecisionRequest::new(Verb::Approve),
         "carol",
         Via::Api,
     )
@@ -350,7 +423,13 @@ fn records_stay_bounded_over_100_releases() {
             s.current_step = step;
             s.pending_gate = Some(GateKind::BeforeTrafficIncrease);
             let at = started + chrono::Duration::minutes(i64::from(step) + 1);
-            let p = plan_decision(&c, &Decision::new(Verb::Approve), "alice", Via::Api, at);
+            let p = plan_decision(
+                &c,
+                &DecisionRequest::new(Verb::Approve),
+                "alice",
+                Via::Api,
+                at,
+            );
             let Ok(Planned::Status { patch, .. }) = p else {
                 panic!("{p:?}")
             };
@@ -369,7 +448,7 @@ fn records_stay_bounded_over_100_releases() {
             c.status.as_mut().unwrap().phase = CanaryPhase::Progressing;
             let at = started + chrono::Duration::minutes(30);
             let Ok(Planned::Status { patch, .. }) =
-                plan_decision(&c, &Decision::new(Verb::Abort), "ops", Via::Cli, at)
+                plan_decision(&c, &DecisionRequest::new(Verb::Abort), "ops", Via::Cli, at)
             else {
                 panic!()
             };
@@ -422,7 +501,14 @@ fn a_retried_revision_is_decided_again_not_by_the_old_rejection() {
         // Before this release started (10:00): the release that was rolled back.
         at: Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
     }];
-    let p = plan_decision(&c, &Decision::new(Verb::Approve), "alice", Via::Cli, now()).unwrap();
+    let p = plan_decision(
+        &c,
+        &DecisionRequest::new(Verb::Approve),
+        "alice",
+        Via::Cli,
+        now(),
+    )
+    .unwrap();
     let Planned::Status { patch, .. } = p else {
         panic!("{p:?}")
     };

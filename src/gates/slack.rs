@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::{RateLimit, RateLimiter};
-use super::record::{apply_decision, Decision, GateRef, Verb, Via};
+use super::record::{apply_decision, DecisionRequest, GateRef, Verb, Via};
 use super::replay::{Replay, ReplayGuard};
 use super::secret::SecretString;
 use super::sign::verify_hmac_sha256_hex;
@@ -478,7 +478,7 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
         }
     }
     let actor = format!("{} (slack:{slack_id})", user.username);
-    let decision = Decision {
+    let decision = DecisionRequest {
         verb,
         expect: Some(gate.clone()),
     };

@@ -99,7 +99,7 @@ impl LocalController {
             spec: &state.spec,
             status: &state.status,
             owner: None,
-            metrics: &metrics,
+            checks: &metrics,
             config_problem: invalid.map(|e| format!("invalid spec: {e}")),
         };
         let now = Utc::now();

@@ -99,7 +99,7 @@ pub struct ReleaseSubject<'a> {
     pub spec: &'a CanarySpec,
     pub status: &'a CanaryStatus,
     pub owner: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-    pub metrics: &'a [ResolvedMetric],
+    pub checks: &'a [ResolvedMetric],
     /// A configuration problem found before the release step (a missing template, a
     /// broken Secret); it fails checks of a release in flight.
     pub config_problem: Option<String>,
@@ -261,7 +261,7 @@ pub async fn decide(
             looks_only: look,
             limiter: deps.queries.as_ref(),
             ..CheckInput::new(
-                subject.metrics,
+                subject.checks,
                 &vars,
                 interval,
                 &subject.status.metrics,
