@@ -18,7 +18,6 @@ use super::registry::Provider;
 use super::response::DEFAULT_MAX_BODY;
 use super::{CredentialKeys, MetricError, MetricSource, ProviderCredentials};
 use crate::crd::{PrometheusProviderSpec, ProviderKind};
-use crate::metrics::Metrics;
 
 /// The `provider` label of this source's metrics.
 const PROVIDER_LABEL: &str = "prometheus";
@@ -104,8 +103,6 @@ pub struct PrometheusSource {
     timeout: Duration,
     /// Largest response body read (`--prometheus-max-body`).
     max_body: usize,
-    /// Times every query and counts its errors.
-    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for PrometheusSource {
@@ -141,35 +138,13 @@ impl PrometheusSource {
             client,
             timeout: config.timeout,
             max_body: DEFAULT_MAX_BODY,
-            metrics: None,
         })
-    }
-
-    /// Record query durations and errors (provider `prometheus`) in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
-        self.metrics = Some(metrics);
-        self
     }
 
     /// Refuse answers larger than `bytes` (default 1 MiB).
     pub fn with_max_body(mut self, bytes: usize) -> Self {
         self.max_body = bytes;
         self
-    }
-
-    /// Run one query, timed and its error counted when there are metrics.
-    async fn observed<T>(
-        &self,
-        query: impl std::future::Future<Output = Result<T, MetricError>>,
-    ) -> Result<T, MetricError> {
-        let Some(m) = &self.metrics else {
-            return query.await;
-        };
-        let start = std::time::Instant::now();
-        let result = query.await;
-        let error = result.as_ref().err().map(MetricError::category);
-        m.observe_query(PROVIDER_LABEL, start.elapsed(), error);
-        result
     }
 
     fn timeout_ms(&self) -> i64 {
@@ -273,11 +248,11 @@ fn range_vector_error() -> MetricError {
 #[async_trait]
 impl MetricSource for PrometheusSource {
     async fn query_scalar(&self, query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
-        self.observed(self.scalar(query, at)).await
+        self.scalar(query, at).await
     }
 
     async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
-        self.observed(self.vector(query, at)).await
+        self.vector(query, at).await
     }
 
     async fn query_range(
@@ -287,7 +262,7 @@ impl MetricSource for PrometheusSource {
         end: DateTime<Utc>,
         step: Duration,
     ) -> Result<Vec<(DateTime<Utc>, f64)>, MetricError> {
-        self.observed(self.range(query, start, end, step)).await
+        self.range(query, start, end, step).await
     }
 }
 
