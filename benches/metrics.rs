@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use serin::crd::{CanaryPhase, MetricStatus, MetricVerdict};
-use serin::metrics::{ControllerKind, Judge, Metrics};
+use serin::metrics::{ControllerKind, ControllerMetrics, Judge};
 use serin::rollout::AnalysisReport;
 
 const CANARIES: usize = 1_000;
@@ -49,20 +49,28 @@ fn report(now: DateTime<Utc>) -> AnalysisReport {
 }
 
 /// Everything one judged reconcile of one Canary records.
-fn one_reconcile(m: &Metrics, ns: &str, name: &str, report: &AnalysisReport, now: DateTime<Utc>) {
+fn one_reconcile(
+    m: &ControllerMetrics,
+    ns: &str,
+    name: &str,
+    report: &AnalysisReport,
+    now: DateTime<Utc>,
+) {
     for _ in &report.metrics {
-        m.observe_query("prometheus", Duration::from_millis(12), None);
-        m.observe_judge(Judge::Threshold, Duration::from_micros(3));
+        m.queries
+            .observe("prometheus", Duration::from_millis(12), None);
+        m.judges.observe(Judge::Threshold, Duration::from_micros(3));
     }
-    m.observe_report(ns, name, report, now);
-    m.observe_canary(ns, name, CanaryPhase::Progressing, 20);
-    m.observe_reconcile(ControllerKind::Canary, Duration::from_millis(40), None);
+    m.canaries.observe_report(ns, name, report, now);
+    m.canaries.observe(ns, name, CanaryPhase::Progressing, 20);
+    m.reconciles
+        .observe(ControllerKind::Canary, Duration::from_millis(40), None);
 }
 
 fn main() {
     let now = Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap();
     let r = report(now);
-    let m = Metrics::new();
+    let m = ControllerMetrics::new();
     let names: Vec<(String, String)> = (0..CANARIES)
         .map(|i| (format!("team-{}", i % 50), format!("service-{i}")))
         .collect();
@@ -85,7 +93,7 @@ fn main() {
     let mut j = 0;
     let churn = time(20_000, || {
         let (ns, name) = &names[j % CANARIES];
-        m.forget_canary(ns, name);
+        m.canaries.forget(ns, name);
         one_reconcile(&m, ns, name, &r, now);
         j += 1;
     });

@@ -286,7 +286,7 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         webhooks: None,
         notify: None,
         // As in production: the controller's own metrics are part of what is measured.
-        metrics: Arc::new(serin::metrics::Metrics::new()),
+        metrics: Arc::new(serin::metrics::ControllerMetrics::new()),
         // run() replaces it with the leader's fence.
         fence: Fence::unfenced(),
     };

@@ -14,7 +14,7 @@ use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
 use serin::gates::{ApiOptions, ApiServer, HookRunner, WebhookCaller, DEFAULT_API_AUDIENCE};
 use serin::limits::KeyedLimiter;
-use serin::metrics::Metrics;
+use serin::metrics::ControllerMetrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::{AllowedAddresses, ProviderSources};
 use serin::traffic::{build_available, RouterKind, RouterOptions};
@@ -487,10 +487,13 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(30))
         .build()
         .context("HTTP client")?;
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(ControllerMetrics::new());
     let registry = Arc::new(NotifierRegistry::new());
-    let (notify, _dispatcher) =
-        notifier_queue_with_metrics(registry.clone(), QueueConfig::default(), metrics.clone());
+    let (notify, _dispatcher) = notifier_queue_with_metrics(
+        registry.clone(),
+        QueueConfig::default(),
+        metrics.notifications.clone(),
+    );
     let clock: Clock = Arc::new(chrono::Utc::now);
     let ctx = Context {
         client: client.clone(),
@@ -499,7 +502,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         sources: Arc::new(
             ProviderSources::new(args.prometheus_url, args.query_timeout)
                 .with_allowed(args.allowed_provider_urls)
-                .with_metrics(metrics.clone())
+                .with_metrics(metrics.queries.clone())
                 .with_max_body(args.prometheus_max_body),
         ),
         events: Arc::new(
@@ -515,7 +518,7 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         webhooks: Some(Arc::new(HookRunner::new(
             WebhookCaller::new()
                 .context("HTTP client")?
-                .with_metrics(metrics.clone()),
+                .with_metrics(metrics.webhooks.clone()),
             clock,
         ))),
         notify: Some(notify),

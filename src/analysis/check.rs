@@ -12,7 +12,7 @@ use super::render::{prometheus_duration, render_query, RenderVars};
 use super::resolve::{MetricJudge, ResolvedMetric};
 use crate::crd::{MetricStatus, MetricVerdict};
 use crate::limits::KeyedLimiter;
-use crate::metrics::{Judge, Metrics};
+use crate::metrics::{Judge, JudgeMetrics};
 use crate::providers::{MetricError, MetricSources};
 use crate::rollout::text::{one_line, METRIC_REASON_MAX_CHARS};
 use crate::rollout::AnalysisReport;
@@ -29,7 +29,7 @@ pub struct CheckInput<'a> {
     pub sources: &'a dyn MetricSources,
     pub now: DateTime<Utc>,
     /// The controller's metrics, to time each judge; the judges stay free of clocks.
-    pub observer: Option<&'a Metrics>,
+    pub observer: Option<&'a JudgeMetrics>,
     /// Time each metric gets: one that does not answer in time is an `Error` (its
     /// sequential evidence kept), while the metrics that finished keep their verdicts.
     pub timeout: Option<Duration>,
@@ -110,13 +110,13 @@ pub async fn run_check(input: &CheckInput<'_>) -> AnalysisReport {
 }
 
 /// Run a judge, timing it when there is an observer.
-fn timed<T>(observer: Option<&Metrics>, judge: Judge, f: impl FnOnce() -> T) -> T {
+fn timed<T>(observer: Option<&JudgeMetrics>, judge: Judge, f: impl FnOnce() -> T) -> T {
     match observer {
         None => f(),
         Some(o) => {
             let start = std::time::Instant::now();
             let out = f();
-            o.observe_judge(judge, start.elapsed());
+            o.observe(judge, start.elapsed());
             out
         }
     }
@@ -131,7 +131,7 @@ async fn check_metric(
     canary_interval: Duration,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
-    observer: Option<&Metrics>,
+    observer: Option<&JudgeMetrics>,
 ) -> MetricStatus {
     if let Some(p) = prev.filter(|p| !is_due(m, p, canary_interval, now)) {
         return MetricStatus {
@@ -241,7 +241,7 @@ async fn sequential(
     canary_interval: Duration,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
-    observer: Option<&Metrics>,
+    observer: Option<&JudgeMetrics>,
 ) -> MetricStatus {
     let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
     let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);
@@ -307,7 +307,7 @@ async fn compare(
     canary_interval: Duration,
     sources: &dyn MetricSources,
     now: DateTime<Utc>,
-    observer: Option<&Metrics>,
+    observer: Option<&JudgeMetrics>,
 ) -> MetricStatus {
     let canary_vars = variant_vars(m, base, canary_interval, &base.canary);
     let baseline_vars = variant_vars(m, base, canary_interval, &base.primary);

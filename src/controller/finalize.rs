@@ -28,7 +28,7 @@ pub(super) async fn finalize(
     let ns = canary.namespace().unwrap_or_default();
     let name = canary.name_any();
     if !canary.finalizers().iter().any(|f| f == FINALIZER) {
-        ctx.metrics.forget_canary(&ns, &name);
+        ctx.metrics.canaries.forget(&ns, &name);
         return Ok(Action::await_change());
     }
     may_write(ctx)?;
@@ -87,7 +87,7 @@ pub(super) async fn finalize(
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    ctx.metrics.forget_canary(&ns, &name);
+    ctx.metrics.canaries.forget(&ns, &name);
     let note = Note {
         type_: NoteType::Normal,
         reason: EventReason::HandedBack,

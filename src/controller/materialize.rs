@@ -20,7 +20,7 @@ use super::status::{put_config_condition, write_status, INVALID_ANNOTATION};
 use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
 use crate::crd::{Canary, FIELD_MANAGER};
-use crate::metrics::{ControllerKind, Metrics};
+use crate::metrics::{ControllerKind, ControllerMetrics};
 use crate::rollout::{EventReason, Note, NoteType};
 
 /// Label on Canaries serin wrote from annotations.
@@ -33,7 +33,7 @@ pub struct MaterializeContext {
     pub canaries: Store<Canary>,
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<ControllerMetrics>,
     /// With `--label-selector`, the Canary carries the Deployment's shard labels (and
     /// the Canary store above only holds this shard's Canaries).
     pub shard: Shard,
@@ -84,7 +84,8 @@ pub async fn reconcile_deployment(
     let result = materialize(d, &ctx).await;
     let error = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics
-        .observe_reconcile(ControllerKind::Materialize, start.elapsed(), error);
+        .reconciles
+        .observe(ControllerKind::Materialize, start.elapsed(), error);
     result
 }
 

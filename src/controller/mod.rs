@@ -91,7 +91,7 @@ pub struct Context {
     /// Notification queue (never blocks a reconcile); `None` disables notifications.
     pub notify: Option<crate::notify::NotifyHandle>,
     /// The controller's own metrics, served on `/metrics`.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    pub metrics: Arc<crate::metrics::ControllerMetrics>,
     /// Whether this replica may still write as the leader; [`run`](run::run) sets it
     /// (`Fence::unfenced()` without leader election).
     pub fence: Fence,

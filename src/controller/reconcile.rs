@@ -92,7 +92,8 @@ pub async fn reconcile_canary(
     };
     let error = result.as_ref().err().map(ReconcileError::category);
     ctx.metrics
-        .observe_reconcile(ControllerKind::Canary, start.elapsed(), error);
+        .reconciles
+        .observe(ControllerKind::Canary, start.elapsed(), error);
     result
 }
 
@@ -132,7 +133,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     run.stage("reading the Canary");
     // Read fresh: the watch cache may not have our own last status write yet.
     let Some(canary) = api.get_opt(&obj.name_any()).await? else {
-        ctx.metrics.forget_canary(&ns, &obj.name_any());
+        ctx.metrics.canaries.forget(&ns, &obj.name_any());
         if let Some(runner) = &ctx.webhooks {
             runner.forget(&ns, &obj.name_any(), &[]);
         }
@@ -290,8 +291,10 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         persisted = write_status(&api, &canary, &next).await?;
     }
     ctx.metrics
-        .observe_canary(&ns, &name, next.phase, next.canary_weight);
+        .canaries
+        .observe(&ns, &name, next.phase, next.canary_weight);
     ctx.metrics
+        .canaries
         .observe_notes(&ns, &name, &prepared.decision.notes);
     let mut notes = prepared.decision.notes.clone();
     if config_changed {
@@ -403,7 +406,7 @@ async fn config_problem(
         may_write(ctx)?;
         write_status(api, canary, &status).await?;
     }
-    ctx.metrics.observe_canary(
+    ctx.metrics.canaries.observe(
         &canary.namespace().unwrap_or_default(),
         &canary.name_any(),
         status.phase,

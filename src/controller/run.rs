@@ -28,7 +28,7 @@ use super::materialize::{materialize_error_policy, reconcile_deployment, Materia
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
-use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::metrics::{ControllerMetrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 
 /// How the controller runs, as `serin controller` flags set it.
 #[derive(Clone, Debug)]
@@ -106,7 +106,7 @@ where
 }
 
 /// `/live`, `/ready` and `/metrics`.
-pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> axum::Router {
+pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<ControllerMetrics>) -> axum::Router {
     axum::Router::new()
         .route("/live", get(|| async { "ok" }))
         .route(
@@ -124,7 +124,7 @@ pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> axum::Rou
         )
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move {
+            get(|State(m): State<Arc<ControllerMetrics>>| async move {
                 ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], m.encode())
             }),
         )
@@ -134,7 +134,7 @@ pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> axum::Rou
 async fn health(
     addr: SocketAddr,
     ready: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<ControllerMetrics>,
 ) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -374,7 +374,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         tracing::info!("leading");
     }
     // Without leader election every replica acts as the leader.
-    metrics.set_leader(true);
+    metrics.reconciles.set_leader(true);
 
     let ns = opts.namespace.as_deref();
     let hook = opts.reconcile_hook.clone();
@@ -473,7 +473,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                 // A namespace runs at most its share of the slots: the others are put
                 // off at once (their global slot freed) and come back shortly.
                 let Some(slot) = slots.try_enter(&c.namespace().unwrap_or_default()) else {
-                    ctx.metrics.observe_deferred();
+                    ctx.metrics.reconciles.observe_deferred();
                     let retry = namespace_busy_retry(&c.name_any());
                     return Box::pin(async move { Ok(Action::requeue(retry)) });
                 };
@@ -549,7 +549,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     };
     fence.revoke();
     ready.store(false, Ordering::Relaxed);
-    metrics.set_leader(false);
+    metrics.reconciles.set_leader(false);
     result
 }
 

@@ -2,7 +2,6 @@
 //! bounded backoff) and pure mappings from their results to the core's inputs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -15,7 +14,7 @@ use crate::crd::{
     Approval, CanaryPhase, CanarySpec, CanaryStatus, Command, CommandKind, GateKind, GatesSpec,
     MetricStatus, MetricVerdict, WebhookSpec, WebhookType,
 };
-use crate::metrics::Metrics;
+use crate::metrics::WebhookMetrics;
 use crate::rollout::{Note, NoteType};
 
 /// Header carrying `sha256=<hex HMAC-SHA256(secret, body)>`.
@@ -118,7 +117,7 @@ pub struct WebhookCaller {
     pub base_backoff: Duration,
     pub max_backoff: Duration,
     /// Counts every call as `serin_webhook_deliveries_total`.
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<WebhookMetrics>,
 }
 
 impl WebhookCaller {
@@ -139,7 +138,7 @@ impl WebhookCaller {
     }
 
     /// Count deliveries in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: WebhookMetrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -158,7 +157,7 @@ impl WebhookCaller {
                 Some(_) => "rejected",
                 None => "error",
             };
-            m.observe_webhook(hook.type_.as_str(), outcome);
+            m.observe(hook.type_.as_str(), outcome);
         }
         result
     }

@@ -12,7 +12,7 @@ use crate::analysis::{
     builtin_metrics, checks_from, resolve_metrics, AnalysisConfigError, ChecksFrom,
 };
 use crate::crd::CanaryStatus;
-use crate::metrics::Metrics;
+use crate::metrics::ControllerMetrics;
 use crate::providers::{MetricSources, PrometheusSources};
 use crate::release::{act, build_plan, decide, ReleaseDeps, ReleaseError, ReleaseSubject};
 use crate::rollout::Note;
@@ -50,7 +50,7 @@ impl LocalController {
             check_timeout: Duration::from_secs(8),
             hooks: None,
             // Nobody scrapes the demo; recording costs a few hash lookups per check.
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(ControllerMetrics::new()),
             queries: None,
             deadline: None,
             progress: None,

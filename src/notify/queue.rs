@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::{Notifier, NotifierSource, NotifyEvent};
 use crate::gates::{RateLimit, RateLimiter};
-use crate::metrics::Metrics;
+use crate::metrics::NotificationMetrics;
 
 #[derive(Clone, Debug)]
 pub struct QueueConfig {
@@ -101,7 +101,7 @@ fn inc(a: &AtomicU64) {
 pub struct NotifyHandle {
     tx: mpsc::Sender<NotifyEvent>,
     stats: Arc<NotifyStats>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<NotificationMetrics>,
 }
 
 impl NotifyHandle {
@@ -138,7 +138,7 @@ pub fn notifier_queue(
 pub fn notifier_queue_with_metrics(
     source: Arc<dyn NotifierSource>,
     config: QueueConfig,
-    metrics: Arc<Metrics>,
+    metrics: NotificationMetrics,
 ) -> (NotifyHandle, JoinHandle<()>) {
     start(source, config, Some(metrics))
 }
@@ -146,7 +146,7 @@ pub fn notifier_queue_with_metrics(
 fn start(
     source: Arc<dyn NotifierSource>,
     config: QueueConfig,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<NotificationMetrics>,
 ) -> (NotifyHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.capacity.max(1));
     let stats = Arc::new(NotifyStats::default());
@@ -155,9 +155,9 @@ fn start(
     (handle, task)
 }
 
-fn count(metrics: &Option<Arc<Metrics>>, kind: &'static str, result: &'static str) {
+fn count(metrics: &Option<NotificationMetrics>, kind: &'static str, result: &'static str) {
     if let Some(m) = metrics {
-        m.observe_notification(kind, result);
+        m.observe(kind, result);
     }
 }
 
@@ -166,7 +166,7 @@ type Job = (Arc<dyn Notifier>, NotifyEvent);
 struct Dispatcher {
     config: QueueConfig,
     stats: Arc<NotifyStats>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<NotificationMetrics>,
     seen: HashMap<String, Instant>,
     limiter: RateLimiter,
     workers: HashMap<String, mpsc::Sender<Job>>,
@@ -177,7 +177,7 @@ async fn dispatch(
     source: Arc<dyn NotifierSource>,
     config: QueueConfig,
     stats: Arc<NotifyStats>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<NotificationMetrics>,
 ) {
     let per_minute = config.per_minute.max(1);
     let mut d = Dispatcher {
@@ -257,7 +257,7 @@ async fn work(
     mut rx: mpsc::Receiver<Job>,
     config: QueueConfig,
     stats: Arc<NotifyStats>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<NotificationMetrics>,
 ) {
     while let Some((notifier, event)) = rx.recv().await {
         let kind = notifier.kind();

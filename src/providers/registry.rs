@@ -22,7 +22,7 @@ use super::{
     PrometheusSource, ProviderCredentials,
 };
 use crate::crd::{ProviderKind, ProviderSpec};
-use crate::metrics::Metrics;
+use crate::metrics::QueryMetrics;
 
 /// What [`ProviderSources`] passes every provider's builder.
 #[derive(Clone, Copy, Debug)]
@@ -91,7 +91,7 @@ pub struct ProviderSources {
     default_timeout: Duration,
     max_body: usize,
     cache: Mutex<HashMap<CacheKey, Arc<dyn MetricSource>>>,
-    metrics: Option<Arc<Metrics>>,
+    metrics: Option<QueryMetrics>,
     /// The addresses templates may name, whatever the provider; the default's is
     /// always among them.
     allowed: AllowedAddresses,
@@ -132,7 +132,7 @@ impl ProviderSources {
 
     /// Every source handed out records its queries in `metrics`, labelled with its
     /// provider.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: QueryMetrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
@@ -232,7 +232,7 @@ impl MetricSources for ProviderSources {
 struct Observed {
     inner: Arc<dyn MetricSource>,
     provider: &'static str,
-    metrics: Arc<Metrics>,
+    metrics: QueryMetrics,
 }
 
 impl Observed {
@@ -243,8 +243,7 @@ impl Observed {
         let start = std::time::Instant::now();
         let result = query.await;
         let error = result.as_ref().err().map(MetricError::category);
-        self.metrics
-            .observe_query(self.provider, start.elapsed(), error);
+        self.metrics.observe(self.provider, start.elapsed(), error);
         result
     }
 }

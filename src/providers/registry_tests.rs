@@ -2,6 +2,7 @@ use super::*;
 use crate::crd::{
     DatadogProviderSpec, GraphiteProviderSpec, InfluxDbProviderSpec, PrometheusProviderSpec,
 };
+use crate::metrics::ControllerMetrics;
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
 
 fn graphite(address: &str) -> ProviderSpec {
@@ -104,10 +105,10 @@ async fn every_provider_gets_the_allow_list_the_cap_the_cache_and_labelled_metri
         "ok",
         Reply::json(200, r#"[{"target":"ok","datapoints":[[0.5,1800000000]]}]"#),
     );
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(ControllerMetrics::new());
     let sources = ProviderSources::new(None, Duration::from_secs(2))
         .with_max_body(256)
-        .with_metrics(metrics.clone())
+        .with_metrics(metrics.queries.clone())
         .with_allowed(AllowedAddresses::parse(&fake.address).unwrap());
     let spec = graphite(&fake.address);
     let at = chrono::TimeZone::timestamp_opt(&Utc, 1_800_000_000, 0).unwrap();

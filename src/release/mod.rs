@@ -11,7 +11,7 @@ use crate::crd::{CanarySpec, CanaryStatus, WebhookType};
 use crate::error_kind::ErrorKind;
 use crate::gates::{effective_gates, HookStart};
 use crate::limits::KeyedLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::ControllerMetrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
     analysis_due, desired_actions, look_due, transition, Action, Decision, Observation, PlanError,
@@ -34,7 +34,7 @@ pub struct ReleaseDeps {
     /// Outgoing webhooks of the Canary (`spec.webhooks`) and their resolved secrets.
     pub hooks: Option<Hooks>,
     /// Verdicts, metric values and judge timings are recorded here.
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<ControllerMetrics>,
     /// Queries in flight, shared by every reconcile (`--max-queries-in-flight`).
     pub queries: Option<Arc<KeyedLimiter>>,
     /// The reconcile's deadline: the check is cut short so that its decision can still
@@ -256,7 +256,7 @@ pub async fn decide(
         let interval = plan.interval.to_std().unwrap_or(Duration::from_secs(60));
         let vars = subject.render_vars();
         let mut report = run_check(&CheckInput {
-            observer: Some(&deps.metrics),
+            observer: Some(&deps.metrics.judges),
             timeout: Some(deps.check_budget()),
             looks_only: look,
             limiter: deps.queries.as_ref(),
@@ -306,6 +306,7 @@ pub async fn decide(
         // looks in between only keep evidence.
         if !decision.held_for_hooks {
             deps.metrics
+                .canaries
                 .observe_report(subject.namespace, subject.name, report, now);
         }
     }

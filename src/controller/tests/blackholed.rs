@@ -224,7 +224,7 @@ async fn scenario(noisy_namespaces: usize) -> Scenario {
         controller_namespace: "serin-system".into(),
         webhooks: Some(Arc::new(new_runner(clock))),
         notify: None,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
         fence: Fence::unfenced(),
     });
     let s = Scenario {

@@ -184,7 +184,7 @@ impl Harness {
             controller_namespace: "serin-system".into(),
             webhooks: None,
             notify: None,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
             fence: Fence::unfenced(),
         });
         server.drain_requests();

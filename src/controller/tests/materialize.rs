@@ -35,7 +35,7 @@ impl M {
             canaries: store,
             events: Arc::new(events.clone()),
             clock: Arc::new(|| Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
             shard: Default::default(),
         });
         M {

@@ -217,7 +217,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         controller_namespace: "serin-system".into(),
         webhooks: None,
         notify: None,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
         fence: crate::controller::Fence::unfenced(),
     };
     let opts = RunOptions {

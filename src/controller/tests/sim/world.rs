@@ -354,7 +354,7 @@ impl World {
                 controller_namespace: "serin-system".into(),
                 webhooks: None,
                 notify: None,
-                metrics: Arc::new(crate::metrics::Metrics::new()),
+                metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
                 fence: fence.clone(),
             }),
         }

@@ -5,14 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use chrono::TimeZone;
+use std::time::Duration;
 
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::canaries::PHASES;
 use super::*;
 use crate::analysis::{run_check, CheckInput, MetricJudge, RenderVars, ResolvedMetric};
-use crate::crd::{MetricStatus, ThresholdSpec};
+use crate::crd::{CanaryPhase, MetricStatus, MetricVerdict, ThresholdSpec};
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
 use crate::providers::{MetricError, MetricSources, PrometheusSources};
-use crate::rollout::NoteType;
+use crate::rollout::{AnalysisReport, Note, NoteType};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()
@@ -52,7 +55,7 @@ const W: &str = r#"serin_canary_weight{namespace="shop",name="podinfo"}"#;
 
 #[test]
 fn a_fresh_registry_has_info_leader_and_every_phase_at_zero() {
-    let m = Metrics::new();
+    let m = ControllerMetrics::new();
     let text = m.encode();
     assert_eq!(
         sample(
@@ -85,16 +88,19 @@ fn a_fresh_registry_has_info_leader_and_every_phase_at_zero() {
     // A family with no series yet is not written at all.
     assert!(!text.contains("serin_metric_verdicts"));
     assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
-    m.set_leader(true);
+    m.reconciles.set_leader(true);
     assert_eq!(sample(&m.encode(), "serin_leader"), Some(1.0));
 }
 
 #[test]
 fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
-    let m = Metrics::new();
-    m.observe_canary("shop", "podinfo", CanaryPhase::Progressing, 20);
-    m.observe_canary("shop", "cart", CanaryPhase::Progressing, 150);
-    m.observe_canary("web", "podinfo", CanaryPhase::Succeeded, 0);
+    let m = ControllerMetrics::new();
+    m.canaries
+        .observe("shop", "podinfo", CanaryPhase::Progressing, 20);
+    m.canaries
+        .observe("shop", "cart", CanaryPhase::Progressing, 150);
+    m.canaries
+        .observe("web", "podinfo", CanaryPhase::Succeeded, 0);
     let text = m.encode();
     assert_eq!(
         sample(&text, r#"serin_canaries{phase="Progressing"}"#),
@@ -110,8 +116,9 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
         "clamped to 0-100"
     );
     // Same phase again: not counted twice.
-    m.observe_canary("shop", "podinfo", CanaryPhase::Progressing, 50);
-    m.observe_canary("shop", "cart", CanaryPhase::Failed, 0);
+    m.canaries
+        .observe("shop", "podinfo", CanaryPhase::Progressing, 50);
+    m.canaries.observe("shop", "cart", CanaryPhase::Failed, 0);
     let text = m.encode();
     assert_eq!(
         sample(&text, r#"serin_canaries{phase="Progressing"}"#),
@@ -123,7 +130,7 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
     );
     assert_eq!(sample(&text, W), Some(50.0));
 
-    m.observe_report(
+    m.canaries.observe_report(
         "shop",
         "podinfo",
         &report(vec![status(
@@ -134,7 +141,7 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
         )]),
         now(),
     );
-    m.observe_notes(
+    m.canaries.observe_notes(
         "shop",
         "podinfo",
         &[Note {
@@ -143,9 +150,9 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
             message: String::new(),
         }],
     );
-    m.forget_canary("shop", "podinfo");
-    m.forget_canary("shop", "podinfo"); // twice: no double decrement
-    m.forget_canary("shop", "never-seen");
+    m.canaries.forget("shop", "podinfo");
+    m.canaries.forget("shop", "podinfo"); // twice: no double decrement
+    m.canaries.forget("shop", "never-seen");
     let text = m.encode();
     assert!(
         !text.contains(r#"namespace="shop",name="podinfo""#),
@@ -171,11 +178,11 @@ fn phase_counts_move_with_the_canary_and_drop_when_it_is_forgotten() {
 
 #[test]
 fn a_report_counts_only_metrics_measured_now_and_keeps_last_values() {
-    let m = Metrics::new();
+    let m = ControllerMetrics::new();
     let earlier = now() - chrono::Duration::minutes(5);
     let mut compared = status("latency", MetricVerdict::Fail, Some(0.3), now());
     compared.baseline = Some(0.2);
-    m.observe_report(
+    m.canaries.observe_report(
         "shop",
         "podinfo",
         &report(vec![
@@ -216,10 +223,13 @@ fn a_report_counts_only_metrics_measured_now_and_keeps_last_values() {
 
 #[test]
 fn histograms_count_observations_into_their_buckets() {
-    let m = Metrics::new();
-    m.observe_reconcile(ControllerKind::Canary, Duration::from_millis(30), None);
-    m.observe_reconcile(ControllerKind::Canary, Duration::from_secs(2), Some("kube"));
-    m.observe_reconcile(ControllerKind::Materialize, Duration::from_millis(1), None);
+    let m = ControllerMetrics::new();
+    m.reconciles
+        .observe(ControllerKind::Canary, Duration::from_millis(30), None);
+    m.reconciles
+        .observe(ControllerKind::Canary, Duration::from_secs(2), Some("kube"));
+    m.reconciles
+        .observe(ControllerKind::Materialize, Duration::from_millis(1), None);
     let text = m.encode();
     let s = |series: &str| sample(&text, series);
     assert_eq!(
@@ -289,9 +299,9 @@ async fn prometheus_queries_are_timed_and_their_errors_counted_by_category() {
     fake.on("ok", Reply::vector(ts, &[("{}", "0.002")]));
     fake.on("empty", Reply::vector(ts, &[]));
     // Anything unscripted answers 400 bad_data.
-    let m = Arc::new(Metrics::new());
+    let m = Arc::new(ControllerMetrics::new());
     let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2))
-        .with_metrics(m.clone());
+        .with_metrics(m.queries.clone());
     let source = sources.source(None, None).unwrap();
     assert_eq!(source.query_scalar("ok", now()).await, Ok(0.002));
     assert_eq!(
@@ -368,12 +378,12 @@ async fn a_check_times_each_judge_and_its_queries() {
         resolved("error-rate", "errors{pod=~\"{{workload}}-.*\"}"),
         latency,
     ];
-    let m = Arc::new(Metrics::new());
+    let m = Arc::new(ControllerMetrics::new());
     let sources = PrometheusSources::new(Some(fake.address.clone()), Duration::from_secs(2))
-        .with_metrics(m.clone());
+        .with_metrics(m.queries.clone());
     let vars = vars();
     let report = run_check(&CheckInput {
-        observer: Some(&m),
+        observer: Some(&m.judges),
         ..CheckInput::new(
             &metrics,
             &vars,
@@ -396,7 +406,7 @@ async fn a_check_times_each_judge_and_its_queries() {
         "{:?}",
         report.metrics[1]
     );
-    m.observe_report("shop", "podinfo", &report, now());
+    m.canaries.observe_report("shop", "podinfo", &report, now());
     let text = m.encode();
     let s = |series: &str| sample(&text, series);
     assert_eq!(
@@ -434,8 +444,10 @@ async fn webhook_calls_are_counted_by_type_and_result() {
     use crate::crd::{WebhookSpec, WebhookType};
     use crate::gates::{testrecv, WebhookCaller, WebhookPayload};
     let recv = testrecv::start(vec![(200, Duration::ZERO), (403, Duration::ZERO)]).await;
-    let m = Arc::new(Metrics::new());
-    let mut caller = WebhookCaller::new().unwrap().with_metrics(m.clone());
+    let m = Arc::new(ControllerMetrics::new());
+    let mut caller = WebhookCaller::new()
+        .unwrap()
+        .with_metrics(m.webhooks.clone());
     caller.base_backoff = Duration::from_millis(1);
     let hook = |kind, url: String| WebhookSpec {
         name: "h".into(),
@@ -496,13 +508,14 @@ async fn notifications_are_counted_by_notifier_kind_and_result() {
     );
     let registry = NotifierRegistry::new();
     registry.set_namespace("shop", vec![Arc::new(notifier)]);
-    let m = Arc::new(Metrics::new());
+    let m = Arc::new(ControllerMetrics::new());
     let config = QueueConfig {
         capacity: 1,
         base_backoff: Duration::from_millis(5),
         ..Default::default()
     };
-    let (h, _task) = notifier_queue_with_metrics(Arc::new(registry), config, m.clone());
+    let (h, _task) =
+        notifier_queue_with_metrics(Arc::new(registry), config, m.notifications.clone());
     let canary: crate::crd::CanarySpec =
         serde_json::from_value(serde_json::json!({"targetRef": {"name": "podinfo"}})).unwrap();
     let event = |reason| {
@@ -544,8 +557,9 @@ async fn notifications_are_counted_by_notifier_kind_and_result() {
 
 #[tokio::test]
 async fn metrics_endpoint_serves_openmetrics_on_the_health_server() {
-    let m = Arc::new(Metrics::new());
-    m.observe_canary("shop", "podinfo", CanaryPhase::Progressing, 20);
+    let m = Arc::new(ControllerMetrics::new());
+    m.canaries
+        .observe("shop", "podinfo", CanaryPhase::Progressing, 20);
     let ready = Arc::new(AtomicBool::new(false));
     let app = crate::controller::run::health_router(ready, m.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
