@@ -220,10 +220,11 @@ def check_deployment(docs, values):
                          for n, u in re.findall(r"([0-9.]+)(ms|s|m|h)", d))
     check(secs(bounds["SERIN_CHECK_TIMEOUT"]) < secs(bounds["SERIN_RECONCILE_DEADLINE"]),
           f"checkTimeout {bounds['SERIN_CHECK_TIMEOUT']} must be less than reconcileDeadline {bounds['SERIN_RECONCILE_DEADLINE']}")
-    # Every SERIN_ variable the chart sets is a flag of `serin controller` (src/main.rs),
-    # or one of the sharding flags being added beside it.
-    main_rs = open(os.path.join(CHART, "..", "..", "src", "main.rs")).read()
-    known = set(re.findall(r'env = "(SERIN_[A-Z_]+)"', main_rs)) | {"SERIN_NAMESPACE_SELECTOR", "SERIN_LABEL_SELECTOR"}
+    # Every SERIN_ variable the chart sets is a flag of `serin controller`
+    # (src/bin/serin/controller.rs) or a global one (src/bin/serin/main.rs).
+    bin_dir = os.path.join(CHART, "..", "..", "src", "bin", "serin")
+    flags = "".join(open(os.path.join(bin_dir, f)).read() for f in ("main.rs", "controller.rs"))
+    known = set(re.findall(r'env = "(SERIN_[A-Z_]+)"', flags))
     for name in env:
         if name.startswith("SERIN_"):
             check(name in known, f"{name} is not a serin flag's env var")

@@ -1,15 +1,14 @@
-//! The `serin` binary: thin; the library does the work.
-#![forbid(unsafe_code)]
+//! `serin controller`: flags, their checks at startup, and the wiring of the library's
+//! adapters into one controller context.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
 use serin::controller::lease::check_timings;
 use serin::controller::notifiers::run_notifier_watch;
-use serin::controller::run::{run, RunOptions};
+use serin::controller::run::RunOptions;
 use serin::controller::shard::{parse_selector, LabelSelector, Shard};
 use serin::controller::{Clock, Context, Fence, KubeEvents, Routers};
 use serin::gates::{ApiOptions, ApiServer, HookRunner, WebhookCaller, DEFAULT_API_AUDIENCE};
@@ -20,228 +19,8 @@ use serin::providers::{AllowedAddresses, ProviderSources};
 use serin::traffic::{build_available, RouterKind, RouterOptions};
 use serin::workloads::deployments::KubeWorkloads;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "serin",
-    version,
-    about = "Progressive delivery for Kubernetes: annotate a Deployment, get a judged canary release"
-)]
-struct Cli {
-    /// Log format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "text",
-        env = "SERIN_LOG_FORMAT"
-    )]
-    log_format: LogFormat,
-    /// Log filter (tracing EnvFilter syntax), e.g. "info,serin=debug".
-    #[arg(long, global = true, default_value = "info", env = "SERIN_LOG")]
-    log: String,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the controller (in-cluster, or with the current kubeconfig context).
-    Controller(Box<ControllerArgs>),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crdgen,
-    /// Without a cluster: three releases through real nginx and Prometheus, judged by
-    /// serin and by a static error-rate threshold side by side.
-    Demo(DemoArgs),
-    /// Evaluate an AnalysisTemplate against Prometheus over one window or its history.
-    Analyze(Box<AnalyzeArgs>),
-    /// Judge canary against baseline samples or counts (JSON) with a judge config.
-    Judge(JudgeArgs),
-}
-
 #[derive(clap::Args, Debug)]
-struct JudgeArgs {
-    /// JSON: {"canary": [..], "baseline": [..]}, {"canary": {"errors", "requests"}, "baseline": {..}},
-    /// or {"looks": [..]} for the sequential judge. "-" reads standard input.
-    #[arg(long, env = "SERIN_JUDGE_INPUT")]
-    input: std::path::PathBuf,
-    /// YAML or JSON with `compare:` or `sequential:` (as in an AnalysisTemplate metric).
-    #[arg(long, env = "SERIN_JUDGE_CONFIG")]
-    config: std::path::PathBuf,
-    #[arg(long, value_enum, default_value = "table", env = "SERIN_OUTPUT")]
-    output: Output,
-}
-
-#[derive(clap::Args, Debug)]
-struct DemoArgs {
-    /// Scratch directory (default: a new temporary one).
-    #[arg(long, env = "SERIN_DEMO_DIR")]
-    dir: Option<std::path::PathBuf>,
-    /// Check interval (and time per step).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_DEMO_INTERVAL")]
-    interval: Duration,
-    /// Requests per second through nginx (the +2 pp regression needs ~300 to be
-    /// shown within the first step).
-    #[arg(long, default_value_t = 300, env = "SERIN_DEMO_RATE")]
-    rate: u32,
-    /// Where serin's own log lines go: "file" (controller.log in the scratch
-    /// directory, without colours) or "stderr" (mixed with the demo's output).
-    #[arg(
-        long,
-        value_enum,
-        default_value = "file",
-        env = "SERIN_DEMO_CONTROLLER_LOG"
-    )]
-    controller_log: ControllerLog,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum ControllerLog {
-    File,
-    Stderr,
-}
-
-#[derive(clap::Args, Debug)]
-struct AnalyzeArgs {
-    /// AnalysisTemplate YAML file.
-    #[arg(long, env = "SERIN_ANALYZE_TEMPLATE")]
-    template: std::path::PathBuf,
-    #[arg(long, env = "SERIN_ANALYZE_NAMESPACE")]
-    namespace: String,
-    /// The Deployment (the Canary's target).
-    #[arg(long, env = "SERIN_ANALYZE_TARGET")]
-    target: String,
-    /// The workload measured; default `<target>-primary` (its history is the baseline).
-    #[arg(long, env = "SERIN_ANALYZE_WORKLOAD")]
-    workload: Option<String>,
-    /// Apex Service name; default the target's name.
-    #[arg(long, env = "SERIN_ANALYZE_SERVICE")]
-    service: Option<String>,
-    #[arg(long, env = "SERIN_PROMETHEUS_URL")]
-    prometheus_url: String,
-    /// Window length (the check interval).
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "SERIN_ANALYZE_INTERVAL")]
-    interval: Duration,
-    /// Number of windows, most recent last (10080 one-minute windows = a week).
-    #[arg(long, default_value_t = 1, env = "SERIN_ANALYZE_WINDOWS")]
-    windows: u32,
-    /// End of the most recent window (RFC 3339); default now.
-    #[arg(long, env = "SERIN_ANALYZE_END")]
-    end: Option<chrono::DateTime<chrono::Utc>>,
-    /// Template argument, repeatable: --arg maxErrorRate=0.02
-    #[arg(long = "arg", value_parser = parse_kv, env = "SERIN_ANALYZE_ARGS", value_delimiter = ',')]
-    args: Vec<(String, String)>,
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "SERIN_QUERY_TIMEOUT")]
-    query_timeout: Duration,
-    #[arg(long, value_enum, default_value = "table", env = "SERIN_OUTPUT")]
-    output: Output,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Output {
-    Table,
-    Json,
-}
-
-fn parse_kv(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .filter(|(k, _)| !k.is_empty())
-        .ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))
-}
-
-/// `serin-demo-app` next to the running executable (cargo puts all of a package's
-/// binaries in one directory).
-fn demo_app_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    [dir.join("serin-demo-app"), dir.join("../serin-demo-app")]
-        .into_iter()
-        .find(|p| p.is_file())
-}
-
-async fn demo(args: DemoArgs, log_format: LogFormat, log_filter: &str) -> anyhow::Result<()> {
-    use serin::demo::{run_demo, DemoOptions};
-    let app = demo_app_binary()
-        .context("serin-demo-app not found next to serin: run `cargo build --bins`")?;
-    let dir = args
-        .dir
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("serin-demo-{}", std::process::id())));
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    let controller_log = match args.controller_log {
-        ControllerLog::Stderr => {
-            init_logging(log_format, log_filter, LogTo::Stderr)?;
-            "stderr".to_string()
-        }
-        ControllerLog::File => {
-            let path = dir.join("controller.log");
-            let file = std::fs::File::create(&path)
-                .with_context(|| format!("controller log {}", path.display()))?;
-            init_logging(log_format, log_filter, LogTo::File(file))?;
-            path.display().to_string()
-        }
-    };
-    let mut o = DemoOptions::new(dir, app);
-    o.interval = args.interval;
-    o.rate_per_sec = args.rate;
-    o.controller_log = Some(controller_log);
-    // Dropping the demo future stops every process it started, so Ctrl-C must land here.
-    tokio::select! {
-        r = run_demo(o) => {
-            // The demo prints its own progress and summary.
-            let summary = r?;
-            anyhow::ensure!(summary.as_expected(), "the demo did not end as expected");
-        }
-        _ = tokio::signal::ctrl_c() => eprintln!("interrupted; stopping everything the demo started"),
-    }
-    Ok(())
-}
-
-async fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    use serin::analysis::history::{
-        analyze, format_json, format_table, load_template, AnalyzeRequest,
-    };
-    let (template_name, template) = load_template(&args.template)?;
-    let workload = args
-        .workload
-        .unwrap_or_else(|| format!("{}-primary", args.target));
-    let vars = serin::analysis::RenderVars {
-        namespace: args.namespace.clone(),
-        target: args.target.clone(),
-        primary: format!("{}-primary", args.target),
-        canary: args.target.clone(),
-        workload,
-        service: args.service.unwrap_or_else(|| args.target.clone()),
-        interval: String::new(),
-        args: Default::default(),
-    };
-    let req = AnalyzeRequest {
-        template_name,
-        template,
-        args: args.args.into_iter().collect(),
-        vars,
-        interval: args.interval,
-        end: args.end.unwrap_or_else(chrono::Utc::now),
-        windows: args.windows,
-    };
-    // A one-off history over many windows: a larger answer than a check's is expected.
-    let sources =
-        ProviderSources::new(Some(args.prometheus_url), args.query_timeout).with_max_body(16 << 20);
-    let report = analyze(&req, &sources).await?;
-    match args.output {
-        Output::Table => print!("{}", format_table(&report)),
-        Output::Json => println!("{}", format_json(&report)?),
-    }
-    Ok(())
-}
-
-#[derive(clap::Args, Debug)]
-struct ControllerArgs {
+pub(crate) struct ControllerArgs {
     /// Only watch this namespace (default: all namespaces).
     #[arg(long, env = "SERIN_NAMESPACE")]
     namespace: Option<String>,
@@ -363,34 +142,6 @@ fn parse_selector_flag(s: &str) -> Result<LabelSelector, String> {
     parse_selector(s).map_err(|e| e.to_string())
 }
 
-/// Where log lines go.
-enum LogTo {
-    Stdout,
-    Stderr,
-    /// Without colour codes.
-    File(std::fs::File),
-}
-
-fn init_logging(format: LogFormat, filter: &str, to: LogTo) -> anyhow::Result<()> {
-    use tracing_subscriber::fmt::writer::BoxMakeWriter;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("--log")?;
-    let ansi = !matches!(to, LogTo::File(_));
-    let writer = match to {
-        LogTo::Stdout => BoxMakeWriter::new(std::io::stdout),
-        LogTo::Stderr => BoxMakeWriter::new(std::io::stderr),
-        LogTo::File(f) => BoxMakeWriter::new(std::sync::Mutex::new(f)),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    Ok(())
-}
-
 /// The bounds on a reconcile must fit together: a check runs inside the reconcile.
 fn check_bounds(args: &ControllerArgs) -> anyhow::Result<()> {
     let d = |d: Duration| humantime::format_duration(d).to_string();
@@ -435,7 +186,7 @@ fn check_lease_timings(args: &ControllerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     check_lease_timings(&args)?;
     check_bounds(&args)?;
     let config = kube::Config::infer()
@@ -566,53 +317,10 @@ async fn controller(args: ControllerArgs) -> anyhow::Result<()> {
         reconcile_hook: None,
         max_reconciles_per_namespace: args.max_reconciles_per_namespace,
     };
-    run(plain, ctx, opts).await?;
+    serin::controller::run::run(plain, ctx, opts).await?;
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    // kube enables rustls' ring provider and reqwest its aws-lc-rs one; with both
-    // linked rustls cannot choose and the first TLS client would panic. Pick ring.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
-    // The demo sets up its own logging: by default into a file in its scratch directory.
-    if !matches!(cli.command, Command::Demo(_)) {
-        init_logging(cli.log_format, &cli.log, LogTo::Stdout)?;
-    }
-    match cli.command {
-        Command::Controller(args) => controller(*args).await,
-        Command::Demo(args) => demo(args, cli.log_format, &cli.log).await,
-        Command::Analyze(args) => analyze(*args).await,
-        Command::Judge(args) => {
-            let read = |p: &std::path::Path| -> anyhow::Result<String> {
-                if p.as_os_str() == "-" {
-                    let mut s = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
-                    Ok(s)
-                } else {
-                    std::fs::read_to_string(p).with_context(|| p.display().to_string())
-                }
-            };
-            let format = match args.output {
-                Output::Table => serin::analysis::judge_cli::OutputFormat::Table,
-                Output::Json => serin::analysis::judge_cli::OutputFormat::Json,
-            };
-            let out = serin::analysis::judge_cli::run_judge(
-                &read(&args.input)?,
-                &read(&args.config)?,
-                format,
-            )?;
-            print!("{out}");
-            Ok(())
-        }
-        Command::Crdgen => {
-            print!("{}", serin::crd::crds_yaml()?);
-            Ok(())
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "main_tests.rs"]
+#[path = "controller_tests.rs"]
 mod tests;

@@ -1,6 +1,8 @@
 //! Flag parsing and the checks `serin controller` makes at startup.
 
 use super::*;
+use crate::{Cli, Command};
+use clap::Parser as _;
 
 fn controller_args(extra: &[&str]) -> Result<ControllerArgs, clap::Error> {
     let mut argv = vec!["serin", "controller"];
