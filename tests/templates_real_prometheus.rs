@@ -472,6 +472,7 @@ async fn shipped_templates_measure_known_rates_on_a_real_prometheus() {
         interval: Duration::from_secs(3),
         end: chrono::Utc::now() - chrono::Duration::seconds(1),
         windows: 2,
+        secrets: Default::default(),
     };
     let report = serin::analysis::history::analyze(&req, &sources)
         .await

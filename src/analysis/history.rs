@@ -6,7 +6,7 @@
 //! are fetched with one range query per metric (evaluated at exactly the window
 //! ends), so a week of 1m windows costs a handful of requests, not ten thousand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -45,7 +45,13 @@ pub struct AnalyzeRequest {
     pub end: DateTime<Utc>,
     /// Number of consecutive windows, most recent ending at `end`; 1 for one window.
     pub windows: u32,
+    /// The data of the Secrets the template's providers name (see [`secrets_named`]),
+    /// by Secret name.
+    pub secrets: BTreeMap<String, SecretData>,
 }
+
+/// A Secret's `data`, as the API server returns it.
+pub type SecretData = BTreeMap<String, k8s_openapi::ByteString>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
@@ -188,12 +194,7 @@ pub async fn analyze(
     if req.interval < Duration::from_secs(1) {
         return Err(AnalyzeError::Request("interval must be at least 1s".into()));
     }
-    let tref = TemplateRef {
-        name: req.template_name.clone(),
-        cluster_scope: false,
-        args: req.args.clone(),
-    };
-    let mut metrics = resolve_metrics(&[(tref, req.template.clone())])?;
+    let mut metrics = resolved(req)?;
     // A compare or sequential metric judges the canary against the primary as they
     // run side by side; one workload's history has no such pair, so only thresholds
     // (e.g. the built-in guards) are evaluated. The report names what it left out.
@@ -209,6 +210,23 @@ pub async fn analyze(
             req.template_name,
             comparative.join(", ")
         )));
+    }
+    for m in &mut metrics {
+        let Some(keys) = m.credential_keys() else {
+            continue;
+        };
+        let data = req.secrets.get(keys.name()).ok_or_else(|| {
+            AnalyzeError::Request(format!(
+                "metric {:?} needs the Secret {:?} that its provider names (secretRef); give it with --secret-file (kubectl get secret {} -o yaml), or let serin read it from the cluster",
+                m.name,
+                keys.name(),
+                keys.name()
+            ))
+        })?;
+        let creds = keys.read(data).map_err(|e| {
+            AnalyzeError::Request(format!("metric {:?}: {}", m.name, config_text(e)))
+        })?;
+        m.credentials = Some(std::sync::Arc::new(creds));
     }
     // Whole seconds, so window ends are exactly the range query's evaluation times.
     let interval = Duration::from_secs(req.interval.as_secs());
@@ -267,6 +285,31 @@ pub async fn analyze(
     })
 }
 
+fn resolved(req: &AnalyzeRequest) -> Result<Vec<ResolvedMetric>, AnalyzeError> {
+    let tref = TemplateRef {
+        name: req.template_name.clone(),
+        cluster_scope: false,
+        args: req.args.clone(),
+    };
+    Ok(resolve_metrics(&[(tref, req.template.clone())])?)
+}
+
+/// The Secrets the template's metrics name for their providers' credentials, to be
+/// given in [`AnalyzeRequest::secrets`].
+pub fn secrets_named(req: &AnalyzeRequest) -> Result<BTreeSet<String>, AnalyzeError> {
+    Ok(resolved(req)?
+        .iter()
+        .filter_map(|m| m.credential_keys().map(|k| k.name().to_string()))
+        .collect())
+}
+
+fn config_text(e: MetricError) -> String {
+    match e {
+        MetricError::Config(text) => text,
+        e => e.to_string(),
+    }
+}
+
 /// Judge one metric in the windows `chunk` of `ends` (consecutive, oldest first).
 async fn evaluate(
     m: &ResolvedMetric,
@@ -296,6 +339,16 @@ async fn evaluate(
     let values: Vec<Result<f64, MetricError>> = match source {
         Err(e) => vec![Err(e); chunk.len()],
         Ok((q, src)) if chunk.len() == 1 => vec![src.query_scalar(&q, first).await],
+        // Providers without range queries at exact steps (Datadog, InfluxDB, Graphite) are
+        // asked window by window, a few at a time.
+        Ok((q, src)) if !src.answers_range_at_steps() => {
+            let (q, src) = (&q, &src);
+            stream::iter(ends[chunk.clone()].iter())
+                .map(|t| async move { src.query_scalar(q, *t).await })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await
+        }
         Ok((q, src)) => match src.query_range(&q, first, last, interval).await {
             Err(e) => vec![Err(e); chunk.len()],
             Ok(points) => {

@@ -2,7 +2,7 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::providers::fake_prometheus::{FakePrometheus, Reply};
-use crate::providers::PrometheusSources;
+use crate::providers::{MetricSource, PrometheusSources};
 
 const T: i64 = 1_800_000_000;
 
@@ -50,6 +50,7 @@ fn request(windows: u32) -> AnalyzeRequest {
         interval: Duration::from_secs(60),
         end: Utc.timestamp_opt(T, 0).unwrap(),
         windows,
+        secrets: BTreeMap::new(),
     }
 }
 
@@ -315,4 +316,113 @@ async fn comparative_metrics_are_left_out_and_named() {
         ),
         "{e}"
     );
+}
+
+/// A provider without range queries (as InfluxDB and Graphite): records each instant
+/// asked, answers 0.05 for windows ending on an even minute, else 0.
+#[derive(Default)]
+struct InstantOnly {
+    asked: std::sync::Mutex<Vec<i64>>,
+}
+
+#[async_trait::async_trait]
+impl MetricSource for InstantOnly {
+    async fn query_scalar(&self, _query: &str, at: DateTime<Utc>) -> Result<f64, MetricError> {
+        self.asked.lock().unwrap().push(at.timestamp());
+        Ok(if at.timestamp() % 120 == 0 { 0.05 } else { 0.0 })
+    }
+    async fn query_vector(&self, _: &str, _: DateTime<Utc>) -> Result<Vec<f64>, MetricError> {
+        Err(MetricError::NoData)
+    }
+}
+
+struct OneSource(std::sync::Arc<InstantOnly>);
+
+impl MetricSources for OneSource {
+    fn source(
+        &self,
+        _: Option<&crate::crd::ProviderSpec>,
+        _: Option<&crate::providers::ProviderCredentials>,
+    ) -> Result<std::sync::Arc<dyn MetricSource>, MetricError> {
+        Ok(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn a_provider_without_range_queries_is_asked_window_by_window() {
+    let src = std::sync::Arc::new(InstantOnly::default());
+    let mut req = request(4);
+    req.template.metrics.truncate(1);
+    let report = analyze(&req, &OneSource(src.clone())).await.unwrap();
+    let mut asked = src.asked.lock().unwrap().clone();
+    asked.sort_unstable();
+    assert_eq!(asked, vec![T - 180, T - 120, T - 60, T]);
+    let values: Vec<Option<f64>> = report.windows.iter().map(|w| w.metrics[0].value).collect();
+    // T is an even minute: T and T-120 fail the 0.01 threshold.
+    assert_eq!(values, vec![Some(0.0), Some(0.05), Some(0.0), Some(0.05)]);
+    assert_eq!(report.failed_fraction, 0.5);
+}
+
+const DATADOG_TEMPLATE: &str = r#"
+apiVersion: serin.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: datadog-errors
+spec:
+  provider:
+    datadog:
+      address: ADDRESS
+      secretRef:
+        name: dd
+  metrics:
+    - name: err
+      query: sum:errors{service:{{target}}}
+      threshold:
+        max: 0.01
+"#;
+
+#[tokio::test]
+async fn a_datadog_template_is_analyzed_with_the_keys_of_its_secret() {
+    let fake = FakePrometheus::start().await;
+    fake.otherwise(Reply::json(
+        200,
+        r#"{"status":"ok","series":[{"expression":"q","pointlist":[[1800000000000,0.002]]}]}"#,
+    ));
+    let (template_name, template) = parse_template(
+        &DATADOG_TEMPLATE.replace("ADDRESS", &fake.address),
+        "inline",
+    )
+    .unwrap();
+    let mut req = request(1);
+    req.template_name = template_name;
+    req.template = template;
+    assert_eq!(
+        secrets_named(&req).unwrap().into_iter().collect::<Vec<_>>(),
+        vec!["dd".to_string()]
+    );
+    let sources = PrometheusSources::new(None, Duration::from_secs(2));
+
+    // Without the Secret nothing is asked, and the error says how to give it.
+    let err = analyze(&req, &sources).await.unwrap_err().to_string();
+    assert!(
+        err.contains(r#"needs the Secret "dd""#) && err.contains("--secret-file"),
+        "{err}"
+    );
+    assert!(fake.seen().is_empty());
+
+    let (name, data) = crate::analysis::secret_file::parse_secret(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: dd}\nstringData:\n  api-key: k1\n  application-key: k2\n",
+        "dd.yaml",
+    )
+    .unwrap();
+    req.secrets.insert(name, data);
+    let report = analyze(&req, &sources).await.unwrap();
+    assert_eq!(report.windows[0].metrics[0].value, Some(0.002));
+    assert_eq!(report.windows[0].outcome, MetricVerdict::Pass);
+    let seen = fake.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/api/v1/query");
+    assert_eq!(seen[0].params["query"], "sum:errors{service:podinfo}");
+    assert_eq!(seen[0].headers["dd-api-key"], "k1");
+    assert_eq!(seen[0].headers["dd-application-key"], "k2");
 }

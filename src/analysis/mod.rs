@@ -12,6 +12,7 @@ mod limited;
 pub mod positions;
 pub mod render;
 mod resolve;
+pub mod secret_file;
 pub mod stats;
 
 pub use builtin::{builtin_template, Telemetry};

@@ -98,6 +98,13 @@ pub trait MetricSource: Send + Sync {
     /// One finite value per series (e.g. per pod), or per point of a range vector (a
     /// subquery such as `q[5m:30s]`: one value per step); empty is `NoData`.
     async fn query_vector(&self, query: &str, at: DateTime<Utc>) -> Result<Vec<f64>, MetricError>;
+    /// Whether [`MetricSource::query_range`] evaluates the query at exactly
+    /// `start + k * step`, as Prometheus does; history analysis asks window by window
+    /// otherwise (Datadog picks its own rollup; InfluxDB and Graphite have none here).
+    /// Wrappers forward it.
+    fn answers_range_at_steps(&self) -> bool {
+        false
+    }
     /// The one series `query` yields over `[start, end]`, evaluated every `step`, as
     /// `(time, value)` pairs. Non-finite points are kept: the caller decides.
     async fn query_range(

@@ -255,6 +255,10 @@ impl MetricSource for PrometheusSource {
         self.vector(query, at).await
     }
 
+    fn answers_range_at_steps(&self) -> bool {
+        true
+    }
+
     async fn query_range(
         &self,
         query: &str,

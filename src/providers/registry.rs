@@ -258,6 +258,10 @@ impl MetricSource for Observed {
         self.observe(self.inner.query_vector(query, at)).await
     }
 
+    fn answers_range_at_steps(&self) -> bool {
+        self.inner.answers_range_at_steps()
+    }
+
     async fn query_range(
         &self,
         query: &str,

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use serin::providers::ProviderSources;
 
 use crate::Output;
@@ -22,8 +24,18 @@ pub(crate) struct AnalyzeArgs {
     /// Apex Service name; default the target's name.
     #[arg(long, env = "SERIN_ANALYZE_SERVICE")]
     service: Option<String>,
+    /// Prometheus for metrics whose template names no provider.
     #[arg(long, env = "SERIN_PROMETHEUS_URL")]
-    prometheus_url: String,
+    prometheus_url: Option<String>,
+    /// A Secret a provider's `secretRef` names, as `kubectl get secret NAME -o yaml`
+    /// prints it; repeatable. Secrets not given are read from the cluster (current
+    /// kubeconfig, --namespace) when labelled serin.dev/credentials: "true".
+    #[arg(
+        long = "secret-file",
+        env = "SERIN_ANALYZE_SECRET_FILES",
+        value_delimiter = ','
+    )]
+    secret_files: Vec<std::path::PathBuf>,
     /// Window length (the check interval).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, env = "SERIN_ANALYZE_INTERVAL")]
     interval: Duration,
@@ -75,14 +87,58 @@ pub(crate) async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         interval: args.interval,
         end: args.end.unwrap_or_else(chrono::Utc::now),
         windows: args.windows,
+        secrets: Default::default(),
     };
+    let mut req = req;
+    for path in &args.secret_files {
+        let (name, data) = serin::analysis::secret_file::load_secret(path)?;
+        req.secrets.insert(name, data);
+    }
+    let missing: Vec<String> = serin::analysis::history::secrets_named(&req)?
+        .into_iter()
+        .filter(|n| !req.secrets.contains_key(n))
+        .collect();
+    if !missing.is_empty() {
+        read_from_cluster(&args.namespace, &missing, &mut req.secrets).await?;
+    }
     // A one-off history over many windows: a larger answer than a check's is expected.
     let sources =
-        ProviderSources::new(Some(args.prometheus_url), args.query_timeout).with_max_body(16 << 20);
+        ProviderSources::new(args.prometheus_url, args.query_timeout).with_max_body(16 << 20);
     let report = analyze(&req, &sources).await?;
     match args.output {
         Output::Table => print!("{}", format_table(&report)),
         Output::Json => println!("{}", format_json(&report)?),
+    }
+    Ok(())
+}
+
+/// The Secrets not given as files, read as the controller would: only those that
+/// opted in with the credentials label.
+async fn read_from_cluster(
+    namespace: &str,
+    names: &[String],
+    into: &mut std::collections::BTreeMap<String, serin::analysis::history::SecretData>,
+) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use serin::providers::{credentials::not_opted_in, opted_in};
+    let client = kube::Client::try_default().await.with_context(|| {
+        format!(
+            "the template's providers need the Secrets {names:?}: give them with --secret-file, or a kubeconfig that can read them"
+        )
+    })?;
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
+    for name in names {
+        let secret = tokio::time::timeout(Duration::from_secs(10), secrets.get_opt(name))
+            .await
+            .with_context(|| format!("reading Secret {namespace}/{name}: no answer in 10s"))?
+            .with_context(|| format!("reading Secret {namespace}/{name}"))?
+            .with_context(|| format!("Secret {namespace}/{name} does not exist"))?;
+        anyhow::ensure!(
+            opted_in(secret.metadata.labels.as_ref()),
+            "{}",
+            not_opted_in(namespace, name, "the template's provider (secretRef)")
+        );
+        into.insert(name.clone(), secret.data.unwrap_or_default());
     }
     Ok(())
 }
