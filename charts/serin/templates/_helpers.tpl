@@ -57,14 +57,8 @@ app.kubernetes.io/part-of: serin
 
 {{/* The router values key of each router name the controller accepts. */}}
 {{- define "serin.routerEnabled" -}}
-{{- $r := .router }}
-{{- $v := .Values.routers }}
-{{- if eq $r "service" }}true
-{{- else if eq $r "istio" }}{{ $v.istio.enabled }}
-{{- else if eq $r "gateway-api" }}{{ $v.gatewayApi.enabled }}
-{{- else if eq $r "ingress-nginx" }}{{ $v.ingressNginx.enabled }}
-{{- else if eq $r "smi" }}{{ $v.smi.enabled }}
-{{- else }}false
+{{- if eq .router "service" }}true
+{{- else }}{{ (get .Values.routers (.router | replace "-" "_" | camelcase | untitle) | default dict).enabled | default false }}
 {{- end }}
 {{- end }}
 

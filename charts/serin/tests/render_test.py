@@ -435,6 +435,7 @@ def scenarios_per_router(chart):
         check(got == WORKLOAD | CLUSTER | ROUTERS.get(key, set()),
               f"routers.{key} alone: {got ^ (WORKLOAD | CLUSTER | ROUTERS.get(key, set()))}")
         out[f"router:{key}"] = docs
+        out[f"notes:router:{key}"] = next(t for p, t in raw.items() if p.endswith("NOTES.txt"))
     return out
 
 
@@ -461,7 +462,8 @@ def main():
             print(f"{name}: {'ok' if len(FAILURES) == before else 'FAILED'}")
         before = len(FAILURES)
         for name, docs in scenarios_per_router(chart).items():
-            rendered[name] = [{k: v for k, v in d.items() if k != "__template"} for d in docs]
+            rendered[name] = docs if name.startswith("notes:") else \
+                [{k: v for k, v in d.items() if k != "__template"} for d in docs]
         print(f"each router alone: {'ok' if len(FAILURES) == before else 'FAILED'}")
     dash = json.load(open(os.path.join(CHART, "dashboards", "serin.json")))
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p.get("targets", []))
