@@ -417,6 +417,9 @@ fn escalate_errors(
 }
 
 #[cfg(test)]
+#[path = "check_prometheus_tests.rs"]
+mod prometheus_tests;
+#[cfg(test)]
 #[path = "check_tests.rs"]
 mod tests;
 
