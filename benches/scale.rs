@@ -19,6 +19,8 @@
 
 #[path = "scale/mock.rs"]
 mod mock;
+#[path = "scale/seed.rs"]
+mod seed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -206,7 +208,7 @@ fn main() {
         .collect::<Vec<_>>()
         .join(",");
     if args.iter().any(|a| a == "--mock-api-server") {
-        let seed = mock::Seed {
+        let seed = seed::Seed {
             deployments,
             namespaces,
             interval: format!("{interval_secs}s"),

@@ -10,6 +10,7 @@
 //! still fails) and printed with its trace; add it to [`REGRESSION_SEEDS`].
 
 mod check;
+mod faults;
 mod schedule;
 mod world;
 
