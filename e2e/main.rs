@@ -4,6 +4,8 @@
 
 mod demo;
 mod harness;
+mod stored_series;
+mod stores;
 
 use std::time::Duration;
 

@@ -76,13 +76,28 @@ fn query_url(base: &str, q: &str) -> reqwest::Url {
     reqwest::Url::parse_with_params(&format!("{base}/query"), &[("q", q)]).unwrap()
 }
 
+/// Sends `request` until its status is not `lagging` (at most 3 s): influxd 1.6 can
+/// answer for a moment as if a user or database just created did not exist yet.
+async fn settled(request: impl Fn() -> reqwest::RequestBuilder, lagging: u16) -> reqwest::Response {
+    for _ in 0..30 {
+        let r = request().send().await.unwrap();
+        if r.status().as_u16() != lagging {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    request().send().await.unwrap()
+}
+
 async fn admin(http: &reqwest::Client, base: &str, q: &str) {
-    let r = http
-        .post(query_url(base, q))
-        .basic_auth(USER, Some(PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = settled(
+        || {
+            http.post(query_url(base, q))
+                .basic_auth(USER, Some(PASSWORD))
+        },
+        403,
+    )
+    .await;
     assert!(r.status().is_success(), "{q}: {}", r.status());
 }
 
@@ -151,13 +166,15 @@ async fn influxql_answers_of_a_real_influxd_are_read_as_serin_expects() {
             now - 30,
             now - 20
         );
-        let r = http
-            .post(format!("{base}/write?db=telemetry&precision=s"))
-            .basic_auth(USER, Some(PASSWORD))
-            .body(lines)
-            .send()
-            .await
-            .unwrap();
+        let r = settled(
+            || {
+                http.post(format!("{base}/write?db=telemetry&precision=s"))
+                    .basic_auth(USER, Some(PASSWORD))
+                    .body(lines.clone())
+            },
+            404,
+        )
+        .await;
         assert_eq!(r.status().as_u16(), 204, "write");
 
         let data: BTreeMap<String, ByteString> = [("username", USER), ("password", PASSWORD)]

@@ -13,7 +13,7 @@ use crate::analysis::{
 };
 use crate::crd::CanaryStatus;
 use crate::metrics::ControllerMetrics;
-use crate::providers::{MetricSources, PrometheusSources};
+use crate::providers::{MetricSources, ProviderSources};
 use crate::release::{act, build_plan, decide, ReleaseDeps, ReleaseError, ReleaseSubject};
 use crate::rollout::Note;
 
@@ -34,8 +34,11 @@ pub struct LocalController {
 }
 
 impl LocalController {
+    /// Templates without a provider ask `prometheus_url`; others may name any built-in
+    /// provider at any address (no allow-list: the local stores are the user's own, on
+    /// loopback).
     pub fn new(cluster: Arc<LocalCluster>, prometheus_url: &str) -> Self {
-        let sources = Arc::new(PrometheusSources::new(
+        let sources = Arc::new(ProviderSources::new(
             Some(prometheus_url.to_string()),
             Duration::from_secs(3),
         ));
