@@ -4,7 +4,7 @@
 pub mod decide;
 pub mod render;
 #[cfg(test)]
-mod render_tests;
+mod tests;
 
 use std::collections::BTreeMap;
 use std::future::Future;

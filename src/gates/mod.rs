@@ -14,8 +14,6 @@ mod error;
 mod hook_runs;
 mod openapi;
 mod ratelimit;
-#[cfg(test)]
-mod rbac_tests;
 mod record;
 mod replay;
 mod runner;
@@ -26,6 +24,8 @@ mod slack;
 mod slack_identity;
 #[cfg(test)]
 pub(crate) mod testrecv;
+#[cfg(test)]
+mod tests;
 mod webhooks;
 mod wiring;
 

@@ -388,5 +388,5 @@ mod tests;
 mod tls_tests;
 
 #[cfg(test)]
-#[path = "exposure_tests.rs"]
+#[path = "prometheus_exposure_tests.rs"]
 mod exposure_tests;

@@ -7,23 +7,25 @@ use kube::api::{Patch, PatchParams};
 use kube::Api;
 use serde_json::{json, Value};
 
-use super::record::tests::canary_json;
-use super::*;
+use super::super::record::tests::canary_json;
+use super::super::*;
 use crate::crd::Canary;
 use crate::testing::apiserver::{FakeApiServer, Rbac};
 
 /// `<release>-approver` as the chart renders it (kept equal by tests/helm_chart.rs).
 fn approver_role() -> Value {
     serde_json::from_str(include_str!(
-        "../../charts/serin/tests/rendered-approver.json"
+        "../../../charts/serin/tests/rendered-approver.json"
     ))
     .expect("rendered-approver.json")
 }
 
 /// The controller's ClusterRole as the chart renders it.
 fn controller_role() -> Value {
-    serde_json::from_str(include_str!("../../charts/serin/tests/rendered-rbac.json"))
-        .expect("rendered-rbac.json")
+    serde_json::from_str(include_str!(
+        "../../../charts/serin/tests/rendered-rbac.json"
+    ))
+    .expect("rendered-rbac.json")
 }
 
 fn cluster_with_waiting_canary() -> FakeApiServer {

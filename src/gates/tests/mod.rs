@@ -1,0 +1,3 @@
+//! Tests of the gates together.
+
+mod rbac;
