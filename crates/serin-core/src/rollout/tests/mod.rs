@@ -628,7 +628,7 @@ fn a_step_needs_its_passing_checks_before_it_advances() {
 /// the step early; one that does not (or a non-passing check) does not.
 #[test]
 fn sequential_evidence_of_not_worse_ends_a_step_early() {
-    use crate::analysis::stats::SequentialState;
+    use crate::stats::SequentialState;
     let mut p = plan();
     p.checks_per_step = 5;
     let s = progressing(1, 0);

@@ -19,7 +19,7 @@ mod transition;
 pub use actions::{desired_actions, expected_primary_revision, Action};
 pub use hooks::HOOK_POLL;
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
-pub(crate) use plan::validate_steps;
+pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use reason::{EventReason, ReleaseEnd};
 pub use transition::{
