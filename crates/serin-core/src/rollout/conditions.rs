@@ -2,7 +2,8 @@
 
 use chrono::Duration;
 
-use super::transition::{next_check_at, Machine};
+use super::schedule::{next_check_at, next_look_at};
+use super::transition::Machine;
 use super::{CheckOutcome, EventReason, Note, NoteType};
 use crate::crd::{condition_type, find_condition, set_condition, CanaryPhase, Condition};
 
@@ -132,8 +133,7 @@ impl Machine<'_> {
             {
                 let mut next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
                 if self.plan.sequential_looks && !self.plan.skip_analysis {
-                    let look =
-                        super::transition::next_look_at(&self.s, self.plan).unwrap_or(self.now);
+                    let look = next_look_at(&self.s, self.plan).unwrap_or(self.now);
                     next = next.min(look);
                 }
                 secs(next - self.now)

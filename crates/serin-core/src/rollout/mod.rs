@@ -9,10 +9,15 @@
 mod actions;
 mod commands;
 mod conditions;
+mod ending;
 mod hooks;
+mod judging;
 mod observation;
+mod phases;
 mod plan;
 mod reason;
+mod schedule;
+mod steps;
 pub mod text;
 mod transition;
 
@@ -22,10 +27,8 @@ pub use observation::{AnalysisReport, CheckOutcome, Observation};
 pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use reason::{EventReason, ReleaseEnd};
-pub use transition::{
-    analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due, transition, Decision,
-    Note, NoteType,
-};
+pub use schedule::{analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due};
+pub use transition::{transition, Decision, Note, NoteType};
 
 #[cfg(test)]
 mod tests;
