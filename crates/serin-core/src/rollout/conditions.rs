@@ -43,8 +43,9 @@ impl Machine<'_> {
         } else {
             (phase.as_str(), String::new())
         };
+        // Read back typed: the decision below matches the enum, not its wire string.
         let before = find_condition(&self.s.conditions, condition_type::PROGRESSING)
-            .map(|c| c.reason.clone());
+            .and_then(|c| EventReason::parse(&c.reason));
         set_condition(
             &mut self.s.conditions,
             cond(
@@ -54,7 +55,7 @@ impl Machine<'_> {
                 msg.clone(),
             ),
         );
-        if stalled && before.as_deref() != Some(EventReason::ProgressDeadlineExceeded.as_str()) {
+        if stalled && before != Some(EventReason::ProgressDeadlineExceeded) {
             // Only the primary can stall here (canary stalls roll back); say so once.
             self.notes.push(Note {
                 type_: NoteType::Warning,
