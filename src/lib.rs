@@ -1,15 +1,16 @@
 //! serin: a progressive-delivery controller for Kubernetes.
 //!
-//! The rollout state machine ([`rollout`]) and the judges ([`analysis`]) are sans-IO:
-//! they take data and `now` and return decisions. Adapters ([`workloads`], [`traffic`],
-//! [`providers`]) sit behind small traits; [`controller`] wires them to Kubernetes.
+//! The rollout state machine ([`rollout`]), the CRD types ([`crd`]) and the judges
+//! ([`analysis::judges`]) are sans-IO: they take data and `now` and return decisions.
+//! They live in the `serin-core` crate, which has no I/O dependency to call. Adapters
+//! ([`workloads`], [`traffic`], [`providers`]) sit behind small traits; [`controller`]
+//! wires them to Kubernetes.
 #![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod annotations;
 pub mod cli;
 pub mod controller;
-pub mod crd;
 pub mod demo;
 pub mod error_kind;
 #[doc(hidden)]
@@ -21,9 +22,11 @@ pub mod metrics;
 pub mod notify;
 pub mod providers;
 pub mod release;
-pub mod rollout;
 pub mod traffic;
 pub mod workloads;
+
+// The sans-IO core lives in its own crate; these keep every `serin::` path.
+pub use serin_core::{crd, rollout};
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -71,8 +71,9 @@ fn layout_problems(root: &Path) -> Vec<String> {
 
 #[test]
 fn unit_tests_sit_beside_their_module() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let problems = layout_problems(&root);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut problems = layout_problems(&manifest.join("src"));
+    problems.extend(layout_problems(&manifest.join("crates/serin-core/src")));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 

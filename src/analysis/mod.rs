@@ -7,13 +7,14 @@ pub mod builtin;
 mod check;
 pub mod history;
 pub mod judge_cli;
-pub mod judges;
 mod limited;
 pub mod positions;
 pub mod render;
 mod resolve;
 pub mod secret_file;
-pub mod stats;
+
+// Judges and statistics live in the sans-IO core crate.
+pub use serin_core::{judges, stats};
 
 pub use builtin::{builtin_template, Telemetry};
 pub use check::{run_check, CheckInput};

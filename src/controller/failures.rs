@@ -37,10 +37,11 @@ impl FailureReason {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Forbidden" => Some(FailureReason::Forbidden),
-            "Rejected" => Some(FailureReason::Rejected),
+    /// The failure a reason read back from a condition names, if any.
+    fn from_reason(r: EventReason) -> Option<Self> {
+        match r {
+            EventReason::Forbidden => Some(FailureReason::Forbidden),
+            EventReason::Rejected => Some(FailureReason::Rejected),
             _ => None,
         }
     }
@@ -105,7 +106,12 @@ pub fn classify(e: &ReleaseError) -> Option<(FailureReason, String)> {
 /// The failure recorded in `status`, if its Ready condition holds one.
 pub fn recorded(status: &CanaryStatus) -> Option<Condition> {
     find_condition(&status.conditions, condition_type::READY)
-        .filter(|c| c.status == "False" && FailureReason::parse(&c.reason).is_some())
+        .filter(|c| {
+            c.status == "False"
+                && EventReason::parse(&c.reason)
+                    .and_then(FailureReason::from_reason)
+                    .is_some()
+        })
         .cloned()
 }
 

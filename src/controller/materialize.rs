@@ -180,7 +180,7 @@ async fn materialize(
                 let was_bad = status
                     .conditions
                     .iter()
-                    .any(|x| x.reason == INVALID_ANNOTATION);
+                    .any(|x| EventReason::parse(&x.reason) == Some(EventReason::InvalidAnnotation));
                 if was_bad {
                     put_config_condition(&mut status, None, c.metadata.generation, (ctx.clock)());
                     write_status(&api, c, &status).await?;

@@ -5,7 +5,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
-use crate::crd::{condition_type, set_condition, Canary, CanaryStatus, Condition, FIELD_MANAGER};
+use crate::crd::{
+    condition_type, find_condition, set_condition, Canary, CanaryStatus, Condition, FIELD_MANAGER,
+};
 use crate::rollout::text::{bound_status, one_line, MESSAGE_MAX_CHARS};
 use crate::rollout::EventReason;
 
@@ -62,9 +64,11 @@ pub fn set_config_condition(
     generation: Option<i64>,
     now: DateTime<Utc>,
 ) -> bool {
-    let annotation_problem =
-        crate::crd::find_condition(&status.conditions, condition_type::CONFIG_VALID)
-            .is_some_and(|c| c.status == "False" && c.reason == INVALID_ANNOTATION);
+    let annotation_problem = find_condition(&status.conditions, condition_type::CONFIG_VALID)
+        .is_some_and(|c| {
+            c.status == "False"
+                && EventReason::parse(&c.reason) == Some(EventReason::InvalidAnnotation)
+        });
     if problem.is_none() && annotation_problem {
         return false;
     }

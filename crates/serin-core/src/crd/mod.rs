@@ -19,7 +19,7 @@ pub use routing::*;
 pub use template::*;
 pub use webhook::*;
 
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 
 /// The API group of every serin resource.
 pub const GROUP: &str = "serin.dev";

@@ -1,4 +1,4 @@
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +7,7 @@ use super::ProviderSpec;
 /// Metrics that judge a release, with PromQL templated by `{{variables}}`.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "serin.dev",
     version = "v1alpha1",
     kind = "AnalysisTemplate",
@@ -47,6 +48,7 @@ pub struct AnalysisTemplateSpec {
 /// The same as an AnalysisTemplate, usable from every namespace.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "serin.dev",
     version = "v1alpha1",
     kind = "ClusterAnalysisTemplate",
@@ -118,7 +120,7 @@ pub enum ThresholdValue {
 }
 
 impl ThresholdValue {
-    /// The number; NaN for a string, which [`crate::analysis::resolve_metrics`]
+    /// The number; NaN for a string, which `serin::analysis::resolve_metrics`
     /// renders into a number before any judge sees it (so a judge validating it
     /// reports an unrendered value as out of range).
     pub fn number(&self) -> f64 {

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +12,7 @@ use super::{Condition, RoutingSpec};
 /// Written by serin from the Deployment's `serin.dev/*` annotations, or by hand.
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "serin.dev",
     version = "v1alpha1",
     kind = "Canary",
@@ -369,7 +370,7 @@ pub struct MetricStatus {
     pub dry_run: bool,
     /// Evidence of the sequential judge so far in this release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sequential: Option<crate::analysis::stats::SequentialState>,
+    pub sequential: Option<crate::stats::SequentialState>,
     pub checked_at: DateTime<Utc>,
     /// `Error` verdicts in a row for this metric, up to and including this one.
     #[serde(default)]

@@ -243,7 +243,7 @@ fn superseded_while_promoting_then_the_new_revision_promoted() {
 
 #[test]
 fn history_is_an_atomic_bounded_list_in_the_crd() {
-    use kube::CustomResourceExt;
+    use kube_core::CustomResourceExt;
     let crd = serde_json::to_value(crate::crd::Canary::crd()).unwrap();
     let h = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
         ["properties"]["history"];

@@ -9,23 +9,26 @@
 mod actions;
 mod commands;
 mod conditions;
+mod ending;
 mod hooks;
+mod judging;
 mod observation;
+mod phases;
 mod plan;
 mod reason;
+mod schedule;
+mod steps;
 pub mod text;
 mod transition;
 
 pub use actions::{desired_actions, expected_primary_revision, Action};
 pub use hooks::HOOK_POLL;
 pub use observation::{AnalysisReport, CheckOutcome, Observation};
-pub(crate) use plan::validate_steps;
+pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use reason::{EventReason, ReleaseEnd};
-pub use transition::{
-    analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due, transition, Decision,
-    Note, NoteType,
-};
+pub use schedule::{analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due};
+pub use transition::{transition, Decision, Note, NoteType};
 
 #[cfg(test)]
 mod tests;

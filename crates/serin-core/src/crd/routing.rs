@@ -220,7 +220,7 @@ fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 /// Header / cookie names: an HTTP token subset every router accepts.
-pub(crate) fn is_token(s: &str) -> bool {
+pub fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
         && s.bytes()

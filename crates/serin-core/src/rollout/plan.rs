@@ -201,7 +201,9 @@ impl ReleasePlan {
     }
 }
 
-pub(crate) fn validate_steps(steps: &[i32]) -> Result<(), PlanError> {
+/// 1 to 100 weights, each 1..=100 percent, strictly increasing (public: the
+/// annotation parser checks steps the same way).
+pub fn validate_steps(steps: &[i32]) -> Result<(), PlanError> {
     let bad = |expected: &str| PlanError {
         field: "analysis.steps",
         value: steps

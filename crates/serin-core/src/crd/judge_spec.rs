@@ -203,7 +203,7 @@ fn default_beta() -> f64 {
 mod tests {
     use super::*;
     use crate::crd::{AnalysisTemplate, MetricTemplate};
-    use kube::CustomResourceExt;
+    use kube_core::CustomResourceExt;
 
     #[test]
     fn yaml_uses_camel_case_and_defaults() {

@@ -2,11 +2,11 @@
 
 use super::format::{level, num, p, pct_change, pp, rate};
 use super::{check_range, JudgeConfigError, JudgeVerdict};
-use crate::analysis::stats::{
+use crate::crd::{CompareSpec, Direction, MetricVerdict};
+use crate::stats::{
     conditional_ratio_test, finite_sorted, hodges_lehmann, mann_whitney_u_sorted, mean,
     newcombe_difference, two_proportions, Margin, Tail,
 };
-use crate::crd::{CompareSpec, Direction, MetricVerdict};
 
 /// Errors and requests of one variant over the judged window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -1,11 +1,11 @@
 //! The sequential judge: an anytime-valid error-count test, looked at every check.
-//! See [`crate::analysis::stats::sequential`] for the construction and its guarantee.
+//! See [`crate::stats::sequential`] for the construction and its guarantee.
 
 use super::format::{num, rate};
 use super::{check_range, JudgeConfigError, JudgeVerdict};
-use crate::analysis::stats::sequential::DEFAULT_ALTERNATIVES;
-use crate::analysis::stats::{CountIncrement, LookCounts, SequentialState, SequentialTest};
 use crate::crd::{MetricVerdict, SequentialSpec};
+use crate::stats::sequential::DEFAULT_ALTERNATIVES;
+use crate::stats::{CountIncrement, LookCounts, SequentialState, SequentialTest};
 
 /// One look: the errors and requests of both versions since the previous look.
 pub type SequentialObservation = LookCounts;

@@ -1,4 +1,4 @@
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +7,7 @@ use super::SecretKeyRef;
 /// Where the release events of the Canaries in this namespace are sent.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "serin.dev",
     version = "v1alpha1",
     kind = "Notifier",
@@ -37,6 +38,7 @@ pub struct NotifierSpec {
 /// lives in the controller's namespace.
 #[derive(CustomResource, Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "serin.dev",
     version = "v1alpha1",
     kind = "ClusterNotifier",
@@ -101,7 +103,7 @@ impl Severity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::CustomResourceExt;
+    use kube_core::CustomResourceExt;
 
     #[test]
     fn scopes_and_flattened_schema() {

@@ -2,7 +2,8 @@
 
 use chrono::Duration;
 
-use super::transition::{next_check_at, Machine};
+use super::schedule::{next_check_at, next_look_at};
+use super::transition::Machine;
 use super::{CheckOutcome, EventReason, Note, NoteType};
 use crate::crd::{condition_type, find_condition, set_condition, CanaryPhase, Condition};
 
@@ -42,8 +43,9 @@ impl Machine<'_> {
         } else {
             (phase.as_str(), String::new())
         };
+        // Read back typed: the decision below matches the enum, not its wire string.
         let before = find_condition(&self.s.conditions, condition_type::PROGRESSING)
-            .map(|c| c.reason.clone());
+            .and_then(|c| EventReason::parse(&c.reason));
         set_condition(
             &mut self.s.conditions,
             cond(
@@ -53,7 +55,7 @@ impl Machine<'_> {
                 msg.clone(),
             ),
         );
-        if stalled && before.as_deref() != Some(EventReason::ProgressDeadlineExceeded.as_str()) {
+        if stalled && before != Some(EventReason::ProgressDeadlineExceeded) {
             // Only the primary can stall here (canary stalls roll back); say so once.
             self.notes.push(Note {
                 type_: NoteType::Warning,
@@ -132,8 +134,7 @@ impl Machine<'_> {
             {
                 let mut next = next_check_at(&self.s, self.plan).unwrap_or(self.now);
                 if self.plan.sequential_looks && !self.plan.skip_analysis {
-                    let look =
-                        super::transition::next_look_at(&self.s, self.plan).unwrap_or(self.now);
+                    let look = next_look_at(&self.s, self.plan).unwrap_or(self.now);
                     next = next.min(look);
                 }
                 secs(next - self.now)

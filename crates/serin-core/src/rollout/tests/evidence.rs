@@ -2,7 +2,7 @@
 //! releases without checks only when asked for.
 
 use super::*;
-use crate::analysis::stats::SequentialState;
+use crate::stats::SequentialState;
 
 fn sequential_plan() -> ReleasePlan {
     let mut p = plan();
