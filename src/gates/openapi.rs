@@ -121,7 +121,7 @@ pub fn openapi_document() -> Value {
                     "message": {"type": "string"}}},
                 "GateRef": {"type": "object", "description": "The gate passage the caller saw; all three or none",
                     "properties": {
-                        "gate": {"type": "string", "enum": ["beforeRollout", "beforeTrafficIncrease", "beforePromotion"]},
+                        "gate": {"type": "string", "enum": crate::crd::GateKind::ALL.map(crate::crd::GateKind::as_str)},
                         "revision": {"type": "string"},
                         "step": {"type": "integer"}}},
                 "CanaryView": {"type": "object", "properties": {

@@ -314,6 +314,12 @@ pub enum GateKind {
 }
 
 impl GateKind {
+    pub const ALL: [GateKind; 3] = [
+        GateKind::BeforeRollout,
+        GateKind::BeforeTrafficIncrease,
+        GateKind::BeforePromotion,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             GateKind::BeforeRollout => "beforeRollout",
