@@ -19,6 +19,7 @@ pub mod limits;
 pub mod local;
 pub mod metrics;
 pub mod notify;
+pub mod policy;
 pub mod providers;
 pub mod release;
 pub mod rollout;
