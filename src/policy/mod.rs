@@ -13,6 +13,8 @@ mod queue;
 mod select;
 mod window;
 
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
