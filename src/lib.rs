@@ -26,7 +26,7 @@ pub mod traffic;
 pub mod workloads;
 
 // The sans-IO core lives in its own crate; these keep every `serin::` path.
-pub use serin_core::{crd, rollout};
+pub use serin_core::{crd, policy, rollout};
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -8,5 +8,6 @@
 
 pub mod crd;
 pub mod judges;
+pub mod policy;
 pub mod rollout;
 pub mod stats;

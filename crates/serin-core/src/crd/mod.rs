@@ -1,10 +1,11 @@
 //! Custom resources owned by serin: `Canary`, `AnalysisTemplate`, `ClusterAnalysisTemplate`,
-//! `Notifier`, `ClusterNotifier`.
+//! `Notifier`, `ClusterNotifier`, `ReleasePolicy`, `ClusterReleasePolicy`.
 
 mod canary;
 mod condition;
 mod judge_spec;
 mod notifier;
+mod policy;
 mod provider;
 mod routing;
 mod template;
@@ -14,6 +15,7 @@ pub use canary::*;
 pub use condition::*;
 pub use judge_spec::*;
 pub use notifier::*;
+pub use policy::*;
 pub use provider::*;
 pub use routing::*;
 pub use template::*;
@@ -38,6 +40,8 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         ClusterAnalysisTemplate::crd(),
         Notifier::crd(),
         ClusterNotifier::crd(),
+        // ReleasePolicy and ClusterReleasePolicy join once the controller applies them:
+        // an installed freeze that nothing enforces would let releases pass unnoticed.
     ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
