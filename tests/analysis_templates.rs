@@ -394,3 +394,52 @@ fn annotation_arguments_cannot_inject_promql_into_a_shipped_template() {
     assert!(q.contains("[1m]))))[10m:1m]"), "{q}");
     parser::parse(&q).unwrap();
 }
+
+/// The templates shipped per provider (`analysis-templates/providers/`): each parses,
+/// resolves with its defaults, names its provider, and renders a query per variant that
+/// names that variant's Deployment and keeps no placeholder.
+#[test]
+fn provider_templates_resolve_and_render_for_canary_and_primary() {
+    let dir = dir().join("providers");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let (name, spec) = serin::analysis::history::load_template(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let tref = TemplateRef {
+            name: name.clone(),
+            cluster_scope: false,
+            args: BTreeMap::new(),
+        };
+        let metrics =
+            resolve_metrics(&[(tref, spec.clone())]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let kind = spec
+            .provider
+            .as_ref()
+            .and_then(|p| p.kind().ok())
+            .unwrap_or_else(|| panic!("{name} names no provider"));
+        assert!(name.starts_with(kind.as_str()), "{name} is for {kind:?}");
+        for m in &metrics {
+            let canary = render_query(&m.query, &vars("podinfo", m.args.clone()))
+                .unwrap_or_else(|e| panic!("{name}/{}: {e}", m.name));
+            let primary = render_query(&m.query, &vars("podinfo-primary", m.args.clone()))
+                .unwrap_or_else(|e| panic!("{name}/{}: {e}", m.name));
+            for q in [&canary, &primary] {
+                assert!(!q.contains("{{"), "{name}/{}: {q}", m.name);
+            }
+            assert!(
+                canary.contains("podinfo") && !canary.contains("podinfo-primary"),
+                "{name}/{}: {canary}",
+                m.name
+            );
+            assert!(
+                primary.contains("podinfo-primary"),
+                "{name}/{}: {primary}",
+                m.name
+            );
+        }
+        seen.push(kind.as_str().to_string());
+    }
+    seen.sort();
+    assert_eq!(seen, ["graphite", "influxdb"]);
+}
