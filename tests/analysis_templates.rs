@@ -441,5 +441,5 @@ fn provider_templates_resolve_and_render_for_canary_and_primary() {
         seen.push(kind.as_str().to_string());
     }
     seen.sort();
-    assert_eq!(seen, ["graphite", "influxdb"]);
+    assert_eq!(seen, ["datadog", "graphite", "influxdb"]);
 }

@@ -22,6 +22,10 @@ pub enum Position {
     /// A label name: inside `{…}` outside strings, or in the list of `by`, `without`,
     /// `on`, `ignoring`, `group_left`, `group_right`. `part`: glued to other letters.
     LabelName { part: bool },
+    /// A tag's value inside `{…}`, right after `tag:`, as Datadog writes its
+    /// filters (`{kube_deployment:{{workload}}}`); never valid PromQL, so no PromQL
+    /// template changes meaning. `part`: glued to other value characters.
+    TagValue { part: bool },
     /// In `[…]` (a range or a subquery) or after `offset`.
     Duration { part: bool },
     /// A metric or function name: bare, right before `{`, `[` or `(`.
@@ -44,6 +48,8 @@ impl Position {
             Position::Quoted { .. } | Position::Raw { .. } => "a quoted string",
             Position::LabelName { part: false } => "a label name position",
             Position::LabelName { part: true } => "part of a label name",
+            Position::TagValue { part: false } => "a tag value position (tag:value inside {…})",
+            Position::TagValue { part: true } => "part of a tag value",
             Position::Duration { part: false } => "a duration position ([…] or offset)",
             Position::Duration { part: true } => "part of a duration",
             Position::Name => "a metric or function name position",
@@ -61,6 +67,7 @@ impl Position {
             Position::Raw { .. } => "any text without a backtick",
             Position::LabelName { part: false } => "a label name matching [a-zA-Z_][a-zA-Z0-9_]*",
             Position::LabelName { part: true } => "letters, digits and _",
+            Position::TagValue { .. } => "letters, digits, -, _ and . (e.g. a Kubernetes name)",
             Position::Duration { part: false } => {
                 "a Prometheus duration such as 30s, 5m or 1h30m (units ms, s, m, h, d, w, y)"
             }
@@ -98,6 +105,9 @@ impl Position {
                 })
             }
             Position::LabelName { part } => ok(is_label_name(value, part)),
+            Position::TagValue { part } => {
+                ok((part || !value.is_empty()) && value.chars().all(|c| is_tag_char(Some(c))))
+            }
             Position::Duration { part: false } => ok(is_duration(value)),
             Position::Duration { part: true } => {
                 ok(!value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric()))
@@ -216,6 +226,12 @@ fn is_label_char(c: Option<char>) -> bool {
     c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// What a tag value may hold: nothing that ends the tag (`,`, `}`, space), negates or
+/// widens it (`!`, `*`) or starts a string.
+fn is_tag_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 fn is_alnum(c: Option<char>) -> bool {
     c.is_some_and(|c| c.is_ascii_alphanumeric())
 }
@@ -311,6 +327,9 @@ impl Lexer {
         Some(match self.stack.last() {
             Some(Open::Bracket) => Position::Duration {
                 part: glued(is_alnum),
+            },
+            Some(Open::Brace) if self.word.ends_with(':') => Position::TagValue {
+                part: is_tag_char(after),
             },
             Some(Open::Brace) | Some(Open::Paren { grouping: true }) => Position::LabelName {
                 part: glued(is_label_char),

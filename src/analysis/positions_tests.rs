@@ -78,6 +78,18 @@ fn every_place_a_variable_can_stand() {
         ("{{v}}_total{job=\"a\"}", Position::Word),
         ("x{{v}}", Position::Word),
         ("job:{{v}}:rate5m", Position::Word),
+        (
+            "sum:trace.http.request.errors{kube_deployment:{{v}}}.as_count()",
+            Position::TagValue { part: false },
+        ),
+        (
+            "sum:x{kube_namespace:shop, service:{{v}},env:prod}",
+            Position::TagValue { part: false },
+        ),
+        (
+            "sum:x{service:{{v}}-web}",
+            Position::TagValue { part: true },
+        ),
         ("x # {{v}}", Position::Comment),
         // A string's end, a label list's end and a comment's end are found.
         (r#"x{a="}", b="["} > {{v}}"#, Position::Number),
@@ -279,4 +291,35 @@ fn values_longer_than_the_bound_are_cut_in_the_message() {
     let long = "y".repeat(500);
     let e = check_args("x > {{args.x}}", &args(&[("x", &long)])).unwrap_err();
     assert!(e.to_string().len() < 300, "{e}");
+}
+
+/// A Datadog tag value takes a Kubernetes name, and nothing that could end the tag,
+/// the filter or the query, widen it (`*`) or negate it (`!`).
+#[test]
+fn a_tag_value_takes_a_name_and_nothing_that_ends_or_widens_the_tag() {
+    let at = Position::TagValue { part: false };
+    for ok in ["podinfo-primary", "shop", "web_1.v2", "A9"] {
+        assert_eq!(at.place(ok, true).as_deref(), Some(ok), "{ok}");
+        assert_eq!(at.place(ok, false).as_deref(), Some(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "a,env:prod",
+        "a}",
+        "a} or x",
+        "*",
+        "!a",
+        "a b",
+        "a:b",
+        "a\"b",
+        "a/b",
+    ] {
+        assert_eq!(at.place(bad, false), None, "{bad:?}");
+    }
+    assert_eq!(
+        Position::TagValue { part: true }
+            .place("", false)
+            .as_deref(),
+        Some("")
+    );
 }
