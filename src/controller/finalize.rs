@@ -62,6 +62,7 @@ pub(super) async fn finalize(
         owner: owner_of(canary),
         checks: &[],
         config_problem: None,
+        policy: Default::default(),
     };
     let target = &canary.spec.target_ref.name;
     let message = match hand_back(&deps, &subject).await? {

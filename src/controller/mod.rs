@@ -7,6 +7,8 @@ mod finalize;
 pub mod lease;
 pub mod materialize;
 pub mod notifiers;
+pub mod policies;
+pub mod policy_status;
 mod reconcile;
 pub mod run;
 pub mod selector;
@@ -95,6 +97,9 @@ pub struct Context {
     /// Whether this replica may still write as the leader; [`run`](run::run) sets it
     /// (`Fence::unfenced()` without leader election).
     pub fence: Fence,
+    /// The release policies' watch caches; [`run`](run::run) sets them. `None`: no
+    /// policy applies (tests that do not need them).
+    pub policies: Option<Arc<policies::PolicyCaches>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use super::status::{set_config_condition, write_status};
 use super::templates::{load_hook_secrets, load_metrics};
 use super::{Context, ReconcileError};
 use crate::analysis::{builtin_metrics, checks_from, ChecksFrom};
-use crate::crd::{validate_webhooks, Canary, CanaryStatus};
+use crate::crd::{validate_webhooks, Canary, CanaryPhase, CanaryStatus};
 use crate::metrics::ControllerKind;
 use crate::notify::NotifyEvent;
 use crate::release::{
@@ -232,10 +232,36 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
             Err(e)
         }
     };
-    if let (Some(problem), crate::crd::CanaryPhase::Initializing) = (&problem, status.phase) {
+    if let (Some(problem), CanaryPhase::Initializing) = (&problem, status.phase) {
         // Nothing is set up yet: set up nothing on a broken configuration.
         return config_problem(&api, &canary, ctx, status, problem.clone(), now).await;
     }
+    // Release policies, from the watch caches. A Canary that may take a slot of a
+    // `maxInFlight` queue decides under the admission lock, held until its status is
+    // written, so two Canaries never take the last slot together.
+    let mut admission = None;
+    let policy = match &ctx.policies {
+        Some(p) if !p.ready().await => {
+            // Deciding without them could start a release a freeze forbids.
+            warn!("release policies not read yet; deciding later");
+            return Ok(Action::requeue(Duration::from_secs(2)));
+        }
+        Some(p) if p.any_in_scope(&ns) => {
+            let mut inputs = p.gather(&canary);
+            let queued = inputs
+                .selected
+                .iter()
+                .any(|s| s.rules.max_in_flight.is_some());
+            let may_start = status.phase.is_idle() || status.phase == CanaryPhase::Waiting;
+            if queued && may_start {
+                run.stage("waiting for the release-policy admission lock");
+                admission = Some(p.admission.lock().await);
+                inputs = p.gather(&canary);
+            }
+            inputs
+        }
+        _ => Default::default(),
+    };
     let deps = ReleaseDeps {
         workloads: ctx.workloads.clone(),
         router,
@@ -256,6 +282,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         owner: owner_of(&canary),
         checks: &metrics,
         config_problem: problem.as_ref().map(|(_, m)| m.clone()),
+        policy,
     };
 
     // Decide: observe (and check) without writing anything.
@@ -290,9 +317,18 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         run.stage("writing the status");
         persisted = write_status(&api, &canary, &next).await?;
     }
+    if let (Some(_), Some(p)) = (admission.take(), &ctx.policies) {
+        let started = !next.phase.is_idle() && next.phase != CanaryPhase::Waiting;
+        if started {
+            p.note_started(subject.policy.canary.clone());
+        }
+    }
     ctx.metrics
         .canaries
         .observe(&ns, &name, next.phase, next.canary_weight);
+    ctx.metrics
+        .policies
+        .observe(status.policy_wait.as_ref(), next.policy_wait.as_ref());
     ctx.metrics
         .canaries
         .observe_notes(&ns, &name, &prepared.decision.notes);

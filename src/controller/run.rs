@@ -394,6 +394,18 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     .applied_objects();
     let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+    let (policy_caches, policy_wakes) = super::policies::watch_policies(&client, canaries.clone());
+    canary_ctl = canary_ctl.reconcile_on(policy_wakes);
+    let mut ctx = ctx;
+    ctx.policies = Some(policy_caches.clone());
+    let policy_status = super::policy_status::run_policy_status(Arc::new(
+        super::policy_status::PolicyStatusContext {
+            client: ctx.client.clone(),
+            events: ctx.events.clone(),
+            clock: ctx.clock.clone(),
+            fence: ctx.fence.clone(),
+        },
+    ));
     let mapper_ns = canary_ns.clone();
     // A Deployment wakes the Canary of the same name (if there is one): only its name
     // is needed, so the watch is metadata-only.
@@ -524,6 +536,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         let ready = ready.clone();
         async move {
             let synced = canaries.wait_until_ready().await.is_ok()
+                && policy_caches.ready().await
                 && canary_ns.wait_until_ready().await
                 && materialize_ns.wait_until_ready().await;
             if synced {
@@ -540,7 +553,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         }
     };
     let result = tokio::select! {
-        _ = async { tokio::join!(canary_run, materialize_run, readiness) } => Ok(()),
+        _ = async { tokio::join!(canary_run, materialize_run, policy_status, readiness) } => Ok(()),
         e = lease_watch => Err(e),
         r = health_task => match r {
             Ok(Err(e)) => Err(e),

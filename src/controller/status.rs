@@ -140,6 +140,7 @@ mod tests {
                 by: "a".into(),
                 via: "cli".into(),
                 at: t,
+                groups: Vec::new(),
             }],
             ..Default::default()
         };

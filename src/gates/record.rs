@@ -314,6 +314,7 @@ pub fn plan_decision(
                 via: via.as_str().to_string(),
                 // Never before the release it decides (a replica's clock may lag).
                 at: status.release_started_at.map_or(now, |t| now.max(t)),
+                groups: Vec::new(),
             };
             let (approvals, commands) = bounded_records(&status, Some(record), None);
             Ok(Planned::Status {

@@ -500,6 +500,7 @@ fn a_retried_revision_is_decided_again_not_by_the_old_rejection() {
         via: "cli".into(),
         // Before this release started (10:00): the release that was rolled back.
         at: Utc.with_ymd_and_hms(2026, 11, 22, 9, 0, 0).unwrap(),
+        groups: Vec::new(),
     }];
     let p = plan_decision(
         &c,

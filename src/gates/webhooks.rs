@@ -307,6 +307,7 @@ pub fn gate_approvals_from_confirm_hooks(
         by: format!("webhook:{}", names.join(",")),
         via: Via::Webhook.as_str().into(),
         at: now,
+        groups: Vec::new(),
     }]
 }
 

@@ -104,6 +104,7 @@ impl LocalController {
             owner: None,
             checks: &metrics,
             config_problem: invalid.map(|e| format!("invalid spec: {e}")),
+            policy: Default::default(),
         };
         let now = Utc::now();
         let prepared = decide(&self.deps, &subject, plan, now).await?;

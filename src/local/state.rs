@@ -202,6 +202,7 @@ pub fn approve_local(
             by: by.to_string(),
             via: "cli".into(),
             at: now,
+            groups: Vec::new(),
         };
         s.status.approvals.retain(|x| x.id != a.id);
         s.status.approvals.push(a.clone());

@@ -16,16 +16,7 @@ use crate::crd::{CanaryPhase, MetricVerdict};
 use crate::rollout::{AnalysisReport, Note, ReleaseEnd};
 
 /// Every phase, so `serin_canaries` shows zeros instead of missing series.
-pub(super) const PHASES: [CanaryPhase; 8] = [
-    CanaryPhase::Initializing,
-    CanaryPhase::Initialized,
-    CanaryPhase::WaitingApproval,
-    CanaryPhase::Progressing,
-    CanaryPhase::Promoting,
-    CanaryPhase::Finalising,
-    CanaryPhase::Succeeded,
-    CanaryPhase::Failed,
-];
+pub(super) const PHASES: [CanaryPhase; 9] = CanaryPhase::ALL;
 
 const VERDICTS: [&str; 4] = ["pass", "fail", "inconclusive", "error"];
 const VARIANTS: [&str; 2] = ["canary", "baseline"];

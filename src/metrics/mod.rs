@@ -4,13 +4,15 @@
 //! its own series into it and is handed only its part (a cheap clone sharing the
 //! series): the reconcilers [`ReconcileMetrics`] and [`CanaryMetrics`], the checks
 //! [`JudgeMetrics`], the metric providers [`QueryMetrics`], the webhook caller
-//! [`WebhookMetrics`], the notification queue [`NotificationMetrics`]. The sans-IO
+//! [`WebhookMetrics`], the notification queue [`NotificationMetrics`], the release
+//! policies [`PolicyMetrics`]. The sans-IO
 //! core never sees any of them. Per-Canary series are removed when the Canary goes
 //! ([`CanaryMetrics::forget`]); every other label comes from a bounded set.
 
 mod analysis;
 mod canaries;
 mod deliveries;
+mod policies;
 mod reconciles;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -22,6 +24,7 @@ use prometheus_client::registry::Registry;
 pub use analysis::{Judge, JudgeMetrics, QueryMetrics};
 pub use canaries::CanaryMetrics;
 pub use deliveries::{NotificationMetrics, WebhookMetrics};
+pub use policies::PolicyMetrics;
 pub use reconciles::{ControllerKind, ReconcileMetrics};
 
 /// What `/metrics` answers with. Prometheus asks for OpenMetrics first in its scrape
@@ -45,6 +48,7 @@ pub struct ControllerMetrics {
     pub queries: QueryMetrics,
     pub webhooks: WebhookMetrics,
     pub notifications: NotificationMetrics,
+    pub policies: PolicyMetrics,
 }
 
 impl std::fmt::Debug for ControllerMetrics {
@@ -75,6 +79,7 @@ impl ControllerMetrics {
         let reconciles = ReconcileMetrics::register(r);
         let webhooks = WebhookMetrics::register(r);
         let notifications = NotificationMetrics::register(r);
+        let policies = PolicyMetrics::register(r);
         Self {
             registry,
             canaries,
@@ -83,6 +88,7 @@ impl ControllerMetrics {
             queries,
             webhooks,
             notifications,
+            policies,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::metrics::ControllerMetrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
     analysis_due, desired_actions, look_due, transition, Action, Decision, Observation, PlanError,
-    ReleasePlan,
+    PolicyInputs, ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -103,6 +103,8 @@ pub struct ReleaseSubject<'a> {
     /// A configuration problem found before the release step (a missing template, a
     /// broken Secret); it fails checks of a release in flight.
     pub config_problem: Option<String>,
+    /// The release policies selecting the Canary (empty without any).
+    pub policy: PolicyInputs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +301,8 @@ pub async fn decide(
         config_problem,
         hook_runs: hooks.runs,
         hooks_pending: hooks.waits_for,
+        target_images: state.target_images.clone(),
+        policy: subject.policy.clone(),
     };
     let decision = transition(subject.status, &plan, &obs, now);
     if let Some(report) = obs.analysis.as_ref() {

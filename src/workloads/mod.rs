@@ -62,6 +62,8 @@ pub struct WorkloadState {
     /// The canary's pods run with older data of the tracked configs than the target
     /// references now.
     pub canary_config_stale: bool,
+    /// Container name to image of the target's pod template.
+    pub target_images: BTreeMap<String, String>,
 }
 
 /// Whether handing a Deployment back has finished.

@@ -247,6 +247,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let clock: Clock = Arc::new(chrono::Utc::now);
     let ctx = Context {
+        policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),
         routers: Routers { by_kind, default },

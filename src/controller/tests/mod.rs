@@ -458,6 +458,7 @@ async fn restart_between_two_actions_resumes_from_the_persisted_status_with_only
 
     // A new controller process: fresh context, same cluster.
     let restarted = Arc::new(Context {
+        policies: None,
         events: Arc::new(MemoryEvents::default()),
         ..(*h.ctx).clone()
     });

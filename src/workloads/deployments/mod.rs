@@ -292,6 +292,21 @@ pub(crate) fn service_body(
     })
 }
 
+/// Container name to image of `d`'s pod template (what a downstream environment
+/// compares with what its upstream promoted).
+fn images_of(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), c.image.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn annotation(d: &Deployment, key: &str) -> Option<String> {
     d.metadata
         .annotations
@@ -330,6 +345,7 @@ impl WorkloadBackend for KubeWorkloads {
             canary_ready,
             canary_available,
             canary_config_stale: found.config_hash.is_some() && stamped != found.config_hash,
+            target_images: images_of(&target),
             ..Default::default()
         };
         if let Some(p) = primary {

@@ -24,6 +24,8 @@ use super::{Condition, RoutingSpec};
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.canaryWeight"}"#,
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.stepLabel"}"#,
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.failedChecks"}"#,
+    printcolumn = r#"{"name":"Waiting","type":"string","jsonPath":".status.policyWait.reason"}"#,
+    printcolumn = r#"{"name":"Next","type":"string","jsonPath":".status.policyWait.until"}"#,
     printcolumn = r#"{"name":"Verdict","type":"string","jsonPath":".status.message","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -256,6 +258,9 @@ pub enum CanaryPhase {
     Initializing,
     /// The primary serves all traffic; no release in flight.
     Initialized,
+    /// A new revision waits for its release policies (a window, a freeze, the queue,
+    /// approvals, its upstream environment); the primary serves all traffic.
+    Waiting,
     /// A gate holds the release until someone approves.
     WaitingApproval,
     /// The canary takes traffic step by step and is judged every interval.
@@ -275,6 +280,7 @@ impl CanaryPhase {
         match self {
             CanaryPhase::Initializing => "Initializing",
             CanaryPhase::Initialized => "Initialized",
+            CanaryPhase::Waiting => "Waiting",
             CanaryPhase::WaitingApproval => "WaitingApproval",
             CanaryPhase::Progressing => "Progressing",
             CanaryPhase::Promoting => "Promoting",
@@ -292,9 +298,10 @@ impl CanaryPhase {
         )
     }
 
-    pub const ALL: [CanaryPhase; 8] = [
+    pub const ALL: [CanaryPhase; 9] = [
         CanaryPhase::Initializing,
         CanaryPhase::Initialized,
+        CanaryPhase::Waiting,
         CanaryPhase::WaitingApproval,
         CanaryPhase::Progressing,
         CanaryPhase::Promoting,
@@ -397,6 +404,10 @@ pub struct Approval {
     /// cli, api or slack.
     pub via: String,
     pub at: DateTime<Utc>,
+    /// The approver's groups as authenticated; release policies may require approvers
+    /// from given groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl Approval {
@@ -508,6 +519,21 @@ pub struct CanaryStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "atomic", "maxItems" = 10))]
     pub history: Vec<ReleaseRecord>,
+    /// Why a release policy keeps the release back, while it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_wait: Option<super::PolicyWait>,
+    /// An emergency override of the release windows and blackouts (approval API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency_override: Option<super::EmergencyOverrideRecord>,
+    /// `at` of the emergency override already announced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_announced: Option<DateTime<Utc>>,
+    /// Container images of the revision under release.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub release_images: BTreeMap<String, String>,
+    /// The images of the revision last promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<super::PromotedImages>,
 }
 
 /// How many ended releases `status.history` keeps.

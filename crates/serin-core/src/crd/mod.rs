@@ -6,6 +6,7 @@ mod condition;
 mod judge_spec;
 mod notifier;
 mod policy;
+mod policy_status;
 mod provider;
 mod routing;
 mod template;
@@ -16,6 +17,7 @@ pub use condition::*;
 pub use judge_spec::*;
 pub use notifier::*;
 pub use policy::*;
+pub use policy_status::*;
 pub use provider::*;
 pub use routing::*;
 pub use template::*;
@@ -40,8 +42,8 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         ClusterAnalysisTemplate::crd(),
         Notifier::crd(),
         ClusterNotifier::crd(),
-        // ReleasePolicy and ClusterReleasePolicy join once the controller applies them:
-        // an installed freeze that nothing enforces would let releases pass unnoticed.
+        ReleasePolicy::crd(),
+        ClusterReleasePolicy::crd(),
     ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);

@@ -104,6 +104,8 @@ pub enum WaitReason {
     },
     /// The policy's `minSoak` at the last step has not passed.
     Soaking { until: DateTime<Utc> },
+    /// The policy does not compile; `message` says where and why.
+    Invalid { message: String },
 }
 
 impl WaitReason {
@@ -115,6 +117,7 @@ impl WaitReason {
             WaitReason::Queued { .. } => "Queued",
             WaitReason::ApprovalsNeeded { .. } => "ApprovalsNeeded",
             WaitReason::Soaking { .. } => "Soaking",
+            WaitReason::Invalid { .. } => "PolicyInvalid",
         }
     }
 }
@@ -196,6 +199,31 @@ pub fn evaluate(
         .as_ref()
         .filter(|o| o.is_active(now));
     let in_flight = !matches!(facts.stage, Stage::Start { .. });
+
+    // A policy that does not compile holds everything it selects, override or not:
+    // nobody can tell what it meant to allow.
+    let mut broken = sorted.iter().filter_map(|p| {
+        p.rules.invalid.as_ref().map(|message| Blocker {
+            policy: p.policy.clone(),
+            reason: WaitReason::Invalid {
+                message: message.clone(),
+            },
+            until: None,
+        })
+    });
+    if let Some(first) = broken.next() {
+        let w = Wait {
+            reason: first.reason,
+            policy: first.policy,
+            until: None,
+            also: broken.collect(),
+        };
+        return if in_flight {
+            PolicyDecision::HoldInFlight(w)
+        } else {
+            PolicyDecision::Wait(w)
+        };
+    }
 
     // Time rules: an override lifts them all; in flight only `Hold` policies hold.
     let mut proceed = Proceed::default();
@@ -373,6 +401,9 @@ fn reason_text(reason: &WaitReason, policy: &PolicyRef, until: Option<DateTime<U
             "soaking at the last step until {} (minSoak of {policy})",
             utc_text(*until)
         ),
+        WaitReason::Invalid { message } => {
+            format!("{policy} is invalid and holds every release it selects until fixed: {message}")
+        }
     }
 }
 

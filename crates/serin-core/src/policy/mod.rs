@@ -108,6 +108,19 @@ pub struct PolicyRules {
     pub before_promotion: Option<ApprovalRule>,
     pub max_in_flight: Option<u32>,
     pub min_soak: Option<TimeDelta>,
+    /// Set when the policy does not compile: it then holds every release it selects
+    /// (fail closed: a typo in a freeze still freezes) until it is fixed.
+    pub invalid: Option<String>,
+}
+
+impl PolicyRules {
+    /// The rules of a policy that does not compile.
+    pub fn invalid(error: &PolicyError) -> Self {
+        PolicyRules {
+            invalid: Some(error.to_string()),
+            ..Default::default()
+        }
+    }
 }
 
 /// A policy as [`select`] needs it: who it is, what it selects, its rules.
@@ -175,6 +188,7 @@ pub fn compile(spec: &ReleasePolicySpec) -> Result<PolicyRules, PolicyError> {
         before_promotion: approvals.before_promotion,
         max_in_flight: spec.max_in_flight,
         min_soak,
+        invalid: None,
     })
 }
 

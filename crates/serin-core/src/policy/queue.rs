@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 /// A Canary, by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CanaryKey {
     pub namespace: String,
     pub name: String,

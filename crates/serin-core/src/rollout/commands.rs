@@ -51,7 +51,7 @@ impl Machine<'_> {
                         c.revision, c.by, c.via
                     ),
                 );
-                self.start_release(EventReason::Retry);
+                self.begin(EventReason::Retry);
                 return true;
             }
         }

@@ -33,7 +33,8 @@ impl Machine<'_> {
                 String::new(),
             ),
         );
-        let in_flight = !phase.is_idle() && phase != CanaryPhase::Initializing;
+        let in_flight =
+            !phase.is_idle() && !matches!(phase, CanaryPhase::Initializing | CanaryPhase::Waiting);
         let stalled = in_flight && phase != CanaryPhase::WaitingApproval && self.past_deadline();
         let (reason, msg) = if stalled {
             (
@@ -41,7 +42,11 @@ impl Machine<'_> {
                 self.s.message.clone(),
             )
         } else {
-            (phase.as_str(), String::new())
+            let why = match (&self.s.policy_wait, phase) {
+                (Some(w), CanaryPhase::Waiting) => w.message.clone(),
+                _ => String::new(),
+            };
+            (phase.as_str(), why)
         };
         // Read back typed: the decision below matches the enum, not its wire string.
         let before = find_condition(&self.s.conditions, condition_type::PROGRESSING)
@@ -122,6 +127,23 @@ impl Machine<'_> {
             }
             None => by_phase,
         }
+        .min(self.policy_wake())
+    }
+
+    /// A policy wait ends at its `until` (a window opens, a soak ends); queues and
+    /// approvals are looked at again every 30 s, and at once when the Canary changes.
+    fn policy_wake(&self) -> std::time::Duration {
+        let Some(w) = &self.s.policy_wait else {
+            return std::time::Duration::MAX;
+        };
+        let poll = std::time::Duration::from_secs(30);
+        match w.until {
+            Some(t) => (t - self.now).to_std().unwrap_or_default().clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(300),
+            ),
+            None => poll,
+        }
     }
 
     fn requeue_for_phase(&self) -> std::time::Duration {
@@ -140,9 +162,10 @@ impl Machine<'_> {
                 secs(next - self.now)
                     .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
             }
-            CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => {
-                std::time::Duration::from_secs(300)
-            }
+            CanaryPhase::Initialized
+            | CanaryPhase::Succeeded
+            | CanaryPhase::Failed
+            | CanaryPhase::Waiting => std::time::Duration::from_secs(300),
             CanaryPhase::WaitingApproval => {
                 let mut wait = std::time::Duration::from_secs(30);
                 if let Some(next) = next_check_at(&self.s, self.plan) {

@@ -15,6 +15,7 @@ impl Machine<'_> {
         self.record(result, why.clone(), self.s.canary_weight);
         self.s.canary_weight = 0;
         self.s.pending_gate = None;
+        self.s.policy_wait = None;
         self.s.failed_revision = self.s.canary_revision.clone();
         self.s.step_started_at = None;
         self.enter(CanaryPhase::Failed);

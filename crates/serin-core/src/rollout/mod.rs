@@ -15,6 +15,7 @@ mod judging;
 mod observation;
 mod phases;
 mod plan;
+mod policies;
 mod reason;
 mod schedule;
 mod steps;
@@ -23,7 +24,7 @@ mod transition;
 
 pub use actions::{desired_actions, expected_primary_revision, Action};
 pub use hooks::HOOK_POLL;
-pub use observation::{AnalysisReport, CheckOutcome, Observation};
+pub use observation::{AnalysisReport, CheckOutcome, Observation, PolicyInputs, Upstream};
 pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use reason::{EventReason, ReleaseEnd};

@@ -1,6 +1,9 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 
-use crate::crd::{Approval, Command, HookRun, MetricStatus, MetricVerdict};
+use crate::crd::{Approval, Command, HookRun, MetricStatus, MetricVerdict, PromotedImages};
+use crate::policy::{CanaryKey, SelectedPolicy};
 
 /// What the adapters saw, gathered by the controller before calling [`super::transition`].
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -46,6 +49,32 @@ pub struct Observation {
     /// Webhooks the check (or pre-rollout round) due now still waits for, one line
     /// each: while any runs, the check is not judged unless its metrics already fail.
     pub hooks_pending: Vec<String>,
+    /// Container name to image of the target revision.
+    pub target_images: BTreeMap<String, String>,
+    /// The release policies that select the Canary, and its upstream environment.
+    pub policy: PolicyInputs,
+}
+
+/// What the release policies of one Canary are, as the controller gathered them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicyInputs {
+    /// The Canary itself (its place in queues).
+    pub canary: CanaryKey,
+    /// Every policy selecting it (an invalid one with `PolicyRules::invalid`), with
+    /// its queue.
+    pub selected: Vec<SelectedPolicy>,
+    /// Set when the Canary takes only revisions promoted upstream
+    /// (`serin.dev/promote-from`).
+    pub upstream: Option<Upstream>,
+}
+
+/// The upstream Canary of `serin.dev/promote-from`, as found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Upstream {
+    /// `namespace/name`.
+    pub canary: String,
+    /// What it last promoted; `None` when it does not exist or never promoted.
+    pub promoted: Option<PromotedImages>,
 }
 
 /// Every metric's verdict at one check.

@@ -5,7 +5,7 @@ use chrono::Duration;
 use super::steps::Gate;
 use super::transition::{merge_metrics, Machine};
 use super::{EventReason, NoteType};
-use crate::crd::{CanaryPhase, GateKind, ReleaseResult};
+use crate::crd::{CanaryPhase, GateKind, PolicyStage, PromotedImages, ReleaseResult};
 
 impl Machine<'_> {
     pub(super) fn initializing(&mut self) {
@@ -64,12 +64,12 @@ impl Machine<'_> {
             self.s.message = format!("new revision {target} waits: {problem}");
             return;
         }
-        self.start_release(EventReason::NewRevision);
+        self.begin(EventReason::NewRevision);
     }
 
     pub(super) fn waiting(&mut self, check_due: bool) {
         if self.new_revision() {
-            return self.start_release(EventReason::NewRevision);
+            return self.begin(EventReason::NewRevision);
         }
         let Some(gate) = self.s.pending_gate else {
             // Nothing to wait for (status edited by hand): carry on.
@@ -115,8 +115,23 @@ impl Machine<'_> {
                         self.s.step_started_at = Some(self.now);
                         self.enter(CanaryPhase::Progressing);
                     }
-                    GateKind::BeforeTrafficIncrease => self.set_step(self.s.current_step + 1),
-                    GateKind::BeforePromotion => self.begin_promotion(),
+                    // The policies have their say after the gate too: a window may
+                    // have closed while people decided. Held, the release goes on
+                    // being judged at its step and asks again after the next check.
+                    GateKind::BeforeTrafficIncrease => {
+                        if self.policies_allow(PolicyStage::NextStep) {
+                            self.set_step(self.s.current_step + 1)
+                        } else if self.s.phase == CanaryPhase::WaitingApproval {
+                            self.enter(CanaryPhase::Progressing);
+                        }
+                    }
+                    GateKind::BeforePromotion => {
+                        if self.policies_allow(PolicyStage::Promote) {
+                            self.begin_promotion()
+                        } else if self.s.phase == CanaryPhase::WaitingApproval {
+                            self.enter(CanaryPhase::Progressing);
+                        }
+                    }
                 }
             }
         }
@@ -124,7 +139,7 @@ impl Machine<'_> {
 
     pub(super) fn progressing(&mut self, check_due: bool) {
         if self.new_revision() {
-            return self.start_release(EventReason::NewRevision);
+            return self.begin(EventReason::NewRevision);
         }
         let serving = if self.plan.replica_weighting {
             self.obs.canary_available
@@ -215,7 +230,7 @@ impl Machine<'_> {
             if let Some(p) = &self.obs.primary_revision {
                 self.s.stable_revision = Some(p.clone());
             }
-            return self.start_release(EventReason::NewRevision);
+            return self.begin(EventReason::NewRevision);
         }
         self.s.message = format!("waiting for the primary to roll out revision {rev}");
     }
@@ -231,6 +246,14 @@ impl Machine<'_> {
                 format!("all {steps} steps passed")
             };
             self.record(ReleaseResult::Promoted, why, 100);
+            if !self.s.release_images.is_empty() {
+                self.s.promoted = Some(PromotedImages {
+                    revision: self.revision(),
+                    images: std::mem::take(&mut self.s.release_images),
+                    at: self.now,
+                });
+            }
+            self.s.policy_wait = None;
             self.s.current_step = 0;
             self.s.step_started_at = None;
             self.enter(CanaryPhase::Succeeded);

@@ -24,6 +24,12 @@ pub enum EventReason {
     Promoted,
     RolledBack,
     ProgressDeadlineExceeded,
+    /// A new revision waits for its release policies.
+    ReleaseWaiting,
+    /// A release in flight holds at its step for its release policies.
+    ReleaseHeld,
+    /// An emergency override lifted release windows or blackouts.
+    EmergencyOverride,
     // The controller.
     ReconcileDeadlineExceeded,
     HandedBack,
@@ -41,6 +47,8 @@ pub enum EventReason {
     InvalidWebhook,
     TemplateNotFound,
     InvalidTemplate,
+    /// A release policy that does not compile (it holds what it selects).
+    InvalidPolicy,
 }
 
 /// How a release ended, for the release counter and post-rollout hooks.
@@ -51,7 +59,7 @@ pub enum ReleaseEnd {
 }
 
 impl EventReason {
-    pub const ALL: [EventReason; 28] = {
+    pub const ALL: [EventReason; 32] = {
         use EventReason::*;
         [
             Initialized,
@@ -70,6 +78,9 @@ impl EventReason {
             Promoted,
             RolledBack,
             ProgressDeadlineExceeded,
+            ReleaseWaiting,
+            ReleaseHeld,
+            EmergencyOverride,
             ReconcileDeadlineExceeded,
             HandedBack,
             Forbidden,
@@ -82,6 +93,7 @@ impl EventReason {
             InvalidWebhook,
             TemplateNotFound,
             InvalidTemplate,
+            InvalidPolicy,
         ]
     };
 
@@ -105,6 +117,9 @@ impl EventReason {
             Promoted => "Promoted",
             RolledBack => "RolledBack",
             ProgressDeadlineExceeded => "ProgressDeadlineExceeded",
+            ReleaseWaiting => "ReleaseWaiting",
+            ReleaseHeld => "ReleaseHeld",
+            EmergencyOverride => "EmergencyOverride",
             ReconcileDeadlineExceeded => "ReconcileDeadlineExceeded",
             HandedBack => "HandedBack",
             Forbidden => "Forbidden",
@@ -117,6 +132,7 @@ impl EventReason {
             InvalidWebhook => "InvalidWebhook",
             TemplateNotFound => "TemplateNotFound",
             InvalidTemplate => "InvalidTemplate",
+            InvalidPolicy => "InvalidPolicy",
         }
     }
 
@@ -146,6 +162,9 @@ impl EventReason {
             | StepAdvanced
             | Promoting
             | ProgressDeadlineExceeded
+            | ReleaseWaiting
+            | ReleaseHeld
+            | EmergencyOverride
             | ReconcileDeadlineExceeded
             | HandedBack
             | Forbidden
@@ -157,7 +176,8 @@ impl EventReason {
             | RouterUnavailable
             | InvalidWebhook
             | TemplateNotFound
-            | InvalidTemplate => None,
+            | InvalidTemplate
+            | InvalidPolicy => None,
         }
     }
 }

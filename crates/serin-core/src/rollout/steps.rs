@@ -2,7 +2,7 @@
 
 use super::transition::Machine;
 use super::{EventReason, NoteType};
-use crate::crd::{CanaryPhase, GateKind, ReleaseResult};
+use crate::crd::{CanaryPhase, GateKind, PolicyStage, ReleaseResult};
 
 pub(super) enum Gate {
     Open,
@@ -33,6 +33,8 @@ impl Machine<'_> {
         self.s.inconclusive_checks = 0;
         self.s.metrics.clear();
         self.s.pending_gate = None;
+        self.s.policy_wait = None;
+        self.s.release_images = self.obs.target_images.clone();
         let what = if restart {
             format!("new revision {target} during the release: restarting from the first step")
         } else {
@@ -92,6 +94,9 @@ impl Machine<'_> {
     pub(super) fn advance(&mut self) {
         let next = self.s.current_step + 1;
         if next > self.plan.step_count() {
+            if !self.policies_allow(PolicyStage::Promote) {
+                return;
+            }
             if self.plan.gates.before_promotion {
                 match self.gate(GateKind::BeforePromotion) {
                     Gate::Open => {}
@@ -100,6 +105,9 @@ impl Machine<'_> {
                 }
             }
             return self.begin_promotion();
+        }
+        if !self.policies_allow(PolicyStage::NextStep) {
+            return;
         }
         if self.plan.gates.before_traffic_increase
             && self.plan.weight_at(next) > self.s.canary_weight

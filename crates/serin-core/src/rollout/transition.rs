@@ -62,6 +62,7 @@ pub fn transition(
         match current.phase {
             CanaryPhase::Initializing => m.initializing(),
             CanaryPhase::Initialized | CanaryPhase::Succeeded | CanaryPhase::Failed => m.idle(),
+            CanaryPhase::Waiting => m.waiting_for_policies(),
             CanaryPhase::WaitingApproval => m.waiting(check_due),
             CanaryPhase::Progressing => m.progressing(check_due),
             CanaryPhase::Promoting => m.promoting(),
@@ -126,10 +127,14 @@ impl Machine<'_> {
         ));
     }
 
+    /// The step (or wait) outlasted the progress deadline. A release a policy holds
+    /// has not stalled: it waits for its window, its approvers or its soak.
     pub(super) fn past_deadline(&self) -> bool {
-        self.s
-            .step_started_at
-            .is_some_and(|t| self.now - t > self.plan.progress_deadline)
+        self.s.policy_wait.is_none()
+            && self
+                .s
+                .step_started_at
+                .is_some_and(|t| self.now - t > self.plan.progress_deadline)
     }
 
     pub(super) fn revision(&self) -> String {

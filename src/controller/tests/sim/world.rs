@@ -198,6 +198,7 @@ impl World {
         let now = self.now.clone();
         Replica {
             ctx: Arc::new(Context {
+                policies: None,
                 client: client.clone(),
                 workloads: Arc::new(KubeWorkloads::new(client.clone())),
                 routers: Routers {

@@ -160,6 +160,7 @@ fn a_rejected_gate_and_a_missed_deadline_are_rollbacks() {
             by: "carol".into(),
             via: "slack".into(),
             at: at(100),
+            groups: Vec::new(),
         }],
         ..releasing(50)
     };

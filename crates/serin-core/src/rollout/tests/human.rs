@@ -12,6 +12,7 @@ fn approval(gate: GateKind, step: i32, approved: bool) -> Approval {
         by: "alice".into(),
         via: "cli".into(),
         at: at(100),
+        groups: Vec::new(),
     }
 }
 

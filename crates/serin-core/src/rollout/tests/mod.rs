@@ -160,4 +160,5 @@ mod history;
 mod hooks;
 mod human;
 mod lifecycle;
+mod policies;
 mod strategies;
