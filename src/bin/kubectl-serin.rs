@@ -1,7 +1,8 @@
 //! `kubectl serin`: approve, reject, abort, retry, pause and resume serin releases
 //! through the controller's approval API (with a token for its audience; the
-//! controller checks your RBAC on the action and writes the record); `status` and
-//! `history` read Canaries with your kubeconfig.
+//! controller checks your RBAC on the action and writes the record); `release`
+//! registers new images the same way; `status` and `history` read Canaries with your
+//! kubeconfig.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serin::cli::decide::{api_client, decide, service_account_token};
+use serin::cli::register::{parse_image_arg, register, release_request};
 use serin::cli::{Output, Target as View, WatchOptions};
 use serin::crd::GateKind;
 use serin::gates::{DecisionRequest, GateRef, Verb, DEFAULT_API_AUDIENCE};
@@ -76,6 +78,9 @@ enum Cmd {
     Pause(Target),
     /// Resume a paused release.
     Resume(Target),
+    /// Register a release: set container images on the Canary's Deployment; its
+    /// release policies decide whether it starts now or waits.
+    Release(ReleaseArgs),
     /// Phase, step, weight and the last verdicts of a Canary; without NAME, a table of all.
     Status(StatusArgs),
     /// The last releases of a Canary, newest first.
@@ -116,6 +121,19 @@ struct Target {
 }
 
 #[derive(Debug, Args)]
+struct ReleaseArgs {
+    /// Name of the Canary (the Deployment's name).
+    name: String,
+    /// CONTAINER=IMAGE, e.g. app=ghcr.io/acme/app:1.2.3; repeat (or separate with
+    /// commas) for more containers.
+    #[arg(long = "image", required = true, value_delimiter = ',', value_parser = parse_image_arg, env = "SERIN_IMAGES")]
+    images: Vec<(String, String)>,
+    /// Why (e.g. the CI run); logged by the controller and echoed back.
+    #[arg(long, env = "SERIN_RELEASE_REASON")]
+    reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
 struct GateArgs {
     /// Name of the Canary (the Deployment's name).
     name: String,
@@ -147,7 +165,7 @@ impl Cli {
             Cmd::Retry(t) => (Verb::Retry, &t.name, None),
             Cmd::Pause(t) => (Verb::Pause, &t.name, None),
             Cmd::Resume(t) => (Verb::Resume, &t.name, None),
-            Cmd::Status(_) | Cmd::History(_) => return None,
+            Cmd::Status(_) | Cmd::History(_) | Cmd::Release(_) => return None,
         };
         let expect = gate.and_then(|g| {
             Some(GateRef {
@@ -246,9 +264,33 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         }
         _ => {}
     }
+    let (http, base, token) = api_access(&cli, &client, &ns).await?;
+    if let Cmd::Release(args) = &cli.command {
+        let request = release_request(&args.images, args.reason.as_deref())?;
+        let out = register(&http, &base, &token, &ns, &args.name, &request).await?;
+        return Ok(if out.changed {
+            format!("{ns}/{}: {}", args.name, out.message)
+        } else {
+            format!("{ns}/{}: unchanged ({})", args.name, out.message)
+        });
+    }
     let Some((decision, name)) = cli.decision() else {
         unreachable!("every other command records a decision")
     };
+    let outcome = decide(&http, &base, &token, &ns, name, &decision).await?;
+    Ok(if outcome.changed {
+        format!("{ns}/{name}: {}", outcome.message)
+    } else {
+        format!("{ns}/{name}: unchanged ({})", outcome.message)
+    })
+}
+
+/// The approval API's client, base URL and bearer token.
+async fn api_access(
+    cli: &Cli,
+    client: &Client,
+    ns: &str,
+) -> anyhow::Result<(reqwest::Client, String, String)> {
     let base = cli.api.api_url.as_deref().context(
         "set --api-url (SERIN_API_URL) to serin's approval API, e.g. https://localhost:8081 \
          with `kubectl -n serin-system port-forward svc/serin 8081:api`",
@@ -260,13 +302,8 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         None => None,
     };
     let http = api_client(ca.as_deref(), std::time::Duration::from_secs(30))?;
-    let token = api_token(&cli.api, &client, &ns).await?;
-    let outcome = decide(&http, base, &token, &ns, name, &decision).await?;
-    Ok(if outcome.changed {
-        format!("{ns}/{name}: {}", outcome.message)
-    } else {
-        format!("{ns}/{name}: unchanged ({})", outcome.message)
-    })
+    let token = api_token(&cli.api, client, ns).await?;
+    Ok((http, base.to_string(), token))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -407,6 +444,44 @@ mod tests {
         let cli = parse(&["history", "podinfo", "-o", "yaml"]).unwrap();
         assert!(matches!(&cli.command, Cmd::History(h) if h.output == Output::Yaml));
         assert!(cli.decision().is_none());
+    }
+
+    #[test]
+    fn release_takes_images_strictly_and_records_no_decision() {
+        let cli = parse(&[
+            "release",
+            "podinfo",
+            "-n",
+            "shop",
+            "--image",
+            "app=ghcr.io/acme/app:1.2.3",
+            "--image",
+            "proxy=envoyproxy/envoy:v1.31.0",
+            "--reason",
+            "CI run 7",
+        ])
+        .unwrap();
+        let Cmd::Release(a) = &cli.command else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(a.name, "podinfo");
+        assert_eq!(
+            a.images,
+            [
+                ("app".to_string(), "ghcr.io/acme/app:1.2.3".to_string()),
+                ("proxy".to_string(), "envoyproxy/envoy:v1.31.0".to_string())
+            ]
+        );
+        assert_eq!(a.reason.as_deref(), Some("CI run 7"));
+        assert!(cli.decision().is_none());
+        let cli = parse(&["release", "podinfo", "--image", "app=a:1,proxy=p:2"]).unwrap();
+        assert!(matches!(&cli.command, Cmd::Release(a) if a.images.len() == 2));
+        // An image is required, and each must be CONTAINER=IMAGE with a valid reference.
+        assert!(parse(&["release", "podinfo"]).is_err());
+        for bad in ["app", "app=", "=a:1", "app=acme/App:1", "app=a:1 b"] {
+            let e = parse(&["release", "podinfo", "--image", bad]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! them ([`render`]), and keep re-rendering on changes with `--watch`.
 
 pub mod decide;
+pub mod register;
 pub mod render;
 #[cfg(test)]
 mod tests;

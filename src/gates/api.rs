@@ -3,7 +3,8 @@
 //!
 //! Every action needs `create` on one virtual subresource of the Canary
 //! (`canaries/approve` for approve and reject, `canaries/abort`, `canaries/retry`,
-//! `canaries/pause` for pause and resume; [`ResourceCheck::for_action`]); reading needs
+//! `canaries/pause` for pause and resume; [`ResourceCheck::for_action`]); registering
+//! a release needs `create` on `canaries/release` (`super::register`); reading needs
 //! `get` on `canaries`. `kubectl serin` calls this API too, so one Role serves every
 //! door, and it grants the action only: the controller writes the record.
 
@@ -42,6 +43,11 @@ pub struct ApiState {
 pub fn api_router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/namespaces/{ns}/canaries/{name}", get(get_one))
+        // A literal segment wins over `{action}`: `release` is not a decision verb.
+        .route(
+            "/api/v1/namespaces/{ns}/canaries/{name}/release",
+            post(super::register::release),
+        )
         .route(
             "/api/v1/namespaces/{ns}/canaries/{name}/{action}",
             post(act),
@@ -163,7 +169,7 @@ fn review_failed(e: GateError) -> ApiError {
 }
 
 /// Authenticate, rate limit per user, authorize `check`.
-async fn admit(
+pub(super) async fn admit(
     state: &ApiState,
     headers: &HeaderMap,
     check: ResourceCheck,

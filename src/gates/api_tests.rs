@@ -365,7 +365,9 @@ impl Authenticator for AllowAll {
 async fn every_documented_route_is_served() {
     let doc = crate::gates::openapi_document();
     let paths = doc["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 1 + Verb::ALL.len() + 1);
+    // GET, every verb, release, and the document itself.
+    assert_eq!(paths.len(), 1 + Verb::ALL.len() + 1 + 1);
+    assert!(paths["/api/v1/namespaces/{ns}/canaries/{name}/release"]["post"].is_object());
     for verb in Verb::ALL {
         let p = format!(
             "/api/v1/namespaces/{{ns}}/canaries/{{name}}/{}",
@@ -396,7 +398,10 @@ async fn every_documented_route_is_served() {
             assert_eq!(status, want, "{method} {uri}");
         }
     }
-    assert_eq!(auth.0.lock().unwrap().len(), 1 + Verb::ALL.len());
+    let checks = auth.0.lock().unwrap().clone();
+    assert_eq!(checks.len(), 1 + Verb::ALL.len() + 1);
+    // `release` has its own route and check, not the `{action}` one.
+    assert!(checks.contains(&ResourceCheck::for_release("shop", "podinfo")));
     let (status, _) = call(
         router,
         "POST",

@@ -15,6 +15,11 @@ use super::record::{Verb, ACTION_RBAC_VERB};
 use super::GateError;
 use crate::crd::GROUP;
 
+/// The virtual subresource of `canaries` whose `create` RBAC grants registering a
+/// release (new images for the target Deployment's containers): `canaries/release`.
+/// Like the actions' subresources it is not served; it exists only in RBAC rules.
+pub const RELEASE_SUBRESOURCE: &str = "release";
+
 /// The TokenReview audience the approval API asks for by default.
 pub const DEFAULT_API_AUDIENCE: &str = "serin";
 
@@ -57,6 +62,20 @@ impl ResourceCheck {
             group: GROUP,
             resource: "canaries",
             subresource,
+        }
+    }
+
+    /// What registering a release on Canary `ns/name` needs: `create` on
+    /// `canaries/release`, which grants no action on a release in flight and no
+    /// write to the Canary or the Deployment (the controller writes the images).
+    pub fn for_release(ns: &str, name: &str) -> Self {
+        ResourceCheck {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            verb: ACTION_RBAC_VERB,
+            group: GROUP,
+            resource: "canaries",
+            subresource: Some(RELEASE_SUBRESOURCE),
         }
     }
 

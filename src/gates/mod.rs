@@ -7,14 +7,20 @@
 //! the approver field manager with the resourceVersion it was planned from, so two
 //! decisions at once never both land; records are pruned to the current release plus
 //! a short history as they are written.
+//!
+//! The same API registers releases from CI ([`register_release`]): new images for a
+//! Canary's Deployment, written under their own field manager once the caller may
+//! `create` on `canaries/release`.
 
 mod api;
 mod auth;
 mod error;
 mod hook_runs;
+mod image_ref;
 mod openapi;
 mod ratelimit;
 mod record;
+mod register;
 mod replay;
 mod runner;
 mod secret;
@@ -33,18 +39,23 @@ pub use api::{api_router, ApiState};
 pub(crate) use api::{bearer, check_names, decision_of, parse_verb};
 pub use auth::{
     access_review, reviewed_user, Authenticator, KubeAuthenticator, ResourceCheck, UserInfo,
-    DEFAULT_API_AUDIENCE,
+    DEFAULT_API_AUDIENCE, RELEASE_SUBRESOURCE,
 };
 pub use error::GateError;
 pub use hook_runs::{
     plan_hooks, wanted_passage, HookInput, HookPlan, HookStart, Polled, HOOK_ERROR_MAX_CHARS,
 };
+pub use image_ref::{parse_image_ref, ImageRef, ImageRefError, IMAGE_REF_FORMAT};
 pub use openapi::openapi_document;
 pub use ratelimit::{RateLimit, RateLimiter};
 pub use record::{
     apply_decision, bounded_records, command_id, plan_decision, records_patch, DecisionRequest,
     GateRef, Outcome, Planned, Verb, Via, ACTION_RBAC_VERB, APPROVER_FIELD_MANAGER,
     CURRENT_RECORDS_MAX, RECORD_HISTORY,
+};
+pub use register::{
+    plan_release, register_release, release_owned_containers, Registered, ReleasePlan,
+    ReleaseRequest, RELEASE_FIELD_MANAGER, RELEASE_IMAGES_MAX, RELEASE_REASON_MAX_CHARS,
 };
 pub use replay::{Replay, ReplayGuard};
 pub use runner::{HookClock, HookRunner, HOOK_CALLS_IN_FLIGHT};

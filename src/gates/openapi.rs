@@ -32,6 +32,43 @@ fn describe(verb: Verb) -> &'static str {
     }
 }
 
+/// `POST .../release`: new images for the target Deployment's containers.
+fn release_operation() -> Value {
+    json!({
+        "operationId": "releaseCanary",
+        "summary": "Register a release: set images on the Canary's target Deployment.",
+        "description": format!(
+            "Requires RBAC {} on canaries/{} (group serin.dev) in the namespace. The controller \
+             applies only spec.template.spec.containers[].image of the named containers \
+             (not init containers) with server-side apply as field manager {}; the Canary's \
+             release policies then decide whether the release starts now or waits. Everything \
+             is checked before anything is written.",
+            super::record::ACTION_RBAC_VERB,
+            super::auth::RELEASE_SUBRESOURCE,
+            super::register::RELEASE_FIELD_MANAGER,
+        ),
+        "parameters": params(),
+        "security": [{"bearer": []}],
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReleaseRequest"}}}
+        },
+        "responses": {
+            "200": {"description": "The containers already run these images; nothing written",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Registered"}}}},
+            "202": {"description": "Images written; the controller decides when the release starts",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Registered"}}}},
+            "401": error_response("No or invalid bearer token, or one not issued for the API's audience"),
+            "403": error_response("RBAC denies create on canaries/release"),
+            "404": error_response("No such Canary"),
+            "409": error_response("The target Deployment does not exist, or kept changing during the write"),
+            "422": error_response("Malformed body, an image that is not a valid reference, or a container the Deployment does not have"),
+            "429": error_response("Rate limited; see Retry-After"),
+            "503": error_response("The controller could not review the request or write the Deployment"),
+        }
+    })
+}
+
 /// The OpenAPI 3.0 document served at `/openapi.json`.
 pub fn openapi_document() -> Value {
     let mut paths = Map::new();
@@ -92,6 +129,10 @@ pub fn openapi_document() -> Value {
         );
     }
     paths.insert(
+        "/api/v1/namespaces/{ns}/canaries/{name}/release".into(),
+        json!({"post": release_operation()}),
+    );
+    paths.insert(
         "/openapi.json".into(),
         json!({"get": {"operationId": "openapi", "summary": "This document",
                         "responses": {"200": {"description": "OpenAPI 3 document"}}}}),
@@ -101,7 +142,8 @@ pub fn openapi_document() -> Value {
         "info": {
             "title": "serin gates API",
             "version": "v1",
-            "description": "Approve, reject, abort, retry, pause and resume serin Canary releases. \
+            "description": "Approve, reject, abort, retry, pause and resume serin Canary releases, \
+                and register new releases (images) from CI. \
                 Authenticate with a Kubernetes bearer token issued for the API's audience \
                 (TokenReview, default audience serin); the cluster's RBAC decides \
                 (SubjectAccessReview on a virtual subresource of the Canary per action)."
@@ -124,6 +166,23 @@ pub fn openapi_document() -> Value {
                         "gate": {"type": "string", "enum": crate::crd::GateKind::ALL.map(crate::crd::GateKind::as_str)},
                         "revision": {"type": "string"},
                         "step": {"type": "integer"}}},
+                "ReleaseRequest": {"type": "object", "required": ["images"],
+                    "additionalProperties": false, "properties": {
+                    "images": {"type": "object", "minProperties": 1,
+                        "maxProperties": super::register::RELEASE_IMAGES_MAX,
+                        "additionalProperties": {"type": "string", "maxLength": 512,
+                            "description": super::image_ref::IMAGE_REF_FORMAT},
+                        "description": "Container name to image reference"},
+                    "reason": {"type": "string",
+                        "maxLength": super::register::RELEASE_REASON_MAX_CHARS,
+                        "description": "Free text (e.g. the CI run), logged and echoed"}}},
+                "Registered": {"type": "object", "required": ["changed", "deployment", "images", "message"],
+                    "properties": {
+                    "changed": {"type": "boolean", "description": "false when the images were already set"},
+                    "deployment": {"type": "string", "description": "namespace/name of the target Deployment"},
+                    "images": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "reason": {"type": "string"},
+                    "message": {"type": "string"}}},
                 "CanaryView": {"type": "object", "properties": {
                     "namespace": {"type": "string"}, "name": {"type": "string"},
                     "phase": {"type": "string"}, "suspend": {"type": "boolean"},

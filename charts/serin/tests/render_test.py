@@ -298,15 +298,19 @@ def scenario_default(chart):
           f"README RBAC table: extra {sorted(documented - everything)}, missing {sorted(everything - documented)}")
     pdb = one(docs, "PodDisruptionBudget")
     check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable 1")
-    # The user-facing roles are ClusterRoles named -viewer / -approver.
+    # The user-facing roles are ClusterRoles named -viewer / -approver / -releaser.
     names = {d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")}
-    check({f"{RELEASE}-viewer", f"{RELEASE}-approver"} <= names, f"user roles {names}")
+    check({f"{RELEASE}-viewer", f"{RELEASE}-approver", f"{RELEASE}-releaser"} <= names,
+          f"user roles {names}")
     approver = grants(one(docs, "ClusterRole", f"{RELEASE}-approver").get("rules"))
     want = {("serin.dev", "canaries", v) for v in ("get", "list", "watch")} | {
         ("serin.dev", f"canaries/{a}", "create") for a in ("approve", "abort", "retry", "pause")}
     check(approver == want, f"approver: only read and the virtual subresources: {approver ^ want}")
     check(not [g for g in approver if g[1] == "canaries/status" or g[2] in ("patch", "update")],
           "approver cannot write the Canary or its status")
+    releaser = grants(one(docs, "ClusterRole", f"{RELEASE}-releaser").get("rules"))
+    check(releaser == {("serin.dev", "canaries/release", "create")},
+          f"releaser: only create on canaries/release: {releaser}")
     sa = one(docs, "ServiceAccount")
     for b in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NS}],
