@@ -86,7 +86,10 @@ impl World {
     fn decide(&mut self, verb: Verb, expect: Option<serin::gates::GateRef>, by: &str, via: Via) {
         let planned = plan_decision(
             &self.canary,
-            &DecisionRequest { verb, expect },
+            &DecisionRequest {
+                expect,
+                ..DecisionRequest::new(verb)
+            },
             by,
             via,
             self.now,

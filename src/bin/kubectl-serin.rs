@@ -15,7 +15,7 @@ use serin::cli::decide::{api_client, decide, service_account_token};
 use serin::cli::register::{parse_image_arg, register, release_request};
 use serin::cli::{Output, Target as View, WatchOptions};
 use serin::crd::GateKind;
-use serin::gates::{DecisionRequest, GateRef, Verb, DEFAULT_API_AUDIENCE};
+use serin::gates::{DecisionRequest, GateRef, OverrideRequest, Verb, DEFAULT_API_AUDIENCE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +81,9 @@ enum Cmd {
     /// Register a release: set container images on the Canary's Deployment; its
     /// release policies decide whether it starts now or waits.
     Release(ReleaseArgs),
+    /// Emergency override: lift the release windows and blackouts for the revision
+    /// that waits or is in flight (approvals, queues and soak still apply).
+    Override(OverrideArgs),
     /// Phase, step, weight and the last verdicts of a Canary; without NAME, a table of all.
     Status(StatusArgs),
     /// The last releases of a Canary, newest first.
@@ -134,6 +137,18 @@ struct ReleaseArgs {
 }
 
 #[derive(Debug, Args)]
+struct OverrideArgs {
+    /// Name of the Canary (the Deployment's name).
+    name: String,
+    /// Why (shown in status, Events and notifications); required.
+    #[arg(long, env = "SERIN_OVERRIDE_REASON")]
+    reason: String,
+    /// How long, e.g. 2h (at most 7 days); default: until the release ends.
+    #[arg(long = "for", value_parser = humantime::parse_duration, env = "SERIN_OVERRIDE_FOR")]
+    duration: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
 struct GateArgs {
     /// Name of the Canary (the Deployment's name).
     name: String,
@@ -162,6 +177,16 @@ impl Cli {
             Cmd::Approve(g) => (Verb::Approve, &g.name, Some(g)),
             Cmd::Reject(g) => (Verb::Reject, &g.name, Some(g)),
             Cmd::Abort(t) => (Verb::Abort, &t.name, None),
+            Cmd::Override(o) => {
+                let decision = DecisionRequest {
+                    emergency: Some(OverrideRequest {
+                        reason: o.reason.clone(),
+                        duration: o.duration,
+                    }),
+                    ..DecisionRequest::new(Verb::Override)
+                };
+                return Some((decision, &o.name));
+            }
             Cmd::Retry(t) => (Verb::Retry, &t.name, None),
             Cmd::Pause(t) => (Verb::Pause, &t.name, None),
             Cmd::Resume(t) => (Verb::Resume, &t.name, None),
@@ -174,7 +199,13 @@ impl Cli {
                 step: g.step?,
             })
         });
-        Some((DecisionRequest { verb, expect }, name))
+        Some((
+            DecisionRequest {
+                expect,
+                ..DecisionRequest::new(verb)
+            },
+            name,
+        ))
     }
 }
 

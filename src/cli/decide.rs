@@ -81,6 +81,13 @@ pub async fn decide(
         req =
             req.json(&serde_json::json!({"gate": g.gate, "revision": g.revision, "step": g.step}));
     }
+    if let Some(o) = &decision.emergency {
+        let mut body = serde_json::json!({"reason": o.reason});
+        if let Some(d) = o.duration {
+            body["for"] = humantime::format_duration(d).to_string().into();
+        }
+        req = req.json(&body);
+    }
     let transport = |e: reqwest::Error| DecideError::Transport {
         url: base.to_string(),
         message: e.without_url().to_string(),

@@ -65,12 +65,12 @@ async fn cli_approves_through_the_controller_api() {
     .await;
     let http = api_client(Some(&ca), Duration::from_secs(10)).unwrap();
     let decision = DecisionRequest {
-        verb: Verb::Approve,
         expect: Some(GateRef {
             gate: crate::crd::GateKind::BeforePromotion,
             revision: "rev2".into(),
             step: 2,
         }),
+        ..DecisionRequest::new(Verb::Approve)
     };
     let out = decide(&http, &base, "tok-serin", "shop", "podinfo", &decision)
         .await

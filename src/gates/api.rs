@@ -24,7 +24,10 @@ use serde_json::json;
 
 use super::auth::{Authenticator, ResourceCheck, UserInfo};
 use super::ratelimit::RateLimiter;
-use super::record::{apply_decision, canary_view, get_canary, DecisionRequest, GateRef, Verb, Via};
+use super::record::{
+    apply_decision, canary_view, get_canary, Approver, DecisionRequest, GateRef, OverrideRequest,
+    Verb, Via,
+};
 use super::GateError;
 use crate::rollout::text::one_line;
 
@@ -261,6 +264,12 @@ struct ActionBody {
     revision: Option<String>,
     #[serde(default)]
     step: Option<i32>,
+    /// Override only: why (required).
+    #[serde(default)]
+    reason: Option<String>,
+    /// Override only: how long (humantime); absent: until the release ends.
+    #[serde(default, rename = "for")]
+    for_: Option<String>,
 }
 
 /// The action named by the last path segment.
@@ -277,21 +286,31 @@ pub(crate) fn parse_verb(action: &str) -> Result<Verb, ApiError> {
 /// The decision an action's `body` asks for: optional, and only approve and reject
 /// name a gate passage.
 pub(crate) fn decision_of(verb: Verb, body: &[u8]) -> Result<DecisionRequest, ApiError> {
-    let expect = parse_body(body)?;
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
+    let (expect, emergency) = parse_body(body)?;
     if expect.is_some() && !matches!(verb, Verb::Approve | Verb::Reject) {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
+        return Err(invalid(
             "gate, revision and step apply to approve and reject only",
         ));
     }
-    Ok(DecisionRequest { verb, expect })
+    match (verb, &emergency) {
+        (Verb::Override, None) => return Err(invalid(
+            "an override needs a reason: {\"reason\": \"why\", \"for\": \"2h\"} (for is optional)",
+        )),
+        (Verb::Override, Some(_)) | (_, None) => {}
+        (_, Some(_)) => return Err(invalid("reason and for apply to override only")),
+    }
+    Ok(DecisionRequest {
+        expect,
+        emergency,
+        ..DecisionRequest::new(verb)
+    })
 }
 
-fn parse_body(body: &[u8]) -> Result<Option<GateRef>, ApiError> {
+fn parse_body(body: &[u8]) -> Result<(Option<GateRef>, Option<OverrideRequest>), ApiError> {
     let invalid = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m);
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Ok((None, None));
     }
     // serde's reason may quote the body: bounded.
     let b: ActionBody = serde_json::from_slice(body).map_err(|e| {
@@ -300,17 +319,34 @@ fn parse_body(body: &[u8]) -> Result<Option<GateRef>, ApiError> {
             one_line(&e.to_string(), 200)
         ))
     })?;
-    match (b.gate, b.revision, b.step) {
-        (None, None, None) => Ok(None),
-        (Some(gate), Some(revision), Some(step)) => Ok(Some(GateRef {
+    let expect = match (b.gate, b.revision, b.step) {
+        (None, None, None) => None,
+        (Some(gate), Some(revision), Some(step)) => Some(GateRef {
             gate,
             revision,
             step,
-        })),
-        _ => Err(invalid(
-            "gate, revision and step go together: give all three or none".into(),
-        )),
-    }
+        }),
+        _ => {
+            return Err(invalid(
+                "gate, revision and step go together: give all three or none".into(),
+            ))
+        }
+    };
+    let duration = match &b.for_ {
+        None => None,
+        Some(d) => Some(humantime::parse_duration(d.trim()).map_err(|e| {
+            invalid(format!(
+                "for: {:?} is not a duration ({e}): use e.g. \"30m\" or \"2h\"",
+                one_line(d, 64)
+            ))
+        })?),
+    };
+    let emergency = match (b.reason, duration) {
+        (Some(reason), duration) => Some(OverrideRequest { reason, duration }),
+        (None, Some(_)) => return Err(invalid("for needs a reason".into())),
+        (None, None) => None,
+    };
+    Ok((expect, emergency))
 }
 
 async fn act(
@@ -327,7 +363,11 @@ async fn act(
         ResourceCheck::for_action(&ns, &name, Some(verb)),
     )
     .await?;
-    let decision = decision_of(verb, &body)?;
+    let mut decision = decision_of(verb, &body)?;
+    decision.approver = Some(Approver {
+        username: user.username.clone(),
+        groups: user.groups.clone(),
+    });
     let outcome = apply_decision(
         &state.client,
         &ns,

@@ -233,6 +233,7 @@ async fn every_action_is_authorized_on_its_own_virtual_subresource() {
         ("retry", "retry"),
         ("pause", "pause"),
         ("resume", "pause"),
+        ("override", "override"),
     ] {
         let (client, mock) = MockApi::start(vec![
             fx("POST", TOKENREVIEW, "17-tokenreview-valid"),
@@ -433,4 +434,43 @@ async fn review_failure_is_503_not_403() {
     assert_eq!(status, 503);
     assert_eq!(body["error"], "unavailable");
     mock.finish();
+}
+
+#[test]
+fn an_override_body_needs_a_reason_and_takes_a_duration() {
+    let d = decision_of(Verb::Override, br#"{"reason": "INC-42", "for": "90m"}"#).unwrap();
+    let o = d.emergency.unwrap();
+    assert_eq!(o.reason, "INC-42");
+    assert_eq!(o.duration, Some(std::time::Duration::from_secs(5400)));
+    assert_eq!(
+        decision_of(Verb::Override, br#"{"reason": "INC-42"}"#)
+            .unwrap()
+            .emergency
+            .unwrap()
+            .duration,
+        None
+    );
+    for (verb, body, want) in [
+        (Verb::Override, &b""[..], "needs a reason"),
+        (Verb::Override, br#"{"for": "2h"}"#, "for needs a reason"),
+        (
+            Verb::Override,
+            br#"{"reason": "x", "for": "soon"}"#,
+            "not a duration",
+        ),
+        (Verb::Approve, br#"{"reason": "x"}"#, "override only"),
+        (
+            Verb::Override,
+            br#"{"reason": "x", "gate": "beforeRollout", "revision": "r", "step": 0}"#,
+            "approve and reject only",
+        ),
+    ] {
+        let e = decision_of(verb, body).unwrap_err();
+        assert!(
+            e.message().contains(want),
+            "{}: {}",
+            verb.as_str(),
+            e.message()
+        );
+    }
 }

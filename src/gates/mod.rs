@@ -18,6 +18,7 @@ mod error;
 mod hook_runs;
 mod image_ref;
 mod openapi;
+mod policy_records;
 mod ratelimit;
 mod record;
 mod register;
@@ -49,9 +50,9 @@ pub use image_ref::{parse_image_ref, ImageRef, ImageRefError, IMAGE_REF_FORMAT};
 pub use openapi::openapi_document;
 pub use ratelimit::{RateLimit, RateLimiter};
 pub use record::{
-    apply_decision, bounded_records, command_id, plan_decision, records_patch, DecisionRequest,
-    GateRef, Outcome, Planned, Verb, Via, ACTION_RBAC_VERB, APPROVER_FIELD_MANAGER,
-    CURRENT_RECORDS_MAX, RECORD_HISTORY,
+    apply_decision, bounded_records, command_id, plan_decision, records_patch, Approver,
+    DecisionRequest, GateRef, Outcome, OverrideRequest, Planned, Verb, Via, ACTION_RBAC_VERB,
+    APPROVER_FIELD_MANAGER, CURRENT_RECORDS_MAX, RECORD_HISTORY,
 };
 pub use register::{
     plan_release, register_release, release_owned_containers, Registered, ReleasePlan,

@@ -23,12 +23,13 @@ fn params() -> Value {
 
 fn describe(verb: Verb) -> &'static str {
     match verb {
-        Verb::Approve => "Approve the pending gate (status.pendingGate) of the release in flight.",
+        Verb::Approve => "Approve the pending gate (status.pendingGate) of the release in flight, or the approvals a release policy waits for (status.policyWait.approvals; one record per approver, with their groups).",
         Verb::Reject => "Reject the pending gate: the release is rolled back.",
         Verb::Abort => "Roll back the release in flight now.",
         Verb::Retry => "Release the last rolled-back revision again.",
         Verb::Pause => "Pause the release (spec.suspend=true); the deadline clock stops.",
         Verb::Resume => "Resume a paused release (spec.suspend=false).",
+        Verb::Override => "Emergency override: lift the release windows and blackouts of every release policy for the revision that waits or is in flight (recorded in status.emergencyOverride and announced).",
     }
 }
 
@@ -120,6 +121,12 @@ pub fn openapi_document() -> Value {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GateRef"}}}
             });
         }
+        if verb == Verb::Override {
+            op["requestBody"] = json!({
+                "required": true,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OverrideRequest"}}}
+            });
+        }
         paths.insert(
             format!(
                 "/api/v1/namespaces/{{ns}}/canaries/{{name}}/{}",
@@ -166,6 +173,12 @@ pub fn openapi_document() -> Value {
                         "gate": {"type": "string", "enum": crate::crd::GateKind::ALL.map(crate::crd::GateKind::as_str)},
                         "revision": {"type": "string"},
                         "step": {"type": "integer"}}},
+                "OverrideRequest": {"type": "object", "required": ["reason"],
+                    "additionalProperties": false, "properties": {
+                    "reason": {"type": "string", "minLength": 1, "maxLength": 256,
+                        "description": "Why the windows and blackouts are overridden (shown in status, Events and notifications)"},
+                    "for": {"type": "string",
+                        "description": "How long, e.g. 2h (at most 7 days); absent: until the release ends"}}},
                 "ReleaseRequest": {"type": "object", "required": ["images"],
                     "additionalProperties": false, "properties": {
                     "images": {"type": "object", "minProperties": 1,

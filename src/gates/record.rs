@@ -35,16 +35,19 @@ pub enum Verb {
     Retry,
     Pause,
     Resume,
+    /// Lift the release windows and blackouts for the revision waiting or in flight.
+    Override,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 6] = [
+    pub const ALL: [Verb; 7] = [
         Verb::Approve,
         Verb::Reject,
         Verb::Abort,
         Verb::Retry,
         Verb::Pause,
         Verb::Resume,
+        Verb::Override,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Verb {
             Verb::Retry => "retry",
             Verb::Pause => "pause",
             Verb::Resume => "resume",
+            Verb::Override => "override",
         }
     }
 
@@ -78,6 +82,7 @@ impl Verb {
             Verb::Abort => "abort",
             Verb::Retry => "retry",
             Verb::Pause | Verb::Resume => "pause",
+            Verb::Override => "override",
         }
     }
 }
@@ -118,11 +123,36 @@ pub struct GateRef {
 pub struct DecisionRequest {
     pub verb: Verb,
     pub expect: Option<GateRef>,
+    /// The deciding person as authenticated (Kubernetes username and groups): release
+    /// policies count distinct usernames and may require groups. `None`: the actor
+    /// string stands for the person, without groups.
+    pub approver: Option<Approver>,
+    /// What an [`Verb::Override`] asks for.
+    pub emergency: Option<OverrideRequest>,
+}
+
+/// A person deciding, as TokenReview (or the Slack identity mapping) names them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Approver {
+    pub username: String,
+    pub groups: Vec<String>,
+}
+
+/// An emergency override: why, and for how long (`None`: until the release ends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OverrideRequest {
+    pub reason: String,
+    pub duration: Option<std::time::Duration>,
 }
 
 impl DecisionRequest {
     pub fn new(verb: Verb) -> Self {
-        Self { verb, expect: None }
+        Self {
+            verb,
+            expect: None,
+            approver: None,
+            emergency: None,
+        }
     }
 }
 
@@ -252,6 +282,13 @@ pub fn plan_decision(
     let status = canary.status.clone().unwrap_or_default();
     let phase = status.phase;
     match decision.verb {
+        Verb::Override => super::policy_records::plan_override(canary, decision, actor, via, now),
+        Verb::Approve | Verb::Reject
+            if !(phase == CanaryPhase::WaitingApproval && status.pending_gate.is_some())
+                && super::policy_records::waits_for_approvals(&status) =>
+        {
+            super::policy_records::plan_policy_approval(canary, decision, actor, via, now)
+        }
         Verb::Approve | Verb::Reject => {
             let approved = decision.verb == Verb::Approve;
             let gate = match (phase, status.pending_gate) {

@@ -479,8 +479,12 @@ async fn decide(state: &SlackState, payload: &Payload) -> Value {
     }
     let actor = format!("{} (slack:{slack_id})", user.username);
     let decision = DecisionRequest {
-        verb,
         expect: Some(gate.clone()),
+        approver: Some(super::Approver {
+            username: user.username.clone(),
+            groups: user.groups.clone(),
+        }),
+        ..DecisionRequest::new(verb)
     };
     match apply_decision(&state.client, &ns, &name, &decision, &actor, Via::Slack).await {
         Ok(outcome) => {
