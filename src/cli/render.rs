@@ -372,11 +372,17 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         let _ = writeln!(out, "Verdicts:   none yet");
     } else {
         let checked = s.metrics.iter().map(|m| m.checked_at).max();
+        // A waiting revision has no verdicts: these are the last release's.
+        let of = if s.phase == CanaryPhase::Waiting {
+            "of the last release, "
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "Verdicts:{}",
             checked
-                .map(|t| format!("   (last check {} ago)", ago(t, now)))
+                .map(|t| format!("   ({of}last check {} ago)", ago(t, now)))
                 .unwrap_or_default()
         );
         let mut t = Table::new(&[

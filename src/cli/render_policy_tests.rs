@@ -181,6 +181,15 @@ fn a_queued_revision_shows_its_position() {
         line(&render_status(&first, at(0)), "Queue:"),
         "Queue:      position 1 (goes next when a slot frees)"
     );
+    // Verdicts left from the last release say so.
+    let mut old = c.clone();
+    old.status.as_mut().unwrap().metrics = progressing().status.unwrap().metrics;
+    assert!(
+        render_status(&old, at(120))
+            .contains("Verdicts:   (of the last release, last check 60s ago)"),
+        "{}",
+        render_status(&old, at(120))
+    );
     let list = render_list(&[c], false, at(0));
     let row: Vec<&str> = list.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row[..6], ["podinfo", "Waiting", "Queued", "#3", "0%", "-"]);
