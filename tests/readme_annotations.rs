@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_yaml::Value;
 use serin::annotations::{is_enabled, spec_from_annotations, KEYS};
+use serin::controller::policies::PROMOTE_FROM_ANNOTATION;
 use serin::rollout::ReleasePlan;
 
 fn read(path: &str) -> String {
@@ -109,13 +110,26 @@ fn every_annotation_example_in_the_readme_is_accepted() {
     assert!(examples >= 7, "found only {examples} annotation examples");
 }
 
-/// `serin.dev/k=v` arguments of `kubectl annotate` commands (double quotes allowed).
-fn annotate_args(text: &str) -> Vec<BTreeMap<String, String>> {
+/// Whether a `kubectl annotate` line annotates a Canary (not a Deployment).
+fn annotates_canary(line: &str) -> bool {
+    line.split_whitespace()
+        .skip_while(|w| *w != "annotate")
+        .nth(1)
+        .is_some_and(|kind| {
+            let kind = kind.split('/').next().unwrap_or(kind);
+            matches!(kind, "canary" | "canaries" | "cny") || kind.starts_with("canaries.")
+        })
+}
+
+/// `serin.dev/k=v` arguments of `kubectl annotate` commands (double quotes allowed),
+/// of Deployments, or of Canaries when `canaries`.
+fn annotate_args(text: &str, canaries: bool) -> Vec<BTreeMap<String, String>> {
     let joined = text.replace("\\\n", " ");
     let mut found = Vec::new();
     for line in joined
         .lines()
         .filter(|l| l.contains("kubectl") && l.contains(" annotate "))
+        .filter(|l| annotates_canary(l) == canaries)
     {
         let mut words = Vec::new();
         let (mut word, mut quoted) = (String::new(), false);
@@ -146,7 +160,7 @@ fn annotate_args(text: &str) -> Vec<BTreeMap<String, String>> {
 fn kubectl_annotate_examples_are_accepted() {
     let mut n = 0;
     for path in ["README.md", "charts/serin/templates/NOTES.txt"] {
-        for a in annotate_args(&read(path)) {
+        for a in annotate_args(&read(path), false) {
             let map = a
                 .into_iter()
                 .map(|(k, v)| (Value::from(k), Value::from(v)))
@@ -173,4 +187,26 @@ fn the_readme_tables_list_exactly_the_keys_serin_reads() {
         .map(|k| k.trim_start_matches("serin.dev/"))
         .collect();
     assert_eq!(documented, known);
+}
+
+/// A Canary takes one annotation of its own, `serin.dev/promote-from`; the README's
+/// `kubectl annotate canary` examples set only that (a Deployment key there would be
+/// ignored, and the Canary key on a Deployment is rejected as unknown).
+#[test]
+fn kubectl_annotate_canary_examples_set_only_canary_keys() {
+    let found = annotate_args(&read("README.md"), true);
+    assert!(!found.is_empty(), "the README shows serin.dev/promote-from");
+    for a in found {
+        for (k, v) in &a {
+            assert_eq!(k, PROMOTE_FROM_ANNOTATION, "README.md: {k}={v} on a Canary");
+            assert!(
+                !v.is_empty() && v.split('/').count() <= 2,
+                "README.md: {k}={v}: expected namespace/name or name"
+            );
+        }
+        assert!(
+            spec_from_annotations("podinfo", &a).is_err(),
+            "{PROMOTE_FROM_ANNOTATION} is not a Deployment annotation"
+        );
+    }
 }

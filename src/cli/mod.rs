@@ -4,6 +4,7 @@
 pub mod decide;
 pub mod register;
 pub mod render;
+pub mod render_policy;
 #[cfg(test)]
 mod tests;
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use kube::ResourceExt;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use super::render_policy::{override_line, phase_cell, promoted_lines, short_reason, wait_lines};
 use crate::analysis::judges::{evidence_line, last_look_line};
 use crate::crd::{condition_type, Canary, CanaryPhase, CanaryStatus, Condition, MetricStatus};
 use crate::rollout::ReleasePlan;
@@ -185,10 +186,16 @@ fn namespaced_name(c: &Canary) -> String {
     )
 }
 
+/// A release is in flight: not idle, not initializing, not waiting to start (a
+/// waiting revision has no traffic and is not judged).
+fn in_flight(s: &CanaryStatus) -> bool {
+    !s.phase.is_idle() && !matches!(s.phase, CanaryPhase::Initializing | CanaryPhase::Waiting)
+}
+
 /// Conditions worth a reader's attention: False ones, except those that are False in
 /// a healthy Canary (no gate pending; nothing in flight).
 fn troubled_conditions(s: &CanaryStatus) -> Vec<&Condition> {
-    let in_flight = !s.phase.is_idle() && s.phase != CanaryPhase::Initializing;
+    let in_flight = in_flight(s);
     s.conditions
         .iter()
         .filter(|c| c.status != "True")
@@ -234,7 +241,24 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
     };
     let _ = writeln!(out, "Phase:      {}{since}{paused}", s.phase.as_str());
     let stable = s.stable_revision.as_deref().unwrap_or("-");
+    let waiting = s
+        .policy_wait
+        .as_ref()
+        .filter(|_| s.phase == CanaryPhase::Waiting);
     match (&s.canary_revision, s.phase.is_idle()) {
+        // `canaryRevision` may still name the last release: the waiting one is here.
+        _ if s.phase == CanaryPhase::Waiting => match waiting {
+            Some(w) => {
+                let _ = writeln!(
+                    out,
+                    "Revision:   {stable} (new revision {} not started)",
+                    w.revision
+                );
+            }
+            None => {
+                let _ = writeln!(out, "Revision:   {stable}");
+            }
+        },
         (Some(rev), false) => {
             let _ = writeln!(out, "Revision:   {rev} (primary serves {stable})");
         }
@@ -251,13 +275,17 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         }
     }
     let steps = c.spec.analysis.steps.len();
-    let step = s
-        .step_label
-        .clone()
-        .unwrap_or_else(|| format!("{}/{steps}", s.current_step));
+    let step = if s.phase == CanaryPhase::Waiting {
+        format!("not started (of {steps})")
+    } else {
+        s.step_label
+            .clone()
+            .unwrap_or_else(|| format!("{}/{steps}", s.current_step))
+    };
     let _ = writeln!(out, "Step:       {step}  {}", weight_bar(s.canary_weight));
     let plan = plan_of(c);
-    if let Some(started) = s.step_started_at.filter(|_| !s.phase.is_idle()) {
+    let held = s.policy_wait.is_some();
+    if let Some(started) = s.step_started_at.filter(|_| in_flight(s)) {
         let mut line = format!("In step:    {}", ago(started, now));
         if let Some(p) = &plan {
             if let Some(paused_at) = s.paused_at {
@@ -279,7 +307,10 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
                         }
                     }
                 }
-                if s.phase != CanaryPhase::WaitingApproval {
+                if held {
+                    // A release a policy holds has not stalled (no deadline runs).
+                    let _ = write!(line, "; no deadline while held by a release policy");
+                } else if s.phase != CanaryPhase::WaitingApproval {
                     let deadline = started + p.progress_deadline;
                     if deadline > now {
                         let _ = write!(line, "; deadline in {}", human_duration(deadline - now));
@@ -291,6 +322,8 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         }
         let _ = writeln!(out, "{line}");
     }
+    wait_lines(&mut out, &name, s, now);
+    override_line(&mut out, s.emergency_override.as_ref(), now);
     if let Some(gate) = s.pending_gate {
         let _ = writeln!(
             out,
@@ -312,7 +345,12 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
             s.failed_checks
         );
     }
-    if !s.message.is_empty() {
+    // A policy wait's message is on its `Why:` line already.
+    let said = s
+        .policy_wait
+        .as_ref()
+        .is_some_and(|w| !w.message.is_empty() && s.message.ends_with(&w.message));
+    if !s.message.is_empty() && !said {
         let _ = writeln!(out, "Message:    {}", truncate(&s.message, 200));
     }
     let troubled = troubled_conditions(s);
@@ -334,11 +372,17 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         let _ = writeln!(out, "Verdicts:   none yet");
     } else {
         let checked = s.metrics.iter().map(|m| m.checked_at).max();
+        // A waiting revision has no verdicts: these are the last release's.
+        let of = if s.phase == CanaryPhase::Waiting {
+            "of the last release, "
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "Verdicts:{}",
             checked
-                .map(|t| format!("   (last check {} ago)", ago(t, now)))
+                .map(|t| format!("   ({of}last check {} ago)", ago(t, now)))
                 .unwrap_or_default()
         );
         let mut t = Table::new(&[
@@ -372,6 +416,7 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
             }
         }
     }
+    promoted_lines(&mut out, s, now);
     out
 }
 
@@ -392,14 +437,26 @@ pub fn render_list(canaries: &[Canary], all_namespaces: bool, now: DateTime<Utc>
         let known = c.status.is_some();
         let revision = if s.phase.is_idle() {
             s.stable_revision.clone()
+        } else if s.phase == CanaryPhase::Waiting {
+            s.policy_wait
+                .as_ref()
+                .map(|w| w.revision.clone())
+                .or(s.stable_revision.clone())
         } else {
             s.canary_revision.clone().or(s.stable_revision.clone())
         };
         let mut row = vec![
             c.name_any(),
-            if known { s.phase.as_str() } else { "Unknown" }.to_string(),
+            if known {
+                phase_cell(&s)
+            } else {
+                "Unknown".to_string()
+            },
             format!("{}%", s.canary_weight),
-            s.step_label.clone().unwrap_or_else(|| "-".into()),
+            s.step_label
+                .clone()
+                .filter(|_| s.phase != CanaryPhase::Waiting)
+                .unwrap_or_else(|| "-".into()),
             revision.unwrap_or_else(|| "-".into()),
             c.metadata
                 .creation_timestamp
@@ -433,24 +490,40 @@ pub fn render_history(c: &Canary, now: DateTime<Utc>) -> String {
         "REVISION", "RESULT", "STARTED", "DURATION", "AGE", "STEP", "WEIGHT", "REASON",
     ]);
     let mut rows = 0;
-    if let (Some(rev), false) = (&s.canary_revision, s.phase.is_idle()) {
-        if s.phase != CanaryPhase::Initializing {
-            t.row(vec![
-                rev.clone(),
-                format!("({})", s.phase.as_str()),
-                s.release_started_at
-                    .map(timestamp)
-                    .unwrap_or_else(|| "-".into()),
-                s.release_started_at
-                    .map(|t| human_duration(now - t))
-                    .unwrap_or_else(|| "-".into()),
-                "-".into(),
-                s.step_label.clone().unwrap_or_else(|| "-".into()),
-                format!("{}%", s.canary_weight),
-                truncate(&s.message, REASON_WIDTH),
-            ]);
-            rows += 1;
-        }
+    if let Some(w) = s
+        .policy_wait
+        .as_ref()
+        .filter(|_| s.phase == CanaryPhase::Waiting)
+    {
+        // Not started: `canaryRevision` may still name the last release.
+        t.row(vec![
+            w.revision.clone(),
+            "(Waiting)".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "0%".into(),
+            truncate(&short_reason(w), REASON_WIDTH),
+        ]);
+        rows += 1;
+    }
+    if let (Some(rev), true) = (&s.canary_revision, in_flight(s)) {
+        t.row(vec![
+            rev.clone(),
+            format!("({})", s.phase.as_str()),
+            s.release_started_at
+                .map(timestamp)
+                .unwrap_or_else(|| "-".into()),
+            s.release_started_at
+                .map(|t| human_duration(now - t))
+                .unwrap_or_else(|| "-".into()),
+            "-".into(),
+            s.step_label.clone().unwrap_or_else(|| "-".into()),
+            format!("{}%", s.canary_weight),
+            truncate(&s.message, REASON_WIDTH),
+        ]);
+        rows += 1;
     }
     for r in s.history.iter().rev() {
         t.row(vec![

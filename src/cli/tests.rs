@@ -5,16 +5,16 @@ use super::render::*;
 use super::{frame, status_value, Output, Target};
 use crate::crd::Canary;
 
-fn at(secs: i64) -> DateTime<Utc> {
+pub(super) fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
 }
 
-fn ts(secs: i64) -> String {
+pub(super) fn ts(secs: i64) -> String {
     at(secs).to_rfc3339()
 }
 
 /// A Canary from JSON, as the API server returns it.
-fn canary(ns: &str, name: &str, status: serde_json::Value) -> Canary {
+pub(super) fn canary(ns: &str, name: &str, status: serde_json::Value) -> Canary {
     let mut v = json!({
         "apiVersion": "serin.dev/v1alpha1",
         "kind": "Canary",
@@ -33,7 +33,7 @@ fn metric(name: &str, verdict: &str, reason: &str) -> serde_json::Value {
 }
 
 /// Release of r2 at step 2/3 (25%), step entered at t=60, last check t=60.
-fn progressing() -> Canary {
+pub(super) fn progressing() -> Canary {
     canary(
         "shop",
         "podinfo",
