@@ -240,6 +240,14 @@ impl PolicyCaches {
     }
 }
 
+/// The ReleasePolicies of `namespace` (all when `None`).
+pub fn release_policies(client: &Client, namespace: Option<&str>) -> Api<ReleasePolicy> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// How long a reconcile waits for the policy caches' first list; until then nothing
 /// is decided (a freeze not yet read must not let a release through).
 const CACHE_WAIT: Duration = Duration::from_secs(5);
@@ -260,11 +268,12 @@ impl PolicyCaches {
 /// Watch both policy kinds and Namespace labels into [`PolicyCaches`] (with the
 /// controller's Canary store). The returned stream names the Canaries to look at again
 /// when one changes (its spec, or a namespace's labels): feed it to the Canary
-/// controller, which polls it and so keeps the caches current. Policies and
-/// Namespaces are watched cluster-wide, whatever the controller's namespace, as
-/// Notifiers are: a ClusterReleasePolicy applies everywhere.
+/// controller, which polls it and so keeps the caches current. ReleasePolicies are
+/// watched in the controller's namespace (`namespace`, all when `None`); Namespaces
+/// and ClusterReleasePolicies cluster-wide.
 pub fn watch_policies(
     client: &Client,
+    namespace: Option<&str>,
     canaries: Store<Canary>,
 ) -> (
     std::sync::Arc<PolicyCaches>,
@@ -288,7 +297,7 @@ pub fn watch_policies(
     let wake = in_ns(canaries.clone());
     let by_policy = reflector::reflector(
         w1,
-        watcher(Api::<ReleasePolicy>::all(client.clone()), cfg()).default_backoff(),
+        watcher(release_policies(client, namespace), cfg()).default_backoff(),
     )
     .touched_objects()
     .predicate_filter(predicates::generation, Default::default())

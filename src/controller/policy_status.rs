@@ -28,6 +28,9 @@ pub const VALID: &str = "Valid";
 /// What the policy status reconcilers need.
 pub struct PolicyStatusContext {
     pub client: Client,
+    /// The controller's namespace (`--namespace`): ReleasePolicies are kept there
+    /// only; `None`: everywhere.
+    pub namespace: Option<String>,
     pub events: Arc<dyn EventSink>,
     pub clock: Clock,
     pub fence: Fence,
@@ -163,7 +166,7 @@ fn retry<K>(_: Arc<K>, e: &kube::Error, _: Arc<PolicyStatusContext>) -> Action {
 /// Keep the `Valid` condition of every policy in the cluster. Runs until shutdown.
 pub async fn run_policy_status(ctx: Arc<PolicyStatusContext>) {
     let namespaced = Controller::new(
-        Api::<ReleasePolicy>::all(ctx.client.clone()),
+        super::policies::release_policies(&ctx.client, ctx.namespace.as_deref()),
         watcher::Config::default(),
     )
     .shutdown_on_signal()

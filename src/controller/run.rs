@@ -394,13 +394,15 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     .applied_objects();
     let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
-    let (policy_caches, policy_wakes) = super::policies::watch_policies(&client, canaries.clone());
+    let (policy_caches, policy_wakes) =
+        super::policies::watch_policies(&client, ns, canaries.clone());
     canary_ctl = canary_ctl.reconcile_on(policy_wakes);
     let mut ctx = ctx;
     ctx.policies = Some(policy_caches.clone());
     let policy_status = super::policy_status::run_policy_status(Arc::new(
         super::policy_status::PolicyStatusContext {
             client: ctx.client.clone(),
+            namespace: opts.namespace.clone(),
             events: ctx.events.clone(),
             clock: ctx.clock.clone(),
             fence: ctx.fence.clone(),

@@ -94,6 +94,14 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 - apiGroups: ["serin.dev"]
   resources: ["analysistemplates"]
   verbs: ["get"]
+# ReleasePolicies are watched, compiled, and their Valid condition written.
+- apiGroups: ["serin.dev"]
+  resources: ["releasepolicies"]
+  verbs: ["list", "watch"]
+# (release policies, continued) each one's Valid condition.
+- apiGroups: ["serin.dev"]
+  resources: ["releasepolicies/status"]
+  verbs: ["patch"]
 # Deployments: watched, metadata only (an annotated Deployment materializes a Canary; a
 # new revision starts a release; a change to the "-primary" wakes its Canary); the
 # "-primary" Deployment is created, updated and scaled with server-side apply (create,
@@ -200,11 +208,18 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 - apiGroups: ["authorization.k8s.io"]
   resources: ["subjectaccessreviews"]
   verbs: ["create"]
-{{- if .Values.sharding.namespaceSelector }}
-# sharding.namespaceSelector: the controller lists and watches Namespaces to find the
-# ones whose labels match its shard.
+# ClusterReleasePolicies (cluster-scoped) are watched, compiled, and their Valid
+# condition written (src/controller/policy_status.rs).
+- apiGroups: ["serin.dev"]
+  resources: ["clusterreleasepolicies"]
+  verbs: ["list", "watch"]
+# (cluster release policies, continued) each one's Valid condition.
+- apiGroups: ["serin.dev"]
+  resources: ["clusterreleasepolicies/status"]
+  verbs: ["patch"]
+# Namespaces are watched (metadata only) for their labels: a ClusterReleasePolicy's
+# namespaceSelector, and sharding.namespaceSelector.
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- end }}

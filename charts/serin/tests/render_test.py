@@ -99,6 +99,8 @@ WORKLOAD = triples([
     ("serin.dev", "canaries/status", "patch"),
     ("serin.dev", "canaries/finalizers", "update"),
     ("serin.dev", "analysistemplates", "get"),
+    ("serin.dev", "releasepolicies", "list watch"),
+    ("serin.dev", "releasepolicies/status", "patch"),
     ("apps", "deployments", "get list watch create patch delete"),
     ("apps", "deployments/finalizers", "update"),
     ("apps", "controllerrevisions", "get list create patch delete"),
@@ -124,6 +126,10 @@ CLUSTER = triples([
     ("serin.dev", "clusternotifiers", "list watch"),
     ("authentication.k8s.io", "tokenreviews", "create"),
     ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    ("serin.dev", "clusterreleasepolicies", "list watch"),
+    ("serin.dev", "clusterreleasepolicies/status", "patch"),
+    # ClusterReleasePolicy namespaceSelectors (and sharding) read Namespace labels.
+    ("", "namespaces", "list watch"),
 ])
 NAMESPACES = triples([("", "namespaces", "list watch")])
 LEASE = triples([("coordination.k8s.io", "leases", "get create update")])
@@ -300,7 +306,8 @@ def scenario_default(chart):
     check(pdb.get("spec", {}).get("minAvailable") == 1, "PDB minAvailable 1")
     # The user-facing roles are ClusterRoles named -viewer / -approver / -releaser.
     names = {d["metadata"]["name"] for d in of_kind(docs, "ClusterRole")}
-    check({f"{RELEASE}-viewer", f"{RELEASE}-approver", f"{RELEASE}-releaser"} <= names,
+    check({f"{RELEASE}-viewer", f"{RELEASE}-approver", f"{RELEASE}-releaser",
+           f"{RELEASE}-emergency-override"} <= names,
           f"user roles {names}")
     approver = grants(one(docs, "ClusterRole", f"{RELEASE}-approver").get("rules"))
     want = {("serin.dev", "canaries", v) for v in ("get", "list", "watch")} | {
@@ -311,6 +318,9 @@ def scenario_default(chart):
     releaser = grants(one(docs, "ClusterRole", f"{RELEASE}-releaser").get("rules"))
     check(releaser == {("serin.dev", "canaries/release", "create")},
           f"releaser: only create on canaries/release: {releaser}")
+    override = grants(one(docs, "ClusterRole", f"{RELEASE}-emergency-override").get("rules"))
+    check(override == {("serin.dev", "canaries/override", "create")},
+          f"emergency-override: only create on canaries/override: {override}")
     sa = one(docs, "ServiceAccount")
     for b in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
         check(b["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NS}],
