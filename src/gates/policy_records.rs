@@ -10,18 +10,18 @@ use super::record::{bounded_records, records_patch, Approver, DecisionRequest, P
 use super::{GateError, Verb};
 use crate::crd::{
     Approval, Canary, CanaryPhase, CanaryStatus, EmergencyOverrideRecord, PolicyStage,
-    PolicyWaitReason,
 };
 
 /// The longest an override may be given for.
 pub const OVERRIDE_MAX: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
-/// Whether a release policy waits for approvals now.
+/// Whether a release policy waits for approvals now, first or among other things (a
+/// revision waiting for its window may be approved ahead of it).
 pub fn waits_for_approvals(status: &CanaryStatus) -> bool {
     status
         .policy_wait
         .as_ref()
-        .is_some_and(|w| w.reason == PolicyWaitReason::ApprovalsNeeded && w.approvals.is_some())
+        .is_some_and(|w| w.approvals.is_some())
 }
 
 fn person(decision: &DecisionRequest, actor: &str) -> Approver {

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::crd::{CanaryPhase, CanarySpec, CanaryStatus, MetricStatus, Severity};
+use crate::crd::{CanaryPhase, CanarySpec, CanaryStatus, MetricStatus, PolicyStage, Severity};
 use crate::gates::GateRef;
 use crate::rollout::{EventReason, Note, NoteType};
 
@@ -51,9 +51,14 @@ impl NotifyEvent {
             (_, NoteType::Warning) => Severity::Warning,
             (_, NoteType::Normal) => Severity::Info,
         };
-        let to_revision = status
-            .canary_revision
-            .clone()
+        // A revision waiting for its release policies is the one the event is about.
+        let waiting = status
+            .policy_wait
+            .as_ref()
+            .filter(|w| w.stage == PolicyStage::Start);
+        let to_revision = waiting
+            .map(|w| w.revision.clone())
+            .or_else(|| status.canary_revision.clone())
             .or_else(|| status.failed_revision.clone());
         let pending = match (note.reason, status.phase, status.pending_gate) {
             (EventReason::WaitingApproval, CanaryPhase::WaitingApproval, Some(gate)) => {
@@ -61,6 +66,20 @@ impl NotifyEvent {
                     gate,
                     revision: to_revision.clone().unwrap_or_default(),
                     step: status.current_step,
+                })
+            }
+            // Approvals a release policy waits for: the same buttons decide them.
+            (EventReason::ReleaseWaiting | EventReason::ReleaseHeld, _, _) => {
+                status.policy_wait.as_ref().and_then(|w| {
+                    let need = w.approvals.as_ref()?;
+                    Some(GateRef {
+                        gate: need.gate,
+                        revision: w.revision.clone(),
+                        step: match w.stage {
+                            PolicyStage::Start => 0,
+                            _ => status.current_step,
+                        },
+                    })
                 })
             }
             _ => None,

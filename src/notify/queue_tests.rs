@@ -358,3 +358,58 @@ fn namespace_notifiers_override_cluster_default() {
     assert_eq!(keys("payments"), vec!["a", "b"]);
     assert_eq!(keys("other"), vec!["a"]);
 }
+
+#[test]
+fn a_revision_waiting_for_policy_approvals_is_announced_with_its_gate_passage() {
+    let status = CanaryStatus {
+        phase: CanaryPhase::Waiting,
+        stable_revision: Some("rev1".into()),
+        canary_revision: Some("rev1".into()),
+        current_step: 3,
+        policy_wait: Some(crate::crd::PolicyWait {
+            reason: crate::crd::PolicyWaitReason::OutsideWindow,
+            policy: "ReleasePolicy shop/prod".into(),
+            revision: "rev2".into(),
+            stage: crate::crd::PolicyStage::Start,
+            message: "outside the release windows".into(),
+            until: None,
+            queue_position: None,
+            approvals: Some(crate::crd::ApprovalsStillNeeded {
+                gate: GateKind::BeforeRollout,
+                have: 0,
+                need: 2,
+                groups: vec![],
+            }),
+            since: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
+        }),
+        ..Default::default()
+    };
+    let note = Note {
+        type_: NoteType::Normal,
+        reason: crate::rollout::EventReason::ReleaseWaiting,
+        message: "new revision rev2 waits".into(),
+    };
+    let at = Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap();
+    let e = NotifyEvent::from_note("shop", "podinfo", &spec(), &status, &note, at);
+    assert_eq!(
+        e.to_revision.as_deref(),
+        Some("rev2"),
+        "the waiting revision"
+    );
+    assert_eq!(
+        e.pending,
+        Some(crate::gates::GateRef {
+            gate: GateKind::BeforeRollout,
+            revision: "rev2".into(),
+            step: 0,
+        })
+    );
+    assert_eq!(e.severity, Severity::Info);
+    // Without approvals to give, no buttons.
+    let mut plain = status.clone();
+    plain.policy_wait.as_mut().unwrap().approvals = None;
+    assert_eq!(
+        NotifyEvent::from_note("shop", "podinfo", &spec(), &plain, &note, at).pending,
+        None
+    );
+}

@@ -398,3 +398,26 @@ fn a_promotion_records_the_images_it_promoted() {
     );
     assert!(d.status.release_images.is_empty());
 }
+
+#[test]
+fn approvals_still_needed_are_in_status_while_the_window_is_closed() {
+    // People may approve ahead of the window: the wait names the window and says
+    // which approvals are missing too.
+    let p = plan();
+    let rule = policy(&format!(
+        "{OFFICE_HOURS}\napprovals: {{beforeRollout: {{count: 1}}}}"
+    ));
+    let mut obs = with(world("r2"), vec![rule]);
+    let d = transition(&idle(P::Initialized), &p, &obs, at(0));
+    let w = d.status.policy_wait.clone().unwrap();
+    assert_eq!(w.reason, PolicyWaitReason::OutsideWindow);
+    assert_eq!(w.approvals.map(|a| (a.have, a.need)), Some((0, 1)));
+    obs.approvals = vec![approval_by("alice", &[], true, 600)];
+    let d2 = transition(&d.status, &p, &obs, at(900));
+    assert_eq!(d2.status.policy_wait.clone().unwrap().approvals, None);
+    assert_eq!(d2.status.phase, P::Waiting);
+    assert_eq!(
+        transition(&d2.status, &p, &obs, at(3600)).status.phase,
+        P::Progressing
+    );
+}
