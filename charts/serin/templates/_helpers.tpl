@@ -200,11 +200,18 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 - apiGroups: ["authorization.k8s.io"]
   resources: ["subjectaccessreviews"]
   verbs: ["create"]
-{{- if .Values.sharding.namespaceSelector }}
-# sharding.namespaceSelector: the controller lists and watches Namespaces to find the
-# ones whose labels match its shard.
+# Release policies are watched in all namespaces, whatever controller.watchNamespace
+# says (src/controller/policies.rs): a Canary's release waits until they are read.
+- apiGroups: ["serin.dev"]
+  resources: ["releasepolicies", "clusterreleasepolicies"]
+  verbs: ["list", "watch"]
+# (release policies, continued) their Valid condition (src/controller/policy_status.rs).
+- apiGroups: ["serin.dev"]
+  resources: ["releasepolicies/status", "clusterreleasepolicies/status"]
+  verbs: ["patch"]
+# Namespace labels, watched for ClusterReleasePolicy namespaceSelectors (and for
+# sharding.namespaceSelector, the ones whose labels match this shard).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- end }}

@@ -124,6 +124,12 @@ CLUSTER = triples([
     ("serin.dev", "clusternotifiers", "list watch"),
     ("authentication.k8s.io", "tokenreviews", "create"),
     ("authorization.k8s.io", "subjectaccessreviews", "create"),
+    ("serin.dev", "releasepolicies", "list watch"),
+    ("serin.dev", "clusterreleasepolicies", "list watch"),
+    ("serin.dev", "releasepolicies/status", "patch"),
+    ("serin.dev", "clusterreleasepolicies/status", "patch"),
+    # ClusterReleasePolicy namespaceSelectors (and sharding.namespaceSelector).
+    ("", "namespaces", "list watch"),
 ])
 NAMESPACES = triples([("", "namespaces", "list watch")])
 LEASE = triples([("coordination.k8s.io", "leases", "get create update")])
