@@ -246,7 +246,8 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
             warn!("release policies not read yet; deciding later");
             return Ok(Action::requeue(Duration::from_secs(2)));
         }
-        Some(p) if p.any_in_scope(&ns) => {
+        // An upstream (`serin.dev/promote-from`) gates the release with no policy.
+        Some(p) if p.any_in_scope(&ns) || has_upstream(&canary) => {
             let mut inputs = p.gather(&canary);
             let queued = inputs
                 .selected
@@ -386,6 +387,13 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         }
     }
     Ok(Action::requeue(prepared.decision.requeue_after))
+}
+
+/// Whether the Canary takes only revisions promoted upstream.
+fn has_upstream(canary: &Canary) -> bool {
+    canary
+        .annotations()
+        .contains_key(super::policies::PROMOTE_FROM_ANNOTATION)
 }
 
 /// Events, notifications and event webhooks for the notes of a persisted decision.

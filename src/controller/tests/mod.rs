@@ -18,6 +18,7 @@ mod harness;
 mod lifecycle;
 mod materialize;
 mod metrics;
+mod policies;
 mod regressions;
 mod shard;
 mod sim;

@@ -262,10 +262,13 @@ async fn namespace_selector_watches_selected_namespaces_and_leaves_the_others_un
     let shard = Shard::from_flags(Some("serin.dev/shard=a"), None).unwrap();
     let calls = run_for_a_moment(Cluster::two_namespaces(), shard).await;
     let all = lines(&calls);
-    // Both controllers watch the Namespaces, metadata only, with the selector.
+    // Both controllers watch the Namespaces, metadata only, with the selector. The
+    // release policies' cache watches every Namespace's labels besides (for
+    // ClusterReleasePolicy namespaceSelectors), with no selector.
     let ns_requests: Vec<&Recorded> = calls
         .iter()
         .filter(|r| r.path.starts_with("/api/v1/namespaces?"))
+        .filter(|r| query(&r.path, "labelSelector").is_some())
         .collect();
     assert!(
         ns_requests.len() >= 4,
@@ -340,9 +343,14 @@ async fn label_selector_filters_the_watches_and_the_canary_carries_the_shard_lab
             r.path
         );
     }
+    // No shard Namespace watch without --namespace-selector: only the release
+    // policies' watch of every Namespace, unfiltered.
     assert!(
-        !all.iter().any(|l| l.contains(" /api/v1/namespaces?")),
-        "no Namespace watch without --namespace-selector"
+        calls
+            .iter()
+            .filter(|r| r.path.starts_with("/api/v1/namespaces?"))
+            .all(|r| query(&r.path, "labelSelector").is_none()),
+        "no Namespace watch by shard without --namespace-selector: {all:#?}"
     );
     // Only shard a's objects (all in shop) are touched.
     assert!(

@@ -74,6 +74,8 @@ pub static RESOURCES: &[ResourceType] = &[
     cluster(rt("serin.dev", SERIN, "clusteranalysistemplates", "ClusterAnalysisTemplate", false, true, false)),
     rt("serin.dev", SERIN, "notifiers", "Notifier", false, true, false),
     cluster(rt("serin.dev", SERIN, "clusternotifiers", "ClusterNotifier", false, true, false)),
+    rt("serin.dev", SERIN, "releasepolicies", "ReleasePolicy", true, true, false),
+    cluster(rt("serin.dev", SERIN, "clusterreleasepolicies", "ClusterReleasePolicy", true, true, false)),
     rt("networking.istio.io", ISTIO, "virtualservices", "VirtualService", true, true, false),
     rt("networking.istio.io", ISTIO, "destinationrules", "DestinationRule", true, true, false),
     rt("gateway.networking.k8s.io", &["v1", "v1beta1"], "httproutes", "HTTPRoute", true, true, false),
@@ -155,7 +157,9 @@ pub fn list_type(rt: &ResourceType, fields: &[&str]) -> ListType {
         return match (rt.kind, fields) {
             ("Canary", ["status", "metrics" | "hooks"]) => ListType::Map(&["name"]),
             ("Canary", ["status", "approvals" | "commands"]) => ListType::Map(&["id"]),
-            ("Canary", ["status", "conditions"]) => ListType::Map(&["type"]),
+            ("Canary" | "ReleasePolicy" | "ClusterReleasePolicy", ["status", "conditions"]) => {
+                ListType::Map(&["type"])
+            }
             _ => ListType::Atomic,
         };
     }
@@ -335,7 +339,7 @@ mod tests {
                 assert_eq!(list_type(rt, &names), want, "{kind} {names:?}");
             }
         }
-        assert_eq!(kinds, 5);
+        assert_eq!(kinds, 7);
     }
 
     fn collect_lists(
