@@ -62,7 +62,7 @@ fn canary(i: usize, namespaces: usize, waiting: bool) -> Canary {
         status = json!({"phase": "Waiting", "policyWait": {
             "reason": "Queued", "policy": "ClusterReleasePolicy prod", "revision": "r2",
             "stage": "Start", "message": "queued", "since": format!("2026-11-30T10:{:02}:00Z", i % 60)}});
-    } else if i % 50 == 0 {
+    } else if i.is_multiple_of(50) {
         status = json!({"phase": "Progressing"});
     }
     serde_json::from_value(json!({
