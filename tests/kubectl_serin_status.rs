@@ -465,3 +465,41 @@ async fn watching_the_list_shows_added_canaries_as_json_lines() {
     assert_eq!(last[1]["status"]["phase"], "Initialized");
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_the_output_quietly() {
+    // `kubectl serin status -A | head -1`: far more output than a pipe buffers (64 KiB),
+    // the reader takes one line and closes its end.
+    let many = (0..3000)
+        .map(|i| {
+            canary(
+                &format!("team-{}", i % 40),
+                &format!("app-{i:04}"),
+                json!({"phase": "Succeeded", "stableRevision": "r9", "canaryRevision": "r9",
+                       "stepLabel": "0/3", "message": "revision r9 promoted after all 3 steps passed"}),
+            )
+        })
+        .collect();
+    let env = start(many).await;
+    for args in [&["status", "-A"][..], &["status", "-A", "-o", "json"][..]] {
+        let mut child = env.command(args).spawn().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        tokio::time::timeout(LIMIT, stdout.read_line(&mut first))
+            .await
+            .expect("the first line comes")
+            .unwrap();
+        assert!(!first.is_empty());
+        drop(stdout);
+        let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+            .await
+            .expect("the command ends")
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{args:?}: {err}"
+        );
+    }
+}

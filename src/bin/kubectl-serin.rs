@@ -13,7 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serin::cli::decide::{api_client, decide, service_account_token};
 use serin::cli::register::{parse_image_arg, register, release_request};
-use serin::cli::{Output, Target as View, WatchOptions};
+use serin::cli::{CliError, Output, Target as View, WatchOptions};
 use serin::crd::GateKind;
 use serin::gates::{DecisionRequest, GateRef, OverrideRequest, Verb, DEFAULT_API_AUDIENCE};
 
@@ -343,14 +343,20 @@ async fn main() -> ExitCode {
     // Both ring (kube) and aws-lc-rs (reqwest) are linked in, so rustls cannot pick a
     // crypto provider by itself and every client would panic without this.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::BrokenPipe;
     match run(cli).await {
-        Ok(msg) => {
-            // Rendered views end with their own newline; decisions are one line.
-            if msg.ends_with('\n') {
-                print!("{msg}");
-            } else if !msg.is_empty() {
-                println!("{msg}");
+        Ok(msg) => match serin::cli::write_output(&mut std::io::stdout().lock(), &msg) {
+            // The reader went away (`| head`): nothing more to say.
+            Err(e) if !gone(&e) => {
+                eprintln!("error: writing output: {e}");
+                ExitCode::FAILURE
             }
+            _ => ExitCode::SUCCESS,
+        },
+        Err(e)
+            if e.downcast_ref::<CliError>()
+                .is_some_and(CliError::reader_gone) =>
+        {
             ExitCode::SUCCESS
         }
         Err(e) => {

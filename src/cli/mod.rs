@@ -55,6 +55,28 @@ pub enum CliError {
     Encode(String),
 }
 
+impl CliError {
+    /// The reader of our output went away (`kubectl serin status -A | head`): not an
+    /// error to report, the command just ends.
+    pub fn reader_gone(&self) -> bool {
+        matches!(self, CliError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// Write a command's output: a rendered view (ending with its own newline) or a one-line
+/// message; flushed, so a reader that went away is noticed here, as an error of kind
+/// `BrokenPipe`, instead of a panic in `print!`.
+pub fn write_output(out: &mut dyn Write, msg: &str) -> std::io::Result<()> {
+    if msg.is_empty() {
+        return Ok(());
+    }
+    out.write_all(msg.as_bytes())?;
+    if !msg.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 fn api(client: &Client, namespace: Option<&str>) -> Api<Canary> {
     match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -221,6 +243,15 @@ fn key(c: &Canary) -> (String, String) {
     (c.namespace().unwrap_or_default(), c.name_any())
 }
 
+/// A watch whose reader went away ends there, quietly.
+fn quiet_if_reader_gone(e: CliError) -> Result<(), CliError> {
+    if e.reader_gone() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
 /// `--watch`: draw `target` once the watch has listed it, again on every change (and
 /// every `tick` when redrawing in place), until `stop` completes. Watch errors are
 /// reported on `err` and retried with backoff, as kubectl does.
@@ -256,7 +287,11 @@ pub async fn watch(
     loop {
         tokio::select! {
             _ = &mut stop => return Ok(()),
-            _ = tick.tick(), if synced && ticking => drawer.draw(&store, out, Utc::now())?,
+            _ = tick.tick(), if synced && ticking => {
+                if let Err(e) = drawer.draw(&store, out, Utc::now()) {
+                    return quiet_if_reader_gone(e);
+                }
+            }
             ev = stream.next() => {
                 let Some(ev) = ev else { return Ok(()) };
                 match ev {
@@ -288,7 +323,9 @@ pub async fn watch(
                     }
                 }
                 if synced {
-                    drawer.draw(&store, out, Utc::now())?;
+                    if let Err(e) = drawer.draw(&store, out, Utc::now()) {
+                        return quiet_if_reader_gone(e);
+                    }
                 }
             }
         }

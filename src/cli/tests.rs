@@ -513,3 +513,32 @@ fn watch_frames_redraw_in_place_on_a_terminal_and_append_otherwise() {
     let yaml = draw3(&opts(Output::Yaml, false));
     assert_eq!(yaml.matches("---\n").count(), 2, "{yaml}");
 }
+
+#[test]
+fn a_closed_reader_is_told_apart_from_other_output_errors() {
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let e = super::write_output(&mut Closed, "NAME PHASE\n").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    let gone = super::CliError::Io(e);
+    assert!(gone.reader_gone());
+    assert!(
+        super::quiet_if_reader_gone(gone).is_ok(),
+        "a watch ends quietly"
+    );
+    let full = super::CliError::Io(std::io::ErrorKind::StorageFull.into());
+    assert!(!full.reader_gone());
+    assert!(super::quiet_if_reader_gone(full).is_err());
+    // Nothing to write writes nothing, even to a closed reader.
+    assert!(super::write_output(&mut Closed, "").is_ok());
+    let mut out = Vec::new();
+    super::write_output(&mut out, "one line").unwrap();
+    assert_eq!(out, b"one line\n");
+}

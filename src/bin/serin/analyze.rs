@@ -106,10 +106,9 @@ pub(crate) async fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         ProviderSources::new(args.prometheus_url, args.query_timeout).with_max_body(16 << 20);
     let report = analyze(&req, &sources).await?;
     match args.output {
-        Output::Table => print!("{}", format_table(&report)),
-        Output::Json => println!("{}", format_json(&report)?),
+        Output::Table => super::emit(&format_table(&report)),
+        Output::Json => super::emit(&format_json(&report)?),
     }
-    Ok(())
 }
 
 /// The Secrets not given as files, read as the controller would: only those that

@@ -33,6 +33,5 @@ pub(crate) fn run(args: JudgeArgs) -> anyhow::Result<()> {
     };
     let out =
         serin::analysis::judge_cli::run_judge(&read(&args.input)?, &read(&args.config)?, format)?;
-    print!("{out}");
-    Ok(())
+    super::emit(&out)
 }

@@ -107,9 +107,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args, cli.log_format, &cli.log).await,
         Command::Analyze(args) => analyze::run(*args).await,
         Command::Judge(args) => judge::run(args),
-        Command::Crdgen => {
-            print!("{}", serin::crd::crds_yaml()?);
-            Ok(())
-        }
+        Command::Crdgen => emit(&serin::crd::crds_yaml()?),
+    }
+}
+
+/// Print a command's output; a reader that went away (`serin crdgen | head`) ends it
+/// quietly instead of a panic in `print!`.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    match serin::cli::write_output(&mut std::io::stdout().lock(), text) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }
