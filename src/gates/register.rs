@@ -40,7 +40,7 @@ use crate::rollout::text::one_line;
 /// removes it when that manager was its only owner, so sharing the manager would make
 /// the controller's next apply delete the image. For the same reason every apply
 /// under this manager re-sends the images it already owns on other containers.
-pub const RELEASE_FIELD_MANAGER: &str = "serin-release";
+pub use crate::crd::RELEASE_FIELD_MANAGER;
 /// At most this many containers per registration.
 pub const RELEASE_IMAGES_MAX: usize = 32;
 /// The longest `reason`, in characters.

@@ -446,3 +446,36 @@ async fn promote_from_alone_gates_the_release_until_upstream_promoted_the_images
     w.set_now(now + TimeDelta::seconds(30));
     w.starts().await;
 }
+
+#[tokio::test]
+async fn the_hand_back_releases_the_images_registered_by_ci_too() {
+    // Without a policy a registered release starts at once; removing the Canary then
+    // hands the Deployment back with neither of serin's field managers left on it, so
+    // the user's next server-side apply of an image meets no conflict.
+    let now = real_now();
+    let w = World::new(None, now).await;
+    let (code, body) = w.register().await;
+    assert_eq!(code, 202, "{body}");
+    let managers = |d: &Value| -> Vec<String> {
+        d["metadata"]["managedFields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["manager"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(managers(&w.h.get(&dep("podinfo"))).contains(&"serin-release".to_string()));
+    w.starts().await;
+    w.h.manual_rollouts();
+    assert!(w.h.delete(&canary("podinfo")));
+    w.h.ok().await;
+    w.h.ok().await;
+    w.h.settle();
+    w.h.ok().await;
+    assert!(w.h.get(&canary("podinfo")).is_null(), "handed back");
+    let left = managers(&w.h.get(&dep("podinfo")));
+    assert!(
+        !left.iter().any(|m| m == "serin" || m == "serin-release"),
+        "{left:?}"
+    );
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::primary::{restored_template, selector_keys};
 use super::records::{self, ignore_missing};
 use super::{apply, configs, KubeWorkloads};
-use crate::crd::FIELD_MANAGER;
+use crate::crd::{FIELD_MANAGER, RELEASE_FIELD_MANAGER};
 use crate::workloads::pods::{config_refs, readiness};
 use crate::workloads::{HandBack, WorkloadError, WorkloadRef};
 
@@ -83,15 +83,16 @@ pub(super) async fn restore_target(
     }
 }
 
-/// Drop serin's server-side-apply entries from the target's managedFields, so later
-/// applies by serin's absence remove nothing and its owners apply without conflicts.
+/// Drop serin's server-side-apply entries from the target's managedFields (its own and
+/// those of images registered by CI), so later applies by serin's absence remove
+/// nothing and its owners apply without conflicts.
 async fn release_fields(k: &KubeWorkloads, w: &WorkloadRef) -> Result<(), WorkloadError> {
     let api = k.deployments(&w.namespace);
     let Some(target) = api.get_opt(&w.name).await? else {
         return Ok(());
     };
     let entries = target.metadata.managed_fields.clone().unwrap_or_default();
-    let ours = |e: &ManagedFieldsEntry| e.manager.as_deref() == Some(FIELD_MANAGER);
+    let ours = |e: &ManagedFieldsEntry| matches!(e.manager.as_deref(), Some(m) if m == FIELD_MANAGER || m == RELEASE_FIELD_MANAGER);
     if !entries.iter().any(ours) {
         return Ok(());
     }

@@ -29,6 +29,9 @@ use kube_core::CustomResourceExt;
 pub const GROUP: &str = "serin.dev";
 /// The field manager of every server-side apply serin makes.
 pub const FIELD_MANAGER: &str = "serin";
+/// The field manager of the images a release registered by CI sets on a Deployment
+/// (kept apart from [`FIELD_MANAGER`]: see `gates::register`).
+pub const RELEASE_FIELD_MANAGER: &str = "serin-release";
 /// Label on every object serin creates for a Canary, naming it: owned objects are
 /// watched with a selector on this key, so a change wakes their Canary at once.
 pub const CANARY_LABEL: &str = "serin.dev/canary";
