@@ -39,49 +39,11 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
     })
 }
 
-/// Objects of the status the controller clears. An apply that leaves an object out
-/// removes only the fields below it: the API server keeps the emptied `{}`
-/// (structured-merge-diff keeps emptied maps), which the CRD schema's required fields
-/// refuse and which does not read back as the type. They are deleted whole first.
-const CLEARED_WHOLE: [&str; 2] = ["policyWait", "promoted"];
-
-/// The merge patch deleting the objects of [`CLEARED_WHOLE`] the written status had
-/// and `status` drops (conditional, like the apply); `None` when there are none.
-pub fn clear_patch(canary: &Canary, status: &CanaryStatus) -> Option<Value> {
-    let before = serde_json::to_value(canary.status.as_ref()?).ok()?;
-    let after = serde_json::to_value(status).ok()?;
-    let gone: serde_json::Map<String, Value> = CLEARED_WHOLE
-        .iter()
-        .filter(|f| before.get(**f).is_some_and(Value::is_object) && after.get(**f).is_none())
-        .map(|f| (f.to_string(), Value::Null))
-        .collect();
-    (!gone.is_empty()).then(|| {
-        json!({
-            "metadata": {"resourceVersion": canary.resource_version()},
-            "status": gone,
-        })
-    })
-}
-
 pub async fn write_status(
     api: &Api<Canary>,
     canary: &Canary,
     status: &CanaryStatus,
 ) -> Result<Canary, kube::Error> {
-    let cleared;
-    let canary = match clear_patch(canary, status) {
-        Some(patch) => {
-            let pp = PatchParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..Default::default()
-            };
-            cleared = api
-                .patch_status(&canary.name_any(), &pp, &Patch::Merge(&patch))
-                .await?;
-            &cleared
-        }
-        None => canary,
-    };
     let body = status_apply_body(canary, status);
     api.patch_status(
         &canary.name_any(),
@@ -204,41 +166,6 @@ mod tests {
         assert!(
             b.get("spec").is_none(),
             "status writes never touch the spec"
-        );
-    }
-
-    #[test]
-    fn objects_the_status_drops_are_deleted_whole_and_only_then() {
-        let mut c = Canary::new(
-            "podinfo",
-            serde_json::from_value(json!({"targetRef": {"name": "podinfo"}})).unwrap(),
-        );
-        c.metadata.resource_version = Some("7".into());
-        let t = Utc.timestamp_opt(0, 0).unwrap();
-        let waiting = CanaryStatus {
-            policy_wait: Some(crate::crd::PolicyWait {
-                reason: crate::crd::PolicyWaitReason::OutsideWindow,
-                policy: "ReleasePolicy shop/hours".into(),
-                revision: "r2".into(),
-                stage: crate::crd::PolicyStage::Start,
-                message: String::new(),
-                until: Some(t),
-                queue_position: None,
-                approvals: None,
-                since: t,
-            }),
-            ..Default::default()
-        };
-        assert_eq!(clear_patch(&c, &waiting), None, "nothing written yet");
-        c.status = Some(waiting.clone());
-        assert_eq!(clear_patch(&c, &waiting), None, "still waiting");
-        let started = CanaryStatus {
-            canary_weight: 10,
-            ..Default::default()
-        };
-        assert_eq!(
-            clear_patch(&c, &started),
-            Some(json!({"metadata": {"resourceVersion": "7"}, "status": {"policyWait": null}}))
         );
     }
 

@@ -214,6 +214,19 @@ fn remove(doc: &mut Value, path: &str) -> Result<Value, String> {
     }
 }
 
+/// Drop `null`s from an applied config's maps (simplification: the real server would
+/// own them as explicit nulls).
+pub fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, c| !c.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::resources::RESOURCES;

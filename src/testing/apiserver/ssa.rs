@@ -526,8 +526,10 @@ fn merge(rt: &ResourceType, live: &Value, cfg: &Value, path: &mut Vec<String>) -
 }
 
 /// Remove what `last` (the applier's dropped fields) names unless `owned` still has it.
-/// A map field stays while anything below it is owned; a list item goes when nobody
-/// owns the item itself (as SMD's prune does).
+/// A map field stays while anything below it is owned, and goes with its last owned
+/// field (kube-apiserver v1.36 removes `status.policyWait` whole when its only manager
+/// stops sending it, no `{}` left); a list item goes when nobody owns the item itself
+/// (as SMD's prune does).
 fn prune(v: &mut Value, last: &FieldSet, owned: Option<&FieldSet>) {
     match v {
         Value::Object(m) => {
@@ -539,7 +541,13 @@ fn prune(v: &mut Value, last: &FieldSet, owned: Option<&FieldSet>) {
                 if l.member && o.is_none_or(FieldSet::is_empty) {
                     m.remove(&k);
                 } else if !l.children.is_empty() {
-                    prune(m.get_mut(&k).expect("key listed"), l, o);
+                    let child = m.get_mut(&k).expect("key listed");
+                    let was_filled = child.as_object().is_some_and(|c| !c.is_empty());
+                    prune(child, l, o);
+                    let emptied = was_filled && child.as_object().is_some_and(|c| c.is_empty());
+                    if emptied && o.is_none_or(FieldSet::is_empty) {
+                        m.remove(&k);
+                    }
                 }
             }
         }
@@ -583,17 +591,4 @@ fn item_matches(elem: &str, item: &Value) -> bool {
     };
     keys.iter()
         .all(|(f, want)| item.get(f).cloned().or_else(|| key_default(f)).as_ref() == Some(want))
-}
-
-/// Drop `null`s from an applied config's maps (simplification: the real server would
-/// own them as explicit nulls).
-pub fn drop_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, c| !c.is_null());
-            m.values_mut().for_each(drop_nulls);
-        }
-        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
-        _ => {}
-    }
 }

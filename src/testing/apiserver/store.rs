@@ -280,7 +280,7 @@ impl Store {
         manager: &str,
         force: bool,
     ) -> Result<(u16, Value)> {
-        ssa::drop_nulls(&mut config);
+        super::patch::drop_nulls(&mut config);
         if config.get("metadata").is_some_and(|m| !m.is_object()) {
             return Err(errors::bad_request("metadata must be an object"));
         }

@@ -514,3 +514,44 @@ async fn a_service_selector_is_one_atomic_field() {
         json!({".": {}, "k:{\"port\":9898,\"protocol\":\"TCP\"}": {".": {}, "f:name": {}, "f:port": {}, "f:protocol": {}}})
     );
 }
+
+/// Recorded on kube-apiserver v1.36: a manager that stops sending a map it alone
+/// filled (`status.policyWait`) removes it whole; nothing like `policyWait: {}` stays.
+#[tokio::test]
+async fn a_map_dropped_by_its_only_manager_goes_whole() {
+    let s = FakeApiServer::new();
+    s.insert(json!({"apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
+                    "metadata": {"name": "podinfo", "namespace": NS}, "spec": {"targetRef": {"name": "podinfo"}}}));
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        s.client(),
+        NS,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("serin.dev", "v1alpha1", "Canary"),
+            "canaries",
+        ),
+    );
+    let status = |s: Value| {
+        json!({"apiVersion": "serin.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "podinfo"},
+               "status": s})
+    };
+    let wait = json!({"reason": "OutsideWindow", "policy": "ReleasePolicy shop/hours",
+                      "revision": "abc", "stage": "Start", "message": "waits",
+                      "since": "2026-12-01T01:00:00Z"});
+    api.patch_status(
+        "podinfo",
+        &serin(),
+        &Patch::Apply(status(json!({"phase": "Waiting", "policyWait": wait}))),
+    )
+    .await
+    .unwrap();
+    let c = api
+        .patch_status(
+            "podinfo",
+            &serin(),
+            &Patch::Apply(status(json!({"phase": "Progressing"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.data["status"]["phase"], "Progressing");
+    assert!(c.data["status"].get("policyWait").is_none(), "{:#}", c.data);
+}
