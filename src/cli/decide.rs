@@ -93,6 +93,14 @@ pub async fn decide(
         message: e.without_url().to_string(),
     };
     let resp = req.send().await.map_err(transport)?;
+    answer(resp).await
+}
+
+/// The approval API's answer: the outcome (2xx, `T` in JSON) or its refusal
+/// (`{error, message}`).
+pub(crate) async fn answer<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+) -> Result<T, DecideError> {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if (200..300).contains(&status) {

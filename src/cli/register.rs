@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::decide::DecideError;
 use crate::gates::{parse_image_ref, Registered, ReleaseRequest, IMAGE_REF_FORMAT};
 
@@ -81,24 +79,7 @@ pub async fn register(
         .send()
         .await
         .map_err(transport)?;
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if (200..300).contains(&status) {
-        return serde_json::from_value(body).map_err(|e| DecideError::Refused {
-            status,
-            error: "invalid".into(),
-            message: format!("unexpected answer: {e}"),
-        });
-    }
-    let text = |k: &str| body[k].as_str().unwrap_or_default().to_string();
-    Err(DecideError::Refused {
-        status,
-        error: text("error"),
-        message: match text("message") {
-            m if m.is_empty() => "the serin API refused the request".into(),
-            m => m,
-        },
-    })
+    super::decide::answer(resp).await
 }
 
 #[cfg(test)]

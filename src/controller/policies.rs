@@ -172,7 +172,14 @@ impl PolicyCaches {
     pub fn gather(&self, canary: &Canary) -> PolicyInputs {
         let ns = canary.namespace().unwrap_or_default();
         let me = key_of(canary);
-        let all = compile_all(&self.namespaced.state(), &self.cluster.state());
+        // Only this namespace's ReleasePolicies can select it: compile those alone.
+        let own: Vec<_> = self
+            .namespaced
+            .state()
+            .into_iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .collect();
+        let all = compile_all(&own, &self.cluster.state());
         let chosen = select(&all, &ns, canary.labels(), &self.namespace_labels(&ns));
         let needs_queue = chosen.iter().any(|p| p.rules.max_in_flight.is_some());
         let (canaries, started) = if needs_queue {

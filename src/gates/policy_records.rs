@@ -6,7 +6,9 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::record::{bounded_records, records_patch, Approver, DecisionRequest, Planned, Via};
+use super::record::{
+    bounded_records, records_patch, repeated, Approver, DecisionRequest, Planned, Via,
+};
 use super::{GateError, Verb};
 use crate::crd::{
     Approval, Canary, CanaryPhase, CanaryStatus, EmergencyOverrideRecord, PolicyStage,
@@ -83,22 +85,7 @@ pub fn plan_policy_approval(
         .iter()
         .find(|a| a.id == id && a.at >= cutoff)
     {
-        let what = if prev.approved {
-            "approved"
-        } else {
-            "rejected"
-        };
-        let msg = format!(
-            "{} already {what} by {} via {}",
-            gate.as_str(),
-            prev.by,
-            prev.via
-        );
-        return if prev.approved == approved {
-            Ok(Planned::Unchanged { message: msg })
-        } else {
-            Err(GateError::Conflict(msg))
-        };
+        return repeated(prev, approved);
     }
     let record = Approval {
         id: id.clone(),

@@ -260,6 +260,27 @@ pub fn bounded_records(
     )
 }
 
+/// A decision on a gate passage `prev` already decided: the same one changes nothing,
+/// the opposite one is a conflict (never two outcomes).
+pub(crate) fn repeated(prev: &Approval, approved: bool) -> Result<Planned, GateError> {
+    let what = if prev.approved {
+        "approved"
+    } else {
+        "rejected"
+    };
+    let message = format!(
+        "{} already {what} by {} via {}",
+        prev.gate.as_str(),
+        prev.by,
+        prev.via
+    );
+    if prev.approved == approved {
+        Ok(Planned::Unchanged { message })
+    } else {
+        Err(conflict(message))
+    }
+}
+
 fn conflict(msg: String) -> GateError {
     GateError::Conflict(msg)
 }
@@ -324,22 +345,7 @@ pub fn plan_decision(
                 .iter()
                 .find(|a| a.id == id && this_release(a.at))
             {
-                let what = if prev.approved {
-                    "approved"
-                } else {
-                    "rejected"
-                };
-                let msg = format!(
-                    "{} already {what} by {} via {}",
-                    gate.as_str(),
-                    prev.by,
-                    prev.via
-                );
-                return if prev.approved == approved {
-                    Ok(Planned::Unchanged { message: msg })
-                } else {
-                    Err(conflict(msg))
-                };
+                return repeated(prev, approved);
             }
             let record = Approval {
                 id: id.clone(),
