@@ -33,6 +33,7 @@ fn event(step: i32) -> NotifyEvent {
         serde_json::from_value(serde_json::json!({"targetRef": {"name": "podinfo"}})).unwrap();
     let metrics = (0..5)
         .map(|i| MetricStatus {
+            points: Vec::new(),
             consecutive_errors: 0,
             sequential: None,
             name: format!("metric-{i}"),

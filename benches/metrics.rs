@@ -27,6 +27,7 @@ fn report(now: DateTime<Utc>) -> AnalysisReport {
     let metrics = ["error-rate", "latency-p99", "saturation"]
         .iter()
         .map(|name| MetricStatus {
+            points: Vec::new(),
             name: name.to_string(),
             value: Some(0.012),
             baseline: Some(0.010),

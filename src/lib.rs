@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod annotations;
 pub mod cli;
 pub mod controller;
+pub mod dashboard;
 pub mod demo;
 pub mod error_kind;
 #[doc(hidden)]

@@ -102,7 +102,13 @@ pub async fn run_check(input: &CheckInput<'_>) -> AnalysisReport {
             },
         }
     });
-    let statuses = join_all(checks).await;
+    let mut statuses = join_all(checks).await;
+    // A status measured now gets its plot point; one carried over keeps its points.
+    for (st, m) in statuses.iter_mut().zip(i.metrics) {
+        if st.checked_at == i.now {
+            st.points = vec![super::points::point_of(m, st)];
+        }
+    }
     AnalysisReport {
         critical: critical_metrics(i.metrics),
         metrics: statuses,
@@ -213,6 +219,7 @@ fn unmeasured(m: &ResolvedMetric, e: &MetricError, now: DateTime<Utc>) -> Metric
         MetricVerdict::Error
     };
     MetricStatus {
+        points: Vec::new(),
         name: m.name.clone(),
         value: None,
         baseline: None,
@@ -463,6 +470,7 @@ fn plain_status(
     now: DateTime<Utc>,
 ) -> MetricStatus {
     MetricStatus {
+        points: Vec::new(),
         name: m.name.clone(),
         value,
         baseline: None,

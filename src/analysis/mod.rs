@@ -8,6 +8,7 @@ mod check;
 pub mod history;
 pub mod judge_cli;
 mod limited;
+mod points;
 pub mod positions;
 pub mod render;
 mod resolve;

@@ -4,6 +4,9 @@
 //! registers new images the same way; `status` and `history` read Canaries with your
 //! kubeconfig.
 
+#[path = "kubectl-serin/dashboard.rs"]
+mod dashboard;
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -88,6 +91,16 @@ enum Cmd {
     Status(StatusArgs),
     /// The last releases of a Canary, newest first.
     History(HistoryArgs),
+    /// Serve the dashboard on 127.0.0.1: live releases, metric charts and the
+    /// actions, with your kubeconfig's rights (reads) and the approval API (actions).
+    Dashboard(DashboardArgs),
+}
+
+#[derive(Debug, Args)]
+struct DashboardArgs {
+    /// Port on 127.0.0.1 (0: any free port). The URL is printed; nothing is opened.
+    #[arg(long, default_value_t = 7475, env = "SERIN_DASHBOARD_PORT")]
+    port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -190,7 +203,7 @@ impl Cli {
             Cmd::Retry(t) => (Verb::Retry, &t.name, None),
             Cmd::Pause(t) => (Verb::Pause, &t.name, None),
             Cmd::Resume(t) => (Verb::Resume, &t.name, None),
-            Cmd::Status(_) | Cmd::History(_) | Cmd::Release(_) => return None,
+            Cmd::Status(_) | Cmd::History(_) | Cmd::Dashboard(_) | Cmd::Release(_) => return None,
         };
         let expect = gate.and_then(|g| {
             Some(GateRef {
@@ -292,6 +305,13 @@ async fn run(cli: Cli) -> anyhow::Result<String> {
         }
         Cmd::History(args) => {
             return Ok(serin::cli::history(&client, &ns, &args.name, args.output, now).await?);
+        }
+        Cmd::Dashboard(args) => {
+            let context = cli
+                .context
+                .clone()
+                .unwrap_or_else(|| "(current context)".into());
+            return dashboard::run(&cli, args, client, context, ns).await;
         }
         _ => {}
     }

@@ -40,6 +40,13 @@ pub struct DemoOptions {
     pub verbose: bool,
     /// Where the controller's own log goes (set up by the caller), said at the start.
     pub controller_log: Option<String>,
+    /// Serve the dashboard on this loopback address (port 0: any free port).
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// Recorded as the decider of the dashboard's actions.
+    pub actor: String,
+    /// Gates of every release (e.g. an approval before promotion, given in the
+    /// dashboard).
+    pub gates: GatesSpec,
 }
 
 impl DemoOptions {
@@ -63,6 +70,9 @@ impl DemoOptions {
             max_duration: Duration::from_secs(300),
             verbose: true,
             controller_log: None,
+            dashboard: None,
+            actor: "demo-user".into(),
+            gates: GatesSpec::default(),
         }
     }
 }
@@ -92,6 +102,8 @@ pub enum DemoError {
     Local(#[from] LocalError),
     #[error("load generator: {0}")]
     Load(String),
+    #[error("dashboard: {0}")]
+    Dashboard(String),
 }
 
 impl DemoError {
@@ -99,6 +111,7 @@ impl DemoError {
         match self {
             DemoError::Local(e) => e.category(),
             DemoError::Load(_) => "load",
+            DemoError::Dashboard(_) => "dashboard",
         }
     }
 }
@@ -190,7 +203,7 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         failure_limit: 2,
         progress_deadline: opts.interval * 6,
         replicas: opts.replicas,
-        gates: GatesSpec::default(),
+        gates: opts.gates.clone(),
         template_name: template::NAME.to_string(),
         template: template::template(),
         template_args: template::demo_args(),
@@ -225,7 +238,42 @@ pub async fn run_demo(opts: DemoOptions) -> Result<DemoSummary, DemoError> {
         policy.describe(),
         opts.controller_log.as_deref().unwrap_or("(not captured)")
     ));
-    let result = run_scenes(&env, &opts, &all, &dependency_file, start, &say).await;
+    let feed = crate::dashboard::DemoFeed::default();
+    let server = match opts.dashboard {
+        Some(addr) => {
+            let source = crate::dashboard::LocalSource::new(
+                env.state_file.clone(),
+                feed.clone(),
+                opts.actor.clone(),
+            );
+            let source: std::sync::Arc<dyn crate::dashboard::Source> = std::sync::Arc::new(source);
+            // A port in use (a second demo) is no reason to fail: any free port will do.
+            let bound = match crate::dashboard::bind(addr, source.clone()).await {
+                Err(_) if addr.port() != 0 => {
+                    let any = std::net::SocketAddr::new(addr.ip(), 0);
+                    crate::dashboard::bind(any, source).await
+                }
+                r => r,
+            };
+            match bound {
+                Ok((url, serve)) => {
+                    say(format!(
+                        "  dashboard  {url}  (the release live; approve gates there)"
+                    ));
+                    Some(tokio::spawn(serve))
+                }
+                Err(e) => {
+                    env.shutdown();
+                    return Err(DemoError::Dashboard(e.to_string()));
+                }
+            }
+        }
+        None => None,
+    };
+    let result = run_scenes(&env, &opts, &all, &dependency_file, start, &say, &feed).await;
+    if let Some(server) = server {
+        server.abort();
+    }
     env.shutdown();
     let scenes = result?;
     let summary = DemoSummary {
@@ -244,6 +292,7 @@ async fn run_scenes(
     dependency_file: &std::path::Path,
     start: Instant,
     say: &impl Fn(String),
+    feed: &crate::dashboard::DemoFeed,
 ) -> Result<Vec<SceneSummary>, DemoError> {
     let remaining = || opts.max_duration.saturating_sub(start.elapsed());
     say("starting v1 as the primary...".into());
@@ -253,6 +302,7 @@ async fn run_scenes(
             |r| {
                 for n in &r.notes {
                     say(format!("  >> {}: {}", n.reason, n.message));
+                    feed.record_note(n);
                 }
             },
             |e| say(format!("  error (retrying): {e}")),
@@ -277,6 +327,7 @@ async fn run_scenes(
         load: &load,
         dependency_file,
         start,
+        feed,
     };
     let mut primary = "v1".to_string();
     let mut out = Vec::new();

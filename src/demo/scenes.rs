@@ -163,6 +163,8 @@ pub(super) struct SceneRun<'a> {
     pub dependency_file: &'a Path,
     /// The demo's start, for the progress lines' clock.
     pub start: Instant,
+    /// The controller's notes, for the dashboard's timeline.
+    pub feed: &'a crate::dashboard::DemoFeed,
 }
 
 impl SceneRun<'_> {
@@ -209,6 +211,7 @@ impl SceneRun<'_> {
                     marks.observe(r, &rev);
                     for n in &r.notes {
                         say(format!("  >> {}: {}", n.reason, n.message));
+                        self.feed.record_note(n);
                     }
                     let served = self.load.snapshot().since(&before);
                     let line =

@@ -36,6 +36,7 @@ mod tests;
 mod webhooks;
 mod wiring;
 
+pub(crate) use api::valid_name;
 pub use api::{api_router, ApiState};
 pub(crate) use api::{bearer, check_names, decision_of, parse_verb};
 pub use auth::{
@@ -48,6 +49,7 @@ pub use hook_runs::{
 };
 pub use image_ref::{parse_image_ref, ImageRef, ImageRefError, IMAGE_REF_FORMAT};
 pub use openapi::openapi_document;
+pub use policy_records::pending_passage;
 pub use ratelimit::{RateLimit, RateLimiter};
 pub use record::{
     apply_decision, bounded_records, command_id, plan_decision, records_patch, Approver,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::record::{
-    bounded_records, records_patch, repeated, Approver, DecisionRequest, Planned, Via,
+    bounded_records, records_patch, repeated, Approver, DecisionRequest, GateRef, Planned, Via,
 };
 use super::{GateError, Verb};
 use crate::crd::{
@@ -24,6 +24,33 @@ pub fn waits_for_approvals(status: &CanaryStatus) -> bool {
         .policy_wait
         .as_ref()
         .is_some_and(|w| w.approvals.is_some())
+}
+
+/// The policy gate passage the release waits at, when a policy waits for approvals.
+fn policy_passage(status: &CanaryStatus) -> Option<GateRef> {
+    let wait = status.policy_wait.as_ref()?;
+    let need = wait.approvals.as_ref()?;
+    Some(GateRef {
+        gate: need.gate,
+        revision: wait.revision.clone(),
+        step: match wait.stage {
+            PolicyStage::Start => 0,
+            PolicyStage::NextStep | PolicyStage::Promote => status.current_step,
+        },
+    })
+}
+
+/// The gate passage an approve or reject decides now (the one `expect` must name):
+/// the spec gate the release waits at, else a release policy's.
+pub fn pending_passage(status: &CanaryStatus) -> Option<GateRef> {
+    match (status.phase, status.pending_gate) {
+        (CanaryPhase::WaitingApproval, Some(gate)) => Some(GateRef {
+            gate,
+            revision: status.canary_revision.clone().unwrap_or_default(),
+            step: status.current_step,
+        }),
+        _ => policy_passage(status),
+    }
 }
 
 fn person(decision: &DecisionRequest, actor: &str) -> Approver {
@@ -49,15 +76,18 @@ pub fn plan_policy_approval(
             status.phase.as_str()
         )));
     };
-    let Some(need) = &wait.approvals else {
+    let (
+        Some(need),
+        Some(GateRef {
+            gate,
+            revision,
+            step,
+        }),
+    ) = (&wait.approvals, policy_passage(&status))
+    else {
         return Err(GateError::Conflict(format!(
             "canary {name} waits for no approval"
         )));
-    };
-    let (gate, revision) = (need.gate, wait.revision.clone());
-    let step = match wait.stage {
-        PolicyStage::Start => 0,
-        PolicyStage::NextStep | PolicyStage::Promote => status.current_step,
     };
     if let Some(want) = &decision.expect {
         if want.gate != gate || want.revision != revision || want.step != step {

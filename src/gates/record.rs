@@ -97,6 +97,9 @@ pub enum Via {
     Api,
     Slack,
     Webhook,
+    /// The demo's dashboard, which records locally (a cluster's dashboard goes
+    /// through the approval API, recorded as `api`).
+    Dashboard,
 }
 
 impl Via {
@@ -106,6 +109,7 @@ impl Via {
             Via::Api => "api",
             Via::Slack => "slack",
             Via::Webhook => "webhook",
+            Via::Dashboard => "dashboard",
         }
     }
 }

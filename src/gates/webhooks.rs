@@ -345,6 +345,7 @@ pub fn hook_checks(results: &[HookResult], now: DateTime<Utc>) -> Vec<MetricStat
         .iter()
         .filter(|r| matches!(r.type_, WebhookType::PreRollout | WebhookType::Rollout))
         .map(|r| MetricStatus {
+            points: Vec::new(),
             name: format!("webhook/{}", r.name),
             value: r.status.map(f64::from),
             baseline: None,

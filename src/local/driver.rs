@@ -111,11 +111,22 @@ impl LocalController {
         // Decide, persist, then act: the file holds the decision before the world moves.
         let status = prepared.decision.status.clone();
         let persisted = store.update(|s| {
-            // Approvals recorded while we decided must survive our write.
+            // Records written while we decided (an approval, an abort from the
+            // dashboard) must survive our write; ones the decision dropped stay gone.
             let mut next = status.clone();
+            let seen = &state.status;
             for a in &s.status.approvals {
-                if !next.approvals.iter().any(|x| x.id == a.id) {
+                if !seen.approvals.iter().any(|x| x.id == a.id)
+                    && !next.approvals.iter().any(|x| x.id == a.id)
+                {
                     next.approvals.push(a.clone());
+                }
+            }
+            for c in &s.status.commands {
+                if !seen.commands.iter().any(|x| x.id == c.id)
+                    && !next.commands.iter().any(|x| x.id == c.id)
+                {
+                    next.commands.push(c.clone());
                 }
             }
             s.status = next;

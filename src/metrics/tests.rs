@@ -28,6 +28,7 @@ fn status(
     at: DateTime<Utc>,
 ) -> MetricStatus {
     MetricStatus {
+        points: Vec::new(),
         name: name.into(),
         value,
         baseline: None,

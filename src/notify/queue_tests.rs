@@ -19,6 +19,7 @@ fn spec() -> CanarySpec {
 
 fn metric(name: &str, value: f64, verdict: MetricVerdict) -> MetricStatus {
     MetricStatus {
+        points: Vec::new(),
         name: name.into(),
         value: Some(value),
         baseline: None,

@@ -28,6 +28,23 @@ pub(crate) struct DemoArgs {
         env = "SERIN_DEMO_CONTROLLER_LOG"
     )]
     controller_log: ControllerLog,
+    /// Serve the dashboard here (loopback only; port 0 picks a free one; the URL is
+    /// printed at the start).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7474",
+        env = "SERIN_DEMO_DASHBOARD_ADDR"
+    )]
+    dashboard_addr: std::net::SocketAddr,
+    /// Serve no dashboard.
+    #[arg(long, env = "SERIN_DEMO_NO_DASHBOARD")]
+    no_dashboard: bool,
+    /// Every release waits for your approval before promotion (in the dashboard).
+    #[arg(long, env = "SERIN_DEMO_APPROVE_BEFORE_PROMOTION")]
+    approve_before_promotion: bool,
+    /// The name decisions in the dashboard are recorded under.
+    #[arg(long, default_value = "demo-user", env = "SERIN_DEMO_USER")]
+    user: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,6 +92,9 @@ pub(crate) async fn run(
     o.interval = args.interval;
     o.rate_per_sec = args.rate;
     o.controller_log = Some(controller_log);
+    o.dashboard = (!args.no_dashboard).then_some(args.dashboard_addr);
+    o.actor = args.user;
+    o.gates.before_promotion = args.approve_before_promotion;
     // Dropping the demo future stops every process it started, so Ctrl-C must land here.
     tokio::select! {
         r = run_demo(o) => {

@@ -388,6 +388,10 @@ pub struct MetricStatus {
     /// `Error` verdicts in a row for this metric, up to and including this one.
     #[serde(default)]
     pub consecutive_errors: i32,
+    /// This release's measurements so far, for plots (at most
+    /// [`super::MAX_METRIC_POINTS`], thinned evenly).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<super::MetricPoint>,
 }
 
 /// A recorded approval or rejection of a gate.

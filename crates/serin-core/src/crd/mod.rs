@@ -4,6 +4,7 @@
 mod canary;
 mod condition;
 mod judge_spec;
+mod metric_points;
 mod notifier;
 mod policy;
 mod policy_status;
@@ -15,6 +16,7 @@ mod webhook;
 pub use canary::*;
 pub use condition::*;
 pub use judge_spec::*;
+pub use metric_points::*;
 pub use notifier::*;
 pub use policy::*;
 pub use policy_status::*;

@@ -65,6 +65,7 @@ impl JudgeVerdict {
         checked_at: DateTime<Utc>,
     ) -> MetricStatus {
         MetricStatus {
+            points: Vec::new(),
             consecutive_errors: 0,
             sequential: None,
             name: name.to_string(),

@@ -71,6 +71,7 @@ mod tests {
                 ..Condition::default()
             }],
             metrics: vec![MetricStatus {
+                points: Vec::new(),
                 name: "error-rate".into(),
                 value: None,
                 baseline: None,

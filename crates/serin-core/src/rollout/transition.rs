@@ -167,7 +167,11 @@ impl Machine<'_> {
 pub(super) fn merge_metrics(into: &mut Vec<MetricStatus>, fresh: &[MetricStatus]) {
     for m in fresh {
         match into.iter_mut().find(|x| x.name == m.name) {
-            Some(x) => *x = m.clone(),
+            Some(x) => {
+                let points = crate::crd::merge_points(&x.points, &m.points);
+                *x = m.clone();
+                x.points = points;
+            }
             None => into.push(m.clone()),
         }
     }

@@ -73,6 +73,7 @@ fn world(target: &str) -> Observation {
 
 fn metric(name: &str, verdict: MetricVerdict) -> MetricStatus {
     MetricStatus {
+        points: Vec::new(),
         name: name.into(),
         value: Some(0.5),
         baseline: None,
