@@ -2,6 +2,7 @@
 //! real demo-app processes, and serin's release driver deciding. Cases run one at a
 //! time (they would fight over the CPUs); each stops everything it started on drop.
 
+mod dashboard;
 mod demo;
 mod harness;
 mod stored_series;

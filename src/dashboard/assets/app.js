@@ -11,6 +11,8 @@
   let current = null; // {kind: "list"} or {kind: "detail", ns, name}
   let pending = null;
   let filterText = "";
+  // The answer to the last action stays on its release page across live updates.
+  let lastOutcome = null;
 
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -65,6 +67,11 @@
     return body;
   }
 
+  // replaceChildren would show a null as the text "null".
+  function put(parent, ...children) {
+    parent.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  }
+
   function phase(p) { return el("span", { class: "phase " + p, "data-test": "phase", text: p }); }
 
   function bar(weight) {
@@ -104,7 +111,7 @@
       body);
     const notes = data.notes.map((n) => el("div", { class: "banner warn", text: n }));
     const empty = data.rows.length === 0 ? el("p", { class: "muted", text: "No Canaries here yet: annotate a Deployment with serin.dev/canary." }) : null;
-    view.replaceChildren(el("h2", { text: "Canaries" }), notes, filter, table, empty);
+    put(view, el("h2", { text: "Canaries" }), notes, filter, table, empty);
     filter.addEventListener("input", () => {
       filterText = filter.value;
       const pos = filter.selectionStart;
@@ -137,6 +144,9 @@
       fact("Message", s.message || "–"),
       r.waiting ? fact("Waiting for", r.waiting) : null,
       liveness && liveness.lastActed ? fact("Last acted", when(liveness.lastActed) + " (" + ago(liveness.lastActed) + " ago)") : null);
+    const key = d.namespace + "/" + d.name;
+    if (message) lastOutcome = { key: key, message: message };
+    else if (lastOutcome && lastOutcome.key === key) message = lastOutcome.message;
     const out = el("div", { id: "outcome", role: "status" });
     if (message) out.append(message);
     const buttons = el("div", { class: "actions", id: "actions" },
@@ -159,7 +169,7 @@
       d.timeline.slice().reverse().map((e) => el("li", { class: e.kind },
         el("time", { datetime: e.at, text: when(e.at) }), el("span", { text: e.text }))));
     const evErr = d.eventsError ? el("div", { class: "banner warn", text: "Events could not be read: " + d.eventsError }) : null;
-    view.replaceChildren(head, warn, facts, buttons, out,
+    put(view, head, warn, facts, buttons, out,
       el("section", {}, el("h3", { text: "Metrics: canary and primary" }), charts),
       el("section", {}, el("h3", { text: "Timeline" }), evErr, timeline),
       el("section", {}, el("h3", { text: "History" }), histTable));
@@ -185,7 +195,9 @@
         await load(el("div", { class: "banner okmsg", "data-test": "outcome", text: text }));
       } catch (e) {
         const text = e instanceof Refused ? e.describe() : "Failed: " + e.message;
-        out.replaceChildren(el("div", { class: "banner error", "data-test": "outcome", text: text }));
+        const refused = el("div", { class: "banner error", "data-test": "outcome", text: text });
+        lastOutcome = { key: d.namespace + "/" + d.name, message: refused };
+        out.replaceChildren(refused);
       }
     };
     dlg.showModal();
@@ -208,7 +220,7 @@
       }
     } catch (e) {
       const text = e instanceof Refused ? e.describe() : "Cannot load: " + e.message;
-      view.replaceChildren(el("div", { class: "banner error", "data-test": "refused", text: text }),
+      put(view, el("div", { class: "banner error", "data-test": "refused", text: text }),
         current.kind === "detail" ? el("a", { href: "#/", text: "← all Canaries" }) : null);
     }
   }
@@ -241,7 +253,7 @@
     }
   }, 15000);
 
-  window.addEventListener("hashchange", () => load());
+  window.addEventListener("hashchange", () => { lastOutcome = null; load(); });
   connect();
   load();
 })();

@@ -7,8 +7,9 @@ window.serinCharts = (function () {
   const COLORS = { canary: "#d9480f", primary: "#2457d6", limit: "#667085", bad: "#c0262d" };
   const charts = [];
 
-  function width(container) {
-    return Math.max(260, Math.min(container.clientWidth - 20, 760));
+  // The chart fits its box (a grid cell, as wide as a phone's screen at the most).
+  function width(box) {
+    return Math.max(200, box.clientWidth - 16);
   }
 
   function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
@@ -20,8 +21,9 @@ window.serinCharts = (function () {
     h.textContent = title;
     box.append(h);
     container.append(box);
-    opts.width = width(container);
+    opts.width = width(box);
     opts.height = 220;
+    opts.legend = { live: false };
     const u = new uPlot(opts, data, box);
     charts.push(u);
     return box;
@@ -97,8 +99,8 @@ window.serinCharts = (function () {
 
   window.addEventListener("resize", () => {
     for (const u of charts) {
-      const c = u.root.parentElement && u.root.parentElement.parentElement;
-      if (c) u.setSize({ width: width(c), height: 220 });
+      const box = u.root.parentElement;
+      if (box) u.setSize({ width: width(box), height: 220 });
     }
   });
 
