@@ -323,3 +323,33 @@ fn the_list_marks_stalled_canaries_after_their_phase() {
         "{out}"
     );
 }
+
+#[test]
+fn a_fresh_release_is_due_by_its_deadline_and_an_invalid_spec_expects_no_clock() {
+    // Just started (step 0): the canary comes up, pre-rollout checks may run; the
+    // controller must have moved on or rolled back by the progress deadline.
+    let fresh = written_at(
+        with_status(
+            "Progressing",
+            json!({"currentStep": 0, "releaseStartedAt": ts(0), "stepStartedAt": ts(0)}),
+        ),
+        0,
+    );
+    let l = liveness(&fresh, at(30));
+    assert_eq!(
+        (l.last_acted, l.expected_by, l.expected, l.stalled),
+        (
+            Some(at(0)),
+            Some(at(600)),
+            Some(Expected::ProgressDeadline),
+            false
+        )
+    );
+    // No plan, no clocks: only what the status itself schedules.
+    let mut bad = fresh.clone();
+    bad.spec.analysis.interval = "soon".into();
+    assert_eq!(liveness(&bad, at(86400)).expected_by, None);
+    bad.status.as_mut().unwrap().scale_down_at = Some(at(10));
+    let l = liveness(&bad, at(71));
+    assert_eq!((l.expected, l.stalled), (Some(Expected::ScaleDown), true));
+}
