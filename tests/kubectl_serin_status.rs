@@ -239,6 +239,9 @@ async fn status_of_one_canary_reads_it_from_the_context_namespace() {
     assert_eq!(lines[3], "Step:       2/3  [█████░░░░░░░░░░░░░░░] 25%");
     assert!(lines[4].starts_with("In step:    2"), "{out}");
     assert!(lines[4].contains("; next check in "), "{out}");
+    // No managedFields here: the latest status clock (the step's start, 20s ago).
+    assert!(lines[5].starts_with("Last acted: "), "{out}");
+    assert!(!out.contains("WARNING"), "{out}");
     let verdict = lines.iter().find(|l| l.starts_with("  errors")).unwrap();
     assert_eq!(words(verdict)[..3], ["errors", "Pass", "0.001"]);
     assert_eq!(
@@ -463,6 +466,7 @@ async fn watching_the_list_shows_added_canaries_as_json_lines() {
         .collect();
     assert_eq!(names, ["podinfo", "api"], "sorted by namespace: {last}");
     assert_eq!(last[1]["status"]["phase"], "Initialized");
+    assert_eq!(last[0]["liveness"]["stalled"], false, "{last}");
     child.kill().await.unwrap();
 }
 

@@ -2,6 +2,7 @@
 //! them ([`render`]), and keep re-rendering on changes with `--watch`.
 
 pub mod decide;
+pub mod liveness;
 pub mod register;
 pub mod render;
 pub mod render_policy;
@@ -116,8 +117,9 @@ fn encode(v: &Value, output: Output) -> Result<String, CliError> {
     }
 }
 
-/// The machine-readable view: one Canary's status, or `[{namespace, name, status}]`.
-pub fn status_value(target: &Target, canaries: &[Canary]) -> Value {
+/// The machine-readable view: one Canary's status, or `[{namespace, name, status,
+/// liveness}]` ([`liveness::Liveness`] at `now`).
+pub fn status_value(target: &Target, canaries: &[Canary], now: DateTime<Utc>) -> Value {
     let status = |c: &Canary| serde_json::to_value(&c.status).unwrap_or(Value::Null);
     match target {
         Target::One { .. } => canaries.first().map(status).unwrap_or(Value::Null),
@@ -127,7 +129,11 @@ pub fn status_value(target: &Target, canaries: &[Canary]) -> Value {
             Value::Array(
                 sorted
                     .into_iter()
-                    .map(|c| json!({"namespace": c.namespace(), "name": c.name_any(), "status": status(c)}))
+                    .map(|c| {
+                        let live = serde_json::to_value(liveness::liveness(c, now))
+                            .unwrap_or(Value::Null);
+                        json!({"namespace": c.namespace(), "name": c.name_any(), "status": status(c), "liveness": live})
+                    })
                     .collect(),
             )
         }
@@ -151,7 +157,7 @@ pub fn frame(
         } else {
             render::render_list(canaries, namespace.is_none(), now)
         }),
-        (_, _) => encode(&status_value(target, canaries), output),
+        (_, _) => encode(&status_value(target, canaries, now), output),
     }
 }
 
@@ -219,7 +225,7 @@ impl Drawer<'_> {
         match self.opts.output {
             Output::Json => {
                 // One document per line.
-                let v = status_value(self.target, &canaries);
+                let v = status_value(self.target, &canaries, now);
                 let line =
                     serde_json::to_string(&v).map_err(|e| CliError::Encode(e.to_string()))?;
                 writeln!(out, "{line}")?;

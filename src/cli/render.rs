@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use kube::ResourceExt;
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
+use super::liveness::liveness;
 use super::render_policy::{override_line, phase_cell, promoted_lines, short_reason, wait_lines};
 use crate::analysis::judges::{evidence_line, last_look_line};
 use crate::crd::{condition_type, Canary, CanaryPhase, CanaryStatus, Condition, MetricStatus};
@@ -217,6 +218,18 @@ fn plan_of(c: &Canary) -> Option<ReleasePlan> {
     ReleasePlan::from_spec(&c.spec, false).ok()
 }
 
+/// When the controller last acted, and a warning when none acted for longer than
+/// expected ([`liveness`]): the rest of the view may be a crashed controller's last word.
+fn liveness_lines(out: &mut String, c: &Canary, now: DateTime<Utc>) {
+    let l = liveness(c, now);
+    if let Some(t) = l.last_acted {
+        let _ = writeln!(out, "Last acted: {} ({} ago)", timestamp(t), ago(t, now));
+    }
+    if let Some(warning) = l.message(now) {
+        let _ = writeln!(out, "WARNING:    {warning}");
+    }
+}
+
 /// Everything about one Canary: phase, revisions, step and weight, clocks, the gate it
 /// waits at, troubled conditions and the last verdict of every metric.
 pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
@@ -228,6 +241,7 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
             out,
             "Phase:      Unknown (no status yet: is the serin controller running?)"
         );
+        liveness_lines(&mut out, c, now);
         return out;
     };
     let since = s
@@ -324,6 +338,7 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
     }
     wait_lines(&mut out, &name, s, now);
     override_line(&mut out, s.emergency_override.as_ref(), now);
+    liveness_lines(&mut out, c, now);
     if let Some(gate) = s.pending_gate {
         let _ = writeln!(
             out,
@@ -421,7 +436,8 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
 }
 
 /// A kubectl-style table of Canaries, sorted by namespace and name. The NAMESPACE
-/// column appears with `all_namespaces`.
+/// column appears with `all_namespaces`; a Canary no controller acts on as expected is
+/// marked "(stalled 12m)" after its phase.
 pub fn render_list(canaries: &[Canary], all_namespaces: bool, now: DateTime<Utc>) -> String {
     let mut sorted: Vec<&Canary> = canaries.iter().collect();
     sorted.sort_by_key(|c| (c.namespace(), c.name_any()));
@@ -434,7 +450,11 @@ pub fn render_list(canaries: &[Canary], all_namespaces: bool, now: DateTime<Utc>
     let mut t = Table::new(&headers);
     for c in sorted {
         let s = c.status.clone().unwrap_or_default();
-        let known = c.status.is_some();
+        let phase = if c.status.is_some() {
+            phase_cell(&s)
+        } else {
+            "Unknown".to_string()
+        };
         let revision = if s.phase.is_idle() {
             s.stable_revision.clone()
         } else if s.phase == CanaryPhase::Waiting {
@@ -447,11 +467,11 @@ pub fn render_list(canaries: &[Canary], all_namespaces: bool, now: DateTime<Utc>
         };
         let mut row = vec![
             c.name_any(),
-            if known {
-                phase_cell(&s)
-            } else {
-                "Unknown".to_string()
-            },
+            phase
+                + &liveness(c, now)
+                    .silent_for(now)
+                    .map(|d| format!(" (stalled {})", human_duration(d)))
+                    .unwrap_or_default(),
             format!("{}%", s.canary_weight),
             s.step_label
                 .clone()
