@@ -156,7 +156,8 @@ async fn asset(Path(file): Path<String>, headers: HeaderMap) -> Response {
 
 async fn list(State(st): State<DashboardState>) -> Result<Response, DashboardError> {
     let listing = st.source.list().await?;
-    let rows: Vec<view::Row> = listing.canaries.iter().map(view::row).collect();
+    let now = chrono::Utc::now();
+    let rows: Vec<view::Row> = listing.canaries.iter().map(|c| view::row(c, now)).collect();
     Ok(Json(json!({
         "source": st.source.describe(),
         "rows": rows,
@@ -186,7 +187,8 @@ async fn detail(
         Ok(ev) => (ev, None),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
-    Ok(Json(view::detail(&canary, &events, events_error)).into_response())
+    let now = chrono::Utc::now();
+    Ok(Json(view::detail(&canary, &events, events_error, now)).into_response())
 }
 
 async fn changes(State(st): State<DashboardState>) -> Response {

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::cli::liveness::{liveness, Liveness};
 use crate::crd::{Canary, CanaryPhase, CanaryStatus, MetricVerdict};
 use crate::gates::{pending_passage, GateRef, Verb};
 
@@ -68,9 +69,14 @@ pub struct Row {
     /// What it waits for, if anything: a gate, a policy, a pause.
     pub waiting: Option<String>,
     pub message: String,
+    /// When the controller last acted, and whether it is overdue.
+    pub liveness: Liveness,
+    /// Set when no controller has acted for longer than expected.
+    pub stalled: Option<String>,
 }
 
-pub fn row(c: &Canary) -> Row {
+pub fn row(c: &Canary, now: DateTime<Utc>) -> Row {
+    let liveness = liveness(c, now);
     let s = c.status.clone().unwrap_or_default();
     Row {
         namespace: c.metadata.namespace.clone().unwrap_or_default(),
@@ -88,6 +94,8 @@ pub fn row(c: &Canary) -> Row {
         last_verdict: last_verdict(&s),
         waiting: waiting(c, &s),
         message: s.message.clone(),
+        stalled: liveness.message(now),
+        liveness,
     }
 }
 
@@ -356,14 +364,19 @@ pub fn timeline(c: &Canary, events: &[EventRow]) -> Vec<Entry> {
 }
 
 /// The release page's data: the Canary, what it offers, its timeline.
-pub fn detail(c: &Canary, events: &[EventRow], events_error: Option<String>) -> Value {
+pub fn detail(
+    c: &Canary,
+    events: &[EventRow],
+    events_error: Option<String>,
+    now: DateTime<Utc>,
+) -> Value {
     json!({
         "namespace": c.metadata.namespace,
         "name": c.metadata.name,
         "created": created(c),
         "spec": c.spec,
         "status": c.status.clone().unwrap_or_default(),
-        "row": row(c),
+        "row": row(c, now),
         "actions": actions(c),
         "timeline": timeline(c, events),
         "eventsError": events_error,

@@ -98,7 +98,9 @@
     const body = el("tbody", {}, rows.map((r) => el("tr", { "data-test": "row", "data-name": r.namespace + "/" + r.name },
       el("td", { "data-label": "Canary" }, el("a", { href: "#/" + r.namespace + "/" + r.name, text: r.name }),
         el("div", { class: "muted", text: r.namespace })),
-      el("td", { "data-label": "Phase" }, phase(r.phase)),
+      el("td", { "data-label": "Phase" }, phase(r.phase),
+        r.stalled ? el("div", { class: "verdict-Fail", "data-test": "stalled", title: r.stalled,
+          text: "no controller acting" }) : null),
       el("td", { "data-label": "Weight" }, bar(r.weight), " " + r.weight + "%"),
       el("td", { "data-label": "Step", text: r.step ? r.step + "/" + r.steps : "–" }),
       el("td", { "data-label": "Age", class: "age", "data-since": r.releaseStarted || r.created || "",
@@ -134,9 +136,9 @@
     const head = el("div", {},
       el("a", { href: "#/", text: "← all Canaries" }),
       el("h2", {}, d.namespace + "/" + d.name + " ", phase(s.phase)));
-    const liveness = d.liveness || null;
-    const warn = liveness && liveness.stalled && liveness.message
-      ? el("div", { class: "banner warn", "data-test": "stalled", text: "Warning: " + liveness.message }) : null;
+    const liveness = r.liveness || null;
+    const warn = r.stalled
+      ? el("div", { class: "banner warn", "data-test": "stalled", text: "Warning: " + r.stalled }) : null;
     const facts = el("dl", { class: "facts" },
       fact("Weight", [bar(s.canaryWeight || 0), " " + (s.canaryWeight || 0) + "% to the canary"]),
       fact("Step", r.step ? r.step + " of " + r.steps : "–"),

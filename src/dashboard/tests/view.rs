@@ -5,6 +5,10 @@ use crate::crd::{Canary, GateKind};
 use crate::dashboard::view::{actions, row, timeline, EventRow};
 use crate::gates::{plan_decision, DecisionRequest, GateRef, Planned, Verb, Via};
 
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 10, 6, 0).unwrap()
+}
+
 fn canary(phase: &str, gate: Option<&str>) -> Canary {
     serde_json::from_value(super::canary_json("podinfo", phase, gate)).unwrap()
 }
@@ -60,7 +64,7 @@ fn a_policy_waiting_for_approvals_offers_its_gate() {
         })
     );
     assert_eq!(
-        row(&c).waiting.as_deref(),
+        row(&c, now()).waiting.as_deref(),
         Some("ApprovalsNeeded (ReleasePolicy shop/prod)")
     );
 }
@@ -77,7 +81,7 @@ fn what_is_offered_follows_the_phase() {
     let mut paused = canary("Succeeded", None);
     paused.spec.suspend = true;
     assert_eq!(verbs(&paused), [Verb::Resume]);
-    assert_eq!(row(&paused).waiting.as_deref(), Some("paused"));
+    assert_eq!(row(&paused, now()).waiting.as_deref(), Some("paused"));
 }
 
 #[test]
@@ -90,7 +94,7 @@ fn the_list_row_says_step_weight_and_the_worst_verdict() {
         {"name": "cpu", "verdict": "Fail", "reason": "z", "dryRun": true,
          "checkedAt": "2026-11-22T10:04:00Z"},
     ]);
-    let r = row(&serde_json::from_value(v).unwrap());
+    let r = row(&serde_json::from_value(v).unwrap(), now());
     assert_eq!(
         (r.phase, r.weight, r.step, r.steps),
         ("Progressing", 25, 2, 3)
@@ -101,7 +105,7 @@ fn the_list_row_says_step_weight_and_the_worst_verdict() {
     let mut v = super::canary_json("podinfo", "Succeeded", None);
     v["status"]["history"] = json!([{"revision": "rev2", "finishedAt": "2026-11-22T10:09:00Z",
         "result": "promoted", "reason": "all checks passed", "step": 3, "steps": 3}]);
-    let r = row(&serde_json::from_value(v).unwrap());
+    let r = row(&serde_json::from_value(v).unwrap(), now());
     assert_eq!((r.step, r.last_verdict.as_deref()), (0, Some("promoted")));
 }
 
@@ -145,4 +149,17 @@ fn the_timeline_puts_records_and_events_in_time_order() {
             ),
         ]
     );
+}
+
+#[test]
+fn a_release_no_controller_acts_on_is_marked_in_the_list() {
+    let mut v = super::canary_json("podinfo", "Progressing", None);
+    v["status"]["stepStartedAt"] = "2026-11-22T10:00:00Z".into();
+    let c: Canary = serde_json::from_value(v).unwrap();
+    assert_eq!(row(&c, now()).stalled, None);
+    let late = Utc.with_ymd_and_hms(2026, 11, 22, 11, 0, 0).unwrap();
+    let r = row(&c, late);
+    assert!(r.liveness.stalled);
+    let said = r.stalled.unwrap_or_default();
+    assert!(said.contains("no controller has acted"), "{said}");
 }
