@@ -314,6 +314,7 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
                 samples: hook_samples.clone(),
             })
         }))),
+        reconcile_concurrency: serin::controller::run::DEFAULT_RECONCILE_CONCURRENCY,
         max_reconciles_per_namespace: serin::controller::run::DEFAULT_RECONCILES_PER_NAMESPACE,
     };
     let rss_start = proc_status_kib("VmRSS:");

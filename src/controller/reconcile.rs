@@ -26,12 +26,10 @@ use crate::release::{
     act, announce, build_plan, decide, Deadline, Hooks, Progress, ReleaseDeps, ReleaseError,
     ReleaseSubject,
 };
-use crate::rollout::{EventReason, Note, NoteType};
+use crate::rollout::{EventReason, Note, NoteType, Recheck};
 
 /// Holds the Canary until its Deployment has been handed back.
 pub const FINALIZER: &str = "serin.dev/finalizer";
-
-const CONFIG_RETRY: Duration = Duration::from_secs(300);
 
 /// A reconcile stopped at its deadline is tried again this soon.
 pub const DEADLINE_RETRY: Duration = Duration::from_secs(5);
@@ -466,7 +464,9 @@ async fn config_problem(
             .publish(&reference(canary), "Validate", &note)
             .await;
     }
-    Ok(Action::requeue(CONFIG_RETRY))
+    // Looked at again like an idle Canary: at its own place in the period.
+    let recheck = Recheck::for_canary(&canary.namespace().unwrap_or_default(), &canary.name_any());
+    Ok(Action::requeue(recheck.after(now)))
 }
 
 /// Retry soon on conflicts (a fresh read fixes them), back off on anything else.

@@ -55,7 +55,10 @@ pub struct RunOptions {
     /// Wraps every reconcile future; `None` in production. The scale benchmark measures
     /// CPU time per reconcile with it.
     pub reconcile_hook: Option<ReconcileHook>,
-    /// Canary reconciles one namespace may run at once (of [`RECONCILE_CONCURRENCY`]);
+    /// Reconciles in flight per controller (`--reconcile-concurrency`); at least 1
+    /// (kube's 0 would mean unbounded).
+    pub reconcile_concurrency: u16,
+    /// Canary reconciles one namespace may run at once (of `reconcile_concurrency`);
     /// more are put off and retried shortly (`--max-reconciles-per-namespace`).
     pub max_reconciles_per_namespace: usize,
 }
@@ -213,11 +216,11 @@ pub fn slim_deployment(d: &mut Deployment) {
     d.status = None;
 }
 
-/// Reconciles in flight per controller. Unbounded, a burst (start-up with a thousand
-/// Canaries) ran a thousand reconciles at once, each with its own HTTP connection and
-/// buffers, and the heap never shrank back; a few dozen keep the API server as busy as
-/// a single controller should make it.
-pub const RECONCILE_CONCURRENCY: u16 = 16;
+/// Default of `--reconcile-concurrency`, the reconciles in flight per controller.
+/// Unbounded, a burst (start-up with a thousand Canaries) ran a thousand reconciles at
+/// once, each with its own HTTP connection and buffers, and the heap never shrank back;
+/// a few dozen keep the API server as busy as a single controller should make it.
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
 
 /// Default of `--max-reconciles-per-namespace`: a namespace full of slow Canaries keeps
 /// at most a quarter of the reconcile slots.
@@ -377,6 +380,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     metrics.reconciles.set_leader(true);
 
     let ns = opts.namespace.as_deref();
+    // Never 0: kube-runtime reads that as unbounded.
+    let concurrency = controller::Config::default().concurrency(opts.reconcile_concurrency.max(1));
     let hook = opts.reconcile_hook.clone();
     let wrap = move |which: &'static str, fut: ReconcileFuture| match &hook {
         Some(h) => (h.0)(which, fut),
@@ -392,8 +397,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             .modify(slim_canary),
     )
     .applied_objects();
-    let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
-        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+    let mut canary_ctl =
+        Controller::for_stream(canary_stream, canaries.clone()).with_config(concurrency.clone());
     let (policy_caches, policy_wakes) =
         super::policies::watch_policies(&client, ns, canaries.clone());
     canary_ctl = canary_ctl.reconcile_on(policy_wakes);
@@ -514,7 +519,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     )
     .applied_objects();
     let mut materialize_ctl = Controller::for_stream(deployment_stream, deployments.clone())
-        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY));
+        .with_config(concurrency.clone());
     if let Some(stream) = materialize_ns_watch {
         let store = deployments;
         materialize_ctl =

@@ -15,7 +15,7 @@ use crate::metrics::ControllerMetrics;
 use crate::providers::MetricSources;
 use crate::rollout::{
     analysis_due, desired_actions, look_due, transition, Action, Decision, Observation, PlanError,
-    PolicyInputs, ReleasePlan,
+    PolicyInputs, Recheck, ReleasePlan,
 };
 use crate::traffic::{RouteTarget, RouterError, TrafficRouter};
 use crate::workloads::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
@@ -303,6 +303,7 @@ pub async fn decide(
         hooks_pending: hooks.waits_for,
         target_images: state.target_images.clone(),
         policy: subject.policy.clone(),
+        recheck: Recheck::for_canary(subject.namespace, subject.name),
     };
     let decision = transition(subject.status, &plan, &obs, now);
     if let Some(report) = obs.analysis.as_ref() {

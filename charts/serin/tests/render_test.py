@@ -215,9 +215,11 @@ def check_deployment(docs, values):
     # The bounds on a reconcile, as `serin controller` checks them at startup.
     ctl = values.get("controller", {})
     bounds = {var: env.get(var) for var in ("SERIN_CHECK_TIMEOUT", "SERIN_RECONCILE_DEADLINE",
-              "SERIN_MAX_RECONCILES_PER_NAMESPACE", "SERIN_MAX_QUERIES_IN_FLIGHT", "SERIN_PROMETHEUS_MAX_BODY")}
+              "SERIN_RECONCILE_CONCURRENCY", "SERIN_MAX_RECONCILES_PER_NAMESPACE",
+              "SERIN_MAX_QUERIES_IN_FLIGHT", "SERIN_PROMETHEUS_MAX_BODY")}
     want = {"SERIN_CHECK_TIMEOUT": ctl.get("checkTimeout", "15s"),
             "SERIN_RECONCILE_DEADLINE": ctl.get("reconcileDeadline", "20s"),
+            "SERIN_RECONCILE_CONCURRENCY": str(ctl.get("reconcileConcurrency", 16)),
             "SERIN_MAX_RECONCILES_PER_NAMESPACE": str(ctl.get("maxReconcilesPerNamespace", 4)),
             "SERIN_MAX_QUERIES_IN_FLIGHT": str(ctl.get("maxQueriesInFlight", 8)),
             "SERIN_PROMETHEUS_MAX_BODY": str(ctl.get("prometheusMaxBody", 1048576))}
@@ -429,6 +431,12 @@ def scenario_rejected(chart):
             check(False, f"rendered with {values}")
         except helm.HelmError as e:
             check(needle in str(e), f"unhelpful error: {e}")
+    # A namespace's share larger than the slots there are fails the render, named.
+    try:
+        chart.render({"controller": {"maxReconcilesPerNamespace": 17}, **MINIMAL}, name=RELEASE, namespace=NS)
+        check(False, "maxReconcilesPerNamespace 17 of 16 rendered")
+    except helm.HelmError as e:
+        check("reconcileConcurrency 16" in str(e), f"unhelpful error: {e}")
     # A default router whose RBAC is not granted fails the render, with the key named.
     try:
         chart.render({"controller": {"defaultRouter": "smi"}, **MINIMAL}, name=RELEASE, namespace=NS)

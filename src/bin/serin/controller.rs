@@ -94,8 +94,14 @@ pub(crate) struct ControllerArgs {
     /// Event, and retried in 5s.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, env = "SERIN_RECONCILE_DEADLINE")]
     reconcile_deadline: Duration,
-    /// Canary reconciles one namespace may run at once (of 16); the others are put off
-    /// and retried a second or two later.
+    /// Reconciles in flight at once, for Canaries and, apart, for onboarding
+    /// Deployments; more wait their turn. Raise it for many Canaries, lower it to spare
+    /// the API server. Default 16.
+    #[arg(long, default_value_t = serin::controller::run::DEFAULT_RECONCILE_CONCURRENCY, env = "SERIN_RECONCILE_CONCURRENCY")]
+    reconcile_concurrency: u16,
+    /// Canary reconciles one namespace may run at once (of --reconcile-concurrency), so
+    /// a namespace with thousands of Canaries cannot stall the others; the others are
+    /// put off and retried a second or two later. Default 4.
     #[arg(long, default_value_t = serin::controller::run::DEFAULT_RECONCILES_PER_NAMESPACE, env = "SERIN_MAX_RECONCILES_PER_NAMESPACE")]
     max_reconciles_per_namespace: usize,
     /// Largest Prometheus answer read, in bytes; a larger one is an Error verdict
@@ -155,10 +161,14 @@ fn check_bounds(args: &ControllerArgs) -> anyhow::Result<()> {
         d(args.check_timeout),
         d(args.reconcile_deadline)
     );
-    let max = usize::from(serin::controller::run::RECONCILE_CONCURRENCY);
+    anyhow::ensure!(
+        args.reconcile_concurrency >= 1,
+        "--reconcile-concurrency must be at least 1"
+    );
+    let max = usize::from(args.reconcile_concurrency);
     anyhow::ensure!(
         (1..=max).contains(&args.max_reconciles_per_namespace),
-        "--max-reconciles-per-namespace {} is out of range; accepted: 1 to {max}",
+        "--max-reconciles-per-namespace {} is out of range; accepted: 1 to {max} (--reconcile-concurrency)",
         args.max_reconciles_per_namespace
     );
     anyhow::ensure!(
@@ -316,6 +326,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         retry_period: args.lease_retry_period,
         shard,
         reconcile_hook: None,
+        reconcile_concurrency: args.reconcile_concurrency,
         max_reconciles_per_namespace: args.max_reconciles_per_namespace,
     };
     serin::controller::run::run(plain, ctx, opts).await?;

@@ -89,6 +89,7 @@ fn reconcile_bounds_have_defaults_and_must_fit_together() {
         (
             a.check_timeout,
             a.reconcile_deadline,
+            a.reconcile_concurrency,
             a.max_reconciles_per_namespace,
             a.prometheus_max_body,
             a.max_queries_in_flight
@@ -96,6 +97,7 @@ fn reconcile_bounds_have_defaults_and_must_fit_together() {
         (
             Duration::from_secs(15),
             Duration::from_secs(20),
+            16,
             4,
             1 << 20,
             8
@@ -110,8 +112,32 @@ fn reconcile_bounds_have_defaults_and_must_fit_together() {
     let a = controller_args(&["--max-reconciles-per-namespace", "17"]).unwrap();
     assert_eq!(
         check_bounds(&a).unwrap_err().to_string(),
-        "--max-reconciles-per-namespace 17 is out of range; accepted: 1 to 16"
+        "--max-reconciles-per-namespace 17 is out of range; accepted: 1 to 16 (--reconcile-concurrency)"
     );
+    // The share is of the concurrency the flag sets.
+    let a = controller_args(&[
+        "--reconcile-concurrency",
+        "64",
+        "--max-reconciles-per-namespace",
+        "17",
+    ])
+    .unwrap();
+    assert_eq!(
+        (a.reconcile_concurrency, a.max_reconciles_per_namespace),
+        (64, 17)
+    );
+    check_bounds(&a).unwrap();
+    let a = controller_args(&["--reconcile-concurrency", "2"]).unwrap();
+    assert_eq!(
+        check_bounds(&a).unwrap_err().to_string(),
+        "--max-reconciles-per-namespace 4 is out of range; accepted: 1 to 2 (--reconcile-concurrency)"
+    );
+    let a = controller_args(&["--reconcile-concurrency", "0"]).unwrap();
+    assert_eq!(
+        check_bounds(&a).unwrap_err().to_string(),
+        "--reconcile-concurrency must be at least 1"
+    );
+    assert!(controller_args(&["--reconcile-concurrency", "70000"]).is_err());
     let a = controller_args(&["--prometheus-max-body", "100"]).unwrap();
     assert!(check_bounds(&a)
         .unwrap_err()

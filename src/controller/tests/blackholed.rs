@@ -299,6 +299,7 @@ async fn rolled_back_after(s: &Scenario, per_namespace: usize) -> Duration {
         retry_period: Duration::from_secs(2),
         shard: Default::default(),
         reconcile_hook: None,
+        reconcile_concurrency: crate::controller::run::DEFAULT_RECONCILE_CONCURRENCY,
         max_reconciles_per_namespace: per_namespace,
     };
     let controller = tokio::spawn(run(s.server.client(), (*s.ctx).clone(), opts));

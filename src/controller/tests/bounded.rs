@@ -121,7 +121,7 @@ async fn a_webhook_over_its_caps_is_a_config_error_named_precisely_and_never_cal
                      {"name": "load-test", "type": "pre-rollout", "url": recv.url("/"), "timeout": "1h"}]}))
     .with_webhooks();
     let (r, c) = h.reconcile().await;
-    assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(r.unwrap(), Action::requeue(h.idle_recheck()));
     assert_eq!(c, vec![get(&canary("podinfo")), status_write()]);
     let cond = &h.status()["conditions"][0];
     assert_eq!(

@@ -7,7 +7,7 @@ async fn invalid_spec_gets_a_condition_and_a_warning_and_touches_nothing_else() 
     let h =
         Harness::new(json!({"targetRef": {"name": "podinfo"}, "analysis": {"steps": [50, 10]}}));
     let (r, c) = h.reconcile().await;
-    assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(r.unwrap(), Action::requeue(h.idle_recheck()));
     assert_eq!(c, vec![get(&canary("podinfo")), status_write()]);
     let cond = &h.status()["conditions"][0];
     assert_eq!(cond["type"], "ConfigValid");

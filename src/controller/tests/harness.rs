@@ -198,6 +198,12 @@ impl Harness {
         }
     }
 
+    /// When the idle `podinfo` Canary looks again, asked now: at its place in the
+    /// period.
+    pub fn idle_recheck(&self) -> Duration {
+        crate::rollout::Recheck::for_canary(NS, "podinfo").after(*self.now.lock().unwrap())
+    }
+
     /// The same cluster and clock with a changed context (webhooks on, other bounds).
     pub fn with_ctx(mut self, f: impl FnOnce(&mut Context)) -> Self {
         let mut ctx = (*self.ctx).clone();

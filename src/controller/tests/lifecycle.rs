@@ -102,3 +102,25 @@ async fn tracked_config_is_copied_for_the_primary_an_hpa_is_mirrored_and_a_confi
     ));
     assert_eq!(copy["data"], json!({"LOG_LEVEL": "info"}));
 }
+
+#[tokio::test]
+async fn an_idle_canary_looks_again_at_its_own_place_in_the_period() {
+    let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
+    initialize(&h).await;
+    let (r, _) = h.reconcile().await;
+    let first = h.idle_recheck();
+    assert_eq!(r.unwrap(), Action::requeue(first));
+    assert_ne!(
+        first,
+        Duration::from_secs(300),
+        "shop/podinfo has its own place"
+    );
+    // Woken before then (an edit, a resync): it still looks again at the same instant.
+    let half = first.as_secs() / 2;
+    h.advance(i64::try_from(half).unwrap());
+    let (r, _) = h.reconcile().await;
+    assert_eq!(
+        r.unwrap(),
+        Action::requeue(first - Duration::from_secs(half))
+    );
+}

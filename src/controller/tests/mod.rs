@@ -10,6 +10,7 @@
 
 mod blackholed;
 mod bounded;
+mod concurrency;
 mod config;
 mod credentials;
 mod evidence;

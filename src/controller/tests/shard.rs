@@ -233,6 +233,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         retry_period: Duration::from_secs(2),
         shard,
         reconcile_hook: None,
+        reconcile_concurrency: crate::controller::run::DEFAULT_RECONCILE_CONCURRENCY,
         max_reconciles_per_namespace: 4,
     };
     let task = tokio::spawn(run(client, ctx, opts));

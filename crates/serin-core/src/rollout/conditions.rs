@@ -138,10 +138,10 @@ impl Machine<'_> {
         };
         let poll = std::time::Duration::from_secs(30);
         match w.until {
-            Some(t) => (t - self.now).to_std().unwrap_or_default().clamp(
-                std::time::Duration::from_secs(1),
-                std::time::Duration::from_secs(300),
-            ),
+            Some(t) => (t - self.now)
+                .to_std()
+                .unwrap_or_default()
+                .clamp(std::time::Duration::from_secs(1), super::IDLE_RECHECK),
             None => poll,
         }
     }
@@ -162,10 +162,12 @@ impl Machine<'_> {
                 secs(next - self.now)
                     .clamp(std::time::Duration::from_secs(1), secs(self.plan.interval))
             }
+            // Idle: at this Canary's own place in the period, so idle Canaries do
+            // not all re-check together (and a due re-check is never put off).
             CanaryPhase::Initialized
             | CanaryPhase::Succeeded
             | CanaryPhase::Failed
-            | CanaryPhase::Waiting => std::time::Duration::from_secs(300),
+            | CanaryPhase::Waiting => self.obs.recheck.after(self.now),
             CanaryPhase::WaitingApproval => {
                 let mut wait = std::time::Duration::from_secs(30);
                 if let Some(next) = next_check_at(&self.s, self.plan) {

@@ -17,6 +17,7 @@ mod phases;
 mod plan;
 mod policies;
 mod reason;
+mod recheck;
 mod schedule;
 mod steps;
 pub mod text;
@@ -28,6 +29,7 @@ pub use observation::{AnalysisReport, CheckOutcome, Observation, PolicyInputs, U
 pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};
 pub use reason::{EventReason, ReleaseEnd};
+pub use recheck::{Recheck, IDLE_RECHECK};
 pub use schedule::{analysis_due, look_due, next_check_at, next_look_at, pre_rollout_due};
 pub use transition::{transition, Decision, Note, NoteType};
 

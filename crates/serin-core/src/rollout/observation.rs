@@ -53,6 +53,9 @@ pub struct Observation {
     pub target_images: BTreeMap<String, String>,
     /// The release policies that select the Canary, and its upstream environment.
     pub policy: PolicyInputs,
+    /// Where this Canary's idle re-checks land in their period
+    /// ([`super::Recheck::for_canary`]); the default is unspread.
+    pub recheck: super::Recheck,
 }
 
 /// What the release policies of one Canary are, as the controller gathered them.

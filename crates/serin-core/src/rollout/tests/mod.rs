@@ -162,4 +162,5 @@ mod hooks;
 mod human;
 mod lifecycle;
 mod policies;
+mod recheck;
 mod strategies;

@@ -88,9 +88,10 @@ fn a_new_revision_waits_outside_its_window_and_starts_when_it_opens() {
     assert_eq!(d2.status.phase, P::Waiting);
     assert!(d2.notes.is_empty(), "{:?}", reasons(&d2));
     assert_eq!(d2.status.policy_wait.as_ref().unwrap().since, at(0));
-    // Looked at again every 5 minutes (a changed policy also wakes it), and at the
-    // opening itself once it is nearer.
-    assert_eq!(d2.requeue_after, std::time::Duration::from_secs(300));
+    // Looked at again every 5 minutes, at its place in the period (here unspread:
+    // on its boundaries; a changed policy also wakes it), and at the opening itself
+    // once it is nearer.
+    assert_eq!(d2.requeue_after, std::time::Duration::from_secs(240));
     let near = transition(&d2.status, &p, &obs, at(3400));
     assert_eq!(near.requeue_after, std::time::Duration::from_secs(200));
 
