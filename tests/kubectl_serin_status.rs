@@ -507,3 +507,77 @@ async fn a_reader_that_goes_away_ends_the_output_quietly() {
         );
     }
 }
+
+/// `kubectl serin dashboard`: the list and a release page read with the kubeconfig,
+/// the change stream fed by a watch, and actions off (and saying so) without the
+/// approval API.
+#[tokio::test]
+async fn the_dashboard_serves_the_contexts_canaries_and_streams_their_changes() {
+    let env = start(vec![progressing()]).await;
+    let mut child = env.command(&["dashboard", "--port", "0"]).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    read_until(&mut lines, &mut seen, |l| l.contains("actions are off")).await;
+    let url = seen
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no URL printed: {seen}"))
+        .to_string();
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{url}{path}")).send();
+    let list: Value = get("api/canaries").await.unwrap().json().await.unwrap();
+    assert_eq!(list["rows"][0]["name"], "podinfo", "{list}");
+    assert_eq!(list["rows"][0]["lastVerdict"], "Pass", "{list}");
+    let page: Value = get("api/canaries/shop/podinfo")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["row"]["step"], 2, "{page}");
+    // This API server serves no Events: the page still shows the release, and why.
+    assert!(page["eventsError"].is_string(), "{page}");
+
+    let mut stream = get("api/changes").await.unwrap();
+    let watching = tokio::time::timeout(LIMIT, async {
+        while !env.requests().iter().any(|r| r.contains("watch=true")) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(watching.is_ok(), "{:?}", env.requests());
+    let cart = canary("shop", "cart", json!({"phase": "Succeeded"}));
+    env.fake
+        .events
+        .send(json!({"type": "ADDED", "object": cart}))
+        .unwrap();
+    let mut events = String::new();
+    let got = tokio::time::timeout(LIMIT, async {
+        while let Ok(Some(chunk)) = stream.chunk().await {
+            events.push_str(&String::from_utf8_lossy(&chunk));
+            if events.contains("\"name\":\"cart\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(got, Ok(true), "{events}");
+
+    let html = get("").await.unwrap().text().await.unwrap();
+    let at = html.find("name=\"serin-csrf\" content=\"").unwrap() + 27;
+    let refused = http
+        .post(format!("{url}api/canaries/shop/podinfo/pause"))
+        .header("x-serin-csrf", &html[at..at + 64])
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["message"].as_str().unwrap().contains("--api-url"),
+        "{body}"
+    );
+    child.kill().await.unwrap();
+}

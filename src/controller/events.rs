@@ -35,6 +35,12 @@ pub const REPORTING_CONTROLLER: &str = "serin.dev/controller";
 /// a new Event (client-go's isolation window).
 pub const ISOLATION_WINDOW: chrono::Duration = chrono::Duration::minutes(6);
 
+/// A series is sent to the API server on its first repeat, then at most once per this
+/// time (with the occurrence that comes after it, or by [`KubeEvents::flush`]): a note
+/// repeated at every check of a thousand Canaries is not a thousand PATCHes per
+/// interval. client-go sends a series on a heartbeat the same way.
+pub const SERIES_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Events remembered for aggregation: enough for thousands of Canaries, small enough
 /// (notes are at most 1 kB) that the cache stays a few MB at worst.
 pub const CACHE_LIMIT: usize = 4096;
@@ -58,21 +64,41 @@ struct EventKey {
 #[derive(Clone, Debug)]
 struct Seen {
     name: String,
+    namespace: String,
     /// Occurrences so far (1 for an isolated Event).
     count: i32,
     last: DateTime<Utc>,
+    /// The count the API server has, and when it was sent.
+    sent: i32,
+    sent_at: DateTime<Utc>,
+}
+
+impl Seen {
+    /// Occurrences the API server has not been told of.
+    fn unsent(&self) -> bool {
+        self.count > self.sent
+    }
 }
 
 /// Recent Events by key, bounded in size and age.
 struct EventCache {
     entries: HashMap<EventKey, Seen>,
     limit: usize,
+    /// Series forgotten with occurrences still unsent: the next flush sends them.
+    finished: Vec<Seen>,
 }
 
 impl EventCache {
     /// The live Event for `key`, after forgetting every one past the window.
     fn lookup(&mut self, key: &EventKey, now: DateTime<Utc>) -> Option<Seen> {
-        self.entries.retain(|_, s| now - s.last < ISOLATION_WINDOW);
+        let finished = &mut self.finished;
+        self.entries.retain(|_, s| {
+            let live = now - s.last < ISOLATION_WINDOW;
+            if !live && s.unsent() {
+                finished.push(s.clone());
+            }
+            live
+        });
         self.entries.get(key).cloned()
     }
 
@@ -88,7 +114,9 @@ impl EventCache {
             else {
                 break;
             };
-            self.entries.remove(&oldest);
+            if let Some(s) = self.entries.remove(&oldest).filter(Seen::unsent) {
+                self.finished.push(s);
+            }
         }
     }
 }
@@ -114,6 +142,7 @@ impl KubeEvents {
             cache: Mutex::new(EventCache {
                 entries: HashMap::new(),
                 limit: CACHE_LIMIT,
+                finished: Vec::new(),
             }),
             sequence: AtomicU64::new(0),
         }
@@ -183,31 +212,96 @@ impl KubeEvents {
         api.create(&PostParams::default(), &event).await?;
         Ok(Seen {
             name,
+            namespace: regarding.namespace.clone().unwrap_or_default(),
             count: 1,
             last: now,
+            sent: 1,
+            sent_at: now,
         })
     }
 
-    /// One more occurrence of `seen`: only the series changes.
-    async fn extend(
-        &self,
-        api: &Api<K8sEvent>,
-        seen: &Seen,
-        now: DateTime<Utc>,
-    ) -> Result<Seen, kube::Error> {
-        let count = seen.count.saturating_add(1);
+    /// Send `seen`'s series as it is: only the series changes.
+    async fn send_series(&self, seen: &Seen, now: DateTime<Utc>) -> Result<Seen, kube::Error> {
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &seen.namespace);
         let patch = serde_json::json!({
             "series": EventSeries {
-                count,
-                last_observed_time: micro_time(now),
+                count: seen.count,
+                last_observed_time: micro_time(seen.last),
             }
         });
         api.patch(&seen.name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(Seen {
-            name: seen.name.clone(),
-            count,
+            sent: seen.count,
+            sent_at: now,
+            ..seen.clone()
+        })
+    }
+
+    /// One more occurrence of `seen`: counted, and sent when the API server has no
+    /// series yet or its series is older than [`SERIES_REFRESH`].
+    async fn extend(&self, seen: &Seen, now: DateTime<Utc>) -> Result<Seen, kube::Error> {
+        let next = Seen {
+            count: seen.count.saturating_add(1),
             last: now,
+            ..seen.clone()
+        };
+        let fresh = (now - seen.sent_at).to_std().unwrap_or_default() < SERIES_REFRESH;
+        if seen.sent >= 2 && fresh {
+            return Ok(next);
+        }
+        self.send_series(&next, now).await
+    }
+
+    /// Send every series with occurrences the API server has not been told of (run
+    /// every [`SERIES_REFRESH`] by [`KubeEvents::flush_every`]).
+    pub async fn flush(&self) {
+        let now = (self.clock)();
+        let due: Vec<(Option<EventKey>, Seen)> = {
+            let mut cache = self.lock();
+            let mut due: Vec<(Option<EventKey>, Seen)> =
+                cache.finished.drain(..).map(|s| (None, s)).collect();
+            due.extend(
+                cache
+                    .entries
+                    .iter()
+                    .filter(|(_, s)| s.unsent())
+                    .map(|(k, s)| (Some(k.clone()), s.clone())),
+            );
+            due
+        };
+        for (key, seen) in due {
+            match self.send_series(&seen, now).await {
+                Ok(sent) => {
+                    if let Some(key) = key {
+                        let mut cache = self.lock();
+                        // Unless it was extended meanwhile, it is sent up to its count.
+                        if let Some(s) = cache.entries.get_mut(&key) {
+                            s.sent = s.sent.max(sent.sent);
+                            s.sent_at = now;
+                        }
+                    }
+                }
+                // Gone (Events live an hour): nothing left to count on.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, event = %seen.name, "could not send an Event series")
+                }
+            }
+        }
+    }
+
+    /// Flush every [`SERIES_REFRESH`], for as long as the returned task runs.
+    pub fn flush_every(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SERIES_REFRESH);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                me.flush().await;
+            }
         })
     }
 }
@@ -229,7 +323,7 @@ impl EventSink for KubeEvents {
         // race: the controller reconciles an object at most once at a time.
         let repeat = self.lock().lookup(&key, now);
         let result = match repeat {
-            Some(seen) => match self.extend(&api, &seen, now).await {
+            Some(seen) => match self.extend(&seen, now).await {
                 // Events live one hour: the one we would extend is gone, start anew.
                 Err(kube::Error::Api(s)) if s.code == 404 => {
                     self.create(&api, regarding, &key, now).await

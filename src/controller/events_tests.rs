@@ -294,3 +294,70 @@ async fn objects_without_uid_are_keyed_by_namespace_kind_name() {
     events.publish(&b, "Succeeded", &n).await;
     mock.finish();
 }
+
+#[tokio::test]
+async fn a_steady_repeat_is_sent_on_its_first_repeat_and_then_on_a_heartbeat() {
+    let t = start();
+    let name = name_at(t, 0);
+    let (client, mock) =
+        MockApi::start(vec![post(&name), patch(&name), patch(&name), patch(&name)]);
+    let (events, now) = recorder(client);
+    let n = note("CheckError", "metrics unavailable, holding at step 1");
+    // Every 10 s for 4 minutes: the Event, its series at the first repeat, and nothing
+    // more while the series is younger than the heartbeat.
+    for _ in 0..25 {
+        events.publish(&canary(), "Progressing", &n).await;
+        advance(&now, chrono::Duration::seconds(10));
+    }
+    assert_eq!(mock.requests().len(), 2);
+    // The heartbeat sends what was counted meanwhile, at its last occurrence.
+    events.flush().await;
+    // Nothing unsent: a second flush sends nothing.
+    events.flush().await;
+    // Repeats go on: the next one after the heartbeat's age is sent with it.
+    for _ in 0..31 {
+        events.publish(&canary(), "Progressing", &n).await;
+        advance(&now, chrono::Duration::seconds(10));
+    }
+    let log = mock.finish();
+    let series = |i: usize| log[i].body.as_ref().unwrap()["series"].clone();
+    assert_eq!(series(1)["count"], 2);
+    assert_eq!(
+        series(2),
+        json!({"count": 25, "lastObservedTime": "2025-03-01T12:04:00.000000Z"})
+    );
+    assert_eq!(series(3)["count"], 56);
+}
+
+#[tokio::test]
+async fn a_series_that_ends_unsent_is_sent_by_the_next_flush() {
+    let t = start();
+    let (first, later) = (
+        name_at(t, 0),
+        name_at(t + chrono::Duration::seconds(450), 1),
+    );
+    let (client, mock) = MockApi::start(vec![
+        post(&first),
+        patch(&first),
+        post(&later),
+        patch(&first),
+    ]);
+    let (events, now) = recorder(client);
+    let n = note("CheckError", "metrics unavailable, holding at step 1");
+    for _ in 0..3 {
+        events.publish(&canary(), "Progressing", &n).await;
+        advance(&now, chrono::Duration::seconds(10));
+    }
+    // Past the window another note: the first series ends with its third occurrence
+    // unsent, and the flush sends it.
+    advance(&now, chrono::Duration::minutes(7));
+    events
+        .publish(&canary(), "Progressing", &note("Paused", "release paused"))
+        .await;
+    events.flush().await;
+    let log = mock.finish();
+    assert_eq!(
+        log[3].body.as_ref().unwrap()["series"],
+        json!({"count": 3, "lastObservedTime": "2025-03-01T12:00:20.000000Z"})
+    );
+}

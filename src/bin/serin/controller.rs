@@ -267,9 +267,14 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
                 .with_metrics(metrics.queries.clone())
                 .with_max_body(args.prometheus_max_body),
         ),
-        events: Arc::new(
-            KubeEvents::new(client.clone(), Some(identity.clone())).with_clock(clock.clone()),
-        ),
+        events: {
+            let events = Arc::new(
+                KubeEvents::new(client.clone(), Some(identity.clone())).with_clock(clock.clone()),
+            );
+            // Series of repeated Events go out on a heartbeat, not at every repeat.
+            events.flush_every();
+            events
+        },
         clock: clock.clone(),
         check_timeout: args.check_timeout,
         reconcile_deadline: args.reconcile_deadline,
