@@ -33,6 +33,9 @@ async fn a_repeated_event_is_one_event_with_a_series_count() {
     sink.publish(&regarding(), "Analyse", &held).await;
     sink.publish(&regarding(), "Analyse", &held).await;
     sink.publish(&regarding(), "Analyse", &held).await;
+    // The third occurrence is counted locally until the series' heartbeat sends it.
+    assert_eq!(s.events_for(NS, "Canary", "podinfo")[0].count, 2);
+    sink.flush().await;
     let promoted = Note {
         type_: NoteType::Normal,
         reason: crate::rollout::EventReason::Promoted,
