@@ -234,6 +234,11 @@ fn main() {
 async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
     // Dev-dependencies enable both rustls providers; pick one (the API is plain HTTP).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // The controller's own log, at RUST_LOG's level (errors only by default), on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let releases: usize = env_or("SCALE_RELEASES", 100);
     let intervals: u64 = env_or("SCALE_INTERVALS", 10);
     let interval = Duration::from_secs(interval_secs);
@@ -290,8 +295,9 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         notify: None,
         // As in production: the controller's own metrics are part of what is measured.
         metrics: Arc::new(serin::metrics::ControllerMetrics::new()),
-        // run() replaces it with the leader's fence.
-        fence: Fence::unfenced(),
+        // Closed until run() holds the Lease; opened by each renewal (as `serin
+        // controller` with leader election sets it up).
+        fence: Fence::new(Duration::from_secs(10)),
     };
     let samples = Arc::new(Samples::default());
     let hook_samples = samples.clone();
