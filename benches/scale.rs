@@ -277,6 +277,7 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         Arc::new(ServiceRouter::new(client.clone())),
     );
     let ctx = Context {
+        written: Default::default(),
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

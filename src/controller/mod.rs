@@ -94,6 +94,9 @@ pub struct Context {
     pub notify: Option<crate::notify::NotifyHandle>,
     /// The controller's own metrics, served on `/metrics`.
     pub metrics: Arc<crate::metrics::ControllerMetrics>,
+    /// Each Canary's resourceVersion as this controller last wrote it: a reconcile
+    /// whose watch-cache copy is at that version reads the Canary no more.
+    pub written: Arc<status::WrittenVersions>,
     /// Whether this replica may still write as the leader; [`run`](run::run) sets it
     /// (`Fence::unfenced()` without leader election).
     pub fence: Fence,

@@ -129,8 +129,15 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     let ns = obj.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     run.stage("reading the Canary");
-    // Read fresh: the watch cache may not have our own last status write yet.
-    let Some(canary) = api.get_opt(&obj.name_any()).await? else {
+    // The watch cache may not have our own last status write yet: its copy is used
+    // only when it is the version we wrote; otherwise the Canary is read fresh.
+    let cached = ctx.written.is_current(&obj).then(|| (*obj).clone());
+    let read = match cached {
+        Some(c) => Some(c),
+        None => api.get_opt(&obj.name_any()).await?,
+    };
+    let Some(canary) = read else {
+        ctx.written.forget(&ns, &obj.name_any());
         ctx.metrics.canaries.forget(&ns, &obj.name_any());
         if let Some(runner) = &ctx.webhooks {
             runner.forget(&ns, &obj.name_any(), &[]);
@@ -150,12 +157,14 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         finalizers.push(FINALIZER.into());
         // resourceVersion makes this a compare-and-swap on the list.
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": canary.resource_version()}});
-        api.patch(
-            &canary.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+        let written = api
+            .patch(
+                &canary.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        ctx.written.record(&written);
         return Ok(Action::requeue(Duration::ZERO));
     }
     let now = (ctx.clock)();
@@ -315,6 +324,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         may_write(ctx)?;
         run.stage("writing the status");
         persisted = write_status(&api, &canary, &next).await?;
+        ctx.written.record(&persisted);
     }
     if let (Some(_), Some(p)) = (admission.take(), &ctx.policies) {
         let started = !next.phase.is_idle() && next.phase != CanaryPhase::Waiting;
@@ -360,7 +370,8 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
                     .unwrap_or_default(),
                 );
                 may_write(ctx)?;
-                write_status(&api, &persisted, &cleared).await?;
+                let written = write_status(&api, &persisted, &cleared).await?;
+                ctx.written.record(&written);
             }
         }
         Err(e) => {
@@ -369,8 +380,9 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
                 let mut failed = next.clone();
                 if failures::record(&mut failed, reason, &message, now) {
                     if may_write(ctx).is_ok() {
-                        if let Err(w) = write_status(&api, &persisted, &failed).await {
-                            warn!(error = %w, "could not record the failed action");
+                        match write_status(&api, &persisted, &failed).await {
+                            Ok(written) => ctx.written.record(&written),
+                            Err(w) => warn!(error = %w, "could not record the failed action"),
                         }
                     }
                     let note = Note {
@@ -446,7 +458,8 @@ async fn config_problem(
     status.message = message.clone();
     if Some(&status) != canary.status.as_ref() {
         may_write(ctx)?;
-        write_status(api, canary, &status).await?;
+        let written = write_status(api, canary, &status).await?;
+        ctx.written.record(&written);
     }
     ctx.metrics.canaries.observe(
         &canary.namespace().unwrap_or_default(),

@@ -1,5 +1,8 @@
 //! Canary status writes: one server-side apply per reconcile on the status subresource.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use chrono::{DateTime, Utc};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
@@ -37,6 +40,50 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
         },
         "status": s,
     })
+}
+
+/// The resourceVersion of each Canary as this controller last wrote it. The watch
+/// cache lags our own writes: a reconcile whose cached copy is at the version we wrote
+/// has the Canary as it is and needs no read; any other copy (older, or changed by
+/// someone else since) is read fresh. Every status write carries its resourceVersion,
+/// so even a stale copy could not be acted on: it would be refused (409) and redone.
+#[derive(Debug, Default)]
+pub struct WrittenVersions(Mutex<HashMap<(String, String), String>>);
+
+impl WrittenVersions {
+    fn key(c: &Canary) -> (String, String) {
+        (c.namespace().unwrap_or_default(), c.name_any())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Remember `written`, as the API server answered our write.
+    pub fn record(&self, written: &Canary) {
+        if let Some(rv) = written.resource_version() {
+            self.lock().insert(Self::key(written), rv);
+        }
+    }
+
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.lock()
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+
+    /// `cached` is the Canary as we last wrote it.
+    pub fn is_current(&self, cached: &Canary) -> bool {
+        let rv = cached.resource_version();
+        rv.is_some() && self.lock().get(&Self::key(cached)) == rv.as_ref()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 pub async fn write_status(

@@ -257,6 +257,7 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     );
     let clock: Clock = Arc::new(chrono::Utc::now);
     let ctx = Context {
+        written: Default::default(),
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

@@ -206,6 +206,7 @@ async fn scenario(noisy_namespaces: usize) -> Scenario {
     let clock: crate::controller::Clock =
         Arc::new(move || base + chrono::Duration::from_std(t0.elapsed()).unwrap());
     let ctx = Arc::new(Context {
+        written: Default::default(),
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

@@ -169,6 +169,7 @@ impl Harness {
         );
         let clock_now = now.clone();
         let ctx = Arc::new(Context {
+            written: Default::default(),
             policies: None,
             client: client.clone(),
             workloads: Arc::new(KubeWorkloads::new(client.clone())),

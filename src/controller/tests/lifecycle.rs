@@ -124,3 +124,30 @@ async fn an_idle_canary_looks_again_at_its_own_place_in_the_period() {
         Action::requeue(first - Duration::from_secs(half))
     );
 }
+
+#[tokio::test]
+async fn the_canary_is_read_only_when_the_cached_copy_is_not_the_one_serin_wrote() {
+    let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
+    h.ok().await;
+    h.ok().await;
+    // The copy is what serin wrote last: no read.
+    let calls = h.ok().await;
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
+    // Someone else wrote the Canary (a label): the copy is read fresh.
+    h.edit(&canary("podinfo"), |c| {
+        c["metadata"]["labels"] = json!({"team": "shop"})
+    });
+    let calls = h.ok().await;
+    assert_eq!(calls.first(), Some(&get(&canary("podinfo"))), "{calls:#?}");
+    // A copy older than serin's own last write is read fresh too.
+    let mut stale: Canary = serde_json::from_value(h.get(&canary("podinfo"))).unwrap();
+    h.ok().await;
+    h.advance(120);
+    let (_, _) = h.reconcile().await;
+    stale.metadata.namespace = Some("shop".into());
+    stale.metadata.resource_version = Some("1".into());
+    crate::controller::reconcile_canary(std::sync::Arc::new(stale), h.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(h.calls().first(), Some(&get(&canary("podinfo"))));
+}

@@ -190,7 +190,10 @@ async fn a_canary_gone_from_the_api_is_forgotten() {
     let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
     initialize(&h).await;
     assert_eq!(h.value(&phase("Initialized")), Some(1.0));
-    let obj: Canary = serde_json::from_value(h.get(&canary("podinfo"))).unwrap();
+    let mut obj: Canary = serde_json::from_value(h.get(&canary("podinfo"))).unwrap();
+    // The watch's last copy, from the edit below: not the version serin wrote, so
+    // the reconcile reads the Canary and finds it gone.
+    obj.metadata.resource_version = Some("edited".into());
     h.edit(&canary("podinfo"), |c| {
         c["metadata"]["finalizers"] = json!([])
     });

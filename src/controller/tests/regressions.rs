@@ -268,6 +268,7 @@ async fn finding_6_each_promotion_is_its_own_event_naming_its_revision() {
     let events = super::super::KubeEvents::new(h.ctx.client.clone(), Some("serin-0".into()))
         .with_clock(h.ctx.clock.clone());
     let ctx = Arc::new(Context {
+        written: Default::default(),
         policies: None,
         events: Arc::new(events),
         ..(*h.ctx).clone()
@@ -314,6 +315,7 @@ async fn finding_7_prometheus_down_is_said_briefly_without_the_query() {
         Duration::from_secs(2),
     );
     let ctx = Arc::new(Context {
+        written: Default::default(),
         policies: None,
         sources: Arc::new(sources),
         ..(*h.ctx).clone()
@@ -464,6 +466,7 @@ async fn a_fenced_replica_reads_but_writes_nothing() {
     let fence = Fence::new(Duration::from_secs(10));
     fence.revoke();
     let ctx = Arc::new(Context {
+        written: Default::default(),
         policies: None,
         fence,
         ..(*h.ctx).clone()

@@ -199,6 +199,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
         Arc::new(ServiceRouter::new(client.clone())),
     );
     let ctx = Context {
+        written: Default::default(),
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

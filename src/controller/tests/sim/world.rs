@@ -198,6 +198,7 @@ impl World {
         let now = self.now.clone();
         Replica {
             ctx: Arc::new(Context {
+                written: Default::default(),
                 policies: None,
                 client: client.clone(),
                 workloads: Arc::new(KubeWorkloads::new(client.clone())),
