@@ -6,8 +6,9 @@ use crate::gates::GateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
-    /// The API server (or the approval API) refused: the user's RBAC decided.
-    #[error("forbidden: {0}")]
+    /// The API server (or the approval API) refused: the user's RBAC decided. Its own
+    /// words ("... is forbidden: User ... cannot list ...") are the message.
+    #[error("{0}")]
     Forbidden(String),
     #[error("not found: {0}")]
     NotFound(String),
