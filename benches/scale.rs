@@ -39,7 +39,7 @@ use serin::controller::{Context, Fence, KubeEvents, Routers};
 use serin::crd::ProviderSpec;
 use serin::providers::{MetricError, MetricSource, MetricSources, ProviderCredentials};
 use serin::traffic::{RouterKind, ServiceRouter, TrafficRouter};
-use serin::workloads::deployments::KubeWorkloads;
+use serin::workloads::deployments::{KubeWorkloads, OwnedCaches};
 use tokio::io::AsyncBufReadExt;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
@@ -280,7 +280,9 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
         written: Default::default(),
         policies: None,
         client: client.clone(),
-        workloads: Arc::new(KubeWorkloads::new(client.clone())),
+        workloads: Arc::new(
+            KubeWorkloads::new(client.clone()).with_caches(OwnedCaches::start(&client, None)),
+        ),
         routers: Routers {
             by_kind,
             default: RouterKind::Service,

@@ -17,7 +17,7 @@ use serin::metrics::ControllerMetrics;
 use serin::notify::{notifier_queue_with_metrics, NotifierRegistry, QueueConfig};
 use serin::providers::{AllowedAddresses, ProviderSources};
 use serin::traffic::{build_available, RouterKind, RouterOptions};
-use serin::workloads::deployments::KubeWorkloads;
+use serin::workloads::deployments::{KubeWorkloads, OwnedCaches};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct ControllerArgs {
@@ -260,7 +260,11 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         written: Default::default(),
         policies: None,
         client: client.clone(),
-        workloads: Arc::new(KubeWorkloads::new(client.clone())),
+        // The HPAs and serin's Services from watches, not read at every reconcile.
+        workloads: Arc::new(
+            KubeWorkloads::new(client.clone())
+                .with_caches(OwnedCaches::start(&client, args.namespace.as_deref())),
+        ),
         routers: Routers { by_kind, default },
         sources: Arc::new(
             ProviderSources::new(args.prometheus_url, args.query_timeout)

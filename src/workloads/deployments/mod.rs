@@ -3,6 +3,7 @@
 //! ConfigMaps and Secrets it references, `<svc>-primary`/`<svc>-canary` Services, a
 //! mirrored HPA and a ControllerRevision per revision written to the primary.
 
+mod caches;
 mod configs;
 mod handback;
 pub mod primary;
@@ -27,10 +28,14 @@ use super::revision::revision_of;
 use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
 use crate::crd::FIELD_MANAGER;
 
+pub use caches::OwnedCaches;
+
 /// Deployments, Services, HPAs and configs through the Kubernetes API.
 #[derive(Clone)]
 pub struct KubeWorkloads {
     client: Client,
+    /// Watch caches for the checks every reconcile makes; `None`: read each time.
+    caches: Option<OwnedCaches>,
 }
 
 /// The target's revision, the configs it tracks and their digest.
@@ -43,7 +48,17 @@ struct TargetRevision {
 
 impl KubeWorkloads {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            caches: None,
+        }
+    }
+
+    /// Check the HPAs and serin's Services from these caches (a fresh read confirms
+    /// anything missing before it is repaired).
+    pub fn with_caches(mut self, caches: OwnedCaches) -> Self {
+        self.caches = Some(caches);
+        self
     }
 
     fn deployments(&self, ns: &str) -> Api<Deployment> {
@@ -129,19 +144,33 @@ impl KubeWorkloads {
         self.mirror_hpa(w).await
     }
 
-    /// The target's HPA, if it has one.
+    /// The target's HPA, if it has one, and all HPAs of its namespace: from the cache
+    /// when `cached` allows and it has them (the bool says so), else listed.
     async fn target_hpa(
         &self,
         w: &WorkloadRef,
+        cached: bool,
     ) -> Result<
         (
             Option<HorizontalPodAutoscaler>,
             Vec<HorizontalPodAutoscaler>,
+            bool,
         ),
         WorkloadError,
     > {
-        let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
-        let all = hpas.list(&ListParams::default()).await?.items;
+        let from_cache = self
+            .caches
+            .as_ref()
+            .filter(|_| cached)
+            .and_then(|c| c.hpas(&w.namespace));
+        let (all, was_cached) = match from_cache {
+            Some(all) => (all, true),
+            None => {
+                let hpas: Api<HorizontalPodAutoscaler> =
+                    Api::namespaced(self.client.clone(), &w.namespace);
+                (hpas.list(&ListParams::default()).await?.items, false)
+            }
+        };
         let target = all
             .iter()
             .find(|h| {
@@ -150,12 +179,13 @@ impl KubeWorkloads {
                 })
             })
             .cloned();
-        Ok((target, all))
+        Ok((target, all, was_cached))
     }
 
     /// An HPA scaling the target gets a twin scaling the primary.
     async fn mirror_hpa(&self, w: &WorkloadRef) -> Result<(), WorkloadError> {
-        let (Some(hpa), _) = self.target_hpa(w).await? else {
+        // A write: from a fresh list, never from a cache that may lag.
+        let (Some(hpa), _, _) = self.target_hpa(w, false).await? else {
             return Ok(());
         };
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);
@@ -200,6 +230,13 @@ impl KubeWorkloads {
         let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
         let mut missing = Vec::new();
         for (name, selector) in owned_services(w, primary_sel, canary_sel) {
+            let cached = self
+                .caches
+                .as_ref()
+                .and_then(|c| c.service_selects(&w.namespace, &name, &selector));
+            if cached == Some(true) {
+                continue;
+            }
             let ok = services
                 .get_opt(&name)
                 .await?
@@ -210,18 +247,26 @@ impl KubeWorkloads {
                 missing.push(format!("Service {name}"));
             }
         }
-        let (hpa, all) = self.target_hpa(w).await?;
-        if let Some(hpa) = hpa {
-            let twin = format!("{}{PRIMARY_SUFFIX}", hpa.metadata.name.unwrap_or_default());
+        let twin_missing = |hpa: Option<HorizontalPodAutoscaler>,
+                            all: &[HorizontalPodAutoscaler]| {
+            let twin = format!("{}{PRIMARY_SUFFIX}", hpa?.metadata.name.unwrap_or_default());
             let ok = all.iter().any(|h| {
                 h.metadata.name.as_deref() == Some(twin.as_str())
                     && h.spec
                         .as_ref()
                         .is_some_and(|s| s.scale_target_ref.name == w.primary_name())
             });
-            if !ok {
-                missing.push(format!("HorizontalPodAutoscaler {twin}"));
-            }
+            (!ok).then_some(twin)
+        };
+        let (hpa, all, cached) = self.target_hpa(w, true).await?;
+        let mut twin = twin_missing(hpa, &all);
+        if twin.is_some() && cached {
+            // The cache may not have our own latest write yet: confirm first.
+            let (hpa, all, _) = self.target_hpa(w, false).await?;
+            twin = twin_missing(hpa, &all);
+        }
+        if let Some(twin) = twin {
+            missing.push(format!("HorizontalPodAutoscaler {twin}"));
         }
         Ok(missing)
     }

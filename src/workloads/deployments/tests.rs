@@ -130,3 +130,124 @@ async fn a_new_target_revision_is_seen_and_promotion_copies_it_to_the_primary() 
         Some(second)
     );
 }
+
+type Writers = (
+    kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
+    kube::runtime::reflector::store::Writer<Service>,
+);
+
+/// Caches filled from the fake's objects as a watch's first list would fill them (the
+/// writers are kept, as the watch tasks keep them).
+fn caches_of(server: &FakeApiServer, services: &[&str], hpas: &[Value]) -> (OwnedCaches, Writers) {
+    use kube::runtime::reflector;
+    use kube::runtime::watcher::Event;
+    let (hpa_store, mut hpa_writer) = reflector::store();
+    let (svc_store, mut svc_writer) = reflector::store();
+    hpa_writer.apply_watcher_event(&Event::Init);
+    for h in hpas {
+        hpa_writer.apply_watcher_event(&Event::InitApply(
+            serde_json::from_value(h.clone()).unwrap(),
+        ));
+    }
+    hpa_writer.apply_watcher_event(&Event::InitDone);
+    svc_writer.apply_watcher_event(&Event::Init);
+    for name in services {
+        let s = server
+            .get("v1", "services", Some(NS), name)
+            .expect("service");
+        svc_writer.apply_watcher_event(&Event::InitApply(serde_json::from_value(s).unwrap()));
+    }
+    svc_writer.apply_watcher_event(&Event::InitDone);
+    (
+        OwnedCaches::from_stores(hpa_store, svc_store),
+        (hpa_writer, svc_writer),
+    )
+}
+
+fn reads(server: &FakeApiServer) -> Vec<String> {
+    server
+        .drain_requests()
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .filter(|r| r.contains("services") || r.contains("horizontalpodautoscalers"))
+        .collect()
+}
+
+#[tokio::test]
+async fn with_watch_caches_a_healthy_primary_costs_no_service_or_hpa_read() {
+    let (server, plain) = setup();
+    let w = podinfo();
+    let rev = plain.observe(&w).await.unwrap().target_revision;
+    plain.initialize_primary(&w, &rev, None).await.unwrap();
+    server.settle();
+    let (caches, _writers) = caches_of(&server, &["podinfo-primary", "podinfo-canary"], &[]);
+    let cached = KubeWorkloads::new(server.client()).with_caches(caches);
+    server.drain_requests();
+    let seen = cached.observe(&w).await.unwrap();
+    assert!(seen.owned_missing.is_empty(), "{:?}", seen.owned_missing);
+    assert_eq!(reads(&server), Vec::<String>::new());
+    // Without the caches the same check reads both Services and lists the HPAs.
+    plain.observe(&w).await.unwrap();
+    assert_eq!(reads(&server).len(), 3);
+}
+
+#[tokio::test]
+async fn a_cache_that_lags_is_confirmed_by_a_read_before_anything_is_called_missing() {
+    let (server, plain) = setup();
+    let w = podinfo();
+    let rev = plain.observe(&w).await.unwrap().target_revision;
+    plain.initialize_primary(&w, &rev, None).await.unwrap();
+    server.settle();
+    // The cache has not seen the canary Service yet (our own write, just made).
+    let (caches, _writers) = caches_of(&server, &["podinfo-primary"], &[]);
+    let cached = KubeWorkloads::new(server.client()).with_caches(caches);
+    server.drain_requests();
+    let seen = cached.observe(&w).await.unwrap();
+    assert!(seen.owned_missing.is_empty(), "{:?}", seen.owned_missing);
+    assert_eq!(
+        reads(&server),
+        [format!(
+            "GET /api/v1/namespaces/{NS}/services/podinfo-canary"
+        )]
+    );
+    // Really gone: the read confirms it and the check reports it.
+    assert!(server.delete_object("v1", "services", Some(NS), "podinfo-canary"));
+    let seen = cached.observe(&w).await.unwrap();
+    assert_eq!(seen.owned_missing, ["Service podinfo-canary"]);
+}
+
+#[tokio::test]
+async fn an_hpa_twin_the_cache_lacks_is_listed_before_it_is_called_missing() {
+    let (server, plain) = setup();
+    let hpa = serde_json::json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                 "minReplicas": 2, "maxReplicas": 5},
+    });
+    server.insert(hpa.clone());
+    let w = podinfo();
+    let rev = plain.observe(&w).await.unwrap().target_revision;
+    plain.initialize_primary(&w, &rev, None).await.unwrap();
+    server.settle();
+    assert!(server
+        .get(
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+            Some(NS),
+            "podinfo-primary"
+        )
+        .is_some());
+    // The cache knows the user's HPA but not yet the twin serin just wrote.
+    let (caches, _writers) = caches_of(&server, &["podinfo-primary", "podinfo-canary"], &[hpa]);
+    let cached = KubeWorkloads::new(server.client()).with_caches(caches);
+    server.drain_requests();
+    let seen = cached.observe(&w).await.unwrap();
+    assert!(seen.owned_missing.is_empty(), "{:?}", seen.owned_missing);
+    assert_eq!(
+        reads(&server),
+        [format!(
+            "GET /apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers?"
+        )]
+    );
+}
