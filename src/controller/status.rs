@@ -76,14 +76,6 @@ impl WrittenVersions {
         let rv = cached.resource_version();
         rv.is_some() && self.lock().get(&Self::key(cached)) == rv.as_ref()
     }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 pub async fn write_status(

@@ -78,7 +78,20 @@ impl ClusterSource {
         Self { client, opts }
     }
 
-    /// The namespaces to read (`None`: all), and why when narrowed to a fallback.
+    /// The scope to fall back to when the user may not list all namespaces, and the
+    /// note saying so.
+    fn fallback(&self, refused: &str) -> (Vec<Option<String>>, Vec<String>) {
+        let ns = &self.opts.default_namespace;
+        (
+            vec![Some(ns.clone())],
+            vec![format!(
+                "listing Canaries in all namespaces is forbidden for you ({refused}); showing \
+                 namespace {ns} (choose others with --namespace)"
+            )],
+        )
+    }
+
+    /// The namespaces to watch (`None`: all), and why when narrowed to a fallback.
     async fn scopes(&self) -> Result<(Vec<Option<String>>, Vec<String>), DashboardError> {
         if !self.opts.namespaces.is_empty() {
             return Ok((
@@ -94,14 +107,7 @@ impl ClusterSource {
         .await
         {
             Ok(_) => Ok((vec![None], vec![])),
-            Err(DashboardError::Forbidden(msg)) => Ok((
-                vec![Some(self.opts.default_namespace.clone())],
-                vec![format!(
-                    "listing Canaries in all namespaces is forbidden for you ({msg}); showing \
-                     namespace {} (choose others with --namespace)",
-                    self.opts.default_namespace
-                )],
-            )),
+            Err(DashboardError::Forbidden(msg)) => Ok(self.fallback(&msg)),
             Err(e) => Err(e),
         }
     }
@@ -114,6 +120,11 @@ impl ClusterSource {
     }
 }
 
+fn sorted(mut canaries: Vec<Canary>, notes: Vec<String>) -> Listing {
+    canaries.sort_by_key(|c| (c.namespace().unwrap_or_default(), c.name_any()));
+    Listing { canaries, notes }
+}
+
 #[async_trait]
 impl Source for ClusterSource {
     fn describe(&self) -> String {
@@ -121,7 +132,17 @@ impl Source for ClusterSource {
     }
 
     async fn list(&self) -> Result<Listing, DashboardError> {
-        let (scopes, mut notes) = self.scopes().await?;
+        // All namespaces in one request when the user may; the named or fallback
+        // namespaces otherwise (no probe first: the list itself says which).
+        let (scopes, mut notes) = if self.opts.namespaces.is_empty() {
+            match within("list canaries", self.api(None).list(&ListParams::default())).await {
+                Ok(l) => return Ok(sorted(l.items, Vec::new())),
+                Err(DashboardError::Forbidden(msg)) => self.fallback(&msg),
+                Err(e) => return Err(e),
+            }
+        } else {
+            self.scopes().await?
+        };
         let mut canaries = Vec::new();
         let mut refused = Vec::new();
         for ns in &scopes {
@@ -139,8 +160,7 @@ impl Source for ClusterSource {
             return Err(DashboardError::Forbidden(refused.join("; ")));
         }
         notes.extend(refused.into_iter().map(|m| format!("forbidden: {m}")));
-        canaries.sort_by_key(|c| (c.namespace().unwrap_or_default(), c.name_any()));
-        Ok(Listing { canaries, notes })
+        Ok(sorted(canaries, notes))
     }
 
     async fn get(&self, namespace: &str, name: &str) -> Result<Canary, DashboardError> {

@@ -151,23 +151,29 @@ impl Source for LocalSource {
 
     fn changes(&self) -> BoxStream<'static, Result<Change, DashboardError>> {
         let store = StateStore::new(self.store.path());
-        let snapshot = |s: &LocalState| serde_json::to_string(&(&s.spec, &s.status)).ok();
+        // What a page shows of the state; a change of it is a change of the Canary.
+        let snapshot = |s: &LocalState| {
+            let shown = serde_json::to_string(&(&s.spec, &s.status)).ok();
+            (
+                shown,
+                Change {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                },
+            )
+        };
         // Changes from now on: the state as it is when asked is the baseline.
-        let first = store.load().ok().and_then(|s| snapshot(&s));
+        let first = store.load().ok().and_then(|s| snapshot(&s).0);
         stream::unfold((store, first), move |(store, last)| async move {
             let mut last = last;
             loop {
                 tokio::time::sleep(POLL).await;
-                let now = match store.load() {
+                let (now, change) = match store.load() {
                     Ok(s) => snapshot(&s),
                     Err(e) => return Some((Err(unavailable(e)), (store, last))),
                 };
                 if now != last && last.is_some() {
-                    let change = store.load().map(|s| Change {
-                        namespace: s.namespace,
-                        name: s.name,
-                    });
-                    return Some((change.map_err(unavailable), (store, now)));
+                    return Some((Ok(change), (store, now)));
                 }
                 last = now;
             }

@@ -164,6 +164,15 @@ fn caches_of(server: &FakeApiServer, services: &[&str], hpas: &[Value]) -> (Owne
     )
 }
 
+/// `podinfo` with its primary, Services (and HPA twin) written by the plain backend.
+async fn initialized(plain: &KubeWorkloads, server: &FakeApiServer) -> WorkloadRef {
+    let w = podinfo();
+    let rev = plain.observe(&w).await.unwrap().target_revision;
+    plain.initialize_primary(&w, &rev, None).await.unwrap();
+    server.settle();
+    w
+}
+
 fn reads(server: &FakeApiServer) -> Vec<String> {
     server
         .drain_requests()
@@ -176,10 +185,7 @@ fn reads(server: &FakeApiServer) -> Vec<String> {
 #[tokio::test]
 async fn with_watch_caches_a_healthy_primary_costs_no_service_or_hpa_read() {
     let (server, plain) = setup();
-    let w = podinfo();
-    let rev = plain.observe(&w).await.unwrap().target_revision;
-    plain.initialize_primary(&w, &rev, None).await.unwrap();
-    server.settle();
+    let w = initialized(&plain, &server).await;
     let (caches, _writers) = caches_of(&server, &["podinfo-primary", "podinfo-canary"], &[]);
     let cached = KubeWorkloads::new(server.client()).with_caches(caches);
     server.drain_requests();
@@ -194,10 +200,7 @@ async fn with_watch_caches_a_healthy_primary_costs_no_service_or_hpa_read() {
 #[tokio::test]
 async fn a_cache_that_lags_is_confirmed_by_a_read_before_anything_is_called_missing() {
     let (server, plain) = setup();
-    let w = podinfo();
-    let rev = plain.observe(&w).await.unwrap().target_revision;
-    plain.initialize_primary(&w, &rev, None).await.unwrap();
-    server.settle();
+    let w = initialized(&plain, &server).await;
     // The cache has not seen the canary Service yet (our own write, just made).
     let (caches, _writers) = caches_of(&server, &["podinfo-primary"], &[]);
     let cached = KubeWorkloads::new(server.client()).with_caches(caches);
@@ -226,10 +229,7 @@ async fn an_hpa_twin_the_cache_lacks_is_listed_before_it_is_called_missing() {
                  "minReplicas": 2, "maxReplicas": 5},
     });
     server.insert(hpa.clone());
-    let w = podinfo();
-    let rev = plain.observe(&w).await.unwrap().target_revision;
-    plain.initialize_primary(&w, &rev, None).await.unwrap();
-    server.settle();
+    let w = initialized(&plain, &server).await;
     assert!(server
         .get(
             "autoscaling/v2",
