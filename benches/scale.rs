@@ -278,6 +278,7 @@ async fn bench(deployments: usize, namespaces: usize, interval_secs: u64) {
     );
     let ctx = Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         client: client.clone(),
         workloads: Arc::new(

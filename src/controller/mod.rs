@@ -14,7 +14,7 @@ pub mod run;
 pub mod selector;
 pub mod shard;
 pub mod status;
-mod templates;
+pub mod templates;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -103,6 +103,9 @@ pub struct Context {
     /// The release policies' watch caches; [`run`](run::run) sets them. `None`: no
     /// policy applies (tests that do not need them).
     pub policies: Option<Arc<policies::PolicyCaches>>,
+    /// The AnalysisTemplates' watch caches; [`run`](run::run) sets them. `None`: read
+    /// each template from the API.
+    pub templates: Option<templates::TemplateCaches>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -191,6 +191,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         Ok(ChecksFrom::Templates) => {
             load_metrics(
                 &ctx.client,
+                ctx.templates.as_ref(),
                 &ns,
                 &canary.spec.analysis.templates,
                 &ctx.controller_namespace,

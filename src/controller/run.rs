@@ -29,6 +29,7 @@ use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
 use crate::metrics::{ControllerMetrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use crate::workloads::deployments::DeploymentFeed;
 
 /// How the controller runs, as `serin controller` flags set it.
 #[derive(Clone, Debug)]
@@ -404,6 +405,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     canary_ctl = canary_ctl.reconcile_on(policy_wakes);
     let mut ctx = ctx;
     ctx.policies = Some(policy_caches.clone());
+    ctx.templates = Some(super::templates::TemplateCaches::start(&client, ns));
     let policy_status = super::policy_status::run_policy_status(Arc::new(
         super::policy_status::PolicyStatusContext {
             client: ctx.client.clone(),
@@ -414,27 +416,47 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         },
     ));
     let mapper_ns = canary_ns.clone();
-    // A Deployment wakes the Canary of the same name (if there is one): only its name
-    // is needed, so the watch is metadata-only.
+    // The user's Deployment wakes the Canary of its name; the primary (which carries
+    // the Canary label) wakes its own Canary, so a deleted or edited primary is
+    // repaired at once.
+    let wakes = move |d: &Deployment| {
+        let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
+        let name = owning_canary(d).unwrap_or_else(|| d.name_any());
+        Some(ObjectRef::<Canary>::new(&name).within(&ns))
+    };
     let deployment_meta = || -> Api<PartialObjectMeta<Deployment>> {
         match ns {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         }
     };
-    canary_ctl = canary_ctl.watches_stream(
-        watcher(deployment_meta(), watch_config(&opts.shard))
-            .default_backoff()
+    canary_ctl = match ctx.workloads.deployment_feed() {
+        // The workloads read Deployments from a cache this watch fills: the reflector
+        // stores each change before it wakes the Canary, so the reconcile sees it.
+        Some(feed) => canary_ctl.watches_stream(
+            reflector::reflector(
+                feed.writer,
+                watcher(api::<Deployment>(&client, ns), watch_config(&opts.shard))
+                    .default_backoff()
+                    .modify(DeploymentFeed::slim),
+            )
             .touched_objects(),
-        move |d| {
-            // The user's Deployment wakes the Canary of its name; the primary (which
-            // carries the Canary label) wakes its own Canary, so a deleted or edited
-            // primary is repaired at once.
-            let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
-            let name = owning_canary(&d).unwrap_or_else(|| d.name_any());
-            Some(ObjectRef::new(&name).within(&ns))
-        },
-    );
+            move |d| wakes(&d),
+        ),
+        // Only the name is needed: a metadata-only watch.
+        None => canary_ctl.watches_stream(
+            watcher(deployment_meta(), watch_config(&opts.shard))
+                .default_backoff()
+                .touched_objects(),
+            move |d| {
+                let d = Deployment {
+                    metadata: d.metadata,
+                    ..Default::default()
+                };
+                wakes(&d)
+            },
+        ),
+    };
     canary_ctl = watch_owned(
         canary_ctl,
         api::<PartialObjectMeta<Service>>(&client, ns),

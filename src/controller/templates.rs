@@ -2,18 +2,114 @@
 
 use std::sync::Arc;
 
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
 use crate::providers::{credentials::not_opted_in, opted_in, MetricError, MetricSources};
 
 use crate::analysis::{resolve_metrics, AnalysisConfigError, ResolvedMetric};
-use crate::crd::{AnalysisTemplate, ClusterAnalysisTemplate, TemplateRef};
+use crate::crd::{AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, TemplateRef};
+
+/// Watch caches of the AnalysisTemplates and ClusterAnalysisTemplates, so a check
+/// reads no template from the API. A template the cache lacks (one created a moment
+/// ago, or before the first list) is read from the API before it is called missing.
+#[derive(Clone)]
+pub struct TemplateCaches {
+    namespaced: Store<AnalysisTemplate>,
+    cluster: Store<ClusterAnalysisTemplate>,
+}
+
+impl TemplateCaches {
+    /// Watch the templates of `namespace` (`None`: all) and the cluster's, in background
+    /// tasks that end with the runtime.
+    pub fn start(client: &Client, namespace: Option<&str>) -> Self {
+        let (namespaced, ns_writer) = reflector::store();
+        let (cluster, cl_writer) = reflector::store();
+        let ns_api: Api<AnalysisTemplate> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let slim_ns = |t: &mut AnalysisTemplate| t.metadata.managed_fields = None;
+        let slim_cl = |t: &mut ClusterAnalysisTemplate| t.metadata.managed_fields = None;
+        let ns_stream = reflector::reflector(
+            ns_writer,
+            watcher(ns_api, watcher::Config::default())
+                .default_backoff()
+                .modify(slim_ns),
+        );
+        let cl_stream = reflector::reflector(
+            cl_writer,
+            watcher(Api::all(client.clone()), watcher::Config::default())
+                .default_backoff()
+                .modify(slim_cl),
+        );
+        tokio::spawn(ns_stream.for_each(|_| async {}));
+        tokio::spawn(cl_stream.for_each(|_| async {}));
+        Self {
+            namespaced,
+            cluster,
+        }
+    }
+
+    /// Caches over stores filled elsewhere (tests).
+    pub fn from_stores(
+        namespaced: Store<AnalysisTemplate>,
+        cluster: Store<ClusterAnalysisTemplate>,
+    ) -> Self {
+        Self {
+            namespaced,
+            cluster,
+        }
+    }
+
+    /// The spec of template `r` if the cache has it.
+    fn spec(&self, ns: &str, r: &TemplateRef) -> Option<AnalysisTemplateSpec> {
+        fn ready<K>(s: &Store<K>) -> bool
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: std::hash::Hash + Eq + Clone,
+        {
+            matches!(s.wait_until_ready().now_or_never(), Some(Ok(())))
+        }
+        if r.cluster_scope {
+            ready(&self.cluster).then_some(())?;
+            let t = self.cluster.get(&ObjectRef::new(&r.name))?;
+            Some(t.spec.template.clone())
+        } else {
+            ready(&self.namespaced).then_some(())?;
+            let t = self.namespaced.get(&ObjectRef::new(&r.name).within(ns))?;
+            Some(t.spec.clone())
+        }
+    }
+}
+
+/// Template `r`'s spec: from `caches` when they have it, else from the API.
+async fn template_spec(
+    client: &Client,
+    caches: Option<&TemplateCaches>,
+    ns: &str,
+    r: &TemplateRef,
+) -> Result<Option<AnalysisTemplateSpec>, kube::Error> {
+    if let Some(spec) = caches.and_then(|c| c.spec(ns, r)) {
+        return Ok(Some(spec));
+    }
+    Ok(if r.cluster_scope {
+        let api: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
+        api.get_opt(&r.name).await?.map(|t| t.spec.template)
+    } else {
+        let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
+        api.get_opt(&r.name).await?.map(|t| t.spec)
+    })
+}
 
 /// The resolved metrics, or why the templates cannot be used (a config problem the
 /// user fixes, as opposed to an API error that is retried).
 pub async fn load_metrics(
     client: &Client,
+    caches: Option<&TemplateCaches>,
     ns: &str,
     refs: &[TemplateRef],
     controller_ns: &str,
@@ -21,13 +117,7 @@ pub async fn load_metrics(
 ) -> Result<Result<Vec<ResolvedMetric>, AnalysisConfigError>, kube::Error> {
     let mut specs = Vec::with_capacity(refs.len());
     for r in refs {
-        let spec = if r.cluster_scope {
-            let api: Api<ClusterAnalysisTemplate> = Api::all(client.clone());
-            api.get_opt(&r.name).await?.map(|t| t.spec.template)
-        } else {
-            let api: Api<AnalysisTemplate> = Api::namespaced(client.clone(), ns);
-            api.get_opt(&r.name).await?.map(|t| t.spec)
-        };
+        let spec = template_spec(client, caches, ns, r).await?;
         match spec {
             Some(s) => specs.push((r.clone(), s)),
             None => {

@@ -10,8 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Service;
 use kube::api::ApiResource;
 use kube::Client;
+
+use crate::workloads::fresh_store::FreshStore;
 
 use super::{
     GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterError, ServiceRouter, SmiRouter,
@@ -227,24 +230,28 @@ impl RouterKind {
 }
 
 /// What building the routers needs besides the client.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RouterOptions {
     /// ingress-nginx's `--annotations-prefix`.
     pub ingress_annotation_prefix: String,
+    /// serin's Services from a watch, for the apex Service's reads.
+    pub services: Option<FreshStore<Service>>,
 }
 
 impl Default for RouterOptions {
     fn default() -> Self {
         Self {
             ingress_annotation_prefix: DEFAULT_ANNOTATION_PREFIX.to_string(),
+            services: None,
         }
     }
 }
 
 /// The router of `kind`, with the apex Service beside it where its facts say so.
 pub fn build(kind: RouterKind, client: &Client, opts: &RouterOptions) -> Arc<dyn TrafficRouter> {
+    let apex = || ServiceRouter::new(client.clone()).with_cache(opts.services.clone());
     let router: Arc<dyn TrafficRouter> = match kind {
-        RouterKind::Service => Arc::new(ServiceRouter::new(client.clone())),
+        RouterKind::Service => Arc::new(apex()),
         RouterKind::Istio => Arc::new(IstioRouter::new(client.clone())),
         RouterKind::GatewayApi => Arc::new(GatewayApiRouter::new(client.clone())),
         RouterKind::IngressNginx => Arc::new(IngressNginxRouter::new(
@@ -254,7 +261,7 @@ pub fn build(kind: RouterKind, client: &Client, opts: &RouterOptions) -> Arc<dyn
         RouterKind::Smi => Arc::new(SmiRouter::new(client.clone())),
     };
     if kind.facts().with_apex_service {
-        Arc::new(WithApexService::new(client.clone(), router))
+        Arc::new(WithApexService::new(apex(), router))
     } else {
         router
     }

@@ -14,17 +14,59 @@ use kube::{Api, Client};
 use serde_json::json;
 
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter, WEIGHT_ANNOTATION};
-use crate::crd::Strategy;
+use crate::crd::{Strategy, CANARY_LABEL};
 use crate::workloads::deployments::apply;
+use crate::workloads::fresh_store::FreshStore;
 
 #[derive(Clone)]
 pub struct ServiceRouter {
     client: Client,
+    /// serin's Services from a watch (the apex carries the Canary label once routed):
+    /// the weight in place is read from it instead of a GET per reconcile.
+    cache: Option<FreshStore<Service>>,
 }
 
 impl ServiceRouter {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            cache: None,
+        }
+    }
+
+    pub fn with_cache(mut self, cache: Option<FreshStore<Service>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// The apex Service: cached when the cache can answer, else read.
+    async fn apex(&self, t: &RouteTarget) -> Result<Option<Service>, RouterError> {
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(&t.namespace, &t.service));
+        Ok(match cached {
+            // Absent from a cache of labelled Services says nothing: an apex serin
+            // has not routed yet carries no label.
+            Some(Some(svc)) => Some((*svc).clone()),
+            _ => self.api(&t.namespace).get_opt(&t.service).await?,
+        })
+    }
+
+    /// Apply the apex and tell the cache which version that made.
+    async fn apply_apex(
+        &self,
+        t: &RouteTarget,
+        body: &serde_json::Value,
+    ) -> Result<(), RouterError> {
+        let written = self
+            .api(&t.namespace)
+            .patch(&t.service, &apply(), &Patch::Apply(body))
+            .await?;
+        if let Some(c) = &self.cache {
+            c.note_write(&t.namespace, &t.service, written.metadata.resource_version);
+        }
+        Ok(())
     }
 
     fn api(&self, ns: &str) -> Api<Service> {
@@ -50,11 +92,20 @@ pub fn apex_selector(
     }
 }
 
+/// Whether serin routes the apex (it then carries the Canary label, so serin's watches
+/// see it) or hands it back (label and weight annotation dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apex {
+    Routed,
+    HandedBack,
+}
+
 /// The apex Service as serin applies it.
 pub fn apex_body(
     t: &RouteTarget,
     selector: &BTreeMap<String, String>,
     weight: Option<i32>,
+    apex: Apex,
 ) -> serde_json::Value {
     let target_port = match t.target_port.as_deref() {
         Some(p) => p
@@ -66,6 +117,9 @@ pub fn apex_body(
     let mut metadata = json!({"name": t.service, "namespace": t.namespace});
     if let Some(w) = weight {
         metadata["annotations"] = json!({ WEIGHT_ANNOTATION: w.to_string() });
+    }
+    if apex == Apex::Routed {
+        metadata["labels"] = json!({ CANARY_LABEL: t.name });
     }
     json!({
         "apiVersion": "v1",
@@ -90,15 +144,12 @@ impl TrafficRouter for ServiceRouter {
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
         let selector = apex_selector(t, weight)?;
-        let body = apex_body(t, selector, Some(weight));
-        self.api(&t.namespace)
-            .patch(&t.service, &apply(), &Patch::Apply(&body))
-            .await?;
-        Ok(())
+        let body = apex_body(t, selector, Some(weight), Apex::Routed);
+        self.apply_apex(t, &body).await
     }
 
     async fn observed_weight(&self, t: &RouteTarget) -> Result<Option<i32>, RouterError> {
-        let Some(svc) = self.api(&t.namespace).get_opt(&t.service).await? else {
+        let Some(svc) = self.apex(t).await? else {
             return Ok(None);
         };
         let weight = svc
@@ -116,11 +167,8 @@ impl TrafficRouter for ServiceRouter {
         if self.api(&t.namespace).get_opt(&t.service).await?.is_none() {
             return Ok(());
         }
-        let body = apex_body(t, &t.canary_selector, None);
-        self.api(&t.namespace)
-            .patch(&t.service, &apply(), &Patch::Apply(&body))
-            .await?;
-        Ok(())
+        let body = apex_body(t, &t.canary_selector, None, Apex::HandedBack);
+        self.apply_apex(t, &body).await
     }
 }
 
@@ -132,11 +180,9 @@ pub struct WithApexService {
 }
 
 impl WithApexService {
-    pub fn new(client: Client, inner: std::sync::Arc<dyn TrafficRouter>) -> Self {
-        Self {
-            inner,
-            apex: ServiceRouter::new(client),
-        }
+    /// `apex` writes the apex Service (a [`ServiceRouter`], with its cache if any).
+    pub fn new(apex: ServiceRouter, inner: std::sync::Arc<dyn TrafficRouter>) -> Self {
+        Self { inner, apex }
     }
 }
 
@@ -151,11 +197,8 @@ impl TrafficRouter for WithApexService {
     }
 
     async fn set_weight(&self, t: &RouteTarget, weight: i32) -> Result<(), RouterError> {
-        let body = apex_body(t, &t.primary_selector, None);
-        self.apex
-            .api(&t.namespace)
-            .patch(&t.service, &apply(), &Patch::Apply(&body))
-            .await?;
+        let body = apex_body(t, &t.primary_selector, None, Apex::Routed);
+        self.apex.apply_apex(t, &body).await?;
         self.inner.set_weight(t, weight).await
     }
 

@@ -9,6 +9,7 @@ use crate::crd::ServiceSpec;
 use crate::error_kind::ErrorKind;
 
 pub mod deployments;
+pub mod fresh_store;
 pub mod pods;
 pub mod revision;
 
@@ -142,4 +143,9 @@ pub trait WorkloadBackend: Send + Sync {
     /// to their owners (serin stops managing them, nothing is removed), then remove
     /// what serin created.
     async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError>;
+    /// The write half of the backend's Deployment cache, once, for the controller's
+    /// Deployment watch to fill; `None`: the backend reads Deployments from the API.
+    fn deployment_feed(&self) -> Option<deployments::DeploymentFeed> {
+        None
+    }
 }

@@ -90,10 +90,11 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 - apiGroups: ["serin.dev"]
   resources: ["canaries/finalizers"]
   verbs: ["update"]
-# AnalysisTemplates named by a Canary are read when a check starts.
+# AnalysisTemplates are watched (a check reads its templates from the cache) and one
+# the cache lacks yet is read (get).
 - apiGroups: ["serin.dev"]
   resources: ["analysistemplates"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 # ReleasePolicies are watched, compiled, and their Valid condition written.
 - apiGroups: ["serin.dev"]
   resources: ["releasepolicies"]
@@ -102,8 +103,9 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 - apiGroups: ["serin.dev"]
   resources: ["releasepolicies/status"]
   verbs: ["patch"]
-# Deployments: watched, metadata only (an annotated Deployment materializes a Canary; a
-# new revision starts a release; a change to the "-primary" wakes its Canary); the
+# Deployments: watched (an annotated Deployment materializes a Canary; a new revision
+# starts a release; a change to the "-primary" wakes its Canary; reconciles observe both
+# from that watch's cache and read (get) only right after serin's own writes); the
 # "-primary" Deployment is created, updated and scaled with server-side apply (create,
 # patch), the user's Deployment is scaled with server-side apply and, on hand-back,
 # serin's field ownership is released with a JSON patch of metadata.managedFields
@@ -190,10 +192,11 @@ well as "patch": every kind serin applies needs both verbs, or the first apply i
 
 {{/* Rules that only a ClusterRole can grant, needed in every mode. */}}
 {{- define "serin.clusterRules" -}}
-# ClusterAnalysisTemplates (cluster-scoped) named by a Canary are read when a check starts.
+# ClusterAnalysisTemplates (cluster-scoped) are watched like AnalysisTemplates; one the
+# cache lacks yet is read (get).
 - apiGroups: ["serin.dev"]
   resources: ["clusteranalysistemplates"]
-  verbs: ["get"]
+  verbs: ["get", "list", "watch"]
 # Notifiers are watched in all namespaces, whatever controller.watchNamespace says
 # (src/controller/notifiers.rs), and ClusterNotifiers are cluster-scoped.
 - apiGroups: ["serin.dev"]

@@ -98,7 +98,7 @@ WORKLOAD = triples([
     ("serin.dev", "canaries", "get list watch create patch delete"),
     ("serin.dev", "canaries/status", "patch"),
     ("serin.dev", "canaries/finalizers", "update"),
-    ("serin.dev", "analysistemplates", "get"),
+    ("serin.dev", "analysistemplates", "get list watch"),
     ("serin.dev", "releasepolicies", "list watch"),
     ("serin.dev", "releasepolicies/status", "patch"),
     ("apps", "deployments", "get list watch create patch delete"),
@@ -121,7 +121,7 @@ ROUTERS = {
     "smi": triples([("split.smi-spec.io", "trafficsplits", ROUTER_VERBS)]),
 }
 CLUSTER = triples([
-    ("serin.dev", "clusteranalysistemplates", "get"),
+    ("serin.dev", "clusteranalysistemplates", "get list watch"),
     ("serin.dev", "notifiers", "list watch"),
     ("serin.dev", "clusternotifiers", "list watch"),
     ("authentication.k8s.io", "tokenreviews", "create"),

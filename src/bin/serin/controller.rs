@@ -234,8 +234,12 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             RouterKind::accepted()
         )
     })?;
+    // HPAs, serin's Services and (filled by the controller's Deployment watch) the
+    // Deployments from watches, not read at every reconcile.
+    let caches = OwnedCaches::start(&client, args.namespace.as_deref());
     let router_options = RouterOptions {
         ingress_annotation_prefix: args.ingress_annotation_prefix.clone(),
+        services: Some(caches.services()),
     };
     let by_kind = build_available(&client, &router_options)
         .await
@@ -258,13 +262,10 @@ pub(crate) async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let clock: Clock = Arc::new(chrono::Utc::now);
     let ctx = Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         client: client.clone(),
-        // The HPAs and serin's Services from watches, not read at every reconcile.
-        workloads: Arc::new(
-            KubeWorkloads::new(client.clone())
-                .with_caches(OwnedCaches::start(&client, args.namespace.as_deref())),
-        ),
+        workloads: Arc::new(KubeWorkloads::new(client.clone()).with_caches(caches)),
         routers: Routers { by_kind, default },
         sources: Arc::new(
             ProviderSources::new(args.prometheus_url, args.query_timeout)

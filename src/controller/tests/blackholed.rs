@@ -207,6 +207,7 @@ async fn scenario(noisy_namespaces: usize) -> Scenario {
         Arc::new(move || base + chrono::Duration::from_std(t0.elapsed()).unwrap());
     let ctx = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

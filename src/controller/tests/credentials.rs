@@ -13,6 +13,7 @@ const TOKEN_B64: &str = "czNjcjN0";
 fn with_sources(h: Harness, sources: PrometheusSources) -> Harness {
     let ctx = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         sources: Arc::new(sources),
         ..(*h.ctx).clone()

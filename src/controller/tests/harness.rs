@@ -170,6 +170,7 @@ impl Harness {
         let clock_now = now.clone();
         let ctx = Arc::new(Context {
             written: Default::default(),
+            templates: None,
             policies: None,
             client: client.clone(),
             workloads: Arc::new(KubeWorkloads::new(client.clone())),

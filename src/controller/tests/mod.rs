@@ -10,6 +10,7 @@
 
 mod blackholed;
 mod bounded;
+mod caches;
 mod concurrency;
 mod config;
 mod credentials;
@@ -462,6 +463,7 @@ async fn restart_between_two_actions_resumes_from_the_persisted_status_with_only
     // A new controller process: fresh context, same cluster.
     let restarted = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         events: Arc::new(MemoryEvents::default()),
         ..(*h.ctx).clone()

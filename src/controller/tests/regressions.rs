@@ -269,6 +269,7 @@ async fn finding_6_each_promotion_is_its_own_event_naming_its_revision() {
         .with_clock(h.ctx.clock.clone());
     let ctx = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         events: Arc::new(events),
         ..(*h.ctx).clone()
@@ -316,6 +317,7 @@ async fn finding_7_prometheus_down_is_said_briefly_without_the_query() {
     );
     let ctx = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         sources: Arc::new(sources),
         ..(*h.ctx).clone()
@@ -467,6 +469,7 @@ async fn a_fenced_replica_reads_but_writes_nothing() {
     fence.revoke();
     let ctx = Arc::new(Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         fence,
         ..(*h.ctx).clone()

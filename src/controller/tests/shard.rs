@@ -200,6 +200,7 @@ async fn run_for_a_moment(cluster: Cluster, shard: Shard) -> Vec<Recorded> {
     );
     let ctx = Context {
         written: Default::default(),
+        templates: None,
         policies: None,
         client: client.clone(),
         workloads: Arc::new(KubeWorkloads::new(client.clone())),

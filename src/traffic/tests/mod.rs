@@ -5,6 +5,7 @@ mod gateway;
 mod istio;
 mod nginx;
 mod schema;
+mod service;
 mod smi;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;

@@ -13,21 +13,25 @@ use std::collections::BTreeMap;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client};
 
+use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
+use crate::traffic::WEIGHT_ANNOTATION;
+use crate::workloads::fresh_store::FreshStore;
 
-/// The caches, each filled by its own watch.
+/// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
 pub struct OwnedCaches {
     hpas: Store<HorizontalPodAutoscaler>,
-    services: Store<Service>,
+    pub(super) services: FreshStore<Service>,
+    pub(super) deployments: DeploymentCache,
 }
 
 /// Only what the checks compare is kept: an HPA's name and spec, a Service's name,
-/// labels and selector.
+/// labels, selector, ports and the weight annotation the Service router reads.
 fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
     h.metadata.managed_fields = None;
     h.metadata.annotations = None;
@@ -36,12 +40,15 @@ fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
 
 fn slim_service(s: &mut Service) {
     s.metadata.managed_fields = None;
-    s.metadata.annotations = None;
+    if let Some(a) = s.metadata.annotations.as_mut() {
+        a.retain(|k, _| k == WEIGHT_ANNOTATION);
+    }
     s.status = None;
     if let Some(spec) = s.spec.as_mut() {
-        let selector = spec.selector.take();
+        let (selector, ports) = (spec.selector.take(), spec.ports.take());
         *spec = Default::default();
         spec.selector = selector;
+        spec.ports = ports;
     }
 }
 
@@ -73,12 +80,33 @@ impl OwnedCaches {
         );
         tokio::spawn(hpa_stream.for_each(|_| async {}));
         tokio::spawn(service_stream.for_each(|_| async {}));
-        Self { hpas, services }
+        Self {
+            hpas,
+            services: FreshStore::new(services),
+            deployments: DeploymentCache::default(),
+        }
     }
 
-    /// Caches over stores filled elsewhere (tests).
+    /// serin's Services (the apex included once serin has routed it), for the Service
+    /// router.
+    pub fn services(&self) -> FreshStore<Service> {
+        self.services.clone()
+    }
+
+    /// Caches over stores filled elsewhere (tests); Deployments are read from the API
+    /// until [`OwnedCaches::with_deployments`].
     pub fn from_stores(hpas: Store<HorizontalPodAutoscaler>, services: Store<Service>) -> Self {
-        Self { hpas, services }
+        let (store, _) = reflector::store();
+        Self {
+            hpas,
+            services: FreshStore::new(services),
+            deployments: DeploymentCache::from_parts(store, None),
+        }
+    }
+
+    pub fn with_deployments(mut self, deployments: DeploymentCache) -> Self {
+        self.deployments = deployments;
+        self
     }
 
     fn ready<K>(store: &Store<K>) -> bool
@@ -101,22 +129,61 @@ impl OwnedCaches {
     }
 
     /// Whether serin's Service `ns/name` selects exactly `selector`; `None` when the
-    /// cache cannot tell (not listed yet).
+    /// cache cannot tell (not listed yet, or behind serin's own write).
     pub fn service_selects(
         &self,
         ns: &str,
         name: &str,
         selector: &BTreeMap<String, String>,
     ) -> Option<bool> {
-        if !Self::ready(&self.services) {
-            return None;
-        }
-        let found = self.services.get(&ObjectRef::new(name).within(ns));
+        let found = self.services.get(ns, name)?;
         Some(found.is_some_and(|s| {
             s.spec
                 .as_ref()
                 .and_then(|s| s.selector.as_ref())
                 .is_some_and(|s| s == selector)
         }))
+    }
+
+    /// Whether serin's Service `ns/name` is already as `body` (a [`super::service_body`])
+    /// would make it: labels, owners, selector and ports; `None` when the cache cannot
+    /// tell.
+    pub fn service_is(&self, ns: &str, name: &str, body: &serde_json::Value) -> Option<bool> {
+        let found = self.services.get(ns, name)?;
+        let Some(svc) = found else {
+            return Some(false);
+        };
+        let Ok(want) = serde_json::from_value::<Service>(body.clone()) else {
+            return Some(false);
+        };
+        let labels_kept = want
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .all(|(k, v)| svc.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+        // A Canary deleted and created again owns its Services anew.
+        let owners = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.clone())
+                .collect::<Vec<_>>()
+        };
+        let owned_alike = owners(&svc.metadata) == owners(&want.metadata);
+        let (have, want) = (svc.spec.as_ref(), want.spec.as_ref());
+        let ports = |s: Option<&k8s_openapi::api::core::v1::ServiceSpec>| {
+            s.and_then(|s| s.ports.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| (p.name, p.port, p.target_port, p.protocol))
+                .collect::<Vec<_>>()
+        };
+        Some(
+            labels_kept
+                && owned_alike
+                && have.and_then(|s| s.selector.as_ref()) == want.and_then(|s| s.selector.as_ref())
+                && ports(have) == ports(want),
+        )
     }
 }

@@ -73,6 +73,7 @@ pub(super) async fn restore_target(
         .deployments(&w.namespace)
         .patch(&w.name, &apply(), &Patch::Apply(&body))
         .await?;
+    k.wrote(&w.namespace, &w.name, Some(&updated));
     if readiness(&updated).0 {
         Ok(HandBack::Done)
     } else {
@@ -113,8 +114,10 @@ async fn release_fields(k: &KubeWorkloads, w: &WorkloadRef) -> Result<(), Worklo
         field_manager: Some(FIELD_MANAGER.into()),
         ..Default::default()
     };
-    api.patch(&w.name, &pp, &Patch::<Deployment>::Json(patch))
+    let updated = api
+        .patch(&w.name, &pp, &Patch::<Deployment>::Json(patch))
         .await?;
+    k.wrote(&w.namespace, &w.name, Some(&updated));
     Ok(())
 }
 
@@ -136,6 +139,7 @@ pub(super) async fn release_and_remove(
             .unwrap_or_default();
         configs::delete_copies(&k.client, &w.namespace, &tracked).await?;
         ignore_missing(deps.delete(&w.primary_name(), &dp).await.map(|_| ()))?;
+        k.wrote(&w.namespace, &w.primary_name(), None);
     }
     let services: Api<Service> = Api::namespaced(k.client.clone(), &w.namespace);
     let svc = w.service_name();

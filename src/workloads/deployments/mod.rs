@@ -5,6 +5,7 @@
 
 mod caches;
 mod configs;
+mod deployment_cache;
 mod handback;
 pub mod primary;
 pub mod records;
@@ -29,6 +30,7 @@ use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState
 use crate::crd::FIELD_MANAGER;
 
 pub use caches::OwnedCaches;
+pub use deployment_cache::{DeploymentCache, DeploymentFeed};
 
 /// Deployments, Services, HPAs and configs through the Kubernetes API.
 #[derive(Clone)]
@@ -75,11 +77,45 @@ impl KubeWorkloads {
             })
     }
 
+    /// `ns/name` from the Deployment cache when it can answer, else from the API. The
+    /// copy may be slim: for observing, never as the base of a write.
+    async fn observed_deployment(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Deployment>, WorkloadError> {
+        let cached = self
+            .caches
+            .as_ref()
+            .and_then(|c| c.deployments.fresh.get(ns, name));
+        Ok(match cached {
+            Some(found) => found.map(|d| (*d).clone()),
+            None => self.deployments(ns).get_opt(name).await?,
+        })
+    }
+
+    /// Serin wrote (or deleted, `None`) `ns/name`: observe it from the API until the
+    /// cache has this version.
+    fn wrote(&self, ns: &str, name: &str, written: Option<&Deployment>) {
+        if let Some(c) = &self.caches {
+            let rv = written.and_then(|d| d.metadata.resource_version.clone());
+            c.deployments.fresh.note_write(ns, name, rv);
+        }
+    }
+
     async fn target_revision(
         &self,
         w: &WorkloadRef,
         target: &Deployment,
     ) -> Result<TargetRevision, WorkloadError> {
+        // A cached copy of a template that tracks no configs carries its revision.
+        if let Some(revision) = annotation(target, deployment_cache::CACHED_REVISION) {
+            return Ok(TargetRevision {
+                revision,
+                tracked: BTreeSet::new(),
+                config_hash: None,
+            });
+        }
         let mut template = target.spec.as_ref().map(|s| s.template.clone());
         // serin's own marks on the pod template are not part of the revision.
         if let Some(t) = template.as_mut() {
@@ -136,9 +172,11 @@ impl KubeWorkloads {
                 }
             }
         };
-        self.deployments(&w.namespace)
+        let written = self
+            .deployments(&w.namespace)
             .patch(&w.primary_name(), &apply(), &Patch::Apply(&primary))
             .await?;
+        self.wrote(&w.namespace, &w.primary_name(), Some(&written));
         let (canary_sel, primary_sel) = selectors(&target)?;
         self.apply_services(w, &primary_sel, &canary_sel).await?;
         self.mirror_hpa(w).await
@@ -212,9 +250,20 @@ impl KubeWorkloads {
         let services: Api<Service> = Api::namespaced(self.client.clone(), &w.namespace);
         for (name, selector) in owned_services(w, primary_sel, canary_sel) {
             let body = service_body(w, &name, &selector);
-            services
+            let unchanged = self
+                .caches
+                .as_ref()
+                .and_then(|c| c.service_is(&w.namespace, &name, &body));
+            if unchanged == Some(true) {
+                continue;
+            }
+            let written = services
                 .patch(&name, &apply(), &Patch::Apply(&body))
                 .await?;
+            if let Some(c) = &self.caches {
+                let rv = written.metadata.resource_version;
+                c.services.note_write(&w.namespace, &name, rv);
+            }
         }
         Ok(())
     }
@@ -274,7 +323,15 @@ impl KubeWorkloads {
     /// Scale the target and stamp its pod template with the tracked configs' digest, so
     /// the canary's pods restart when only a ConfigMap or Secret changed.
     async fn scale_target(&self, w: &WorkloadRef, replicas: i32) -> Result<(), WorkloadError> {
-        let target = self.target(w).await?;
+        // Only the tracked configs' digest comes from the target, which a cached copy
+        // has (the body is replicas and that digest, never the copy).
+        let target = self
+            .observed_deployment(&w.namespace, &w.name)
+            .await?
+            .ok_or_else(|| WorkloadError::TargetNotFound {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+            })?;
         let found = self.target_revision(w, &target).await?;
         let mut spec = json!({"replicas": replicas});
         if let Some(hash) = found.config_hash {
@@ -284,9 +341,11 @@ impl KubeWorkloads {
         // FieldManagerConflict otherwise); serin takes it over while it manages the app.
         let body = json!({"apiVersion": "apps/v1", "kind": "Deployment",
                           "metadata": {"name": w.name, "namespace": w.namespace}, "spec": spec});
-        self.deployments(&w.namespace)
+        let written = self
+            .deployments(&w.namespace)
             .patch(&w.name, &apply(), &Patch::Apply(&body))
             .await?;
+        self.wrote(&w.namespace, &w.name, Some(&written));
         Ok(())
     }
 }
@@ -362,13 +421,18 @@ fn annotation(d: &Deployment, key: &str) -> Option<String> {
 #[async_trait]
 impl WorkloadBackend for KubeWorkloads {
     async fn observe(&self, w: &WorkloadRef) -> Result<WorkloadState, WorkloadError> {
-        let target = self.target(w).await?;
+        let target = self
+            .observed_deployment(&w.namespace, &w.name)
+            .await?
+            .ok_or_else(|| WorkloadError::TargetNotFound {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+            })?;
         let found = self.target_revision(w, &target).await?;
         let (canary_selector, primary_selector) = selectors(&target)?;
         let keys = selector_keys(&target)?;
         let primary = self
-            .deployments(&w.namespace)
-            .get_opt(&w.primary_name())
+            .observed_deployment(&w.namespace, &w.primary_name())
             .await?;
         let (canary_ready, canary_available) = readiness(&target);
         let template_labels = |d: &Deployment| {
@@ -421,8 +485,7 @@ impl WorkloadBackend for KubeWorkloads {
     async fn promote_primary(&self, w: &WorkloadRef, revision: &str) -> Result<(), WorkloadError> {
         // Keep the primary's current scale (an HPA may own it).
         let current = self
-            .deployments(&w.namespace)
-            .get_opt(&w.primary_name())
+            .observed_deployment(&w.namespace, &w.primary_name())
             .await?
             .and_then(|p| p.spec.and_then(|s| s.replicas));
         self.write_primary(w, revision, current).await
@@ -443,6 +506,10 @@ impl WorkloadBackend for KubeWorkloads {
 
     async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError> {
         handback::release_and_remove(self, w).await
+    }
+
+    fn deployment_feed(&self) -> Option<DeploymentFeed> {
+        self.caches.as_ref()?.deployments.take_feed()
     }
 }
 

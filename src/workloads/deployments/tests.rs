@@ -251,3 +251,131 @@ async fn an_hpa_twin_the_cache_lacks_is_listed_before_it_is_called_missing() {
         )]
     );
 }
+
+/// A Deployment cache filled, as the controller's watch fills it, with slim copies of
+/// the fake's `names`; the writer is returned to deliver later events.
+fn deployment_cache_of(
+    server: &FakeApiServer,
+    names: &[&str],
+) -> (
+    DeploymentCache,
+    kube::runtime::reflector::store::Writer<Deployment>,
+) {
+    use kube::runtime::watcher::Event;
+    let (store, mut writer) = kube::runtime::reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for name in names {
+        writer.apply_watcher_event(&Event::InitApply(slim_copy(server, name)));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    (DeploymentCache::from_parts(store, None), writer)
+}
+
+fn slim_copy(server: &FakeApiServer, name: &str) -> Deployment {
+    let d = server
+        .get("apps/v1", "deployments", Some(NS), name)
+        .expect("deployment");
+    let mut d: Deployment = serde_json::from_value(d).unwrap();
+    DeploymentFeed::slim(&mut d);
+    d
+}
+
+fn deployment_reads(server: &FakeApiServer) -> Vec<String> {
+    server
+        .drain_requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/deployments"))
+        .map(|r| r.path)
+        .collect()
+}
+
+fn with_deployments(server: &FakeApiServer, cache: DeploymentCache) -> KubeWorkloads {
+    let (hpas, _) = kube::runtime::reflector::store();
+    let (services, _) = kube::runtime::reflector::store();
+    KubeWorkloads::new(server.client())
+        .with_caches(OwnedCaches::from_stores(hpas, services).with_deployments(cache))
+}
+
+#[tokio::test]
+async fn observing_from_the_deployment_cache_sees_what_the_api_shows_without_reading_it() {
+    let (server, plain) = setup();
+    // A second app whose template tracks a ConfigMap: its cached copy keeps the
+    // template, and its revision still takes in the config's data.
+    let mut tracked = target("api:1");
+    tracked["metadata"]["name"] = "api".into();
+    tracked["spec"]["template"]["spec"]["containers"][0]["envFrom"] =
+        serde_json::json!([{"configMapRef": {"name": "api-env"}}]);
+    server.insert(tracked);
+    server.insert(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "api-env", "namespace": NS}, "data": {"LOG": "debug"}}));
+    let api = WorkloadRef {
+        name: "api".into(),
+        ..podinfo()
+    };
+    let w = initialized(&plain, &server).await;
+    let (cache, _writer) = deployment_cache_of(&server, &["podinfo", "podinfo-primary", "api"]);
+    let cached = with_deployments(&server, cache);
+    for w in [&w, &api] {
+        let want = plain.observe(w).await.unwrap();
+        server.drain_requests();
+        let seen = cached.observe(w).await.unwrap();
+        assert_eq!(seen, want, "{}", w.name);
+        assert_eq!(
+            deployment_reads(&server),
+            Vec::<String>::new(),
+            "{}",
+            w.name
+        );
+    }
+    // A slim copy keeps no pod spec beyond the images, nor foreign annotations.
+    let slim = slim_copy(&server, "podinfo");
+    let pod = slim.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 1);
+    assert!(pod.containers[0].ports.is_none() && pod.volumes.is_none());
+}
+
+#[tokio::test]
+async fn after_its_own_write_serin_observes_from_the_api_until_the_cache_has_that_version() {
+    let (server, plain) = setup();
+    let w = initialized(&plain, &server).await;
+    let (cache, mut writer) = deployment_cache_of(&server, &["podinfo", "podinfo-primary"]);
+    let cached = with_deployments(&server, cache);
+    cached.scale_canary(&w, 0).await.unwrap();
+    server.settle();
+    server.drain_requests();
+    // The cache still shows 3 replicas; the API, what serin wrote.
+    let seen = cached.observe(&w).await.unwrap();
+    assert_eq!(seen.canary_replicas, 0);
+    assert_eq!(
+        deployment_reads(&server),
+        [format!("/apis/apps/v1/namespaces/{NS}/deployments/podinfo")]
+    );
+    // The watch brings the write (and the rollout after it): the cache answers again.
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(slim_copy(
+        &server, "podinfo",
+    )));
+    let seen = cached.observe(&w).await.unwrap();
+    assert_eq!(seen.canary_replicas, 0);
+    assert_eq!(deployment_reads(&server), Vec::<String>::new());
+    // A deleted primary is read from the API until the cache has lost it too.
+    cached.remove_primary(&w).await.unwrap();
+    server.drain_requests();
+    assert!(!cached.observe(&w).await.unwrap().primary_exists);
+    assert!(deployment_reads(&server)
+        .iter()
+        .any(|p| p.ends_with("/podinfo-primary")));
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Delete(slim_copy_gone()));
+    // (The hand-back also released serin's fields on the target: a write too.)
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(slim_copy(
+        &server, "podinfo",
+    )));
+    assert!(!cached.observe(&w).await.unwrap().primary_exists);
+    assert_eq!(deployment_reads(&server), Vec::<String>::new());
+}
+
+fn slim_copy_gone() -> Deployment {
+    let mut d = Deployment::default();
+    d.metadata.name = Some("podinfo-primary".into());
+    d.metadata.namespace = Some(NS.into());
+    d
+}

@@ -199,6 +199,7 @@ impl World {
         Replica {
             ctx: Arc::new(Context {
                 written: Default::default(),
+                templates: None,
                 policies: None,
                 client: client.clone(),
                 workloads: Arc::new(KubeWorkloads::new(client.clone())),
