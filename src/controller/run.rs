@@ -430,7 +430,12 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             None => Api::all(client.clone()),
         }
     };
-    canary_ctl = match ctx.workloads.deployment_feed() {
+    let feed = ctx.workloads.deployment_feed();
+    // The onboarding controller shares that watch when there is one.
+    let shared = feed
+        .as_ref()
+        .and_then(|f| Some((f.writer.subscribe()?, f.store.clone())));
+    canary_ctl = match feed {
         // The workloads read Deployments from a cache this watch fills: the reflector
         // stores each change before it wakes the Canary, so the reconcile sees it.
         Some(feed) => canary_ctl.watches_stream(
@@ -532,16 +537,26 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         .for_each(|_| async {});
 
     let (materialize_ns, materialize_ns_watch) = namespace_watch(&client, &opts.shard);
-    let (deployments, writer) = reflector::store();
-    let deployment_stream = reflector::reflector(
-        writer,
-        watcher(deployment_meta(), watch_config(&opts.shard))
-            .default_backoff()
-            .map_ok(from_metadata),
-    )
-    .applied_objects();
-    let mut materialize_ctl = Controller::for_stream(deployment_stream, deployments.clone())
-        .with_config(concurrency.clone());
+    let (mut materialize_ctl, deployments) = match shared {
+        Some((changes, store)) => (
+            Controller::for_shared_stream(changes, store.clone()).with_config(concurrency.clone()),
+            store,
+        ),
+        None => {
+            let (store, writer) = reflector::store();
+            let stream = reflector::reflector(
+                writer,
+                watcher(deployment_meta(), watch_config(&opts.shard))
+                    .default_backoff()
+                    .map_ok(from_metadata),
+            )
+            .applied_objects();
+            (
+                Controller::for_stream(stream, store.clone()).with_config(concurrency.clone()),
+                store,
+            )
+        }
+    };
     if let Some(stream) = materialize_ns_watch {
         let store = deployments;
         materialize_ctl =

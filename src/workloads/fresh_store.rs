@@ -56,6 +56,11 @@ where
         }
     }
 
+    /// The store itself (reads ignore serin's pending writes).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
     /// Whether the watch has delivered its first list.
     pub fn is_ready(&self) -> bool {
         matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))

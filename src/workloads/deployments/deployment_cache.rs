@@ -37,9 +37,11 @@ pub struct DeploymentCache {
 }
 
 /// The write half of a [`DeploymentCache`], for the controller's Deployment watch:
-/// reflect the watch through [`DeploymentFeed::slim`] into `writer`.
+/// reflect the watch through [`DeploymentFeed::slim`] into `writer`. The writer is
+/// shared: other controllers may `subscribe` to the same watch and read `store`.
 pub struct DeploymentFeed {
     pub writer: Writer<Deployment>,
+    pub store: Store<Deployment>,
 }
 
 impl DeploymentFeed {
@@ -49,9 +51,12 @@ impl DeploymentFeed {
     }
 }
 
+/// Changes the shared watch buffers for a subscriber that lags (then it waits).
+const SUBSCRIBER_BUFFER: usize = 1024;
+
 impl Default for DeploymentCache {
     fn default() -> Self {
-        let (store, writer) = reflector::store();
+        let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
         Self::from_parts(store, Some(writer))
     }
 }
@@ -69,7 +74,8 @@ impl DeploymentCache {
     /// The writer, the first time only.
     pub fn take_feed(&self) -> Option<DeploymentFeed> {
         let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        slot.take().map(|writer| DeploymentFeed { writer })
+        let store = self.fresh.store();
+        slot.take().map(|writer| DeploymentFeed { writer, store })
     }
 }
 
