@@ -177,14 +177,10 @@ async fn with_caches_caught_up_a_reconcile_that_changes_nothing_sends_nothing() 
         .filter(|c| c.starts_with("GET "))
         .cloned()
         .collect();
-    // Writing the primary needs the target's whole pod template, the records and a
-    // fresh list of HPAs (it mirrors one); the first reconcile of a process reads the
-    // Canary; the apex is read until serin has routed (and so labelled) it.
-    let write_primary = [
-        get(&dep("podinfo")),
-        format!("GET {}", records()),
-        format!("GET {}", hpas()),
-    ];
+    // Writing the primary needs the target's whole pod template and the records; the
+    // first reconcile of a process reads the Canary; the apex is read until serin has
+    // routed (and so labelled) it.
+    let write_primary = [get(&dep("podinfo")), format!("GET {}", records())];
     let mut expected = vec![get(&canary("podinfo"))];
     expected.extend(write_primary.clone());
     expected.push(get(&svc("podinfo")));

@@ -222,8 +222,11 @@ impl KubeWorkloads {
 
     /// An HPA scaling the target gets a twin scaling the primary.
     async fn mirror_hpa(&self, w: &WorkloadRef) -> Result<(), WorkloadError> {
-        // A write: from a fresh list, never from a cache that may lag.
-        let (Some(hpa), _, _) = self.target_hpa(w, false).await? else {
+        // From the cache when it has listed: the twin copies the user's HPA as of a
+        // moment ago, as it would between two promotions anyway, and an HPA the cache
+        // has not shown yet is found by the next check (`owned_missing` confirms with a
+        // fresh list) and mirrored then.
+        let (Some(hpa), _, _) = self.target_hpa(w, true).await? else {
             return Ok(());
         };
         let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), &w.namespace);

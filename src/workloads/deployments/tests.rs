@@ -379,3 +379,38 @@ fn slim_copy_gone() -> Deployment {
     d.metadata.namespace = Some(NS.into());
     d
 }
+
+#[tokio::test]
+async fn the_hpa_twin_is_written_from_the_cache_without_a_list() {
+    let (server, _) = setup();
+    let hpa = serde_json::json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                 "minReplicas": 2, "maxReplicas": 5},
+    });
+    server.insert(hpa.clone());
+    let (caches, _writers) = caches_of(&server, &[], &[hpa]);
+    let cached = KubeWorkloads::new(server.client()).with_caches(caches);
+    let w = podinfo();
+    let rev = cached.observe(&w).await.unwrap().target_revision;
+    server.drain_requests();
+    cached.initialize_primary(&w, &rev, None).await.unwrap();
+    let twin = server
+        .get(
+            "autoscaling/v2",
+            "horizontalpodautoscalers",
+            Some(NS),
+            "podinfo-primary",
+        )
+        .expect("the twin");
+    assert_eq!(twin["spec"]["scaleTargetRef"]["name"], "podinfo-primary");
+    assert_eq!(twin["spec"]["maxReplicas"], 5);
+    let lists: Vec<String> = server
+        .drain_requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("horizontalpodautoscalers"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(lists, Vec::<String>::new());
+}
