@@ -1,8 +1,16 @@
-//! The mock API server of the scale benchmark: list + watch (newline-delimited events
-//! from a resourceVersion), GET, server-side apply and merge patches (object and
-//! `/status`), create, replace (Leases, with resourceVersion preconditions), delete, and
-//! Events (counted, not stored). Deployments finish their rollout at once, in a second
-//! watch event, as the Deployment controller would report it.
+//! The mock API server of the scale benchmark: list (paginated, with label and field
+//! selectors: `mock_list.rs`) + watch (newline-delimited events from a
+//! resourceVersion), GET, server-side apply and merge patches (object and `/status`),
+//! create, replace (Leases, with resourceVersion preconditions), delete, and Events
+//! (counted, not stored). Deployments finish their rollout at once, in a second watch
+//! event, as the Deployment controller would report it.
+//!
+//! It counts requests by verb and resource in three kinds: requests, watch connections,
+//! and the pages of lists asked for with a `limit` (kube's watchers list in pages).
+//! Requests under `/bench/human/` are the bench acting as a person (approvals through
+//! `serin::gates::apply_decision`, with a kube client whose base URL carries that
+//! prefix): served like any other, not counted. `mock_track.rs` attributes each counted
+//! request to the Canary it concerns and follows whole releases and approvals.
 //!
 //! It runs in a child process so that the controller's RSS is measured alone.
 
@@ -15,6 +23,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::mock_list::{PageError, Selector, Snapshots};
+use super::mock_track::{attribute, base_name, Tracker};
 use super::seed::{deployment, Seed};
 
 #[derive(Default)]
@@ -24,8 +34,17 @@ struct State {
     objects: HashMap<String, BTreeMap<String, Value>>,
     /// (resourceVersion, type key, namespace, event line)
     log: Vec<(u64, String, String, Arc<Value>)>,
+    /// Requests (neither watches nor watchers' list pages) by "VERB resource".
     counts: BTreeMap<String, u64>,
+    watches: BTreeMap<String, u64>,
+    pages: BTreeMap<String, u64>,
     open_watches: u64,
+    snapshots: Snapshots,
+    track: Tracker,
+    /// Deployment item paths released at least once, in release order.
+    released: Vec<String>,
+    /// The gated Deployments' item paths (released first).
+    gated: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -186,7 +205,7 @@ impl State {
         }
     }
 
-    fn list(&self, p: &ApiPath, partial: bool) -> Value {
+    fn list(&self, p: &ApiPath, partial: bool, sel: &Selector) -> (u64, Vec<Value>) {
         let items: Vec<Value> = match self.objects.get(&p.type_key) {
             None => vec![],
             Some(m) => match &p.ns {
@@ -201,16 +220,55 @@ impl State {
                 }
             }
             .into_iter()
+            .filter(|v| sel.matches(v))
             .map(|v| if partial { as_partial(v) } else { v.clone() })
             .collect(),
         };
-        let kind = if partial {
-            "PartialObjectMetadataList".to_string()
-        } else {
-            format!("{}List", kind_for(&p.type_key))
-        };
-        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items})
+        (self.rv, items)
     }
+
+    /// Is there a Canary "ns/name" (an annotated Deployment of that name)?
+    fn known(&self, ns: &str, name: &str) -> bool {
+        base_name(name) == name
+            && self
+                .objects
+                .get("/apis/apps/v1/deployments")
+                .is_some_and(|m| m.contains_key(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")))
+    }
+
+    /// A new revision of the Deployment at `item`: a new image.
+    fn release_one(&mut self, item: &str) {
+        let p = parse_path(item).unwrap();
+        let mut d = self.get(&p).unwrap().clone();
+        let g = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+        d["spec"]["template"]["spec"]["containers"][0]["image"] =
+            json!(format!("registry.example.com/shop/app:2.0.{g}"));
+        d["metadata"]["generation"] = json!(g);
+        self.store(&p, d);
+        self.finish_rollout(&p);
+        let key = format!("{}/{}", p.ns.unwrap_or_default(), p.name.unwrap_or_default());
+        self.track.released(key);
+    }
+}
+
+fn list_body(p: &ApiPath, partial: bool, page: super::mock_list::Page) -> Value {
+    let kind = if partial {
+        "PartialObjectMetadataList".to_string()
+    } else {
+        format!("{}List", kind_for(&p.type_key))
+    };
+    let mut meta = json!({"resourceVersion": page.rv.to_string()});
+    if let Some(c) = page.cont {
+        meta["continue"] = json!(c);
+        meta["remainingItemCount"] = json!(page.remaining);
+    }
+    let api_version = if partial {
+        "meta.k8s.io/v1".to_string()
+    } else {
+        let (prefix, _) = p.type_key.rsplit_once('/').unwrap();
+        prefix.trim_start_matches("/api/").trim_start_matches("/apis/").to_string()
+    };
+    json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": page.items})
 }
 
 fn query_param(uri: &Uri, key: &str) -> Option<String> {
@@ -262,6 +320,10 @@ impl Mock {
             let d = deployment(&ns, &name, i, "1.0.0", seed);
             st.store(&p, d);
             st.finish_rollout(&p);
+            if i < seed.gated {
+                st.gated.push(p.item.clone());
+                st.track.gated.insert(format!("{ns}/{name}"));
+            }
         }
         let (changed, _) = tokio::sync::watch::channel(st.rv);
         Mock {
@@ -270,40 +332,74 @@ impl Mock {
         }
     }
 
-    fn count(&self, what: String) {
-        *self.state.lock().unwrap().counts.entry(what).or_default() += 1;
-    }
-
     fn notify(&self) {
         let rv = self.state.lock().unwrap().rv;
         self.changed.send_replace(rv);
     }
 
-    /// Start a release on `count` Deployments: a new image.
+    /// Start a release on `count` Deployments (the gated ones first, then in path
+    /// order): a new image.
     pub fn release(&self, count: usize) -> usize {
         let mut st = self.state.lock().unwrap();
-        let keys: Vec<String> = st
+        let mut keys: Vec<String> = st.gated.iter().take(count).cloned().collect();
+        let rest: Vec<String> = st
             .objects
             .get("/apis/apps/v1/deployments")
             .into_iter()
             .flat_map(|m| m.keys())
-            .filter(|k| !k.ends_with("-primary"))
-            .take(count)
+            .filter(|k| base_name(k) == k.as_str() && !keys.contains(k))
+            .take(count - keys.len())
             .cloned()
             .collect();
+        keys.extend(rest);
         for k in &keys {
-            let p = parse_path(k).unwrap();
-            let mut d = st.get(&p).unwrap().clone();
-            d["spec"]["template"]["spec"]["containers"][0]["image"] =
-                json!("registry.example.com/shop/app:2.0.0");
-            let g = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            d["metadata"]["generation"] = json!(g);
-            st.store(&p, d);
-            st.finish_rollout(&p);
+            st.release_one(k);
         }
+        st.released = keys.clone();
         drop(st);
         self.notify();
         keys.len()
+    }
+
+    /// Release again every released Deployment whose last release succeeded.
+    pub fn recycle(&self) -> usize {
+        let mut st = self.state.lock().unwrap();
+        let done: Vec<String> = st
+            .released
+            .iter()
+            .filter(|k| {
+                let p = parse_path(k).unwrap();
+                let key = format!("{}/{}", p.ns.unwrap_or_default(), p.name.unwrap_or_default());
+                !st.track.in_flight(&key)
+            })
+            .cloned()
+            .collect();
+        for k in &done {
+            st.release_one(k);
+        }
+        drop(st);
+        self.notify();
+        done.len()
+    }
+
+    /// The gated Canaries waiting for an approval ("ns/name").
+    fn waiting(&self) -> Value {
+        let st = self.state.lock().unwrap();
+        let canaries = st.objects.get("/apis/serin.dev/v1alpha1/canaries");
+        let out: Vec<String> = canaries
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|c| c["status"]["phase"] == "WaitingApproval")
+            .filter_map(|c| {
+                let key = format!(
+                    "{}/{}",
+                    c["metadata"]["namespace"].as_str()?,
+                    c["metadata"]["name"].as_str()?
+                );
+                st.track.gated.contains(&key).then_some(key)
+            })
+            .collect();
+        json!(out)
     }
 
     /// Canaries by phase, and the API calls served so far.
@@ -329,10 +425,11 @@ impl Mock {
             }
         }
         json!({"phases": phases, "steps": steps, "example": example, "requests": st.counts, "open_watches": st.open_watches,
+               "watches": st.watches, "pages": st.pages, "largest_page": st.snapshots.largest_page,
                "objects": st.objects.values().map(BTreeMap::len).sum::<usize>(), "rv": st.rv})
     }
 
-    async fn watch(&self, p: ApiPath, from: u64, partial: bool) -> Response {
+    async fn watch(&self, p: ApiPath, from: u64, partial: bool, sel: Selector) -> Response {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let mut changed = self.changed.subscribe();
         let state = self.state.clone();
@@ -346,8 +443,10 @@ impl Mock {
                     let start = st.log.partition_point(|(rv, ..)| *rv <= next_rv);
                     let out: Vec<Bytes> = st.log[start..]
                         .iter()
-                        .filter(|(_, t, ns, _)| {
-                            *t == p.type_key && p.ns.as_ref().is_none_or(|want| want == ns)
+                        .filter(|(_, t, ns, line)| {
+                            *t == p.type_key
+                                && p.ns.as_ref().is_none_or(|want| want == ns)
+                                && sel.matches(&line["object"])
                         })
                         .map(|(_, _, _, line)| {
                             let mut bytes = if partial {
@@ -391,17 +490,35 @@ impl Mock {
         headers: HeaderMap,
         body: Bytes,
     ) -> Response {
-        let path = uri.path().to_string();
-        if path == "/bench/stats" {
-            return json_response(200, &self.stats());
+        let mut path = uri.path().to_string();
+        match path.as_str() {
+            "/bench/stats" => return json_response(200, &self.stats()),
+            "/bench/releases" => {
+                return json_response(200, &self.state.lock().unwrap().track.summary())
+            }
+            "/bench/waiting" => return json_response(200, &self.waiting()),
+            "/bench/recycle" => return json_response(200, &json!({"released": self.recycle()})),
+            "/bench/reset-largest-page" => {
+                self.state.lock().unwrap().snapshots.largest_page = 0;
+                return json_response(200, &json!({}));
+            }
+            "/bench/release" => {
+                let n = query_param(&uri, "count")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let done = self.release(n);
+                return json_response(200, &json!({"released": done}));
+            }
+            _ => {}
         }
-        if path == "/bench/release" {
-            let n = query_param(&uri, "count")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let done = self.release(n);
-            return json_response(200, &json!({"released": done}));
-        }
+        // The bench acting as a person: served, not counted.
+        let human = match path.strip_prefix("/bench/human") {
+            Some(rest) => {
+                path = rest.to_string();
+                true
+            }
+            None => false,
+        };
         let Some(p) = parse_path(&path) else {
             return (StatusCode::NOT_FOUND, "not an API path").into_response();
         };
@@ -412,30 +529,118 @@ impl Mock {
             (&Method::GET, false, false) => "LIST",
             _ => method.as_str(),
         };
-        self.count(format!(
+        let what = format!(
             "{verb} {plural}{}",
             p.sub.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
-        ));
-        let partial = metadata_only(&headers);
-        if watching {
-            let from = query_param(&uri, "resourceVersion")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            return self.watch(p, from, partial).await;
-        }
+        );
+        let limit: usize = query_param(&uri, "limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cont = query_param(&uri, "continue").filter(|c| !c.is_empty());
+        let paged = verb == "LIST" && (limit > 0 || cont.is_some());
+        let sel = Selector::parse(
+            query_param(&uri, "labelSelector").as_deref(),
+            query_param(&uri, "fieldSelector").as_deref(),
+        );
         let body: Value = if body.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
+        if !human {
+            let mut st = self.state.lock().unwrap();
+            let counts = if watching {
+                &mut st.watches
+            } else if paged {
+                &mut st.pages
+            } else {
+                &mut st.counts
+            };
+            *counts.entry(what.clone()).or_default() += 1;
+            if !watching && !paged {
+                let st = &mut *st;
+                let who = attribute(
+                    &st.track,
+                    p.ns.as_deref(),
+                    &plural,
+                    p.name.as_deref(),
+                    &sel,
+                    &body,
+                    |ns, n| st.known(ns, n),
+                );
+                if let Some(who) = who {
+                    if plural == "events" && method == Method::POST {
+                        if let Some(n) = body["metadata"]["name"].as_str() {
+                            st.track.events.insert(format!("{}/{n}", p.ns.clone().unwrap_or_default()), who.clone());
+                        }
+                    }
+                    st.track.request(&who, &what);
+                }
+            }
+        }
+        let partial = metadata_only(&headers);
+        if watching {
+            let from = query_param(&uri, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return self.watch(p, from, partial, sel).await;
+        }
         let (code, answer) = {
             let mut st = self.state.lock().unwrap();
-            self.apply(&mut st, &method, &p, &plural, body, partial)
+            if verb == "LIST" {
+                let st = &mut *st;
+                let (rv, items) = st.list(&p, partial, &sel);
+                match st.snapshots.page(limit, cont.as_deref(), || (rv, items)) {
+                    Ok(page) => (200, list_body(&p, partial, page)),
+                    Err(PageError::Expired) => (
+                        410,
+                        status(410, "Expired", "The provided continue parameter is too old to display a consistent list result."),
+                    ),
+                    Err(PageError::Malformed) => {
+                        (400, status(400, "BadRequest", "invalid continue token"))
+                    }
+                }
+            } else {
+                let r = self.apply(&mut st, &method, &p, &plural, body.clone(), partial);
+                if r.0 < 300 && !human {
+                    self.track_write(&mut st, &method, &p, &plural, &body);
+                }
+                if r.0 < 300 && human
+                    && plural == "canaries"
+                    && method == Method::PATCH
+                    && p.sub.as_deref() == Some("status")
+                {
+                    let key = format!("{}/{}", p.ns.clone().unwrap_or_default(), p.name.clone().unwrap_or_default());
+                    st.track.approval(&key);
+                }
+                r
+            }
         };
         if method != Method::GET {
             self.notify();
         }
         json_response(code, &answer)
+    }
+
+    /// Follow releases: a Canary status written `Succeeded` ends its release; an apex
+    /// Service written with a canary weight is a router write.
+    fn track_write(&self, st: &mut State, method: &Method, p: &ApiPath, plural: &str, body: &Value) {
+        if *method != Method::PATCH {
+            return;
+        }
+        let (Some(ns), Some(name)) = (&p.ns, &p.name) else {
+            return;
+        };
+        let key = format!("{ns}/{name}");
+        if plural == "canaries" && p.sub.as_deref() == Some("status") {
+            let phase = st.get(p).and_then(|c| c["status"]["phase"].as_str()).unwrap_or("").to_string();
+            st.track.status(&key, &phase);
+        }
+        if plural == "services"
+            && !body["metadata"]["annotations"]["serin.dev/canary-weight"].is_null()
+        {
+            st.track.routed(&key);
+        }
     }
 
     fn apply(
@@ -469,7 +674,7 @@ impl Mock {
             return (if *method == Method::POST { 201 } else { 200 }, o);
         }
         match *method {
-            Method::GET if p.name.is_none() => (200, st.list(p, partial)),
+            Method::GET if p.name.is_none() => unreachable!("lists are served by handle"),
             Method::GET => match st.get(p) {
                 Some(o) => (200, if partial { as_partial(o) } else { o.clone() }),
                 None => not_found(),
