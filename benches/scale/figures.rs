@@ -150,6 +150,7 @@ pub fn report(k: &Knobs, o: &Outcome) {
     let r_pages = delta(&o.restart_after, &o.restart_before, "pages");
     let r_requests = sum(&delta(&o.restart_after, &o.restart_before, "requests"));
     let secs = |t: Option<Duration>| t.map(|t| t.as_secs_f64());
+    let show = |t: Option<Duration>| t.map_or("never".to_string(), |t| format!("{:.2}", t.as_secs_f64()));
     let startup_ok = o.first_canary.is_some_and(|t| t < Duration::from_secs(10));
 
     // Whole releases (those without approval gates; the gated ones apart).
@@ -233,8 +234,8 @@ pub fn report(k: &Knobs, o: &Outcome) {
     );
     println!("| watch connections opened while measuring | {} | |", sum(&m_watches));
     println!(
-        "| start-up to first Canary / onboarding reconcile / all Canaries reconciled | {:.2?} / {:.2?} / {:.2?} s | first Canary < 10 s: {} |",
-        secs(o.first_canary), secs(o.first_onboarding), secs(o.pass_done), ok(startup_ok)
+        "| start-up to first Canary / onboarding reconcile / all Canaries reconciled | {} / {} / {} s | first Canary < 10 s: {} |",
+        show(o.first_canary), show(o.first_onboarding), show(o.pass_done), ok(startup_ok)
     );
     println!(
         "| start-up list pages served / largest page / other requests until all reconciled | {} / {} items / {r_requests} | |",

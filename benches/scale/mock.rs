@@ -45,6 +45,8 @@ struct State {
     released: Vec<String>,
     /// The gated Deployments' item paths (released first).
     gated: Vec<String>,
+    /// Who owns each top-level status field, by item path.
+    status_owners: HashMap<String, HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -601,7 +603,15 @@ impl Mock {
                     }
                 }
             } else {
-                let r = self.apply(&mut st, &method, &p, &plural, body.clone(), partial);
+                let how = How {
+                    partial,
+                    server_side_apply: headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|c| c.starts_with("application/apply-patch")),
+                    manager: query_param(&uri, "fieldManager").unwrap_or_default(),
+                };
+                let r = self.apply(&mut st, &method, &p, body.clone(), &how);
                 if r.0 < 300 && !human {
                     self.track_write(&mut st, &method, &p, &plural, &body);
                 }
@@ -648,10 +658,11 @@ impl Mock {
         st: &mut State,
         method: &Method,
         p: &ApiPath,
-        plural: &str,
         body: Value,
-        partial: bool,
+        how: &How,
     ) -> (u16, Value) {
+        let plural = p.type_key.rsplit('/').next().unwrap_or("");
+        let partial = how.partial;
         let not_found = || {
             (
                 404,
@@ -729,8 +740,7 @@ impl Mock {
                     m.remove("resourceVersion");
                 }
                 if is_status {
-                    obj["status"] = Value::Null;
-                    merge(&mut obj["status"], &patch["status"]);
+                    write_status(st, p, &mut obj, &patch["status"], how);
                 } else {
                     let before = obj["spec"].clone();
                     if let Some(m) = patch.as_object_mut() {
@@ -754,6 +764,54 @@ impl Mock {
                 (200, out)
             }
             _ => (405, status(405, "MethodNotAllowed", "")),
+        }
+    }
+}
+
+/// How a request was made.
+struct How {
+    /// Metadata only (PartialObjectMetadata).
+    partial: bool,
+    /// A server-side apply patch (else a merge patch).
+    server_side_apply: bool,
+    /// The `fieldManager` of a write.
+    manager: String,
+}
+
+/// Write `patch` into the status of `obj` as a kube-apiserver would, with field
+/// ownership tracked per top-level status field: a server-side apply sets the fields
+/// it sends (forced: it takes them over) and removes those its manager owned and no
+/// longer sends; fields of other managers stay (serin's status apply leaves out the
+/// approval records the approval API owns). A merge patch merges.
+fn write_status(st: &mut State, p: &ApiPath, obj: &mut Value, patch: &Value, how: &How) {
+    let owners = st.status_owners.entry(p.item.clone()).or_default();
+    if !obj["status"].is_object() {
+        obj["status"] = json!({});
+    }
+    let cur = obj["status"].as_object_mut().unwrap();
+    let fields = patch.as_object().cloned().unwrap_or_default();
+    if how.server_side_apply {
+        let dropped: Vec<String> = owners
+            .iter()
+            .filter(|(k, m)| **m == how.manager && !fields.contains_key(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in dropped {
+            cur.remove(&k);
+            owners.remove(&k);
+        }
+        for (k, v) in fields {
+            if v.is_null() {
+                cur.remove(&k);
+            } else {
+                cur.insert(k.clone(), v);
+            }
+            owners.insert(k, how.manager.clone());
+        }
+    } else {
+        merge(&mut obj["status"], patch);
+        for k in fields.keys() {
+            owners.insert(k.clone(), how.manager.clone());
         }
     }
 }
