@@ -150,16 +150,36 @@ pub fn report(k: &Knobs, o: &Outcome) {
     let r_pages = delta(&o.restart_after, &o.restart_before, "pages");
     let r_requests = sum(&delta(&o.restart_after, &o.restart_before, "requests"));
     let secs = |t: Option<Duration>| t.map(|t| t.as_secs_f64());
-    let show = |t: Option<Duration>| t.map_or("never".to_string(), |t| format!("{:.2}", t.as_secs_f64()));
+    let show =
+        |t: Option<Duration>| t.map_or("never".to_string(), |t| format!("{:.2}", t.as_secs_f64()));
     let startup_ok = o.first_canary.is_some_and(|t| t < Duration::from_secs(10));
 
     // Whole releases (those without approval gates; the gated ones apart).
-    let finished: Vec<&Value> = o.releases["finished"].as_array().into_iter().flatten().collect();
-    let ungated: Vec<&Value> = finished.iter().copied().filter(|r| r["gated"] != true).collect();
-    let gated: Vec<&Value> = finished.iter().copied().filter(|r| r["gated"] == true).collect();
-    let reqs = |v: &[&Value]| v.iter().map(|r| r["requests"].as_u64().unwrap_or(0)).collect::<Vec<_>>();
+    let finished: Vec<&Value> = o.releases["finished"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let ungated: Vec<&Value> = finished
+        .iter()
+        .copied()
+        .filter(|r| r["gated"] != true)
+        .collect();
+    let gated: Vec<&Value> = finished
+        .iter()
+        .copied()
+        .filter(|r| r["gated"] == true)
+        .collect();
+    let reqs = |v: &[&Value]| {
+        v.iter()
+            .map(|r| r["requests"].as_u64().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
-    let (release_mean, release_max) = (mean(&reqs(&ungated)), reqs(&ungated).into_iter().max().unwrap_or(0));
+    let (release_mean, release_max) = (
+        mean(&reqs(&ungated)),
+        reqs(&ungated).into_iter().max().unwrap_or(0),
+    );
     let gated_mean = mean(&reqs(&gated));
     let mut release_by: BTreeMap<String, u64> = BTreeMap::new();
     for r in &ungated {
@@ -167,7 +187,10 @@ pub fn report(k: &Knobs, o: &Outcome) {
             *release_by.entry(key.clone()).or_default() += n.as_u64().unwrap_or(0);
         }
     }
-    let mut release_secs: Vec<f64> = ungated.iter().filter_map(|r| r["seconds"].as_f64()).collect();
+    let mut release_secs: Vec<f64> = ungated
+        .iter()
+        .filter_map(|r| r["seconds"].as_f64())
+        .collect();
     release_secs.sort_by(f64::total_cmp);
 
     // Approval write to router write.
@@ -178,13 +201,21 @@ pub fn report(k: &Knobs, o: &Outcome) {
         .filter_map(Value::as_f64)
         .collect();
     approval_ms.sort_by(f64::total_cmp);
-    let (approval_median, approval_max) = (percentile(&approval_ms, 0.5), approval_ms.last().copied().unwrap_or(0.0));
+    let (approval_median, approval_max) = (
+        percentile(&approval_ms, 0.5),
+        approval_ms.last().copied().unwrap_or(0.0),
+    );
 
     // Idle re-checks after the restart.
     let spread_mean = o.spread.iter().sum::<u64>() as f64 / o.spread.len().max(1) as f64;
     let spread_max = o.spread.iter().copied().max().unwrap_or(0) as f64;
 
-    // Soak.
+    // Soak: RSS per simulated minute (one check interval). The target, |slope| <= 0.1
+    // MiB per simulated minute, is about what 30 samples can tell from allocator noise
+    // (RSS moves by a few hundred KiB as arenas grow and shrink); a leak of anything
+    // kept per release or per reconcile (100 releases cycling, ~100 reconciles/s) grows
+    // by far more, and 0.1 MiB/min would still be 144 MiB a day, so a run that passes
+    // bounds a leak, a longer soak (SCALE_SOAK_INTERVALS) bounds it tighter.
     let soak: Vec<f64> = o.soak_rss.iter().map(|k| mib(*k)).collect();
     let soak_slope = slope(&soak);
 
@@ -193,13 +224,22 @@ pub fn report(k: &Knobs, o: &Outcome) {
     println!(
         "\nserin scale benchmark: {d} annotated Deployments in {} namespaces, {} releases \
          ({} gated), steps {}, check interval {}s, measured {:.1}s ({} whole intervals)",
-        k.namespaces, o.released, k.approvals.min(k.releases), k.steps, k.interval_secs,
-        elapsed, windows.len()
+        k.namespaces,
+        o.released,
+        k.approvals.min(k.releases),
+        k.steps,
+        k.interval_secs,
+        elapsed,
+        windows.len()
     );
     println!(
         "warm-up: {d} Canaries onboarded and initialized in {:.1}s; {} canary + {} onboarding \
          reconciles, CPU median {:.3} ms / {:.3} ms",
-        o.warmup.as_secs_f64(), canary_w.count, mat_w.count, ms(canary_w.median), ms(mat_w.median)
+        o.warmup.as_secs_f64(),
+        canary_w.count,
+        mat_w.count,
+        ms(canary_w.median),
+        ms(mat_w.median)
     );
     println!("\n| figure | value | target |");
     println!("|---|---|---|");
@@ -209,7 +249,8 @@ pub fn report(k: &Knobs, o: &Outcome) {
     );
     println!(
         "| RSS peak while measuring / VmHWM (whole run, restart included) | {:.1} / {:.1} MiB | |",
-        mib(o.rss_measure_max), mib(o.hwm)
+        mib(o.rss_measure_max),
+        mib(o.hwm)
     );
     println!(
         "| CPU per Canary reconcile, median / p99 ({} reconciles) | {:.3} / {:.3} ms | median <= 0.5 ms: {} |",
@@ -217,7 +258,9 @@ pub fn report(k: &Knobs, o: &Outcome) {
     );
     println!(
         "| CPU per onboarding reconcile, median / p99 ({} reconciles) | {:.3} / {:.3} ms | |",
-        mat.count, ms(mat.median), ms(mat.p99)
+        mat.count,
+        ms(mat.median),
+        ms(mat.p99)
     );
     println!(
         "| process CPU per reconcile (watches, HTTP, everything) | {:.3} ms ({:.1}% of one core) | |",
@@ -227,12 +270,18 @@ pub fn report(k: &Knobs, o: &Outcome) {
     println!(
         "| Prometheus queries per interval, min / median / max | {q_min} / {q_median} / {q_max} | |"
     );
-    println!("| duplicate queries within one interval (whole run) | {duplicates} | 0: {} |", ok(duplicates == 0));
+    println!(
+        "| duplicate queries within one interval (whole run) | {duplicates} | 0: {} |",
+        ok(duplicates == 0)
+    );
     println!(
         "| API requests while measuring: total / per second / per Canary reconcile | {api_calls} / {:.0} / {per_reconcile:.2} | per reconcile <= 1.5: {} |",
         api_calls as f64 / elapsed, ok(per_reconcile <= 1.5)
     );
-    println!("| watch connections opened while measuring | {} | |", sum(&m_watches));
+    println!(
+        "| watch connections opened while measuring | {} | |",
+        sum(&m_watches)
+    );
     println!(
         "| start-up to first Canary / onboarding reconcile / all Canaries reconciled | {} / {} / {} s | first Canary < 10 s: {} |",
         show(o.first_canary), show(o.first_onboarding), show(o.pass_done), ok(startup_ok)
@@ -275,16 +324,31 @@ pub fn report(k: &Knobs, o: &Outcome) {
         );
     }
     println!();
-    print_by("API requests while measuring, by verb and resource", &per(&m_requests, 1.0));
+    print_by(
+        "API requests while measuring, by verb and resource",
+        &per(&m_requests, 1.0),
+    );
     if !m_pages.is_empty() {
         print_by("list pages while measuring", &per(&m_pages, 1.0));
     }
-    print_by("onboarding: API requests per Deployment, by verb and resource", &per(&w_requests, d as f64));
-    print_by("whole release: mean API requests per ungated release, by verb and resource", &per(&release_by, ungated.len() as f64));
+    print_by(
+        "onboarding: API requests per Deployment, by verb and resource",
+        &per(&w_requests, d as f64),
+    );
+    print_by(
+        "whole release: mean API requests per ungated release, by verb and resource",
+        &per(&release_by, ungated.len() as f64),
+    );
     print_by("start-up list pages, by resource", &per(&r_pages, 1.0));
     println!("idle re-checks per 10 s bucket: {:?}", o.spread);
-    println!("Canaries by phase at the end of measuring: {}", o.after["phases"]);
-    println!("Canaries by step at the end of measuring: {}", o.after["steps"]);
+    println!(
+        "Canaries by phase at the end of measuring: {}",
+        o.after["phases"]
+    );
+    println!(
+        "Canaries by step at the end of measuring: {}",
+        o.after["steps"]
+    );
     if std::env::var_os("SCALE_DEBUG").is_some() {
         println!("a Progressing Canary's status: {:#}", o.after["example"]);
     }

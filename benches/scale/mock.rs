@@ -27,6 +27,14 @@ use super::mock_list::{PageError, Selector, Snapshots};
 use super::mock_track::{attribute, base_name, Tracker};
 use super::seed::{deployment, Seed};
 
+/// The bench's own endpoints and what the mock follows for them.
+#[path = "mock_bench.rs"]
+mod bench;
+/// Writes: create, replace, patch, delete.
+#[path = "mock_write.rs"]
+mod write;
+use write::How;
+
 #[derive(Default)]
 struct State {
     rv: u64,
@@ -101,23 +109,6 @@ fn parse_path(path: &str) -> Option<ApiPath> {
 fn status(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
-}
-
-fn merge(into: &mut Value, from: &Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                if v.is_null() {
-                    a.remove(k);
-                } else if k == "selector" || k == "matchLabels" || k == "finalizers" {
-                    a.insert(k.clone(), v.clone());
-                } else {
-                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
 }
 
 fn kind_for(type_key: &str) -> &'static str {
@@ -228,29 +219,6 @@ impl State {
         };
         (self.rv, items)
     }
-
-    /// Is there a Canary "ns/name" (an annotated Deployment of that name)?
-    fn known(&self, ns: &str, name: &str) -> bool {
-        base_name(name) == name
-            && self
-                .objects
-                .get("/apis/apps/v1/deployments")
-                .is_some_and(|m| m.contains_key(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")))
-    }
-
-    /// A new revision of the Deployment at `item`: a new image.
-    fn release_one(&mut self, item: &str) {
-        let p = parse_path(item).unwrap();
-        let mut d = self.get(&p).unwrap().clone();
-        let g = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-        d["spec"]["template"]["spec"]["containers"][0]["image"] =
-            json!(format!("registry.example.com/shop/app:2.0.{g}"));
-        d["metadata"]["generation"] = json!(g);
-        self.store(&p, d);
-        self.finish_rollout(&p);
-        let key = format!("{}/{}", p.ns.unwrap_or_default(), p.name.unwrap_or_default());
-        self.track.released(key);
-    }
 }
 
 fn list_body(p: &ApiPath, partial: bool, page: super::mock_list::Page) -> Value {
@@ -268,7 +236,10 @@ fn list_body(p: &ApiPath, partial: bool, page: super::mock_list::Page) -> Value 
         "meta.k8s.io/v1".to_string()
     } else {
         let (prefix, _) = p.type_key.rsplit_once('/').unwrap();
-        prefix.trim_start_matches("/api/").trim_start_matches("/apis/").to_string()
+        prefix
+            .trim_start_matches("/api/")
+            .trim_start_matches("/apis/")
+            .to_string()
     };
     json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": page.items})
 }
@@ -337,98 +308,6 @@ impl Mock {
     fn notify(&self) {
         let rv = self.state.lock().unwrap().rv;
         self.changed.send_replace(rv);
-    }
-
-    /// Start a release on `count` Deployments (the gated ones first, then in path
-    /// order): a new image.
-    pub fn release(&self, count: usize) -> usize {
-        let mut st = self.state.lock().unwrap();
-        let mut keys: Vec<String> = st.gated.iter().take(count).cloned().collect();
-        let rest: Vec<String> = st
-            .objects
-            .get("/apis/apps/v1/deployments")
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .filter(|k| base_name(k) == k.as_str() && !keys.contains(k))
-            .take(count - keys.len())
-            .cloned()
-            .collect();
-        keys.extend(rest);
-        for k in &keys {
-            st.release_one(k);
-        }
-        st.released = keys.clone();
-        drop(st);
-        self.notify();
-        keys.len()
-    }
-
-    /// Release again every released Deployment whose last release succeeded.
-    pub fn recycle(&self) -> usize {
-        let mut st = self.state.lock().unwrap();
-        let done: Vec<String> = st
-            .released
-            .iter()
-            .filter(|k| {
-                let p = parse_path(k).unwrap();
-                let key = format!("{}/{}", p.ns.unwrap_or_default(), p.name.unwrap_or_default());
-                !st.track.in_flight(&key)
-            })
-            .cloned()
-            .collect();
-        for k in &done {
-            st.release_one(k);
-        }
-        drop(st);
-        self.notify();
-        done.len()
-    }
-
-    /// The gated Canaries waiting for an approval ("ns/name").
-    fn waiting(&self) -> Value {
-        let st = self.state.lock().unwrap();
-        let canaries = st.objects.get("/apis/serin.dev/v1alpha1/canaries");
-        let out: Vec<String> = canaries
-            .into_iter()
-            .flat_map(|m| m.values())
-            .filter(|c| c["status"]["phase"] == "WaitingApproval")
-            .filter_map(|c| {
-                let key = format!(
-                    "{}/{}",
-                    c["metadata"]["namespace"].as_str()?,
-                    c["metadata"]["name"].as_str()?
-                );
-                st.track.gated.contains(&key).then_some(key)
-            })
-            .collect();
-        json!(out)
-    }
-
-    /// Canaries by phase, and the API calls served so far.
-    pub fn stats(&self) -> Value {
-        let st = self.state.lock().unwrap();
-        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
-        let mut steps: BTreeMap<String, u64> = BTreeMap::new();
-        let canaries = st.objects.get("/apis/serin.dev/v1alpha1/canaries");
-        let example = canaries
-            .into_iter()
-            .flat_map(|m| m.values())
-            .find(|v| v["status"]["phase"] == "Progressing")
-            .map(|v| v["status"].clone());
-        for v in canaries.into_iter().flat_map(|m| m.values()) {
-            {
-                let phase = v["status"]["phase"].as_str().unwrap_or("None").to_string();
-                *phases.entry(phase).or_default() += 1;
-                if let Some(s) = v["status"]["currentStep"].as_i64() {
-                    if s > 0 {
-                        *steps.entry(s.to_string()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        json!({"phases": phases, "steps": steps, "example": example, "requests": st.counts, "open_watches": st.open_watches,
-               "watches": st.watches, "pages": st.pages, "largest_page": st.snapshots.largest_page,
-               "objects": st.objects.values().map(BTreeMap::len).sum::<usize>(), "rv": st.rv})
     }
 
     async fn watch(&self, p: ApiPath, from: u64, partial: bool, sel: Selector) -> Response {
@@ -573,7 +452,10 @@ impl Mock {
                 if let Some(who) = who {
                     if plural == "events" && method == Method::POST {
                         if let Some(n) = body["metadata"]["name"].as_str() {
-                            st.track.events.insert(format!("{}/{n}", p.ns.clone().unwrap_or_default()), who.clone());
+                            st.track.events.insert(
+                                format!("{}/{n}", p.ns.clone().unwrap_or_default()),
+                                who.clone(),
+                            );
                         }
                     }
                     st.track.request(&who, &what);
@@ -615,12 +497,17 @@ impl Mock {
                 if r.0 < 300 && !human {
                     self.track_write(&mut st, &method, &p, &plural, &body);
                 }
-                if r.0 < 300 && human
+                if r.0 < 300
+                    && human
                     && plural == "canaries"
                     && method == Method::PATCH
                     && p.sub.as_deref() == Some("status")
                 {
-                    let key = format!("{}/{}", p.ns.clone().unwrap_or_default(), p.name.clone().unwrap_or_default());
+                    let key = format!(
+                        "{}/{}",
+                        p.ns.clone().unwrap_or_default(),
+                        p.name.clone().unwrap_or_default()
+                    );
                     st.track.approval(&key);
                 }
                 r
@@ -630,189 +517,6 @@ impl Mock {
             self.notify();
         }
         json_response(code, &answer)
-    }
-
-    /// Follow releases: a Canary status written `Succeeded` ends its release; an apex
-    /// Service written with a canary weight is a router write.
-    fn track_write(&self, st: &mut State, method: &Method, p: &ApiPath, plural: &str, body: &Value) {
-        if *method != Method::PATCH {
-            return;
-        }
-        let (Some(ns), Some(name)) = (&p.ns, &p.name) else {
-            return;
-        };
-        let key = format!("{ns}/{name}");
-        if plural == "canaries" && p.sub.as_deref() == Some("status") {
-            let phase = st.get(p).and_then(|c| c["status"]["phase"].as_str()).unwrap_or("").to_string();
-            st.track.status(&key, &phase);
-        }
-        if plural == "services"
-            && !body["metadata"]["annotations"]["serin.dev/canary-weight"].is_null()
-        {
-            st.track.routed(&key);
-        }
-    }
-
-    fn apply(
-        &self,
-        st: &mut State,
-        method: &Method,
-        p: &ApiPath,
-        body: Value,
-        how: &How,
-    ) -> (u16, Value) {
-        let plural = p.type_key.rsplit('/').next().unwrap_or("");
-        let partial = how.partial;
-        let not_found = || {
-            (
-                404,
-                status(
-                    404,
-                    "NotFound",
-                    &format!(
-                        "{plural} \"{}\" not found",
-                        p.name.clone().unwrap_or_default()
-                    ),
-                ),
-            )
-        };
-        // Events are counted, not kept.
-        if plural == "events" {
-            let mut o = body;
-            if o["metadata"]["name"].is_null() {
-                o["metadata"]["name"] = json!(format!("ev-{}", st.rv));
-            }
-            return (if *method == Method::POST { 201 } else { 200 }, o);
-        }
-        match *method {
-            Method::GET if p.name.is_none() => unreachable!("lists are served by handle"),
-            Method::GET => match st.get(p) {
-                Some(o) => (200, if partial { as_partial(o) } else { o.clone() }),
-                None => not_found(),
-            },
-            Method::POST => {
-                let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let item = format!("{}/{name}", uriless_collection(p));
-                let q = parse_path(&item).unwrap();
-                if st.get(&q).is_some() {
-                    return (409, status(409, "AlreadyExists", "already exists"));
-                }
-                let mut o = body;
-                o["metadata"]["uid"] = json!(format!("uid-{}", st.rv + 1));
-                (201, st.store(&q, o))
-            }
-            Method::PUT => {
-                let Some(cur) = st.get(p) else {
-                    return not_found();
-                };
-                if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
-                    return (409, status(409, "Conflict", "the object has been modified"));
-                }
-                (200, st.store(p, body))
-            }
-            Method::DELETE => match st.remove(p) {
-                Some(o) => {
-                    st.rv += 1;
-                    st.record(p, "DELETED", &o);
-                    (200, o)
-                }
-                None => not_found(),
-            },
-            Method::PATCH => {
-                let existed = st.get(p).cloned();
-                let is_status = p.sub.as_deref() == Some("status");
-                if is_status && existed.is_none() {
-                    return not_found();
-                }
-                let mut obj = existed.clone().unwrap_or_else(|| {
-                    json!({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                           "metadata": {"name": p.name, "namespace": p.ns, "generation": 0,
-                                        "uid": format!("uid-{}", st.rv + 1),
-                                        "creationTimestamp": "2026-11-22T14:23:08Z"}})
-                });
-                if let Some(want) = body["metadata"]["resourceVersion"].as_str() {
-                    if obj["metadata"]["resourceVersion"].as_str() != Some(want) {
-                        return (409, status(409, "Conflict", "the object has been modified"));
-                    }
-                }
-                let mut patch = body;
-                if let Some(m) = patch["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
-                if is_status {
-                    write_status(st, p, &mut obj, &patch["status"], how);
-                } else {
-                    let before = obj["spec"].clone();
-                    if let Some(m) = patch.as_object_mut() {
-                        m.remove("status");
-                    }
-                    merge(&mut obj, &patch);
-                    if obj["spec"] != before {
-                        let g = obj["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-                        obj["metadata"]["generation"] = json!(g);
-                    }
-                }
-                if existed.as_ref() == Some(&obj) {
-                    // A no-op apply leaves the resourceVersion alone, as the server does.
-                    return (200, obj);
-                }
-                let out = st.store(p, obj);
-                if plural == "deployments" && !is_status {
-                    st.finish_rollout(p);
-                    return (200, st.get(p).unwrap().clone());
-                }
-                (200, out)
-            }
-            _ => (405, status(405, "MethodNotAllowed", "")),
-        }
-    }
-}
-
-/// How a request was made.
-struct How {
-    /// Metadata only (PartialObjectMetadata).
-    partial: bool,
-    /// A server-side apply patch (else a merge patch).
-    server_side_apply: bool,
-    /// The `fieldManager` of a write.
-    manager: String,
-}
-
-/// Write `patch` into the status of `obj` as a kube-apiserver would, with field
-/// ownership tracked per top-level status field: a server-side apply sets the fields
-/// it sends (forced: it takes them over) and removes those its manager owned and no
-/// longer sends; fields of other managers stay (serin's status apply leaves out the
-/// approval records the approval API owns). A merge patch merges.
-fn write_status(st: &mut State, p: &ApiPath, obj: &mut Value, patch: &Value, how: &How) {
-    let owners = st.status_owners.entry(p.item.clone()).or_default();
-    if !obj["status"].is_object() {
-        obj["status"] = json!({});
-    }
-    let cur = obj["status"].as_object_mut().unwrap();
-    let fields = patch.as_object().cloned().unwrap_or_default();
-    if how.server_side_apply {
-        let dropped: Vec<String> = owners
-            .iter()
-            .filter(|(k, m)| **m == how.manager && !fields.contains_key(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in dropped {
-            cur.remove(&k);
-            owners.remove(&k);
-        }
-        for (k, v) in fields {
-            if v.is_null() {
-                cur.remove(&k);
-            } else {
-                cur.insert(k.clone(), v);
-            }
-            owners.insert(k, how.manager.clone());
-        }
-    } else {
-        merge(&mut obj["status"], patch);
-        for k in fields.keys() {
-            owners.insert(k.clone(), how.manager.clone());
-        }
     }
 }
 

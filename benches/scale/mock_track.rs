@@ -36,9 +36,18 @@ pub fn attribute(
 ) -> Option<String> {
     let ns = ns?;
     let candidate: Option<String> = match (plural, name) {
-        ("deployments" | "services" | "canaries" | "horizontalpodautoscalers"
-        | "replicasets" | "pods", Some(n)) => Some(base_name(n).to_string()),
-        ("controllerrevisions", Some(n)) => n.rsplit_once('-').map(|(b, _)| base_name(b).to_string()),
+        (
+            "deployments"
+            | "services"
+            | "canaries"
+            | "horizontalpodautoscalers"
+            | "replicasets"
+            | "pods",
+            Some(n),
+        ) => Some(base_name(n).to_string()),
+        ("controllerrevisions", Some(n)) => {
+            n.rsplit_once('-').map(|(b, _)| base_name(b).to_string())
+        }
         ("events", Some(n)) => return track.events.get(&format!("{ns}/{n}")).cloned(),
         ("events", None) => ["regarding", "involvedObject"]
             .iter()
@@ -109,7 +118,8 @@ impl Tracker {
         }
         if let Some(r) = self.open.remove(canary) {
             let total: u64 = r.counts.values().sum();
-            self.finished.push(json!({"canary": canary, "gated": r.gated,
+            self.finished
+                .push(json!({"canary": canary, "gated": r.gated,
                 "seconds": r.started.elapsed().as_secs_f64(), "requests": total, "by": r.counts}));
         }
     }

@@ -177,20 +177,17 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
 
     // ---- measure: releases from the release write to `Succeeded`, over at least
     // SCALE_INTERVALS whole check intervals.
-    let human =
-        kube::Client::try_from(kube::Config::new(format!("{base}/bench/human").parse().unwrap()))
-            .unwrap();
+    let human = kube::Client::try_from(kube::Config::new(
+        format!("{base}/bench/human").parse().unwrap(),
+    ))
+    .unwrap();
     let approving = tokio::spawn(approver(http.clone(), base.clone(), human));
     samples.phase.store(MEASURE, Ordering::Relaxed);
     let cpu0 = process_cpu();
     let t0 = Instant::now();
     let window = |now: i64| now.div_euclid(interval.as_millis() as i64);
     out.first_window = window(Utc::now().timestamp_millis()) + 1;
-    let released = get_json(
-        &http,
-        &format!("{base}/bench/release?count={}", k.releases),
-    )
-    .await;
+    let released = get_json(&http, &format!("{base}/bench/release?count={}", k.releases)).await;
     out.released = released["released"].as_u64().unwrap_or(0);
     let mut rss_max = 0;
     until_released(
