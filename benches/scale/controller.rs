@@ -98,9 +98,13 @@ pub struct Samples {
 
 impl Samples {
     pub fn of(&self, which: &str, phase: u8) -> Vec<Sample> {
-        self.all
-            .lock()
-            .unwrap()
+        self.since(0, which, phase)
+    }
+
+    /// Those of `which` in `phase` from index `from` of all samples on.
+    pub fn since(&self, from: usize, which: &str, phase: u8) -> Vec<Sample> {
+        let all = self.all.lock().unwrap();
+        all[from.min(all.len())..]
             .iter()
             .filter(|s| s.which == which && s.phase == phase)
             .copied()
@@ -142,6 +146,8 @@ impl Future for CpuTimed {
 /// A running controller instance.
 pub struct Instance {
     pub started: Instant,
+    /// Why `run` returned, if it did (e.g. the Lease was lost).
+    pub exited: Arc<Mutex<Option<String>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -153,6 +159,8 @@ impl Instance {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let base = base.to_string();
         let started = Instant::now();
+        let exited = Arc::new(Mutex::new(None));
+        let exit = exited.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -166,9 +174,12 @@ impl Instance {
                 let (ctx, opts) = wiring(client.clone(), metrics, samples);
                 tokio::select! {
                     r = run(client, ctx, opts) => {
-                        if let Err(e) = r {
-                            eprintln!("controller stopped: {e}");
-                        }
+                        let why = match r {
+                            Ok(()) => "run() returned".to_string(),
+                            Err(e) => e.to_string(),
+                        };
+                        eprintln!("controller stopped after {:.1}s: {why}", started.elapsed().as_secs_f64());
+                        *exit.lock().unwrap() = Some(why);
                     }
                     _ = stopped => {}
                 }
@@ -177,9 +188,14 @@ impl Instance {
         });
         Instance {
             started,
+            exited,
             stop: Some(stop),
             thread: Some(thread),
         }
+    }
+
+    pub fn exited(&self) -> Option<String> {
+        self.exited.lock().unwrap().clone()
     }
 
     /// Stop it and everything it spawned (without releasing the Lease, as a killed

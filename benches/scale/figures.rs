@@ -323,6 +323,9 @@ pub fn report(k: &Knobs, o: &Outcome) {
             ok(soak_slope.abs() <= 0.1)
         );
     }
+    for (phase, why) in &o.exits {
+        println!("| controller stopped on its own during {phase} | {why} | MISS |");
+    }
     println!();
     print_by(
         "API requests while measuring, by verb and resource",
@@ -379,6 +382,7 @@ pub fn report(k: &Knobs, o: &Outcome) {
         "approval_to_route_ms": {"median": approval_median, "max": approval_max, "count": approval_ms.len(),
                                  "approvals": o.approvals["approvals"]},
         "idle_spread": {"buckets_10s": o.spread, "max_over_mean": spread_max / spread_mean.max(1e-9)},
+        "controller_exits": o.exits.iter().map(|(p, w)| json!({"phase": p, "why": w})).collect::<Vec<_>>(),
         "soak": {"intervals": soak.len(), "rss_mib": soak, "slope_mib_per_interval": soak_slope,
                  "releases": o.soak_releases},
     });

@@ -75,6 +75,8 @@ pub struct Outcome {
     pub samples: Vec<super::controller::Sample>,
     pub queries: std::collections::HashMap<(String, i64), u32>,
     pub total_queries: u64,
+    /// Controllers that stopped on their own (phase, why).
+    pub exits: Vec<(String, String)>,
 }
 
 /// Approve every gated Canary waiting at a gate, as `kubectl serin approve` does
@@ -158,7 +160,7 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
     while inst.started.elapsed() < warmup_limit {
         tokio::time::sleep(Duration::from_millis(500)).await;
         initialized = stats().await["phases"]["Initialized"].as_u64().unwrap_or(0) as usize;
-        if initialized >= k.deployments {
+        if initialized >= k.deployments || inst.exited().is_some() {
             break;
         }
     }
@@ -230,6 +232,9 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
         .await;
     }
     out.rss_end = proc_status_kib("VmRSS:");
+    if let Some(why) = inst.exited() {
+        out.exits.push(("warm-up, measure or soak".into(), why));
+    }
 
     // ---- restart: stop the controller (and all it spawned), start a fresh one
     // against the same API server; the same identity re-acquires its Lease at once.
@@ -237,12 +242,13 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
     samples.phase.store(RESTART, Ordering::Relaxed);
     get_json(&http, &format!("{base}/bench/reset-largest-page")).await;
     out.restart_before = stats().await;
+    let from = samples.all.lock().unwrap().len();
     let inst = Instance::start(&base, metrics.clone(), samples.clone());
     let limit = Duration::from_secs(k.warmup_secs);
-    while inst.started.elapsed() < limit {
+    while inst.started.elapsed() < limit && inst.exited().is_none() {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let canary = samples.of("canary", RESTART);
-        let onboarding = samples.of("materialize", RESTART);
+        let canary = samples.since(from, "canary", RESTART);
+        let onboarding = samples.since(from, "materialize", RESTART);
         let since = |s: &super::controller::Sample| s.done.duration_since(inst.started);
         out.first_canary = canary.iter().map(since).min();
         out.first_onboarding = onboarding.iter().map(since).min();
@@ -271,6 +277,9 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
             }
         }
         out.spread = buckets;
+    }
+    if let Some(why) = inst.exited() {
+        out.exits.push(("restart".into(), why));
     }
     out.hwm = proc_status_kib("VmHWM:");
     out.approvals = get_json(&http, &format!("{base}/bench/releases")).await;
