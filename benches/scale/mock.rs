@@ -39,7 +39,8 @@ use write::How;
 struct State {
     rv: u64,
     /// By type key ("/apis/apps/v1/deployments"), then item path.
-    objects: HashMap<String, BTreeMap<String, Value>>,
+    /// Shared, so that a list's snapshot costs a reference per item, not a copy.
+    objects: HashMap<String, BTreeMap<String, Arc<Value>>>,
     /// (resourceVersion, type key, namespace, event line)
     log: Vec<(u64, String, String, Arc<Value>)>,
     /// Requests (neither watches nor watchers' list pages) by "VERB resource".
@@ -138,11 +139,14 @@ fn as_partial(o: &Value) -> Value {
 
 impl State {
     fn get(&self, p: &ApiPath) -> Option<&Value> {
-        self.objects.get(&p.type_key)?.get(&p.item)
+        self.objects.get(&p.type_key)?.get(&p.item).map(|v| &**v)
     }
 
     fn remove(&mut self, p: &ApiPath) -> Option<Value> {
-        self.objects.get_mut(&p.type_key)?.remove(&p.item)
+        self.objects
+            .get_mut(&p.type_key)?
+            .remove(&p.item)
+            .map(Arc::unwrap_or_clone)
     }
 
     fn bump(&mut self, o: &mut Value) -> u64 {
@@ -173,7 +177,7 @@ impl State {
         self.objects
             .entry(p.type_key.clone())
             .or_default()
-            .insert(p.item.clone(), obj.clone());
+            .insert(p.item.clone(), Arc::new(obj.clone()));
         obj
     }
 
@@ -198,8 +202,8 @@ impl State {
         }
     }
 
-    fn list(&self, p: &ApiPath, partial: bool, sel: &Selector) -> (u64, Vec<Value>) {
-        let items: Vec<Value> = match self.objects.get(&p.type_key) {
+    fn list(&self, p: &ApiPath, sel: &Selector) -> (u64, Vec<Arc<Value>>) {
+        let items: Vec<Arc<Value>> = match self.objects.get(&p.type_key) {
             None => vec![],
             Some(m) => match &p.ns {
                 None => m.values().collect::<Vec<_>>(),
@@ -214,7 +218,7 @@ impl State {
             }
             .into_iter()
             .filter(|v| sel.matches(v))
-            .map(|v| if partial { as_partial(v) } else { v.clone() })
+            .cloned()
             .collect(),
         };
         (self.rv, items)
@@ -241,7 +245,18 @@ fn list_body(p: &ApiPath, partial: bool, page: super::mock_list::Page) -> Value 
             .trim_start_matches("/apis/")
             .to_string()
     };
-    json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": page.items})
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| {
+            if partial {
+                as_partial(v)
+            } else {
+                (**v).clone()
+            }
+        })
+        .collect();
+    json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
 }
 
 fn query_param(uri: &Uri, key: &str) -> Option<String> {
@@ -473,7 +488,7 @@ impl Mock {
             let mut st = self.state.lock().unwrap();
             if verb == "LIST" {
                 let st = &mut *st;
-                let (rv, items) = st.list(&p, partial, &sel);
+                let (rv, items) = st.list(&p, &sel);
                 match st.snapshots.page(limit, cont.as_deref(), || (rv, items)) {
                     Ok(page) => (200, list_body(&p, partial, page)),
                     Err(PageError::Expired) => (

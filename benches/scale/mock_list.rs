@@ -134,7 +134,7 @@ impl Selector {
 pub struct Snapshots {
     next_id: u64,
     /// id -> (resourceVersion of the list, every item of it)
-    open: HashMap<u64, (u64, Arc<Vec<Value>>)>,
+    open: HashMap<u64, (u64, Arc<Vec<Arc<Value>>>)>,
     /// Pages served of lists asked for with a `limit` (the watchers' lists): count,
     /// and the largest page (reset by the bench between phases).
     pub pages: u64,
@@ -148,7 +148,7 @@ const OPEN_LISTS: usize = 64;
 /// What one list request gets.
 pub struct Page {
     pub rv: u64,
-    pub items: Vec<Value>,
+    pub items: Vec<Arc<Value>>,
     pub cont: Option<String>,
     pub remaining: usize,
 }
@@ -167,7 +167,7 @@ impl Snapshots {
         &mut self,
         limit: usize,
         cont: Option<&str>,
-        all: impl FnOnce() -> (u64, Vec<Value>),
+        all: impl FnOnce() -> (u64, Vec<Arc<Value>>),
     ) -> Result<Page, PageError> {
         let (id, offset, rv, items) = match cont {
             Some(token) => {
@@ -206,7 +206,7 @@ impl Snapshots {
         };
         let limit = if limit == 0 { usize::MAX } else { limit };
         let end = offset.saturating_add(limit).min(items.len());
-        let page: Vec<Value> = items[offset.min(end)..end].to_vec();
+        let page: Vec<Arc<Value>> = items[offset.min(end)..end].to_vec();
         let remaining = items.len() - end;
         let cont = if remaining > 0 {
             Some(format!("serin-bench:{id}:{end}"))
