@@ -129,12 +129,15 @@ impl Selector {
     }
 }
 
+/// Every item of one list, shared by its pages.
+type Items = Arc<Vec<Arc<Value>>>;
+
 /// Lists cut into pages and not yet read to the end.
 #[derive(Default)]
 pub struct Snapshots {
     next_id: u64,
     /// id -> (resourceVersion of the list, every item of it)
-    open: HashMap<u64, (u64, Arc<Vec<Arc<Value>>>)>,
+    open: HashMap<u64, (u64, Items)>,
     /// Pages served of lists asked for with a `limit` (the watchers' lists): count,
     /// and the largest page (reset by the bench between phases).
     pub pages: u64,
