@@ -1,8 +1,16 @@
-//! The mock API server of the scale benchmark: list + watch (newline-delimited events
-//! from a resourceVersion), GET, server-side apply and merge patches (object and
-//! `/status`), create, replace (Leases, with resourceVersion preconditions), delete, and
-//! Events (counted, not stored). Deployments finish their rollout at once, in a second
-//! watch event, as the Deployment controller would report it.
+//! The mock API server of the scale benchmark: list (paginated, with label and field
+//! selectors: `mock_list.rs`) + watch (newline-delimited events from a
+//! resourceVersion), GET, server-side apply and merge patches (object and `/status`),
+//! create, replace (Leases, with resourceVersion preconditions), delete, and Events
+//! (counted, not stored). Deployments finish their rollout at once, in a second watch
+//! event, as the Deployment controller would report it.
+//!
+//! It counts requests by verb and resource in three kinds: requests, watch connections,
+//! and the pages of lists asked for with a `limit` (kube's watchers list in pages).
+//! Requests under `/bench/human/` are the bench acting as a person (approvals through
+//! `serin::gates::apply_decision`, with a kube client whose base URL carries that
+//! prefix): served like any other, not counted. `mock_track.rs` attributes each counted
+//! request to the Canary it concerns and follows whole releases and approvals.
 //!
 //! It runs in a child process so that the controller's RSS is measured alone.
 
@@ -15,17 +23,39 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use super::mock_list::{PageError, Selector, Snapshots};
+use super::mock_track::{attribute, base_name, Tracker};
 use super::seed::{deployment, Seed};
+
+/// The bench's own endpoints and what the mock follows for them.
+#[path = "mock_bench.rs"]
+mod bench;
+/// Writes: create, replace, patch, delete.
+#[path = "mock_write.rs"]
+mod write;
+use write::How;
 
 #[derive(Default)]
 struct State {
     rv: u64,
     /// By type key ("/apis/apps/v1/deployments"), then item path.
-    objects: HashMap<String, BTreeMap<String, Value>>,
+    /// Shared, so that a list's snapshot costs a reference per item, not a copy.
+    objects: HashMap<String, BTreeMap<String, Arc<Value>>>,
     /// (resourceVersion, type key, namespace, event line)
     log: Vec<(u64, String, String, Arc<Value>)>,
+    /// Requests (neither watches nor watchers' list pages) by "VERB resource".
     counts: BTreeMap<String, u64>,
+    watches: BTreeMap<String, u64>,
+    pages: BTreeMap<String, u64>,
     open_watches: u64,
+    snapshots: Snapshots,
+    track: Tracker,
+    /// Deployment item paths released at least once, in release order.
+    released: Vec<String>,
+    /// The gated Deployments' item paths (released first).
+    gated: Vec<String>,
+    /// Who owns each top-level status field, by item path.
+    status_owners: HashMap<String, HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -82,23 +112,6 @@ fn status(code: u16, reason: &str, message: &str) -> Value {
            "message": message, "reason": reason, "code": code})
 }
 
-fn merge(into: &mut Value, from: &Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                if v.is_null() {
-                    a.remove(k);
-                } else if k == "selector" || k == "matchLabels" || k == "finalizers" {
-                    a.insert(k.clone(), v.clone());
-                } else {
-                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
-}
-
 fn kind_for(type_key: &str) -> &'static str {
     match type_key.rsplit('/').next() {
         Some("deployments") => "Deployment",
@@ -126,11 +139,14 @@ fn as_partial(o: &Value) -> Value {
 
 impl State {
     fn get(&self, p: &ApiPath) -> Option<&Value> {
-        self.objects.get(&p.type_key)?.get(&p.item)
+        self.objects.get(&p.type_key)?.get(&p.item).map(|v| &**v)
     }
 
     fn remove(&mut self, p: &ApiPath) -> Option<Value> {
-        self.objects.get_mut(&p.type_key)?.remove(&p.item)
+        self.objects
+            .get_mut(&p.type_key)?
+            .remove(&p.item)
+            .map(Arc::unwrap_or_clone)
     }
 
     fn bump(&mut self, o: &mut Value) -> u64 {
@@ -161,7 +177,7 @@ impl State {
         self.objects
             .entry(p.type_key.clone())
             .or_default()
-            .insert(p.item.clone(), obj.clone());
+            .insert(p.item.clone(), Arc::new(obj.clone()));
         obj
     }
 
@@ -186,8 +202,8 @@ impl State {
         }
     }
 
-    fn list(&self, p: &ApiPath, partial: bool) -> Value {
-        let items: Vec<Value> = match self.objects.get(&p.type_key) {
+    fn list(&self, p: &ApiPath, sel: &Selector) -> (u64, Vec<Arc<Value>>) {
+        let items: Vec<Arc<Value>> = match self.objects.get(&p.type_key) {
             None => vec![],
             Some(m) => match &p.ns {
                 None => m.values().collect::<Vec<_>>(),
@@ -201,16 +217,46 @@ impl State {
                 }
             }
             .into_iter()
-            .map(|v| if partial { as_partial(v) } else { v.clone() })
+            .filter(|v| sel.matches(v))
+            .cloned()
             .collect(),
         };
-        let kind = if partial {
-            "PartialObjectMetadataList".to_string()
-        } else {
-            format!("{}List", kind_for(&p.type_key))
-        };
-        json!({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items})
+        (self.rv, items)
     }
+}
+
+fn list_body(p: &ApiPath, partial: bool, page: super::mock_list::Page) -> Value {
+    let kind = if partial {
+        "PartialObjectMetadataList".to_string()
+    } else {
+        format!("{}List", kind_for(&p.type_key))
+    };
+    let mut meta = json!({"resourceVersion": page.rv.to_string()});
+    if let Some(c) = page.cont {
+        meta["continue"] = json!(c);
+        meta["remainingItemCount"] = json!(page.remaining);
+    }
+    let api_version = if partial {
+        "meta.k8s.io/v1".to_string()
+    } else {
+        let (prefix, _) = p.type_key.rsplit_once('/').unwrap();
+        prefix
+            .trim_start_matches("/api/")
+            .trim_start_matches("/apis/")
+            .to_string()
+    };
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|v| {
+            if partial {
+                as_partial(v)
+            } else {
+                (**v).clone()
+            }
+        })
+        .collect();
+    json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items})
 }
 
 fn query_param(uri: &Uri, key: &str) -> Option<String> {
@@ -262,6 +308,10 @@ impl Mock {
             let d = deployment(&ns, &name, i, "1.0.0", seed);
             st.store(&p, d);
             st.finish_rollout(&p);
+            if i < seed.gated {
+                st.gated.push(p.item.clone());
+                st.track.gated.insert(format!("{ns}/{name}"));
+            }
         }
         let (changed, _) = tokio::sync::watch::channel(st.rv);
         Mock {
@@ -270,69 +320,12 @@ impl Mock {
         }
     }
 
-    fn count(&self, what: String) {
-        *self.state.lock().unwrap().counts.entry(what).or_default() += 1;
-    }
-
     fn notify(&self) {
         let rv = self.state.lock().unwrap().rv;
         self.changed.send_replace(rv);
     }
 
-    /// Start a release on `count` Deployments: a new image.
-    pub fn release(&self, count: usize) -> usize {
-        let mut st = self.state.lock().unwrap();
-        let keys: Vec<String> = st
-            .objects
-            .get("/apis/apps/v1/deployments")
-            .into_iter()
-            .flat_map(|m| m.keys())
-            .filter(|k| !k.ends_with("-primary"))
-            .take(count)
-            .cloned()
-            .collect();
-        for k in &keys {
-            let p = parse_path(k).unwrap();
-            let mut d = st.get(&p).unwrap().clone();
-            d["spec"]["template"]["spec"]["containers"][0]["image"] =
-                json!("registry.example.com/shop/app:2.0.0");
-            let g = d["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
-            d["metadata"]["generation"] = json!(g);
-            st.store(&p, d);
-            st.finish_rollout(&p);
-        }
-        drop(st);
-        self.notify();
-        keys.len()
-    }
-
-    /// Canaries by phase, and the API calls served so far.
-    pub fn stats(&self) -> Value {
-        let st = self.state.lock().unwrap();
-        let mut phases: BTreeMap<String, u64> = BTreeMap::new();
-        let mut steps: BTreeMap<String, u64> = BTreeMap::new();
-        let canaries = st.objects.get("/apis/serin.dev/v1alpha1/canaries");
-        let example = canaries
-            .into_iter()
-            .flat_map(|m| m.values())
-            .find(|v| v["status"]["phase"] == "Progressing")
-            .map(|v| v["status"].clone());
-        for v in canaries.into_iter().flat_map(|m| m.values()) {
-            {
-                let phase = v["status"]["phase"].as_str().unwrap_or("None").to_string();
-                *phases.entry(phase).or_default() += 1;
-                if let Some(s) = v["status"]["currentStep"].as_i64() {
-                    if s > 0 {
-                        *steps.entry(s.to_string()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        json!({"phases": phases, "steps": steps, "example": example, "requests": st.counts, "open_watches": st.open_watches,
-               "objects": st.objects.values().map(BTreeMap::len).sum::<usize>(), "rv": st.rv})
-    }
-
-    async fn watch(&self, p: ApiPath, from: u64, partial: bool) -> Response {
+    async fn watch(&self, p: ApiPath, from: u64, partial: bool, sel: Selector) -> Response {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
         let mut changed = self.changed.subscribe();
         let state = self.state.clone();
@@ -346,8 +339,10 @@ impl Mock {
                     let start = st.log.partition_point(|(rv, ..)| *rv <= next_rv);
                     let out: Vec<Bytes> = st.log[start..]
                         .iter()
-                        .filter(|(_, t, ns, _)| {
-                            *t == p.type_key && p.ns.as_ref().is_none_or(|want| want == ns)
+                        .filter(|(_, t, ns, line)| {
+                            *t == p.type_key
+                                && p.ns.as_ref().is_none_or(|want| want == ns)
+                                && sel.matches(&line["object"])
                         })
                         .map(|(_, _, _, line)| {
                             let mut bytes = if partial {
@@ -391,17 +386,35 @@ impl Mock {
         headers: HeaderMap,
         body: Bytes,
     ) -> Response {
-        let path = uri.path().to_string();
-        if path == "/bench/stats" {
-            return json_response(200, &self.stats());
+        let mut path = uri.path().to_string();
+        match path.as_str() {
+            "/bench/stats" => return json_response(200, &self.stats()),
+            "/bench/releases" => {
+                return json_response(200, &self.state.lock().unwrap().track.summary())
+            }
+            "/bench/waiting" => return json_response(200, &self.waiting()),
+            "/bench/recycle" => return json_response(200, &json!({"released": self.recycle()})),
+            "/bench/reset-largest-page" => {
+                self.state.lock().unwrap().snapshots.largest_page = 0;
+                return json_response(200, &json!({}));
+            }
+            "/bench/release" => {
+                let n = query_param(&uri, "count")
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                let done = self.release(n);
+                return json_response(200, &json!({"released": done}));
+            }
+            _ => {}
         }
-        if path == "/bench/release" {
-            let n = query_param(&uri, "count")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let done = self.release(n);
-            return json_response(200, &json!({"released": done}));
-        }
+        // The bench acting as a person: served, not counted.
+        let human = match path.strip_prefix("/bench/human") {
+            Some(rest) => {
+                path = rest.to_string();
+                true
+            }
+            None => false,
+        };
         let Some(p) = parse_path(&path) else {
             return (StatusCode::NOT_FOUND, "not an API path").into_response();
         };
@@ -412,144 +425,113 @@ impl Mock {
             (&Method::GET, false, false) => "LIST",
             _ => method.as_str(),
         };
-        self.count(format!(
+        let what = format!(
             "{verb} {plural}{}",
             p.sub.as_ref().map(|s| format!("/{s}")).unwrap_or_default()
-        ));
-        let partial = metadata_only(&headers);
-        if watching {
-            let from = query_param(&uri, "resourceVersion")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            return self.watch(p, from, partial).await;
-        }
+        );
+        let limit: usize = query_param(&uri, "limit")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let cont = query_param(&uri, "continue").filter(|c| !c.is_empty());
+        let paged = verb == "LIST" && (limit > 0 || cont.is_some());
+        let sel = Selector::parse(
+            query_param(&uri, "labelSelector").as_deref(),
+            query_param(&uri, "fieldSelector").as_deref(),
+        );
         let body: Value = if body.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&body).unwrap_or(Value::Null)
         };
+        if !human {
+            let mut st = self.state.lock().unwrap();
+            let counts = if watching {
+                &mut st.watches
+            } else if paged {
+                &mut st.pages
+            } else {
+                &mut st.counts
+            };
+            *counts.entry(what.clone()).or_default() += 1;
+            if !watching && !paged {
+                let st = &mut *st;
+                let who = attribute(
+                    &st.track,
+                    p.ns.as_deref(),
+                    &plural,
+                    p.name.as_deref(),
+                    &sel,
+                    &body,
+                    |ns, n| st.known(ns, n),
+                );
+                if let Some(who) = who {
+                    if plural == "events" && method == Method::POST {
+                        if let Some(n) = body["metadata"]["name"].as_str() {
+                            st.track.events.insert(
+                                format!("{}/{n}", p.ns.clone().unwrap_or_default()),
+                                who.clone(),
+                            );
+                        }
+                    }
+                    st.track.request(&who, &what);
+                }
+            }
+        }
+        let partial = metadata_only(&headers);
+        if watching {
+            let from = query_param(&uri, "resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            return self.watch(p, from, partial, sel).await;
+        }
         let (code, answer) = {
             let mut st = self.state.lock().unwrap();
-            self.apply(&mut st, &method, &p, &plural, body, partial)
+            if verb == "LIST" {
+                let st = &mut *st;
+                let (rv, items) = st.list(&p, &sel);
+                match st.snapshots.page(limit, cont.as_deref(), || (rv, items)) {
+                    Ok(page) => (200, list_body(&p, partial, page)),
+                    Err(PageError::Expired) => (
+                        410,
+                        status(410, "Expired", "The provided continue parameter is too old to display a consistent list result."),
+                    ),
+                    Err(PageError::Malformed) => {
+                        (400, status(400, "BadRequest", "invalid continue token"))
+                    }
+                }
+            } else {
+                let how = How {
+                    partial,
+                    server_side_apply: headers
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|c| c.starts_with("application/apply-patch")),
+                    manager: query_param(&uri, "fieldManager").unwrap_or_default(),
+                };
+                let r = self.apply(&mut st, &method, &p, body.clone(), &how);
+                if r.0 < 300 && !human {
+                    self.track_write(&mut st, &method, &p, &plural, &body);
+                }
+                if r.0 < 300
+                    && human
+                    && plural == "canaries"
+                    && method == Method::PATCH
+                    && p.sub.as_deref() == Some("status")
+                {
+                    let key = format!(
+                        "{}/{}",
+                        p.ns.clone().unwrap_or_default(),
+                        p.name.clone().unwrap_or_default()
+                    );
+                    st.track.approval(&key);
+                }
+                r
+            }
         };
         if method != Method::GET {
             self.notify();
         }
         json_response(code, &answer)
-    }
-
-    fn apply(
-        &self,
-        st: &mut State,
-        method: &Method,
-        p: &ApiPath,
-        plural: &str,
-        body: Value,
-        partial: bool,
-    ) -> (u16, Value) {
-        let not_found = || {
-            (
-                404,
-                status(
-                    404,
-                    "NotFound",
-                    &format!(
-                        "{plural} \"{}\" not found",
-                        p.name.clone().unwrap_or_default()
-                    ),
-                ),
-            )
-        };
-        // Events are counted, not kept.
-        if plural == "events" {
-            let mut o = body;
-            if o["metadata"]["name"].is_null() {
-                o["metadata"]["name"] = json!(format!("ev-{}", st.rv));
-            }
-            return (if *method == Method::POST { 201 } else { 200 }, o);
-        }
-        match *method {
-            Method::GET if p.name.is_none() => (200, st.list(p, partial)),
-            Method::GET => match st.get(p) {
-                Some(o) => (200, if partial { as_partial(o) } else { o.clone() }),
-                None => not_found(),
-            },
-            Method::POST => {
-                let name = body["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let item = format!("{}/{name}", uriless_collection(p));
-                let q = parse_path(&item).unwrap();
-                if st.get(&q).is_some() {
-                    return (409, status(409, "AlreadyExists", "already exists"));
-                }
-                let mut o = body;
-                o["metadata"]["uid"] = json!(format!("uid-{}", st.rv + 1));
-                (201, st.store(&q, o))
-            }
-            Method::PUT => {
-                let Some(cur) = st.get(p) else {
-                    return not_found();
-                };
-                if body["metadata"]["resourceVersion"] != cur["metadata"]["resourceVersion"] {
-                    return (409, status(409, "Conflict", "the object has been modified"));
-                }
-                (200, st.store(p, body))
-            }
-            Method::DELETE => match st.remove(p) {
-                Some(o) => {
-                    st.rv += 1;
-                    st.record(p, "DELETED", &o);
-                    (200, o)
-                }
-                None => not_found(),
-            },
-            Method::PATCH => {
-                let existed = st.get(p).cloned();
-                let is_status = p.sub.as_deref() == Some("status");
-                if is_status && existed.is_none() {
-                    return not_found();
-                }
-                let mut obj = existed.clone().unwrap_or_else(|| {
-                    json!({"apiVersion": body["apiVersion"], "kind": body["kind"],
-                           "metadata": {"name": p.name, "namespace": p.ns, "generation": 0,
-                                        "uid": format!("uid-{}", st.rv + 1),
-                                        "creationTimestamp": "2026-11-22T14:23:08Z"}})
-                });
-                if let Some(want) = body["metadata"]["resourceVersion"].as_str() {
-                    if obj["metadata"]["resourceVersion"].as_str() != Some(want) {
-                        return (409, status(409, "Conflict", "the object has been modified"));
-                    }
-                }
-                let mut patch = body;
-                if let Some(m) = patch["metadata"].as_object_mut() {
-                    m.remove("resourceVersion");
-                }
-                if is_status {
-                    obj["status"] = Value::Null;
-                    merge(&mut obj["status"], &patch["status"]);
-                } else {
-                    let before = obj["spec"].clone();
-                    if let Some(m) = patch.as_object_mut() {
-                        m.remove("status");
-                    }
-                    merge(&mut obj, &patch);
-                    if obj["spec"] != before {
-                        let g = obj["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-                        obj["metadata"]["generation"] = json!(g);
-                    }
-                }
-                if existed.as_ref() == Some(&obj) {
-                    // A no-op apply leaves the resourceVersion alone, as the server does.
-                    return (200, obj);
-                }
-                let out = st.store(p, obj);
-                if plural == "deployments" && !is_status {
-                    st.finish_rollout(p);
-                    return (200, st.get(p).unwrap().clone());
-                }
-                (200, out)
-            }
-            _ => (405, status(405, "MethodNotAllowed", "")),
-        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the scale benchmark's mock API server starts with: annotated Deployments
-//! spread over namespaces.
+//! spread over namespaces; the first `gated` of them wait for an approval before each
+//! traffic increase (`serin.dev/gates: before-traffic-increase`).
 
 use std::collections::HashMap;
 
@@ -11,6 +12,8 @@ pub struct Seed {
     pub namespaces: usize,
     pub interval: String,
     pub steps: String,
+    /// Deployments 0..gated carry the approval gate.
+    pub gated: usize,
 }
 
 /// A Deployment as a real API server returns it (managedFields included): ~4 kB.
@@ -21,6 +24,9 @@ pub fn deployment(ns: &str, name: &str, i: usize, version: &str, seed: &Seed) ->
     annotations.insert("serin.dev/interval", seed.interval.clone());
     annotations.insert("serin.dev/analysis", "error-rate".to_string());
     annotations.insert("deployment.kubernetes.io/revision", "1".to_string());
+    if i < seed.gated {
+        annotations.insert("serin.dev/gates", "before-traffic-increase".to_string());
+    }
     json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {
