@@ -129,9 +129,8 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     let ns = obj.namespace().ok_or(ReconcileError::NoNamespace)?;
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
     run.stage("reading the Canary");
-    // The watch cache may not have our own last status write yet: its copy is used
-    // only when it is the version we wrote; otherwise the Canary is read fresh.
-    let cached = ctx.written.is_current(&obj).then(|| (*obj).clone());
+    // The watch cache may not have our own last status write yet: see WrittenVersions.
+    let cached = ctx.written.current(&obj);
     let read = match cached {
         Some(c) => Some(c),
         None => api.get_opt(&obj.name_any()).await?,

@@ -42,27 +42,41 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
     })
 }
 
-/// The resourceVersion of each Canary as this controller last wrote it. The watch
-/// cache lags our own writes: a reconcile whose cached copy is at the version we wrote
-/// has the Canary as it is and needs no read; any other copy (older, or changed by
-/// someone else since) is read fresh. Every status write carries its resourceVersion,
-/// so even a stale copy could not be acted on: it would be refused (409) and redone.
+/// Each Canary as this controller last wrote it, until the watch cache has that
+/// version. A reconcile uses the cached copy when it is at that version or later (the
+/// watch brought our write, or someone's after it), the written copy while the cache is
+/// older, and reads the Canary when neither can be told (nothing written since start,
+/// versions that are not numbers). Every status write carries its resourceVersion, so
+/// even a stale copy could not be acted on: it would be refused (409) and redone.
 #[derive(Debug, Default)]
-pub struct WrittenVersions(Mutex<HashMap<(String, String), String>>);
+pub struct WrittenVersions(Mutex<HashMap<(String, String), Written>>);
+
+#[derive(Debug)]
+struct Written {
+    resource_version: String,
+    /// Dropped once the cache has caught up: only lagging Canaries keep a second copy.
+    copy: Option<Canary>,
+}
 
 impl WrittenVersions {
     fn key(c: &Canary) -> (String, String) {
         (c.namespace().unwrap_or_default(), c.name_any())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Written>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Remember `written`, as the API server answered our write.
     pub fn record(&self, written: &Canary) {
         if let Some(rv) = written.resource_version() {
-            self.lock().insert(Self::key(written), rv);
+            let mut copy = written.clone();
+            copy.metadata.managed_fields = None;
+            let entry = Written {
+                resource_version: rv,
+                copy: Some(copy),
+            };
+            self.lock().insert(Self::key(written), entry);
         }
     }
 
@@ -71,10 +85,21 @@ impl WrittenVersions {
             .remove(&(namespace.to_string(), name.to_string()));
     }
 
-    /// `cached` is the Canary as we last wrote it.
-    pub fn is_current(&self, cached: &Canary) -> bool {
-        let rv = cached.resource_version();
-        rv.is_some() && self.lock().get(&Self::key(cached)) == rv.as_ref()
+    /// The Canary as of the newer of `cached` and our last write; `None`: read it.
+    pub fn current(&self, cached: &Canary) -> Option<Canary> {
+        let mut written = self.lock();
+        let ours = written.get_mut(&Self::key(cached))?;
+        let order = crate::workloads::fresh_store::order(
+            cached.resource_version(),
+            Some(ours.resource_version.clone()),
+        );
+        match order? {
+            std::cmp::Ordering::Less => ours.copy.clone(),
+            _ => {
+                ours.copy = None;
+                Some(cached.clone())
+            }
+        }
     }
 }
 
@@ -273,5 +298,49 @@ mod tests {
         ));
         assert!(set_config_condition(&mut st, None, Some(1), t));
         assert_eq!(st.conditions[0].status, "True");
+    }
+
+    fn at(rv: &str, phase: &str) -> Canary {
+        let mut c: Canary = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
+            "metadata": {"name": "podinfo", "namespace": "shop", "resourceVersion": rv},
+            "spec": {"targetRef": {"name": "podinfo"}}}))
+        .unwrap();
+        c.status = Some(CanaryStatus {
+            message: phase.into(),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn message(c: Option<Canary>) -> Option<String> {
+        c.and_then(|c| c.status).map(|s| s.message)
+    }
+
+    #[test]
+    fn the_newer_of_the_cache_and_our_last_write_is_the_canary() {
+        let written = WrittenVersions::default();
+        // Nothing written by this process: read.
+        assert!(written.current(&at("10", "cached")).is_none());
+        written.record(&at("12", "ours"));
+        // The cache lags our write: our copy.
+        assert_eq!(
+            message(written.current(&at("10", "cached"))),
+            Some("ours".into())
+        );
+        // The cache has it, or someone's later write: the cache.
+        assert_eq!(
+            message(written.current(&at("12", "cached"))),
+            Some("cached".into())
+        );
+        assert_eq!(
+            message(written.current(&at("15", "later"))),
+            Some("later".into())
+        );
+        // Our copy is gone once the cache caught up: an older copy now means a read.
+        assert!(written.current(&at("10", "cached")).is_none());
+        // Versions that do not order: read.
+        written.record(&at("x2", "ours"));
+        assert!(written.current(&at("x1", "cached")).is_none());
     }
 }

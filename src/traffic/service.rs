@@ -64,7 +64,7 @@ impl ServiceRouter {
             .patch(&t.service, &apply(), &Patch::Apply(body))
             .await?;
         if let Some(c) = &self.cache {
-            c.note_write(&t.namespace, &t.service, written.metadata.resource_version);
+            c.note_write(&written);
         }
         Ok(())
     }

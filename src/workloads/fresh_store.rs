@@ -1,8 +1,11 @@
 //! A watch cache that knows about serin's own writes. A reconcile right after a write
 //! may run before the watch brings that write back, so each write is noted with the
-//! resourceVersion it returned, and the object counts as unknown (read it from the
-//! API) until the cache holds that version or a later one.
+//! object the API returned: while the cache holds an older version, that copy answers;
+//! once the cache holds the written version or a later one, the cache does. Whatever
+//! cannot be ordered (a cache without the object, versions that are not numbers) is
+//! read from the API.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,9 +21,10 @@ const WRITE_SETTLES_WITHIN: Duration = Duration::from_secs(60);
 
 /// One of serin's writes, until the cache has it.
 #[derive(Clone, Debug)]
-struct Written {
-    /// The resourceVersion the write returned; `None`: deleted.
-    resource_version: Option<String>,
+struct Written<K> {
+    /// The object as the write returned it (slimmed as the cache slims); `None`:
+    /// deleted.
+    copy: Option<Arc<K>>,
     at: Instant,
 }
 
@@ -30,7 +34,9 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     store: Store<K>,
-    written: Arc<Mutex<HashMap<(String, String), Written>>>,
+    written: Arc<Mutex<HashMap<(String, String), Written<K>>>>,
+    /// What the cache keeps of an object, applied to written copies too.
+    slim: fn(&mut K),
 }
 
 impl<K> Clone for FreshStore<K>
@@ -41,6 +47,7 @@ where
         Self {
             store: self.store.clone(),
             written: self.written.clone(),
+            slim: self.slim,
         }
     }
 }
@@ -49,10 +56,12 @@ impl<K> FreshStore<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    pub fn new(store: Store<K>) -> Self {
+    /// A store filled by a watch that slims each object with `slim`.
+    pub fn new(store: Store<K>, slim: fn(&mut K)) -> Self {
         Self {
             store,
             written: Arc::default(),
+            slim,
         }
     }
 
@@ -66,21 +75,31 @@ where
         matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))
     }
 
-    /// Note serin's write of `ns/name`: `Some(rv)` as the API returned it, `None` for a
-    /// delete.
-    pub fn note_write(&self, ns: &str, name: &str, resource_version: Option<String>) {
-        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        written.insert(
-            (ns.to_string(), name.to_string()),
-            Written {
-                resource_version,
-                at: Instant::now(),
-            },
-        );
+    /// Note serin's write: `written` as the API returned it.
+    pub fn note_write(&self, written: &K) {
+        let meta = written.meta();
+        let (Some(ns), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
+            return;
+        };
+        let mut copy = written.clone();
+        (self.slim)(&mut copy);
+        self.note(ns, name, Some(Arc::new(copy)));
     }
 
-    /// The cached `ns/name` (`Some(None)`: known absent), or `None` when the cache cannot
-    /// answer: not listed yet, or behind one of serin's own writes.
+    /// Note serin's delete of `ns/name`.
+    pub fn note_delete(&self, ns: &str, name: &str) {
+        self.note(ns.to_string(), name.to_string(), None);
+    }
+
+    fn note(&self, ns: String, name: String, copy: Option<Arc<K>>) {
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let at = Instant::now();
+        written.insert((ns, name), Written { copy, at });
+    }
+
+    /// `ns/name` as of the newest of the cache and serin's last write (`Some(None)`:
+    /// absent), or `None` when that cannot be told: not listed yet, or versions that
+    /// cannot be ordered.
     pub fn get(&self, ns: &str, name: &str) -> Option<Option<Arc<K>>> {
         if !self.is_ready() {
             return None;
@@ -91,21 +110,28 @@ where
         let Some(w) = written.get(&key) else {
             return Some(cached);
         };
-        let caught_up = w.at.elapsed() >= WRITE_SETTLES_WITHIN
-            || match (&w.resource_version, &cached) {
-                (None, None) => true,
-                (Some(ours), Some(c)) => c
-                    .meta()
-                    .resource_version
-                    .as_deref()
-                    .is_some_and(|theirs| same_or_later(theirs, ours)),
-                _ => false,
-            };
-        if caught_up {
+        if w.at.elapsed() >= WRITE_SETTLES_WITHIN {
             written.remove(&key);
-            Some(cached)
-        } else {
-            None
+            return Some(cached);
+        }
+        let version = |o: &Arc<K>| o.meta().resource_version.clone();
+        match (&w.copy, &cached) {
+            // Deleted, and the cache agrees.
+            (None, None) => {
+                written.remove(&key);
+                Some(None)
+            }
+            (Some(ours), Some(theirs)) => match order(version(theirs), version(ours)) {
+                Some(Ordering::Less) => Some(Some(ours.clone())),
+                Some(_) => {
+                    written.remove(&key);
+                    Some(cached)
+                }
+                None => None,
+            },
+            // Written but not in the cache (not there yet, or deleted since), or
+            // deleted but still cached: read.
+            _ => None,
         }
     }
 
@@ -116,12 +142,18 @@ where
     }
 }
 
-/// Whether `theirs` is `ours` or later. Equality is always meaningful; order only when
-/// both are numbers, as an etcd-backed API server's are. Anything else counts as not
-/// yet seen (and [`WRITE_SETTLES_WITHIN`] bounds how long).
-fn same_or_later(theirs: &str, ours: &str) -> bool {
-    theirs == ours
-        || matches!((theirs.parse::<u64>(), ours.parse::<u64>()), (Ok(t), Ok(o)) if t > o)
+/// How resourceVersion `a` orders against `b`. Equality is always meaningful; order
+/// only when both are numbers, as an etcd-backed API server's are. Anything else
+/// cannot be ordered (and [`WRITE_SETTLES_WITHIN`] bounds how long that matters).
+pub fn order(a: Option<String>, b: Option<String>) -> Option<Ordering> {
+    let (a, b) = (a?, b?);
+    if a == b {
+        return Some(Ordering::Equal);
+    }
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => Some(a.cmp(&b)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -139,40 +171,57 @@ mod tests {
         c
     }
 
-    #[test]
-    fn resource_versions_compare_as_numbers_only_when_both_are() {
-        assert!(same_or_later("17", "17"));
-        assert!(same_or_later("18", "17"));
-        assert!(!same_or_later("9", "17"));
-        assert!(same_or_later("abc", "abc"));
-        assert!(!same_or_later("abd", "abc"));
-        assert!(!same_or_later("18", "x17"));
+    fn rv(s: &str) -> Option<String> {
+        Some(s.to_string())
     }
 
+    #[test]
+    fn resource_versions_order_as_numbers_only_when_both_are() {
+        assert_eq!(order(rv("17"), rv("17")), Some(Ordering::Equal));
+        assert_eq!(order(rv("18"), rv("17")), Some(Ordering::Greater));
+        assert_eq!(order(rv("9"), rv("17")), Some(Ordering::Less));
+        assert_eq!(order(rv("abc"), rv("abc")), Some(Ordering::Equal));
+        assert_eq!(order(rv("abd"), rv("abc")), None);
+        assert_eq!(order(rv("18"), rv("x17")), None);
+        assert_eq!(order(None, rv("1")), None);
+    }
+
+    fn no_slim(_: &mut ConfigMap) {}
+
     #[tokio::test(start_paused = true)]
-    async fn a_noted_write_makes_the_object_unknown_until_the_cache_has_it() {
+    async fn a_noted_write_answers_until_the_cache_has_that_version() {
         let (store, mut writer) = reflector::store();
-        let fresh = FreshStore::<ConfigMap>::new(store);
+        let fresh = FreshStore::<ConfigMap>::new(store, no_slim);
         assert!(fresh.get("shop", "app").is_none(), "not listed yet");
         writer.apply_watcher_event(&Event::Init);
         writer.apply_watcher_event(&Event::InitApply(cm("5")));
         writer.apply_watcher_event(&Event::InitDone);
-        assert!(fresh.get("shop", "app").unwrap().is_some());
+        let version = |f: &FreshStore<ConfigMap>| {
+            f.get("shop", "app")
+                .map(|o| o.and_then(|c| c.metadata.resource_version.clone()))
+        };
+        assert_eq!(version(&fresh), Some(rv("5")));
         assert!(fresh.get("shop", "other").unwrap().is_none());
-        fresh.note_write("shop", "app", Some("7".into()));
-        assert!(fresh.get("shop", "app").is_none(), "the cache is at 5");
+        // Written at 7 while the cache is at 5: the written copy answers.
+        fresh.note_write(&cm("7"));
+        assert_eq!(version(&fresh), Some(rv("7")));
+        // The cache passes it: the cache answers (and the copy is dropped).
         writer.apply_watcher_event(&Event::Apply(cm("8")));
-        assert!(fresh.get("shop", "app").unwrap().is_some(), "8 is later");
-        // A delete: unknown while the cache still has it.
-        fresh.note_write("shop", "app", None);
-        assert!(fresh.get("shop", "app").is_none());
+        assert_eq!(version(&fresh), Some(rv("8")));
+        // A delete: unknown while the cache still has the object, absent once it has not.
+        fresh.note_delete("shop", "app");
+        assert_eq!(version(&fresh), None);
         writer.apply_watcher_event(&Event::Delete(cm("9")));
-        assert!(fresh.get("shop", "app").unwrap().is_none());
-        // A write the watch never shows (re-listed past it) is trusted after a while.
+        assert_eq!(version(&fresh), Some(None));
+        // A write the cache does not have at all (not there yet, or deleted since): read.
+        fresh.note_write(&cm("10"));
+        assert_eq!(version(&fresh), None);
+        // Versions that cannot be ordered are read too, until the write is old enough
+        // to trust the cache again.
         writer.apply_watcher_event(&Event::Apply(cm("x1")));
-        fresh.note_write("shop", "app", Some("x0".into()));
-        assert!(fresh.get("shop", "app").is_none());
+        fresh.note_write(&cm("x0"));
+        assert_eq!(version(&fresh), None);
         tokio::time::advance(WRITE_SETTLES_WITHIN).await;
-        assert!(fresh.get("shop", "app").unwrap().is_some());
+        assert_eq!(version(&fresh), Some(rv("x1")));
     }
 }

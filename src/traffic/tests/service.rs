@@ -1,6 +1,7 @@
 //! The Service router against the stateful fake API server: the apex Service it routes
 //! carries the Canary label (so serin's Service watch has it), its weight is read from
-//! that cache once the cache holds serin's last write, and hand-back drops both marks.
+//! that cache (or serin's last write, while the cache lags it), and hand-back drops
+//! both marks.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ use super::{target, NS};
 use crate::crd::CANARY_LABEL;
 use crate::testing::apiserver::FakeApiServer;
 use crate::traffic::{RouteTarget, ServiceRouter, TrafficRouter, WEIGHT_ANNOTATION};
+use crate::workloads::deployments::slim_service;
 use crate::workloads::fresh_store::FreshStore;
 
 fn routed() -> RouteTarget {
@@ -43,7 +45,7 @@ fn empty_cache() -> (FreshStore<Service>, Writer<Service>) {
     let (store, mut writer) = reflector::store();
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
-    (FreshStore::new(store), writer)
+    (FreshStore::new(store, slim_service), writer)
 }
 
 #[tokio::test]
@@ -65,13 +67,22 @@ async fn the_apex_weight_comes_from_the_cache_once_it_holds_serins_write() {
     assert_eq!(written["metadata"]["labels"]["team"], "shop");
     assert_eq!(written["metadata"]["annotations"][WEIGHT_ANNOTATION], "25");
     server.drain_requests();
-    // The watch has not brought the write back yet: read, and see it.
+    // The watch has not brought the first write back: the cache lacks the apex (it
+    // could as well have been deleted since), so it is read.
     assert_eq!(router.observed_weight(&t).await.unwrap(), Some(25));
     assert_eq!(apex_reads(&server), 1);
     // Once it has, no read.
     writer.apply_watcher_event(&Event::Apply(serde_json::from_value(written).unwrap()));
     assert_eq!(router.observed_weight(&t).await.unwrap(), Some(25));
     assert_eq!(apex_reads(&server), 0);
+    // The next write, not yet back from the watch (the cache has 25): the copy the
+    // write returned answers.
+    router.set_weight(&t, 50).await.unwrap();
+    server.drain_requests();
+    assert_eq!(router.observed_weight(&t).await.unwrap(), Some(50));
+    assert_eq!(apex_reads(&server), 0);
+    let written = apex(&server);
+    writer.apply_watcher_event(&Event::Apply(serde_json::from_value(written).unwrap()));
     // Someone else's later change, delivered by the watch, is seen without a read: a
     // selector that no longer realizes the weight reads as unknown (serin re-applies).
     let mut edited = apex(&server);

@@ -38,7 +38,7 @@ fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
     h.status = None;
 }
 
-fn slim_service(s: &mut Service) {
+pub fn slim_service(s: &mut Service) {
     s.metadata.managed_fields = None;
     if let Some(a) = s.metadata.annotations.as_mut() {
         a.retain(|k, _| k == WEIGHT_ANNOTATION);
@@ -82,7 +82,7 @@ impl OwnedCaches {
         tokio::spawn(service_stream.for_each(|_| async {}));
         Self {
             hpas,
-            services: FreshStore::new(services),
+            services: FreshStore::new(services, slim_service),
             deployments: DeploymentCache::default(),
         }
     }
@@ -99,7 +99,7 @@ impl OwnedCaches {
         let (store, _) = reflector::store();
         Self {
             hpas,
-            services: FreshStore::new(services),
+            services: FreshStore::new(services, slim_service),
             deployments: DeploymentCache::from_parts(store, None),
         }
     }

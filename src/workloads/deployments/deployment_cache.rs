@@ -66,7 +66,7 @@ impl DeploymentCache {
     /// the store themselves and pass `None`).
     pub fn from_parts(store: Store<Deployment>, writer: Option<Writer<Deployment>>) -> Self {
         Self {
-            fresh: FreshStore::new(store),
+            fresh: FreshStore::new(store, slim_for_cache),
             writer: Arc::new(Mutex::new(writer)),
         }
     }

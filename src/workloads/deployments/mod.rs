@@ -29,7 +29,7 @@ use super::revision::revision_of;
 use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
 use crate::crd::FIELD_MANAGER;
 
-pub use caches::OwnedCaches;
+pub use caches::{slim_service, OwnedCaches};
 pub use deployment_cache::{DeploymentCache, DeploymentFeed};
 
 /// Deployments, Services, HPAs and configs through the Kubernetes API.
@@ -94,12 +94,14 @@ impl KubeWorkloads {
         })
     }
 
-    /// Serin wrote (or deleted, `None`) `ns/name`: observe it from the API until the
-    /// cache has this version.
+    /// Serin wrote (or deleted, `None`) `ns/name`: until the cache has this version,
+    /// the written copy answers for it.
     fn wrote(&self, ns: &str, name: &str, written: Option<&Deployment>) {
         if let Some(c) = &self.caches {
-            let rv = written.and_then(|d| d.metadata.resource_version.clone());
-            c.deployments.fresh.note_write(ns, name, rv);
+            match written {
+                Some(d) => c.deployments.fresh.note_write(d),
+                None => c.deployments.fresh.note_delete(ns, name),
+            }
         }
     }
 
@@ -264,8 +266,7 @@ impl KubeWorkloads {
                 .patch(&name, &apply(), &Patch::Apply(&body))
                 .await?;
             if let Some(c) = &self.caches {
-                let rv = written.metadata.resource_version;
-                c.services.note_write(&w.namespace, &name, rv);
+                c.services.note_write(&written);
             }
         }
         Ok(())
