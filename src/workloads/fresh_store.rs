@@ -28,13 +28,16 @@ struct Written<K> {
     at: Instant,
 }
 
+/// Serin's writes by namespace and name.
+type WrittenByName<K> = HashMap<(String, String), Written<K>>;
+
 /// A reflector's store plus serin's writes it may not have yet.
 pub struct FreshStore<K>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     store: Store<K>,
-    written: Arc<Mutex<HashMap<(String, String), Written<K>>>>,
+    written: Arc<Mutex<WrittenByName<K>>>,
     /// What the cache keeps of an object, applied to written copies too.
     slim: fn(&mut K),
 }
