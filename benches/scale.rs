@@ -46,7 +46,9 @@
 //! SCALE_MEASURE_MAX_SECS (derived from steps and interval), SCALE_WARMUP_SECS (120;
 //! also the bound of the restart's start-up pass), SCALE_SOAK_INTERVALS (30; 0 skips
 //! the soak), SCALE_SPREAD_SECS (60, in 10 s buckets; 0 skips), RUST_LOG (the
-//! controller's log on stderr), SCALE_DEBUG=1 (a Progressing Canary's status).
+//! controller's log on stderr), SCALE_DEBUG=1 (a Progressing Canary's status),
+//! SCALE_DEPLOYMENT_CACHE=0 (Deployments read from the API instead of the watch cache,
+//! to weigh the cache's memory against its requests).
 
 #![recursion_limit = "256"]
 

@@ -20,6 +20,7 @@ use serin::crd::ProviderSpec;
 use serin::providers::{MetricError, MetricSource, MetricSources, ProviderCredentials};
 use serin::traffic::{RouterKind, ServiceRouter, TrafficRouter};
 use serin::workloads::deployments::{KubeWorkloads, OwnedCaches};
+use serin::workloads::WorkloadBackend;
 
 // ---------------------------------------------------------------- metrics source
 
@@ -228,7 +229,16 @@ fn wiring(
         templates: None,
         policies: None,
         client: client.clone(),
-        workloads: Arc::new(KubeWorkloads::new(client.clone()).with_caches(caches)),
+        workloads: {
+            let workloads = KubeWorkloads::new(client.clone()).with_caches(caches);
+            if std::env::var("SCALE_DEPLOYMENT_CACHE").is_ok_and(|v| v == "0") {
+                // Taken and dropped: `run` falls back to a metadata-only Deployment
+                // watch and the workloads read Deployments from the API (to weigh the
+                // cache's memory against its requests).
+                drop(workloads.deployment_feed());
+            }
+            Arc::new(workloads)
+        },
         routers: Routers {
             by_kind,
             default: RouterKind::Service,

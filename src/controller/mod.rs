@@ -4,6 +4,7 @@ pub mod events;
 mod failures;
 pub mod fence;
 mod finalize;
+mod health;
 pub mod lease;
 pub mod materialize;
 pub mod notifiers;

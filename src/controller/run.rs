@@ -5,10 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
-use axum::routing::get;
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -23,12 +19,13 @@ use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use super::fence::Fence;
+use super::health::health;
+pub use super::health::health_router;
 use super::lease::{check_timings, lease_duration_secs, LeaseLock, LeaseTimingError};
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
-use crate::metrics::{ControllerMetrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::workloads::deployments::DeploymentFeed;
 
 /// How the controller runs, as `serin controller` flags set it.
@@ -107,45 +104,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-/// `/live`, `/ready` and `/metrics`.
-pub fn health_router(ready: Arc<AtomicBool>, metrics: Arc<ControllerMetrics>) -> axum::Router {
-    axum::Router::new()
-        .route("/live", get(|| async { "ok" }))
-        .route(
-            "/ready",
-            get(move || async move {
-                if ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "watches not synced yet (or shutting down)",
-                    )
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(m): State<Arc<ControllerMetrics>>| async move {
-                ([(CONTENT_TYPE, METRICS_CONTENT_TYPE)], m.encode())
-            }),
-        )
-        .with_state(metrics)
-}
-
-async fn health(
-    addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    metrics: Arc<ControllerMetrics>,
-) -> Result<(), RunError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| RunError::Health { addr, source })?;
-    axum::serve(listener, health_router(ready, metrics))
-        .await
-        .map_err(|source| RunError::Health { addr, source })
 }
 
 /// Block until this replica holds the lease (a standby looks every retry period), then

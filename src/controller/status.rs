@@ -55,7 +55,8 @@ pub struct WrittenVersions(Mutex<HashMap<(String, String), Written>>);
 struct Written {
     resource_version: String,
     /// Dropped once the cache has caught up: only lagging Canaries keep a second copy.
-    copy: Option<Canary>,
+    /// Boxed: a Canary is kilobytes inline, and the map holds an entry per Canary.
+    copy: Option<Box<Canary>>,
 }
 
 impl WrittenVersions {
@@ -74,7 +75,7 @@ impl WrittenVersions {
             copy.metadata.managed_fields = None;
             let entry = Written {
                 resource_version: rv,
-                copy: Some(copy),
+                copy: Some(Box::new(copy)),
             };
             self.lock().insert(Self::key(written), entry);
         }
@@ -94,7 +95,7 @@ impl WrittenVersions {
             Some(ours.resource_version.clone()),
         );
         match order? {
-            std::cmp::Ordering::Less => ours.copy.clone(),
+            std::cmp::Ordering::Less => ours.copy.as_deref().cloned(),
             _ => {
                 ours.copy = None;
                 Some(cached.clone())

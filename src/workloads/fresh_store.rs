@@ -28,8 +28,20 @@ struct Written<K> {
     at: Instant,
 }
 
-/// Serin's writes by namespace and name.
-type WrittenByName<K> = HashMap<(String, String), Written<K>>;
+/// Serin's writes by namespace and name, and when old ones were last dropped.
+struct WrittenByName<K> {
+    by_name: HashMap<(String, String), Written<K>>,
+    pruned_at: Option<Instant>,
+}
+
+impl<K> Default for WrittenByName<K> {
+    fn default() -> Self {
+        Self {
+            by_name: HashMap::new(),
+            pruned_at: None,
+        }
+    }
+}
 
 /// A reflector's store plus serin's writes it may not have yet.
 pub struct FreshStore<K>
@@ -97,7 +109,19 @@ where
     fn note(&self, ns: String, name: String, copy: Option<Arc<K>>) {
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         let at = Instant::now();
-        written.insert((ns, name), Written { copy, at });
+        // Entries go when read past; ones never read again (an object no reconcile
+        // looks at, a cache that never lists) go once they are too old to matter, in
+        // one sweep per period.
+        if written
+            .pruned_at
+            .is_none_or(|t| t.elapsed() >= WRITE_SETTLES_WITHIN)
+        {
+            written
+                .by_name
+                .retain(|_, w| w.at.elapsed() < WRITE_SETTLES_WITHIN);
+            written.pruned_at = Some(at);
+        }
+        written.by_name.insert((ns, name), Written { copy, at });
     }
 
     /// `ns/name` as of the newest of the cache and serin's last write (`Some(None)`:
@@ -110,24 +134,24 @@ where
         let cached = self.store.get(&ObjectRef::new(name).within(ns));
         let key = (ns.to_string(), name.to_string());
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(w) = written.get(&key) else {
+        let Some(w) = written.by_name.get(&key) else {
             return Some(cached);
         };
         if w.at.elapsed() >= WRITE_SETTLES_WITHIN {
-            written.remove(&key);
+            written.by_name.remove(&key);
             return Some(cached);
         }
         let version = |o: &Arc<K>| o.meta().resource_version.clone();
         match (&w.copy, &cached) {
             // Deleted, and the cache agrees.
             (None, None) => {
-                written.remove(&key);
+                written.by_name.remove(&key);
                 Some(None)
             }
             (Some(ours), Some(theirs)) => match order(version(theirs), version(ours)) {
                 Some(Ordering::Less) => Some(Some(ours.clone())),
                 Some(_) => {
-                    written.remove(&key);
+                    written.by_name.remove(&key);
                     Some(cached)
                 }
                 None => None,

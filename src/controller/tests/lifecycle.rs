@@ -126,28 +126,47 @@ async fn an_idle_canary_looks_again_at_its_own_place_in_the_period() {
 }
 
 #[tokio::test]
-async fn the_canary_is_read_only_when_the_cached_copy_is_not_the_one_serin_wrote() {
+async fn the_canary_is_read_only_when_neither_the_cache_nor_serins_last_write_will_do() {
     let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
     h.ok().await;
     h.ok().await;
     // The copy is what serin wrote last: no read.
     let calls = h.ok().await;
     assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
-    // Someone else wrote the Canary (a label): the copy is read fresh.
+    // Someone else wrote the Canary after serin (a label): the cached copy is that
+    // later version, so it is used as it is.
     h.edit(&canary("podinfo"), |c| {
         c["metadata"]["labels"] = json!({"team": "shop"})
     });
     let calls = h.ok().await;
-    assert_eq!(calls.first(), Some(&get(&canary("podinfo"))), "{calls:#?}");
-    // A copy older than serin's own last write is read fresh too.
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
+    // A cached copy older than serin's own last write (the watch has not brought the
+    // write back): serin's written copy stands in, with no read, and the release the
+    // write started goes on instead of starting again from the stale status.
     let mut stale: Canary = serde_json::from_value(h.get(&canary("podinfo"))).unwrap();
+    h.set_image("podinfo:2");
     h.ok().await;
-    h.advance(120);
-    let (_, _) = h.reconcile().await;
+    let before = h.status();
+    assert_eq!(before["phase"], "Progressing");
     stale.metadata.namespace = Some("shop".into());
-    stale.metadata.resource_version = Some("1".into());
-    crate::controller::reconcile_canary(std::sync::Arc::new(stale), h.ctx.clone())
+    crate::controller::reconcile_canary(std::sync::Arc::new(stale.clone()), h.ctx.clone())
         .await
         .unwrap();
-    assert_eq!(h.calls().first(), Some(&get(&canary("podinfo"))));
+    let calls = h.calls();
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
+    assert_eq!(h.status()["phase"], "Progressing");
+    assert_eq!(h.status()["canaryRevision"], before["canaryRevision"]);
+    // A process that wrote nothing yet (a restart) cannot order the cache against its
+    // own writes: it reads.
+    let restarted = Harness {
+        ctx: std::sync::Arc::new(crate::controller::Context {
+            written: Default::default(),
+            ..(*h.ctx).clone()
+        }),
+        ..h
+    };
+    crate::controller::reconcile_canary(std::sync::Arc::new(stale), restarted.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(restarted.calls().first(), Some(&get(&canary("podinfo"))));
 }

@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
 use kube::runtime::reflector::{self, store::Writer, Store};
 
 use super::primary::without_serin_annotations;
@@ -27,6 +26,11 @@ use crate::workloads::revision::revision_of;
 /// On a cached copy only (never written to the API): the pod template's revision,
 /// present when the template tracks no configs (its revision is the template's alone).
 pub(super) const CACHED_REVISION: &str = "cache.serin.dev/revision";
+
+/// On a cached copy with [`CACHED_REVISION`]: container name to image, as JSON, in
+/// place of the pod spec (k8s-openapi's PodSpec and Container are kilobytes even when
+/// nearly empty, and a cache holds one per Deployment).
+pub(super) const CACHED_IMAGES: &str = "cache.serin.dev/images";
 
 /// The Deployment store, aware of serin's writes, and its writer until taken.
 #[derive(Clone)]
@@ -105,22 +109,21 @@ fn slim_for_cache(d: &mut Deployment) {
         &serde_json::to_value(&template).unwrap_or_default(),
         &BTreeMap::new(),
     );
-    d.metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(CACHED_REVISION.to_string(), revision);
-    if let Some(pod) = spec.template.spec.as_mut() {
-        let containers = std::mem::take(&mut pod.containers)
-            .into_iter()
-            .map(|c| Container {
-                name: c.name,
-                image: c.image,
-                ..Default::default()
-            })
-            .collect();
-        *pod = PodSpec {
-            containers,
-            ..Default::default()
-        };
-    }
+    let images: BTreeMap<String, String> = spec
+        .template
+        .spec
+        .take()
+        .map(|pod| {
+            pod.containers
+                .into_iter()
+                .filter_map(|c| Some((c.name, c.image?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let annotations = d.metadata.annotations.get_or_insert_with(Default::default);
+    annotations.insert(CACHED_REVISION.to_string(), revision);
+    annotations.insert(
+        CACHED_IMAGES.to_string(),
+        serde_json::to_string(&images).unwrap_or_default(),
+    );
 }

@@ -403,6 +403,9 @@ pub(crate) fn service_body(
 /// Container name to image of `d`'s pod template (what a downstream environment
 /// compares with what its upstream promoted).
 fn images_of(d: &Deployment) -> BTreeMap<String, String> {
+    if let Some(images) = annotation(d, deployment_cache::CACHED_IMAGES) {
+        return serde_json::from_str(&images).unwrap_or_default();
+    }
     d.spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())

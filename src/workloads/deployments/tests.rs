@@ -131,6 +131,16 @@ async fn a_new_target_revision_is_seen_and_promotion_copies_it_to_the_primary() 
     );
 }
 
+/// The user's HPA scaling `podinfo`.
+fn user_hpa() -> Value {
+    serde_json::json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "podinfo", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+                 "minReplicas": 2, "maxReplicas": 5},
+    })
+}
+
 type Writers = (
     kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
     kube::runtime::reflector::store::Writer<Service>,
@@ -222,12 +232,7 @@ async fn a_cache_that_lags_is_confirmed_by_a_read_before_anything_is_called_miss
 #[tokio::test]
 async fn an_hpa_twin_the_cache_lacks_is_listed_before_it_is_called_missing() {
     let (server, plain) = setup();
-    let hpa = serde_json::json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                 "minReplicas": 2, "maxReplicas": 5},
-    });
+    let hpa = user_hpa();
     server.insert(hpa.clone());
     let w = initialized(&plain, &server).await;
     assert!(server
@@ -327,11 +332,18 @@ async fn observing_from_the_deployment_cache_sees_what_the_api_shows_without_rea
             w.name
         );
     }
-    // A slim copy keeps no pod spec beyond the images, nor foreign annotations.
+    // A slim copy keeps no pod spec (its images and revision are annotations of the
+    // copy), nor foreign annotations.
     let slim = slim_copy(&server, "podinfo");
-    let pod = slim.spec.unwrap().template.spec.unwrap();
-    assert_eq!(pod.containers.len(), 1);
-    assert!(pod.containers[0].ports.is_none() && pod.volumes.is_none());
+    assert!(slim.spec.unwrap().template.spec.is_none());
+    let kept: Vec<&String> = slim
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(kept, ["cache.serin.dev/images", "cache.serin.dev/revision"]);
 }
 
 #[tokio::test]
@@ -380,12 +392,7 @@ fn slim_copy_gone() -> Deployment {
 #[tokio::test]
 async fn the_hpa_twin_is_written_from_the_cache_without_a_list() {
     let (server, _) = setup();
-    let hpa = serde_json::json!({
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-        "metadata": {"name": "podinfo", "namespace": NS},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-                 "minReplicas": 2, "maxReplicas": 5},
-    });
+    let hpa = user_hpa();
     server.insert(hpa.clone());
     let (caches, _writers) = caches_of(&server, &[], &[hpa]);
     let cached = KubeWorkloads::new(server.client()).with_caches(caches);
