@@ -145,6 +145,8 @@ pub trait WorkloadBackend: Send + Sync {
     async fn remove_primary(&self, w: &WorkloadRef) -> Result<(), WorkloadError>;
     /// The write half of the backend's Deployment cache, once, for the controller's
     /// Deployment watch to fill; `None`: the backend reads Deployments from the API.
+    /// The cache is filled only while the watch that took it runs: one `run` per
+    /// backend (as `serin controller` does).
     fn deployment_feed(&self) -> Option<deployments::DeploymentFeed> {
         None
     }
