@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client};
+
+use crate::workloads::deployments::scoped;
+use crate::workloads::fresh_store::{listed, watched};
 
 use crate::providers::{credentials::not_opted_in, opted_in, MetricError, MetricSources};
 
@@ -26,31 +28,17 @@ impl TemplateCaches {
     /// Watch the templates of `namespace` (`None`: all) and the cluster's, in background
     /// tasks that end with the runtime.
     pub fn start(client: &Client, namespace: Option<&str>) -> Self {
-        let (namespaced, ns_writer) = reflector::store();
-        let (cluster, cl_writer) = reflector::store();
-        let ns_api: Api<AnalysisTemplate> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let slim_ns = |t: &mut AnalysisTemplate| t.metadata.managed_fields = None;
-        let slim_cl = |t: &mut ClusterAnalysisTemplate| t.metadata.managed_fields = None;
-        let ns_stream = reflector::reflector(
-            ns_writer,
-            watcher(ns_api, watcher::Config::default())
-                .default_backoff()
-                .modify(slim_ns),
-        );
-        let cl_stream = reflector::reflector(
-            cl_writer,
-            watcher(Api::all(client.clone()), watcher::Config::default())
-                .default_backoff()
-                .modify(slim_cl),
-        );
-        tokio::spawn(ns_stream.for_each(|_| async {}));
-        tokio::spawn(cl_stream.for_each(|_| async {}));
         Self {
-            namespaced,
-            cluster,
+            namespaced: watched(
+                scoped(client, namespace),
+                watcher::Config::default(),
+                |t: &mut AnalysisTemplate| t.metadata.managed_fields = None,
+            ),
+            cluster: watched(
+                Api::all(client.clone()),
+                watcher::Config::default(),
+                |t: &mut ClusterAnalysisTemplate| t.metadata.managed_fields = None,
+            ),
         }
     }
 
@@ -67,19 +55,12 @@ impl TemplateCaches {
 
     /// The spec of template `r` if the cache has it.
     fn spec(&self, ns: &str, r: &TemplateRef) -> Option<AnalysisTemplateSpec> {
-        fn ready<K>(s: &Store<K>) -> bool
-        where
-            K: kube::Resource + Clone + 'static,
-            K::DynamicType: std::hash::Hash + Eq + Clone,
-        {
-            matches!(s.wait_until_ready().now_or_never(), Some(Ok(())))
-        }
         if r.cluster_scope {
-            ready(&self.cluster).then_some(())?;
+            listed(&self.cluster).then_some(())?;
             let t = self.cluster.get(&ObjectRef::new(&r.name))?;
             Some(t.spec.template.clone())
         } else {
-            ready(&self.namespaced).then_some(())?;
+            listed(&self.namespaced).then_some(())?;
             let t = self.namespaced.get(&ObjectRef::new(&r.name).within(ns))?;
             Some(t.spec.clone())
         }

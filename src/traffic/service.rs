@@ -6,6 +6,7 @@
 //! share of ready pods matches the weight (the core computes the replicas).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::core::v1::Service;
@@ -40,7 +41,7 @@ impl ServiceRouter {
     }
 
     /// The apex Service: cached when the cache can answer, else read.
-    async fn apex(&self, t: &RouteTarget) -> Result<Option<Service>, RouterError> {
+    async fn apex(&self, t: &RouteTarget) -> Result<Option<Arc<Service>>, RouterError> {
         let cached = self
             .cache
             .as_ref()
@@ -48,8 +49,12 @@ impl ServiceRouter {
         Ok(match cached {
             // Absent from a cache of labelled Services says nothing: an apex serin
             // has not routed yet carries no label.
-            Some(Some(svc)) => Some((*svc).clone()),
-            _ => self.api(&t.namespace).get_opt(&t.service).await?,
+            Some(Some(svc)) => Some(svc),
+            _ => self
+                .api(&t.namespace)
+                .get_opt(&t.service)
+                .await?
+                .map(Arc::new),
         })
     }
 
@@ -158,9 +163,11 @@ impl TrafficRouter for ServiceRouter {
             .as_ref()
             .and_then(|a| a.get(WEIGHT_ANNOTATION))
             .and_then(|w| w.parse::<i32>().ok());
-        let selector = svc.spec.and_then(|s| s.selector).unwrap_or_default();
+        let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
         // Someone else changed the selector: report unknown so serin re-applies.
-        Ok(weight.filter(|w| apex_selector(t, *w).is_ok_and(|s| *s == selector)))
+        Ok(weight.filter(|w| {
+            apex_selector(t, *w).is_ok_and(|s| selector.map_or(s.is_empty(), |have| have == s))
+        }))
     }
 
     async fn finalize(&self, t: &RouteTarget) -> Result<(), RouterError> {

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::Resource;
+use futures::{FutureExt, StreamExt};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Api, Resource};
 use tokio::time::Instant;
 
 /// A write the cache has not shown yet is trusted to it after this long at most: by
@@ -87,7 +88,7 @@ where
 
     /// Whether the watch has delivered its first list.
     pub fn is_ready(&self) -> bool {
-        matches!(self.store.wait_until_ready().now_or_never(), Some(Ok(())))
+        listed(&self.store)
     }
 
     /// Note serin's write: `written` as the API returned it.
@@ -167,6 +168,33 @@ where
     pub fn filter(&self, keep: impl Fn(&K) -> bool) -> Option<Vec<Arc<K>>> {
         self.is_ready().then(|| self.store.state_filter(keep))
     }
+}
+
+/// Whether a reflector's store holds its first list.
+pub fn listed<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+}
+
+/// A store filled by a watch of `api` (slimmed by `slim`) in a background task that
+/// ends with the runtime; every watch cache serin keeps starts this way.
+pub fn watched<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> Store<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(slim));
+    tokio::spawn(stream.for_each(|_| async {}));
+    store
 }
 
 /// How resourceVersion `a` orders against `b`. Equality is always meaningful; order

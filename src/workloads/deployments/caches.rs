@@ -10,17 +10,16 @@
 
 use std::collections::BTreeMap;
 
-use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
 use crate::traffic::WEIGHT_ANNOTATION;
-use crate::workloads::fresh_store::FreshStore;
+use crate::workloads::fresh_store::{listed, watched, FreshStore};
 
 /// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
@@ -38,7 +37,7 @@ fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
     h.status = None;
 }
 
-pub fn slim_service(s: &mut Service) {
+pub(crate) fn slim_service(s: &mut Service) {
     s.metadata.managed_fields = None;
     if let Some(a) = s.metadata.annotations.as_mut() {
         a.retain(|k, _| k == WEIGHT_ANNOTATION);
@@ -56,30 +55,16 @@ impl OwnedCaches {
     /// Watch the HPAs and serin's Services of `namespace` (`None`: all), in background
     /// tasks that end with the runtime.
     pub fn start(client: &Client, namespace: Option<&str>) -> Self {
-        let (hpas, hpa_writer) = reflector::store();
-        let (services, service_writer) = reflector::store();
-        let hpa_api: Api<HorizontalPodAutoscaler> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let service_api: Api<Service> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let hpa_stream = reflector::reflector(
-            hpa_writer,
-            watcher(hpa_api, watcher::Config::default())
-                .default_backoff()
-                .modify(slim_hpa),
+        let hpas = watched(
+            scoped(client, namespace),
+            watcher::Config::default(),
+            slim_hpa,
         );
-        let service_stream = reflector::reflector(
-            service_writer,
-            watcher(service_api, watcher::Config::default().labels(CANARY_LABEL))
-                .default_backoff()
-                .modify(slim_service),
+        let services = watched(
+            scoped(client, namespace),
+            watcher::Config::default().labels(CANARY_LABEL),
+            slim_service,
         );
-        tokio::spawn(hpa_stream.for_each(|_| async {}));
-        tokio::spawn(service_stream.for_each(|_| async {}));
         Self {
             hpas,
             services: FreshStore::new(services, slim_service),
@@ -109,17 +94,9 @@ impl OwnedCaches {
         self
     }
 
-    fn ready<K>(store: &Store<K>) -> bool
-    where
-        K: kube::Resource + Clone + 'static,
-        K::DynamicType: std::hash::Hash + Eq + Clone,
-    {
-        matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
-    }
-
     /// The HPAs of `ns`; `None` until the cache holds its first list.
     pub fn hpas(&self, ns: &str) -> Option<Vec<HorizontalPodAutoscaler>> {
-        Self::ready(&self.hpas).then(|| {
+        listed(&self.hpas).then(|| {
             self.hpas
                 .state_filter(|h| h.metadata.namespace.as_deref() == Some(ns))
                 .into_iter()
@@ -185,5 +162,16 @@ impl OwnedCaches {
                 && have.and_then(|s| s.selector.as_ref()) == want.and_then(|s| s.selector.as_ref())
                 && ports(have) == ports(want),
         )
+    }
+}
+
+/// `namespace`'s objects, or all namespaces'.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }

@@ -11,6 +11,7 @@ pub mod primary;
 pub mod records;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -29,7 +30,10 @@ use super::revision::revision_of;
 use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState};
 use crate::crd::FIELD_MANAGER;
 
-pub use caches::{slim_service, OwnedCaches};
+pub(crate) use caches::scoped;
+#[cfg(test)]
+pub(crate) use caches::slim_service;
+pub use caches::OwnedCaches;
 pub use deployment_cache::{DeploymentCache, DeploymentFeed};
 
 /// Deployments, Services, HPAs and configs through the Kubernetes API.
@@ -83,14 +87,14 @@ impl KubeWorkloads {
         &self,
         ns: &str,
         name: &str,
-    ) -> Result<Option<Deployment>, WorkloadError> {
+    ) -> Result<Option<Arc<Deployment>>, WorkloadError> {
         let cached = self
             .caches
             .as_ref()
             .and_then(|c| c.deployments.fresh.get(ns, name));
         Ok(match cached {
-            Some(found) => found.map(|d| (*d).clone()),
-            None => self.deployments(ns).get_opt(name).await?,
+            Some(found) => found,
+            None => self.deployments(ns).get_opt(name).await?.map(Arc::new),
         })
     }
 
@@ -494,7 +498,7 @@ impl WorkloadBackend for KubeWorkloads {
         let current = self
             .observed_deployment(&w.namespace, &w.primary_name())
             .await?
-            .and_then(|p| p.spec.and_then(|s| s.replicas));
+            .and_then(|p| p.spec.as_ref().and_then(|s| s.replicas));
         self.write_primary(w, revision, current).await
     }
 
