@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -15,13 +14,15 @@ use serde_json::json;
 use tracing::instrument;
 
 use super::events::EventSink;
+use super::reconcile::FINALIZER;
 use super::shard::Shard;
-use super::status::{put_config_condition, write_status, INVALID_ANNOTATION};
+use super::status::{put_config_condition, write_status, WrittenVersions, INVALID_ANNOTATION};
 use super::{Clock, ReconcileError};
 use crate::annotations::{is_enabled, spec_from_annotations, AnnotationError};
 use crate::crd::{Canary, FIELD_MANAGER};
 use crate::metrics::{ControllerKind, ControllerMetrics};
 use crate::rollout::{EventReason, Note, NoteType};
+use crate::workloads::deployments::CachedDeployment;
 
 /// Label on Canaries serin wrote from annotations.
 pub const MANAGED_BY: &str = "serin.dev/managed-by";
@@ -39,6 +40,9 @@ pub struct MaterializeContext {
     pub shard: Shard,
     /// Leader fencing: nothing is written once this replica may no longer lead.
     pub fence: super::Fence,
+    /// The Canary controller's record of serin's writes: the Canary applied here is
+    /// its first reconcile's copy, so that reconcile does not read it again.
+    pub written: Arc<WrittenVersions>,
 }
 
 fn managed(c: &Canary) -> bool {
@@ -47,8 +51,10 @@ fn managed(c: &Canary) -> bool {
 
 /// The Canary serin applies for an annotated Deployment; `shard_labels` (the
 /// Deployment's labels that `--label-selector` reads) put it in the Deployment's shard.
+/// It carries serin's finalizer from its creation: one write instead of two, and no
+/// moment in which a deleted Canary could go without handing its Deployment back.
 pub fn canary_apply_body(
-    d: &Deployment,
+    d: &CachedDeployment,
     spec: &crate::crd::CanarySpec,
     shard_labels: &BTreeMap<String, String>,
 ) -> serde_json::Value {
@@ -61,6 +67,7 @@ pub fn canary_apply_body(
             "name": d.name_any(),
             "namespace": d.namespace(),
             "labels": labels,
+            "finalizers": [FINALIZER],
             "ownerReferences": d.controller_owner_ref(&()).map(|mut o| { o.controller = Some(false); o }).into_iter().collect::<Vec<_>>(),
         },
         "spec": spec,
@@ -77,7 +84,7 @@ fn errors_message(errors: &[AnnotationError]) -> String {
 
 #[instrument(skip_all, fields(namespace = d.namespace().as_deref().unwrap_or(""), name = %d.name_any()))]
 pub async fn reconcile_deployment(
-    d: Arc<Deployment>,
+    d: Arc<CachedDeployment>,
     ctx: Arc<MaterializeContext>,
 ) -> Result<Action, ReconcileError> {
     let start = Instant::now();
@@ -90,7 +97,7 @@ pub async fn reconcile_deployment(
 }
 
 async fn materialize(
-    d: Arc<Deployment>,
+    d: Arc<CachedDeployment>,
     ctx: &MaterializeContext,
 ) -> Result<Action, ReconcileError> {
     let ns = d.namespace().ok_or(ReconcileError::NoNamespace)?;
@@ -167,12 +174,14 @@ async fn materialize(
             }
             if !up_to_date {
                 let body = canary_apply_body(&d, &spec, &shard_labels);
-                api.patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&body),
-                )
-                .await?;
+                let applied = api
+                    .patch(
+                        &name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(&body),
+                    )
+                    .await?;
+                ctx.written.record(&applied);
             }
             // Clear an earlier annotation problem.
             if let Some(c) = current {
@@ -215,7 +224,7 @@ async fn materialize(
 }
 
 pub fn materialize_error_policy(
-    _d: Arc<Deployment>,
+    _d: Arc<CachedDeployment>,
     err: &ReconcileError,
     _ctx: Arc<MaterializeContext>,
 ) -> Action {

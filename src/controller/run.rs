@@ -26,7 +26,7 @@ use super::materialize::{materialize_error_policy, reconcile_deployment, Materia
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
-use crate::workloads::deployments::DeploymentFeed;
+use crate::workloads::deployments::CachedDeployment;
 
 /// How the controller runs, as `serin controller` flags set it.
 #[derive(Clone, Debug)]
@@ -199,14 +199,16 @@ fn namespace_busy_retry(name: &str) -> Duration {
 
 /// The onboarding controller's Deployments come from a metadata-only watch: the API
 /// server never sends (and serin never decodes) their pod templates.
-fn from_metadata(e: watcher::Event<PartialObjectMeta<Deployment>>) -> watcher::Event<Deployment> {
+fn from_metadata(
+    e: watcher::Event<PartialObjectMeta<Deployment>>,
+) -> watcher::Event<CachedDeployment> {
     let slim = |m: PartialObjectMeta<Deployment>| {
         let mut d = Deployment {
             metadata: m.metadata,
             ..Default::default()
         };
         slim_deployment(&mut d);
-        d
+        CachedDeployment::from(d)
     };
     match e {
         watcher::Event::Apply(m) => watcher::Event::Apply(slim(m)),
@@ -377,7 +379,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     // The user's Deployment wakes the Canary of its name; the primary (which carries
     // the Canary label) wakes its own Canary, so a deleted or edited primary is
     // repaired at once.
-    let wakes = move |d: &Deployment| {
+    let wakes = move |d: &CachedDeployment| {
         let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
         let name = owning_canary(d).unwrap_or_else(|| d.name_any());
         Some(ObjectRef::<Canary>::new(&name).within(&ns))
@@ -399,9 +401,11 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         Some(feed) => canary_ctl.watches_stream(
             reflector::reflector(
                 feed.writer,
-                watcher(api::<Deployment>(&client, ns), watch_config(&opts.shard))
-                    .default_backoff()
-                    .modify(DeploymentFeed::slim),
+                watcher(
+                    api::<CachedDeployment>(&client, ns),
+                    watch_config(&opts.shard),
+                )
+                .default_backoff(),
             )
             .touched_objects(),
             move |d| wakes(&d),
@@ -411,13 +415,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             watcher(deployment_meta(), watch_config(&opts.shard))
                 .default_backoff()
                 .touched_objects(),
-            move |d| {
-                let d = Deployment {
-                    metadata: d.metadata,
-                    ..Default::default()
-                };
-                wakes(&d)
-            },
+            move |d| wakes(&CachedDeployment::from_metadata(d.metadata)),
         ),
     };
     canary_ctl = watch_owned(
@@ -464,6 +462,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         metrics: ctx.metrics.clone(),
         shard: opts.shard.clone(),
         fence: ctx.fence.clone(),
+        written: ctx.written.clone(),
     });
     let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
     let canary_run = canary_ctl
@@ -524,7 +523,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     let materialize_run = materialize_ctl
         .shutdown_on_signal()
         .run(
-            move |d: Arc<Deployment>, mctx: Arc<MaterializeContext>| -> ReconcileFuture {
+            move |d: Arc<CachedDeployment>, mctx: Arc<MaterializeContext>| -> ReconcileFuture {
                 if !filter.admits(d.namespace().as_deref()) {
                     return Box::pin(async { Ok(Action::await_change()) });
                 }

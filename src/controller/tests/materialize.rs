@@ -3,7 +3,6 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{TimeZone, Utc};
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::{json, Value};
@@ -11,8 +10,10 @@ use serde_json::{json, Value};
 use super::fake::*;
 use crate::controller::events::MemoryEvents;
 use crate::controller::materialize::{reconcile_deployment, MaterializeContext};
+use crate::controller::FINALIZER;
 use crate::crd::Canary;
 use crate::testing::MockApi;
+use crate::workloads::deployments::CachedDeployment;
 
 struct M {
     fake: Fake,
@@ -37,6 +38,7 @@ impl M {
             clock: Arc::new(|| Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap()),
             metrics: Arc::new(crate::metrics::ControllerMetrics::new()),
             shard: Default::default(),
+            written: Default::default(),
         });
         M {
             fake,
@@ -68,7 +70,7 @@ impl M {
         let mut d = target_deployment("podinfo:1", 3);
         d["metadata"]["name"] = json!(name);
         d["metadata"]["annotations"] = annotations;
-        let d: Deployment = serde_json::from_value(d).unwrap();
+        let d: CachedDeployment = serde_json::from_value(d).unwrap();
         reconcile_deployment(Arc::new(d), self.ctx.clone())
             .await
             .unwrap();
@@ -101,6 +103,11 @@ async fn annotated_deployment_gets_an_owned_canary_and_unannotated_ones_cost_not
     );
     assert_eq!(obj["metadata"]["ownerReferences"][0]["kind"], "Deployment");
     assert_eq!(obj["metadata"]["ownerReferences"][0]["uid"], "dep-uid");
+    // Created with its finalizer (no second write for it), and the Canary controller
+    // knows this write: its first reconcile takes the cached copy instead of a read.
+    assert_eq!(obj["metadata"]["finalizers"], json!([FINALIZER]));
+    let created: Canary = serde_json::from_value(obj).unwrap();
+    assert!(m.ctx.written.current(&created).is_some());
 }
 
 #[tokio::test]
@@ -178,7 +185,7 @@ async fn onboarding_reconciles_are_timed_and_failures_counted() {
     let mut d = target_deployment("podinfo:1", 3);
     d["metadata"]["name"] = json!("web");
     d["metadata"]["annotations"] = json!({"serin.dev/enabled": "true"});
-    let d: Deployment = serde_json::from_value(d).unwrap();
+    let d: CachedDeployment = serde_json::from_value(d).unwrap();
     let err = reconcile_deployment(Arc::new(d), m.ctx.clone())
         .await
         .unwrap_err();

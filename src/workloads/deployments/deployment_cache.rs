@@ -7,16 +7,25 @@
 //! [`FreshStore`] covers.
 //!
 //! What is kept of a Deployment is what `observe` reads: metadata without
-//! managedFields or foreign annotations, replicas, selector, the pod template's
-//! metadata, the status counts, and, for a pod template that tracks no ConfigMaps or
-//! Secrets, its revision (computed here once per change) and container images in
-//! place of the pod spec. Writes never start from a cached copy.
+//! managedFields or foreign annotations, replicas, selector, the pod template's labels
+//! and annotations, the status counts, and, for a pod template that tracks no
+//! ConfigMaps or Secrets, its revision (computed here once per change) and container
+//! images in place of the pod spec. It is kept as a [`CachedDeployment`], not as a
+//! k8s-openapi `Deployment`: that struct is 2.4 kB inline (the `PodSpec` is inline even
+//! when absent), and the cache holds two per Canary. Writes never start from a cached
+//! copy.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
 
 use super::primary::without_serin_annotations;
 use crate::workloads::fresh_store::FreshStore;
@@ -32,27 +41,148 @@ pub(super) const CACHED_REVISION: &str = "cache.serin.dev/revision";
 /// nearly empty, and a cache holds one per Deployment).
 pub(super) const CACHED_IMAGES: &str = "cache.serin.dev/images";
 
+/// A Deployment as the cache keeps it (see the module docs). It is a `Resource` of
+/// kind Deployment, so it is watched, stored, owned and referred to as one; it
+/// deserializes from a Deployment, slimming it on the way in.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CachedDeployment {
+    pub metadata: ObjectMeta,
+    spec: Option<CachedSpec>,
+    status: Option<DeploymentStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+struct CachedSpec {
+    replicas: Option<i32>,
+    min_ready_seconds: Option<i32>,
+    paused: Option<bool>,
+    selector: LabelSelector,
+    template_labels: Option<BTreeMap<String, String>>,
+    template_annotations: Option<BTreeMap<String, String>>,
+    /// The whole pod template, kept only when it tracks configs (its revision needs
+    /// their data at reconcile time); the two fields above are then empty.
+    tracked_template: Option<Box<PodTemplateSpec>>,
+}
+
+impl From<Deployment> for CachedDeployment {
+    fn from(mut d: Deployment) -> Self {
+        slim_for_cache(&mut d);
+        let spec = d.spec.map(|s| {
+            let DeploymentSpec {
+                replicas,
+                min_ready_seconds,
+                paused,
+                selector,
+                template,
+                ..
+            } = s;
+            let mut cached = CachedSpec {
+                replicas,
+                min_ready_seconds,
+                paused,
+                selector,
+                ..Default::default()
+            };
+            if template.spec.is_some() {
+                cached.tracked_template = Some(Box::new(template));
+            } else if let Some(m) = template.metadata {
+                cached.template_labels = m.labels;
+                cached.template_annotations = m.annotations;
+            }
+            cached
+        });
+        Self {
+            metadata: d.metadata,
+            spec,
+            status: d.status,
+        }
+    }
+}
+
+impl CachedDeployment {
+    /// Only the metadata (from a metadata-only watch).
+    pub fn from_metadata(metadata: ObjectMeta) -> Self {
+        Self {
+            metadata,
+            ..Default::default()
+        }
+    }
+
+    /// The cached copy as a Deployment, for code that reads Deployments.
+    pub fn to_deployment(&self) -> Deployment {
+        let spec = self.spec.as_ref().map(|s| DeploymentSpec {
+            replicas: s.replicas,
+            min_ready_seconds: s.min_ready_seconds,
+            paused: s.paused,
+            selector: s.selector.clone(),
+            template: match &s.tracked_template {
+                Some(t) => (**t).clone(),
+                None => PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: s.template_labels.clone(),
+                        annotations: s.template_annotations.clone(),
+                        ..Default::default()
+                    }),
+                    spec: None,
+                },
+            },
+            ..Default::default()
+        });
+        Deployment {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CachedDeployment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Deployment::deserialize(d).map(Self::from)
+    }
+}
+
+impl Resource for CachedDeployment {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <Deployment as Resource>::kind(&())
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        <Deployment as Resource>::group(&())
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        <Deployment as Resource>::version(&())
+    }
+    fn api_version(_: &()) -> Cow<'_, str> {
+        <Deployment as Resource>::api_version(&())
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        <Deployment as Resource>::plural(&())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
 /// The Deployment store, aware of serin's writes, and its writer until taken.
 #[derive(Clone)]
 pub struct DeploymentCache {
-    pub(super) fresh: FreshStore<Deployment>,
+    pub(super) fresh: FreshStore<CachedDeployment>,
     /// Taken once by whoever runs the watch that fills the store.
-    writer: Arc<Mutex<Option<Writer<Deployment>>>>,
+    writer: Arc<Mutex<Option<Writer<CachedDeployment>>>>,
 }
 
 /// The write half of a [`DeploymentCache`], for the controller's Deployment watch:
-/// reflect the watch through [`DeploymentFeed::slim`] into `writer`. The writer is
-/// shared: other controllers may `subscribe` to the same watch and read `store`.
+/// reflect a watch of [`CachedDeployment`]s into `writer`. The writer is shared: other
+/// controllers may `subscribe` to the same watch and read `store`.
 pub struct DeploymentFeed {
-    pub writer: Writer<Deployment>,
-    pub store: Store<Deployment>,
-}
-
-impl DeploymentFeed {
-    /// What the cache keeps of a Deployment the watch delivers.
-    pub fn slim(d: &mut Deployment) {
-        slim_for_cache(d)
-    }
+    pub writer: Writer<CachedDeployment>,
+    pub store: Store<CachedDeployment>,
 }
 
 /// Changes the shared watch buffers for a subscriber that lags (then it waits).
@@ -68,9 +198,13 @@ impl Default for DeploymentCache {
 impl DeploymentCache {
     /// A cache over `store`; `writer` is handed to the watch that fills it (tests fill
     /// the store themselves and pass `None`).
-    pub fn from_parts(store: Store<Deployment>, writer: Option<Writer<Deployment>>) -> Self {
+    pub fn from_parts(
+        store: Store<CachedDeployment>,
+        writer: Option<Writer<CachedDeployment>>,
+    ) -> Self {
         Self {
-            fresh: FreshStore::new(store, slim_for_cache),
+            // Slimmed on the way in: written copies are converted by the caller.
+            fresh: FreshStore::new(store, |_| {}),
             writer: Arc::new(Mutex::new(writer)),
         }
     }

@@ -156,5 +156,5 @@ pub(super) async fn release_and_remove(
             ignore_missing(hpas.delete(&name, &dp).await.map(|_| ()))?;
         }
     }
-    records::delete_all(&k.client, w).await
+    records::delete_all(&k.client, &k.records, w).await
 }

@@ -34,7 +34,7 @@ pub(crate) use caches::scoped;
 #[cfg(test)]
 pub(crate) use caches::slim_service;
 pub use caches::OwnedCaches;
-pub use deployment_cache::{DeploymentCache, DeploymentFeed};
+pub use deployment_cache::{CachedDeployment, DeploymentCache, DeploymentFeed};
 
 /// Deployments, Services, HPAs and configs through the Kubernetes API.
 #[derive(Clone)]
@@ -42,6 +42,7 @@ pub struct KubeWorkloads {
     client: Client,
     /// Watch caches for the checks every reconcile makes; `None`: read each time.
     caches: Option<OwnedCaches>,
+    records: Arc<records::RecordBook>,
 }
 
 /// The target's revision, the configs it tracks and their digest.
@@ -57,6 +58,7 @@ impl KubeWorkloads {
         Self {
             client,
             caches: None,
+            records: Default::default(),
         }
     }
 
@@ -93,7 +95,7 @@ impl KubeWorkloads {
             .as_ref()
             .and_then(|c| c.deployments.fresh.get(ns, name));
         Ok(match cached {
-            Some(found) => found,
+            Some(found) => found.map(|c| Arc::new(c.to_deployment())),
             None => self.deployments(ns).get_opt(name).await?.map(Arc::new),
         })
     }
@@ -103,7 +105,10 @@ impl KubeWorkloads {
     fn wrote(&self, ns: &str, name: &str, written: Option<&Deployment>) {
         if let Some(c) = &self.caches {
             match written {
-                Some(d) => c.deployments.fresh.note_write(d),
+                Some(d) => c
+                    .deployments
+                    .fresh
+                    .note_write(&CachedDeployment::from(d.clone())),
                 None => c.deployments.fresh.note_delete(ns, name),
             }
         }
@@ -158,7 +163,7 @@ impl KubeWorkloads {
             configs::copy_for_primary(&self.client, w, &found.tracked).await?;
             let primary = primary_deployment(&target, w, revision, replicas, &found.tracked)?;
             if let Some(spec) = &primary.spec {
-                records::save(&self.client, w, revision, spec).await?;
+                records::save(&self.client, &self.records, w, revision, spec).await?;
             }
             primary
         } else {

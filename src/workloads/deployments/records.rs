@@ -4,6 +4,9 @@
 //! of the stable spec: a deleted primary is recreated from it, and the hand-back gives
 //! it to the user's Deployment.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use k8s_openapi::api::apps::v1::{ControllerRevision, DeploymentSpec};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch};
@@ -27,33 +30,72 @@ pub fn record_name(w: &WorkloadRef, revision: &str) -> String {
     format!("{}-{revision}", w.primary_name())
 }
 
+/// Each primary's records (name and number) as this process last left them, so that
+/// a promotion does not LIST them again. Only serin writes records; one it does not
+/// know of (another process wrote it) is found by the LIST of the first save here, and
+/// a save that fails forgets the primary, so the next one lists again.
+#[derive(Debug, Default)]
+pub struct RecordBook(Mutex<HashMap<(String, String), Known>>);
+
+/// A primary's records: name and number.
+type Known = Vec<(String, i64)>;
+
+impl RecordBook {
+    fn take(&self, key: &(String, String)) -> Option<Known> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key)
+    }
+
+    fn put(&self, key: (String, String), records: Known) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, records);
+    }
+}
+
 /// Record `spec` (replicas left out: the scale is not part of a revision) as the spec
 /// of `revision`, and prune the oldest records beyond [`KEEP`].
 pub async fn save(
     client: &Client,
+    book: &RecordBook,
     w: &WorkloadRef,
     revision: &str,
     spec: &DeploymentSpec,
 ) -> Result<(), WorkloadError> {
     let api = api(client, &w.namespace);
-    let selector = format!("{RECORD_LABEL}={}", w.primary_name());
-    let mut existing = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
+    let key = (w.namespace.clone(), w.primary_name());
     let name = record_name(w, revision);
     let mut spec = spec.clone();
     spec.replicas = None;
     let data = serde_json::to_value(&spec)
         .map_err(|e| WorkloadError::Backend(format!("encoding the primary's spec: {e}")))?;
-    let same = existing
-        .iter()
-        .find(|r| r.metadata.name.as_deref() == Some(name.as_str()));
-    let number = match same {
-        Some(r) => r.revision,
-        None => existing.iter().map(|r| r.revision).max().unwrap_or(0) + 1,
+    // Taken out while saving: an error below leaves the primary unknown, listed anew.
+    let (mut existing, unchanged) = match book.take(&key) {
+        // Known here: applied again whatever it holds (a record deleted behind serin's
+        // back comes back, and applying what is there changes nothing).
+        Some(known) => (known, false),
+        None => {
+            let selector = format!("{RECORD_LABEL}={}", w.primary_name());
+            let listed = api
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            let unchanged = listed.iter().any(|r| {
+                r.metadata.name.as_deref() == Some(name.as_str())
+                    && r.data.as_ref().map(|d| &d.0) == Some(&data)
+            });
+            let known = listed
+                .into_iter()
+                .filter_map(|r| Some((r.metadata.name?, r.revision)))
+                .collect();
+            (known, unchanged)
+        }
     };
-    if same.is_none_or(|r| r.data.as_ref().map(|d| &d.0) != Some(&data)) {
+    let number = match existing.iter().find(|(n, _)| *n == name) {
+        Some((_, number)) => *number,
+        None => existing.iter().map(|(_, r)| *r).max().unwrap_or(0) + 1,
+    };
+    if !unchanged {
         let body = ControllerRevision {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -77,13 +119,14 @@ pub async fn save(
         value["kind"] = "ControllerRevision".into();
         api.patch(&name, &apply(), &Patch::Apply(&value)).await?;
     }
-    existing.retain(|r| r.metadata.name.as_deref() != Some(name.as_str()));
-    existing.sort_by_key(|r| std::cmp::Reverse(r.revision));
-    for old in existing.iter().skip(KEEP - 1) {
-        if let Some(n) = &old.metadata.name {
-            ignore_missing(api.delete(n, &DeleteParams::background()).await.map(|_| ()))?;
-        }
+    existing.retain(|(n, _)| *n != name);
+    existing.sort_by_key(|(_, r)| std::cmp::Reverse(*r));
+    let old = existing.split_off(existing.len().min(KEEP - 1));
+    for (n, _) in &old {
+        ignore_missing(api.delete(n, &DeleteParams::background()).await.map(|_| ()))?;
     }
+    existing.push((name, number));
+    book.put(key, existing);
     Ok(())
 }
 
@@ -111,7 +154,12 @@ pub async fn load(
 }
 
 /// Remove every record of the primary (on hand-back).
-pub async fn delete_all(client: &Client, w: &WorkloadRef) -> Result<(), WorkloadError> {
+pub async fn delete_all(
+    client: &Client,
+    book: &RecordBook,
+    w: &WorkloadRef,
+) -> Result<(), WorkloadError> {
+    book.take(&(w.namespace.clone(), w.primary_name()));
     let api = api(client, &w.namespace);
     let selector = format!("{RECORD_LABEL}={}", w.primary_name());
     for r in api

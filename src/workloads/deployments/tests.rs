@@ -42,6 +42,79 @@ fn setup() -> (FakeApiServer, KubeWorkloads) {
     (server, workloads)
 }
 
+/// The revision records of `podinfo-primary` in the fake, by name.
+fn record_names(server: &FakeApiServer) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .object_names()
+        .into_iter()
+        .filter_map(|n| {
+            n.strip_prefix("controllerrevisions/shop/")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Put a new image on the target and return its revision as serin sees it.
+async fn new_target_revision(server: &FakeApiServer, w: &KubeWorkloads, tag: u32) -> String {
+    let mut next = server
+        .get("apps/v1", "deployments", Some(NS), "podinfo")
+        .unwrap();
+    next["spec"]["template"]["spec"]["containers"][0]["image"] = format!("podinfo:{tag}").into();
+    server.insert(next);
+    server.settle();
+    w.observe(&podinfo()).await.unwrap().target_revision
+}
+
+#[tokio::test]
+async fn records_are_listed_once_per_process_pruned_and_written_again_when_deleted() {
+    let (server, workloads) = setup();
+    let w = initialized(&workloads, &server).await;
+    let first = workloads.observe(&w).await.unwrap().target_revision;
+    let lists = |server: &FakeApiServer| {
+        server
+            .drain_requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/controllerrevisions?"))
+            .count()
+    };
+    assert_eq!(lists(&server), 1, "the first save lists the records");
+    let mut revisions = vec![first];
+    for tag in 2..=4 {
+        let rev = new_target_revision(&server, &workloads, tag).await;
+        workloads.promote_primary(&w, &rev).await.unwrap();
+        server.settle();
+        revisions.push(rev);
+    }
+    assert_eq!(lists(&server), 0, "later saves know the records");
+    // Three kept: the stable revision and the two before it; the oldest pruned.
+    let mut kept: Vec<String> = revisions[1..]
+        .iter()
+        .map(|r| format!("podinfo-primary-{r}"))
+        .collect();
+    kept.sort();
+    assert_eq!(record_names(&server), kept);
+    // The stable record deleted behind serin's back: writing the primary again (a
+    // repair) writes it again, though the book still lists it.
+    let stable = revisions.last().unwrap().clone();
+    let record = format!("podinfo-primary-{stable}");
+    assert!(server.delete_object("apps/v1", "controllerrevisions", Some(NS), &record));
+    workloads
+        .initialize_primary(&w, &stable, None)
+        .await
+        .unwrap();
+    assert_eq!(record_names(&server), kept);
+    assert_eq!(lists(&server), 0);
+    // Another process (a new leader) lists once and carries on from what is there.
+    let other = KubeWorkloads::new(server.client());
+    let fifth = new_target_revision(&server, &other, 5).await;
+    other.promote_primary(&w, &fifth).await.unwrap();
+    assert_eq!(lists(&server), 1);
+    assert_eq!(record_names(&server).len(), 3);
+    assert!(record_names(&server).contains(&format!("podinfo-primary-{fifth}")));
+}
+
 fn image(d: &Value) -> &str {
     d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
@@ -264,7 +337,7 @@ fn deployment_cache_of(
     names: &[&str],
 ) -> (
     DeploymentCache,
-    kube::runtime::reflector::store::Writer<Deployment>,
+    kube::runtime::reflector::store::Writer<CachedDeployment>,
 ) {
     use kube::runtime::watcher::Event;
     let (store, mut writer) = kube::runtime::reflector::store();
@@ -276,13 +349,11 @@ fn deployment_cache_of(
     (DeploymentCache::from_parts(store, None), writer)
 }
 
-fn slim_copy(server: &FakeApiServer, name: &str) -> Deployment {
+fn slim_copy(server: &FakeApiServer, name: &str) -> CachedDeployment {
     let d = server
         .get("apps/v1", "deployments", Some(NS), name)
         .expect("deployment");
-    let mut d: Deployment = serde_json::from_value(d).unwrap();
-    DeploymentFeed::slim(&mut d);
-    d
+    serde_json::from_value(d).unwrap()
 }
 
 fn deployment_reads(server: &FakeApiServer) -> Vec<String> {
@@ -335,7 +406,14 @@ async fn observing_from_the_deployment_cache_sees_what_the_api_shows_without_rea
     // A slim copy keeps no pod spec (its images and revision are annotations of the
     // copy), nor foreign annotations.
     let slim = slim_copy(&server, "podinfo");
-    assert!(slim.spec.unwrap().template.spec.is_none());
+    assert!(slim.to_deployment().spec.unwrap().template.spec.is_none());
+    // One that tracks configs keeps its whole template, which its revision needs.
+    let tracked = slim_copy(&server, "api").to_deployment();
+    let template = tracked.spec.unwrap().template;
+    assert_eq!(
+        template.spec.unwrap().containers[0].image.as_deref(),
+        Some("api:1")
+    );
     let kept: Vec<&String> = slim
         .metadata
         .annotations
@@ -382,11 +460,11 @@ async fn after_its_own_write_serin_observes_the_written_copy_until_the_cache_has
     assert_eq!(deployment_reads(&server), Vec::<String>::new());
 }
 
-fn slim_copy_gone() -> Deployment {
+fn slim_copy_gone() -> CachedDeployment {
     let mut d = Deployment::default();
     d.metadata.name = Some("podinfo-primary".into());
     d.metadata.namespace = Some(NS.into());
-    d
+    d.into()
 }
 
 #[tokio::test]

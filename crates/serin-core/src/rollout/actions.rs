@@ -95,9 +95,9 @@ pub fn desired_actions(
         actions.push(Action::SetWeight { weight });
     }
     let scale = if replicas == 0 {
-        // Down only once traffic is off (now, or by the SetWeight above) and the delay
-        // for proxies to converge has passed.
-        let traffic_off = obs.routed_weight == Some(0) || (route && weight == 0);
+        // Down only once traffic is seen off and the delay for proxies to converge,
+        // counted from the last write that routed it off, has passed.
+        let traffic_off = obs.routed_weight == Some(0);
         obs.canary_replicas != 0 && traffic_off && status.scale_down_at.is_some_and(|t| now >= t)
     } else {
         obs.canary_replicas != replicas || obs.canary_config_stale

@@ -147,6 +147,12 @@ impl Machine<'_> {
 
     /// Facts of the world the status keeps: the primary's scale (a deleted primary
     /// comes back at it), and when the canary may scale down once traffic left it.
+    ///
+    /// The delay counts from the decision that routes traffic off, which is persisted
+    /// in the same write as the phase that takes the traffic away (no write of its own);
+    /// while the route is not seen back at 0 (the write failed and is retried), every
+    /// retry moves it on, so proxies always get the whole delay after the last route
+    /// write. The scale-down itself waits for the route to be seen at 0.
     fn track_world(&mut self) {
         if self.obs.primary_exists {
             self.s.primary_replicas = Some(self.obs.primary_replicas);
@@ -154,11 +160,14 @@ impl Machine<'_> {
         let down = !canary_up(&self.s);
         if !down || self.obs.canary_replicas == 0 {
             self.s.scale_down_at = None;
-        } else if self.s.scale_down_at.is_none()
-            && self.s.canary_weight == 0
-            && self.obs.routed_weight == Some(0)
-        {
-            self.s.scale_down_at = Some(self.now + self.plan.scale_down_delay);
+        } else if self.s.canary_weight == 0 && self.s.phase != CanaryPhase::Initializing {
+            let delay_from_now = Some(self.now + self.plan.scale_down_delay);
+            if self.obs.routed_weight != Some(0) {
+                // Routed off by this decision's action.
+                self.s.scale_down_at = delay_from_now;
+            } else if self.s.scale_down_at.is_none() {
+                self.s.scale_down_at = delay_from_now;
+            }
         }
     }
 }

@@ -38,14 +38,24 @@ fn initialization_creates_primary_then_moves_traffic_then_scales_target_down() {
     assert_eq!(reasons(&d), vec!["Initialized"]);
     let ready = find_condition(&d.status.conditions, condition_type::READY).unwrap();
     assert_eq!(ready.status, "True");
+    // The user's pods serve until the apex moves: they go after the scale-down delay,
+    // counted from this decision, persisted with it (no write of its own).
+    assert_eq!(d.status.scale_down_at, Some(at(40)));
 
-    // The user's pods served until the apex moved: they go after the scale-down delay,
-    // counted from when the primary was seen taking all traffic.
+    // The route write failed: the retry routes again and the delay starts again, so
+    // proxies get all of it after the write that took.
+    let retried = transition(&d.status, &plan(), &obs, at(20));
+    assert_eq!(retried.actions, vec![Action::SetWeight { weight: 0 }]);
+    assert_eq!(retried.status.scale_down_at, Some(at(50)));
+    // Past the delay but the route not seen at 0: no scale-down yet.
+    let unseen = transition(&d.status, &plan(), &obs, at(45));
+    assert_eq!(unseen.actions, vec![Action::SetWeight { weight: 0 }]);
+
     apply(&mut obs, &d.actions);
     let d = transition(&d.status, &plan(), &obs, at(12));
     assert!(d.actions.is_empty(), "{:?}", d.actions);
-    assert_eq!(d.status.scale_down_at, Some(at(42)));
-    let d = transition(&d.status, &plan(), &obs, at(42));
+    assert_eq!(d.status.scale_down_at, Some(at(40)));
+    let d = transition(&d.status, &plan(), &obs, at(40));
     assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
     apply(&mut obs, &d.actions);
     let d = transition(&d.status, &plan(), &obs, at(43));
@@ -176,7 +186,10 @@ fn passing_checks_walk_the_steps_then_promote_and_finalise() {
         vec![Action::SetWeight { weight: 0 }],
         "traffic leaves the canary before it scales down"
     );
+    // When its pods may go is decided with the phase: one status write, not two.
+    assert_eq!(d.status.scale_down_at, Some(at(now + 40)));
     apply(&mut obs, &d.actions);
+    let finalising = d.status.clone();
     let d = transition(&d.status, &p, &obs, at(now + 15));
     assert_eq!(
         d.status.phase,
@@ -184,6 +197,10 @@ fn passing_checks_walk_the_steps_then_promote_and_finalise() {
         "the canary keeps its pods a while"
     );
     assert!(d.actions.is_empty());
+    assert_eq!(
+        d.status, finalising,
+        "the route seen back at 0 needs no write"
+    );
     let d = transition(&d.status, &p, &obs, at(now + 45));
     assert_eq!(d.actions, vec![Action::ScaleCanary { replicas: 0 }]);
     apply(&mut obs, &d.actions);
