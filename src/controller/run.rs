@@ -161,20 +161,6 @@ async fn keep_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration)
     }
 }
 
-/// What the onboarding controller keeps of a Deployment: it reads only the name,
-/// namespace, uid, labels and `serin.dev/*` annotations. The pod template, the status,
-/// managedFields and other annotations (`kubectl.kubernetes.io/last-applied-configuration`
-/// alone is a copy of the object) are dropped before the store: with thousands of
-/// Deployments they were most of the controller's memory.
-pub fn slim_deployment(d: &mut Deployment) {
-    d.metadata.managed_fields = None;
-    if let Some(a) = d.metadata.annotations.as_mut() {
-        a.retain(|k, _| k.starts_with(crate::annotations::PREFIX));
-    }
-    d.spec = None;
-    d.status = None;
-}
-
 /// Default of `--reconcile-concurrency`, the reconciles in flight per controller.
 /// Unbounded, a burst (start-up with a thousand Canaries) ran a thousand reconciles at
 /// once, each with its own HTTP connection and buffers, and the heap never shrank back;
@@ -202,14 +188,7 @@ fn namespace_busy_retry(name: &str) -> Duration {
 fn from_metadata(
     e: watcher::Event<PartialObjectMeta<Deployment>>,
 ) -> watcher::Event<CachedDeployment> {
-    let slim = |m: PartialObjectMeta<Deployment>| {
-        let mut d = Deployment {
-            metadata: m.metadata,
-            ..Default::default()
-        };
-        slim_deployment(&mut d);
-        CachedDeployment::from(d)
-    };
+    let slim = |m: PartialObjectMeta<Deployment>| CachedDeployment::from_metadata(m.metadata);
     match e {
         watcher::Event::Apply(m) => watcher::Event::Apply(slim(m)),
         watcher::Event::Delete(m) => watcher::Event::Delete(slim(m)),

@@ -100,12 +100,12 @@ impl From<Deployment> for CachedDeployment {
 }
 
 impl CachedDeployment {
-    /// Only the metadata (from a metadata-only watch).
+    /// Only the metadata (from a metadata-only watch), slimmed as the cache slims.
     pub fn from_metadata(metadata: ObjectMeta) -> Self {
-        Self {
+        Self::from(Deployment {
             metadata,
             ..Default::default()
-        }
+        })
     }
 
     /// The cached copy as a Deployment, for code that reads Deployments.
@@ -228,9 +228,6 @@ fn slim_for_cache(d: &mut Deployment) {
     let Some(spec) = d.spec.as_mut() else {
         return;
     };
-    spec.strategy = None;
-    spec.revision_history_limit = None;
-    spec.progress_deadline_seconds = None;
     // The revision exactly as `target_revision` computes it from the whole template.
     let mut template = spec.template.clone();
     without_serin_annotations(&mut template);

@@ -73,8 +73,9 @@ pub(super) async fn restore_target(
         .deployments(&w.namespace)
         .patch(&w.name, &apply(), &Patch::Apply(&body))
         .await?;
-    k.wrote(&w.namespace, &w.name, Some(&updated));
-    if readiness(&updated).0 {
+    let ready = readiness(&updated).0;
+    k.wrote(&w.namespace, &w.name, Some(updated));
+    if ready {
         Ok(HandBack::Done)
     } else {
         Ok(HandBack::Pending(format!(
@@ -117,7 +118,7 @@ async fn release_fields(k: &KubeWorkloads, w: &WorkloadRef) -> Result<(), Worklo
     let updated = api
         .patch(&w.name, &pp, &Patch::<Deployment>::Json(patch))
         .await?;
-    k.wrote(&w.namespace, &w.name, Some(&updated));
+    k.wrote(&w.namespace, &w.name, Some(updated));
     Ok(())
 }
 

@@ -102,13 +102,10 @@ impl KubeWorkloads {
 
     /// Serin wrote (or deleted, `None`) `ns/name`: until the cache has this version,
     /// the written copy answers for it.
-    fn wrote(&self, ns: &str, name: &str, written: Option<&Deployment>) {
+    fn wrote(&self, ns: &str, name: &str, written: Option<Deployment>) {
         if let Some(c) = &self.caches {
             match written {
-                Some(d) => c
-                    .deployments
-                    .fresh
-                    .note_write(&CachedDeployment::from(d.clone())),
+                Some(d) => c.deployments.fresh.note_write(&CachedDeployment::from(d)),
                 None => c.deployments.fresh.note_delete(ns, name),
             }
         }
@@ -187,7 +184,7 @@ impl KubeWorkloads {
             .deployments(&w.namespace)
             .patch(&w.primary_name(), &apply(), &Patch::Apply(&primary))
             .await?;
-        self.wrote(&w.namespace, &w.primary_name(), Some(&written));
+        self.wrote(&w.namespace, &w.primary_name(), Some(written));
         let (canary_sel, primary_sel) = selectors(&target)?;
         self.apply_services(w, &primary_sel, &canary_sel).await?;
         self.mirror_hpa(w).await
@@ -358,7 +355,7 @@ impl KubeWorkloads {
             .deployments(&w.namespace)
             .patch(&w.name, &apply(), &Patch::Apply(&body))
             .await?;
-        self.wrote(&w.namespace, &w.name, Some(&written));
+        self.wrote(&w.namespace, &w.name, Some(written));
         Ok(())
     }
 }
