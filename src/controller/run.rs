@@ -384,7 +384,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                     api::<CachedDeployment>(&client, ns),
                     watch_config(&opts.shard),
                 )
-                .default_backoff(),
+                .default_backoff()
+                .inspect_ok(move |e| feed.progress.observe(e)),
             )
             .touched_objects(),
             move |d| wakes(&d),

@@ -1,16 +1,19 @@
 //! A watch cache that knows about serin's own writes. A reconcile right after a write
 //! may run before the watch brings that write back, so each write is noted with the
 //! object the API returned: while the cache holds an older version, that copy answers;
-//! once the cache holds the written version or a later one, the cache does. Whatever
-//! cannot be ordered (a cache without the object, versions that are not numbers) is
-//! read from the API.
+//! once the cache holds the written version or a later one, the cache does. A written
+//! object the cache lacks (just created) answers while the watch has not reached the
+//! write ([`WatchProgress`]). Whatever cannot be ordered (versions that are not numbers,
+//! a write from before the watch re-listed, a delete the cache still shows) is read from
+//! the API.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Resource};
@@ -27,6 +30,49 @@ struct Written<K> {
     /// deleted.
     copy: Option<Arc<K>>,
     at: Instant,
+    /// The watch's [`WatchProgress::lists`] when the write was noted.
+    lists: u64,
+}
+
+/// How far a watch has come: the highest resourceVersion among the objects it
+/// delivered, and how many lists it has completed. Fed before the reflector stores
+/// each event, so a watermark below a write's version means the store has seen nothing
+/// from that write on. A re-list replaces the store without delete events for what
+/// vanished; a write noted before it is therefore read again (the count moved).
+#[derive(Debug, Default)]
+pub struct WatchProgress {
+    watermark: AtomicU64,
+    lists: AtomicU64,
+}
+
+impl WatchProgress {
+    /// Note one watch event.
+    pub fn observe<K: Resource>(&self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o) => {
+                if let Some(v) = o
+                    .meta()
+                    .resource_version
+                    .as_deref()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    self.watermark.fetch_max(v, AtomicOrdering::SeqCst);
+                }
+            }
+            watcher::Event::InitDone => {
+                self.lists.fetch_add(1, AtomicOrdering::SeqCst);
+            }
+            watcher::Event::Init => {}
+        }
+    }
+
+    fn watermark(&self) -> u64 {
+        self.watermark.load(AtomicOrdering::SeqCst)
+    }
+
+    fn lists(&self) -> u64 {
+        self.lists.load(AtomicOrdering::SeqCst)
+    }
 }
 
 /// Serin's writes by namespace and name, and when old ones were last dropped.
@@ -53,6 +99,9 @@ where
     written: Arc<Mutex<WrittenByName<K>>>,
     /// What the cache keeps of an object, applied to written copies too.
     slim: fn(&mut K),
+    /// The filling watch's progress, when it reports it; without it a written object
+    /// the cache lacks is read.
+    progress: Option<Arc<WatchProgress>>,
 }
 
 impl<K> Clone for FreshStore<K>
@@ -64,6 +113,7 @@ where
             store: self.store.clone(),
             written: self.written.clone(),
             slim: self.slim,
+            progress: self.progress.clone(),
         }
     }
 }
@@ -78,7 +128,14 @@ where
             store,
             written: Arc::default(),
             slim,
+            progress: None,
         }
+    }
+
+    /// Trust written copies the cache lacks while `progress` shows the watch behind.
+    pub fn with_progress(mut self, progress: Arc<WatchProgress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// The store itself (reads ignore serin's pending writes).
@@ -122,7 +179,10 @@ where
                 .retain(|_, w| w.at.elapsed() < WRITE_SETTLES_WITHIN);
             written.pruned_at = Some(at);
         }
-        written.by_name.insert((ns, name), Written { copy, at });
+        let lists = self.progress.as_ref().map_or(0, |p| p.lists());
+        written
+            .by_name
+            .insert((ns, name), Written { copy, at, lists });
     }
 
     /// `ns/name` as of the newest of the cache and serin's last write (`Some(None)`:
@@ -157,9 +217,18 @@ where
                 }
                 None => None,
             },
-            // Written but not in the cache (not there yet, or deleted since), or
-            // deleted but still cached: read.
-            _ => None,
+            // Written but not in the cache: not there yet while the watch is behind
+            // the write (and has not re-listed since); deleted since, or unknown,
+            // otherwise.
+            (Some(ours), None) => {
+                let progress = self.progress.as_ref()?;
+                let behind = w.lists == progress.lists()
+                    && order(Some(progress.watermark().to_string()), version(ours))
+                        == Some(Ordering::Less);
+                behind.then(|| Some(ours.clone()))
+            }
+            // Deleted but still cached (the delete not seen yet, or created again): read.
+            (None, Some(_)) => None,
         }
     }
 
@@ -191,10 +260,34 @@ where
         + Sync
         + 'static,
 {
+    watched_with_progress(api, config, slim).0
+}
+
+/// [`watched`], and the watch's progress for a [`FreshStore`].
+pub fn watched_with_progress<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    slim: fn(&mut K),
+) -> (Store<K>, Arc<WatchProgress>)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(slim));
+    let progress = Arc::new(WatchProgress::default());
+    let observed = progress.clone();
+    let events = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .inspect_ok(move |e| observed.observe(e));
+    let stream = reflector::reflector(writer, events);
     tokio::spawn(stream.for_each(|_| async {}));
-    store
+    (store, progress)
 }
 
 /// How resourceVersion `a` orders against `b`. Equality is always meaningful; order
@@ -278,5 +371,72 @@ mod tests {
         assert_eq!(version(&fresh), None);
         tokio::time::advance(WRITE_SETTLES_WITHIN).await;
         assert_eq!(version(&fresh), Some(rv("x1")));
+    }
+
+    fn cm_named(name: &str, rv: &str) -> ConfigMap {
+        let mut c = cm(rv);
+        c.metadata.name = Some(name.into());
+        c
+    }
+
+    /// Feeds an event to the progress first, then the store, as `watched` does.
+    fn deliver(
+        progress: &WatchProgress,
+        writer: &mut reflector::store::Writer<ConfigMap>,
+        e: Event<ConfigMap>,
+    ) {
+        progress.observe(&e);
+        writer.apply_watcher_event(&e);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_created_object_answers_until_the_watch_passes_the_write() {
+        let (store, mut writer) = reflector::store();
+        let progress = Arc::new(WatchProgress::default());
+        let fresh = FreshStore::<ConfigMap>::new(store, no_slim).with_progress(progress.clone());
+        let version = |f: &FreshStore<ConfigMap>, name: &str| {
+            f.get("shop", name)
+                .map(|o| o.and_then(|c| c.metadata.resource_version.clone()))
+        };
+        deliver(&progress, &mut writer, Event::Init);
+        deliver(
+            &progress,
+            &mut writer,
+            Event::InitApply(cm_named("other", "4")),
+        );
+        deliver(&progress, &mut writer, Event::InitDone);
+        // Created at 7, the watch at 4: the written copy answers, no read.
+        fresh.note_write(&cm("7"));
+        assert_eq!(version(&fresh, "app"), Some(rv("7")));
+        // The watch delivers the create: the cache answers.
+        deliver(&progress, &mut writer, Event::Apply(cm("7")));
+        assert_eq!(version(&fresh, "app"), Some(rv("7")));
+        // Created again at 12 after a delete the watch delivered at 9.
+        deliver(&progress, &mut writer, Event::Delete(cm("9")));
+        fresh.note_write(&cm("12"));
+        assert_eq!(version(&fresh, "app"), Some(rv("12")));
+        // The watch passes 12 without the object: deleted since (or never in the
+        // watch's selection): read.
+        deliver(
+            &progress,
+            &mut writer,
+            Event::Apply(cm_named("other", "13")),
+        );
+        assert_eq!(version(&fresh, "app"), None);
+        // A re-list after the write: whatever vanished sent no delete, so read even
+        // though the listed objects are all older than the write.
+        fresh.note_write(&cm("20"));
+        assert_eq!(version(&fresh, "app"), Some(rv("20")));
+        deliver(&progress, &mut writer, Event::Init);
+        deliver(
+            &progress,
+            &mut writer,
+            Event::InitApply(cm_named("other", "13")),
+        );
+        deliver(&progress, &mut writer, Event::InitDone);
+        assert_eq!(version(&fresh, "app"), None);
+        // A write after the re-list is trusted again.
+        fresh.note_write(&cm("21"));
+        assert_eq!(version(&fresh, "app"), Some(rv("21")));
     }
 }

@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
 use crate::traffic::WEIGHT_ANNOTATION;
-use crate::workloads::fresh_store::{listed, watched, FreshStore};
+use crate::workloads::fresh_store::{listed, watched, watched_with_progress, FreshStore};
 
 /// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
@@ -60,14 +60,14 @@ impl OwnedCaches {
             watcher::Config::default(),
             slim_hpa,
         );
-        let services = watched(
+        let (services, progress) = watched_with_progress(
             scoped(client, namespace),
             watcher::Config::default().labels(CANARY_LABEL),
             slim_service,
         );
         Self {
             hpas,
-            services: FreshStore::new(services, slim_service),
+            services: FreshStore::new(services, slim_service).with_progress(progress),
             deployments: DeploymentCache::default(),
         }
     }

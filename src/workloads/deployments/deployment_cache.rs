@@ -28,7 +28,7 @@ use kube::Resource;
 use serde::{Deserialize, Deserializer};
 
 use super::primary::without_serin_annotations;
-use crate::workloads::fresh_store::FreshStore;
+use crate::workloads::fresh_store::{FreshStore, WatchProgress};
 use crate::workloads::pods::config_refs;
 use crate::workloads::revision::revision_of;
 
@@ -175,6 +175,7 @@ pub struct DeploymentCache {
     pub(super) fresh: FreshStore<CachedDeployment>,
     /// Taken once by whoever runs the watch that fills the store.
     writer: Arc<Mutex<Option<Writer<CachedDeployment>>>>,
+    progress: Arc<WatchProgress>,
 }
 
 /// The write half of a [`DeploymentCache`], for the controller's Deployment watch:
@@ -183,6 +184,8 @@ pub struct DeploymentCache {
 pub struct DeploymentFeed {
     pub writer: Writer<CachedDeployment>,
     pub store: Store<CachedDeployment>,
+    /// For the watch to report its events to before the writer stores them.
+    pub progress: Arc<WatchProgress>,
 }
 
 /// Changes the shared watch buffers for a subscriber that lags (then it waits).
@@ -202,10 +205,17 @@ impl DeploymentCache {
         store: Store<CachedDeployment>,
         writer: Option<Writer<CachedDeployment>>,
     ) -> Self {
+        let progress = Arc::new(WatchProgress::default());
+        let mut fresh = FreshStore::new(store, |_| {});
+        // Only a watch fed through `take_feed` reports its progress.
+        if writer.is_some() {
+            fresh = fresh.with_progress(progress.clone());
+        }
         Self {
             // Slimmed on the way in: written copies are converted by the caller.
-            fresh: FreshStore::new(store, |_| {}),
+            fresh,
             writer: Arc::new(Mutex::new(writer)),
+            progress,
         }
     }
 
@@ -213,7 +223,11 @@ impl DeploymentCache {
     pub fn take_feed(&self) -> Option<DeploymentFeed> {
         let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let store = self.fresh.store();
-        slot.take().map(|writer| DeploymentFeed { writer, store })
+        slot.take().map(|writer| DeploymentFeed {
+            writer,
+            store,
+            progress: self.progress.clone(),
+        })
     }
 }
 
