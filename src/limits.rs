@@ -5,10 +5,10 @@
 //! Both count per key (the namespace) under a global bound: a key holds at most its
 //! share, so a namespace full of slow Canaries leaves room for the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 /// At most `global` permits in flight, and at most `per_key` of them for any one key.
 /// A permit may name several keys (a query names its namespace and its Prometheus):
@@ -108,26 +108,43 @@ impl Drop for KeyedPermit {
 }
 
 /// Reconcile slots per namespace: [`NamespaceSlots::try_enter`] never waits, so a
-/// Canary whose namespace is at its limit gives its global slot back at once and is
-/// retried a little later.
+/// Canary whose namespace is at its limit gives its global slot back at once. It is
+/// remembered, and the first one put off in a namespace is handed to
+/// [`NamespaceSlots::take_wakeups`] as soon as a slot there frees (an approval in a
+/// busy namespace is acted on when a slot frees, not after a fixed retry).
 #[derive(Debug)]
 pub struct NamespaceSlots {
     per_namespace: usize,
-    busy: Arc<Mutex<HashMap<String, usize>>>,
+    state: Arc<Mutex<SlotState>>,
+    wakeups: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+}
+
+#[derive(Debug)]
+struct SlotState {
+    busy: HashMap<String, usize>,
+    /// Names put off, per namespace, first first; each at most once.
+    deferred: HashMap<String, VecDeque<String>>,
+    wake: mpsc::UnboundedSender<(String, String)>,
 }
 
 /// A taken slot; freed on drop.
 #[derive(Debug)]
 pub struct SlotGuard {
     namespace: String,
-    busy: Arc<Mutex<HashMap<String, usize>>>,
+    state: Arc<Mutex<SlotState>>,
 }
 
 impl NamespaceSlots {
     pub fn new(per_namespace: usize) -> Self {
+        let (wake, wakeups) = mpsc::unbounded_channel();
         Self {
             per_namespace: per_namespace.max(1),
-            busy: Arc::default(),
+            state: Arc::new(Mutex::new(SlotState {
+                busy: HashMap::new(),
+                deferred: HashMap::new(),
+                wake,
+            })),
+            wakeups: Mutex::new(Some(wakeups)),
         }
     }
 
@@ -135,35 +152,60 @@ impl NamespaceSlots {
         self.per_namespace
     }
 
-    /// A slot in `namespace`, or `None` when it already runs its limit.
-    pub fn try_enter(&self, namespace: &str) -> Option<SlotGuard> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        let n = busy.entry(namespace.to_string()).or_default();
+    /// A slot in `namespace` for `name`, or `None` when the namespace already runs its
+    /// limit (then `name` is woken when a slot there frees).
+    pub fn try_enter(&self, namespace: &str, name: &str) -> Option<SlotGuard> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let n = state.busy.entry(namespace.to_string()).or_default();
         if *n >= self.per_namespace {
+            let waiting = state.deferred.entry(namespace.to_string()).or_default();
+            if !waiting.iter().any(|w| w == name) {
+                waiting.push_back(name.to_string());
+            }
             return None;
         }
         *n += 1;
         Some(SlotGuard {
             namespace: namespace.to_string(),
-            busy: self.busy.clone(),
+            state: self.state.clone(),
         })
     }
 
     /// Slots taken in `namespace` now.
     pub fn busy(&self, namespace: &str) -> usize {
-        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        busy.get(namespace).copied().unwrap_or(0)
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.busy.get(namespace).copied().unwrap_or(0)
+    }
+
+    /// The (namespace, name) of each put-off reconcile whose namespace freed a slot;
+    /// the first call only.
+    pub fn take_wakeups(&self) -> Option<mpsc::UnboundedReceiver<(String, String)>> {
+        self.wakeups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = busy.get_mut(&self.namespace) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = state.busy.get_mut(&self.namespace) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                busy.remove(&self.namespace);
+                state.busy.remove(&self.namespace);
             }
+        }
+        let Some(waiting) = state.deferred.get_mut(&self.namespace) else {
+            return;
+        };
+        let next = waiting.pop_front();
+        if waiting.is_empty() {
+            state.deferred.remove(&self.namespace);
+        }
+        if let Some(name) = next {
+            // No receiver (taken and dropped): the fallback retry still comes.
+            let _ = state.wake.send((self.namespace.clone(), name));
         }
     }
 }
@@ -264,13 +306,41 @@ mod tests {
     #[test]
     fn namespace_slots_refuse_past_the_limit_and_free_on_drop() {
         let s = NamespaceSlots::new(2);
-        let a = s.try_enter("noisy").unwrap();
-        let _b = s.try_enter("noisy").unwrap();
-        assert!(s.try_enter("noisy").is_none());
-        assert!(s.try_enter("shop").is_some(), "other namespaces unaffected");
+        let a = s.try_enter("noisy", "a").unwrap();
+        let _b = s.try_enter("noisy", "b").unwrap();
+        assert!(s.try_enter("noisy", "c").is_none());
+        assert!(
+            s.try_enter("shop", "d").is_some(),
+            "other namespaces unaffected"
+        );
         drop(a);
         assert_eq!(s.busy("noisy"), 1);
-        assert!(s.try_enter("noisy").is_some());
+        assert!(s.try_enter("noisy", "c").is_some());
         assert_eq!(NamespaceSlots::new(0).per_namespace(), 1);
+    }
+
+    #[test]
+    fn a_freed_slot_wakes_the_first_put_off_in_its_namespace_once() {
+        let s = NamespaceSlots::new(1);
+        let mut wakeups = s.take_wakeups().expect("first call");
+        assert!(s.take_wakeups().is_none(), "handed out once");
+        let busy = s.try_enter("noisy", "a").unwrap();
+        assert!(s.try_enter("noisy", "b").is_none());
+        assert!(s.try_enter("noisy", "c").is_none());
+        // Put off twice, queued once.
+        assert!(s.try_enter("noisy", "b").is_none());
+        let other = s.try_enter("shop", "x").unwrap();
+        drop(other);
+        assert!(wakeups.try_recv().is_err(), "nobody waits in shop");
+        drop(busy);
+        assert_eq!(wakeups.try_recv().ok(), Some(("noisy".into(), "b".into())));
+        assert!(wakeups.try_recv().is_err(), "one slot freed, one woken");
+        // b takes the slot; when it is done, c is next; then nobody.
+        let b = s.try_enter("noisy", "b").unwrap();
+        drop(b);
+        assert_eq!(wakeups.try_recv().ok(), Some(("noisy".into(), "c".into())));
+        let c = s.try_enter("noisy", "c").unwrap();
+        drop(c);
+        assert!(wakeups.try_recv().is_err());
     }
 }

@@ -171,8 +171,9 @@ pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
 /// at most a quarter of the reconcile slots.
 pub const DEFAULT_RECONCILES_PER_NAMESPACE: usize = 4;
 
-/// A Canary whose namespace runs its limit is tried again after this long, plus up to a
-/// second derived from its name, so the put-off ones do not all come back at once.
+/// A Canary whose namespace runs its limit is woken when a slot there frees; should that
+/// wake-up be lost, it is tried again after this long, plus up to a second derived from
+/// its name, so the put-off ones do not all come back at once.
 const NAMESPACE_BUSY_RETRY: Duration = Duration::from_secs(1);
 
 fn namespace_busy_retry(name: &str) -> Duration {
@@ -422,6 +423,17 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         canary_ctl =
             canary_ctl.watches_stream(stream, move |n| in_namespace(&store, &n.name_any()));
     }
+    let slots = Arc::new(crate::limits::NamespaceSlots::new(
+        opts.max_reconciles_per_namespace,
+    ));
+    // A Canary put off because its namespace was busy runs when a slot there frees.
+    if let Some(wakeups) = slots.take_wakeups() {
+        let stream = futures::stream::unfold(wakeups, |mut rx| async move {
+            let (ns, name) = rx.recv().await?;
+            Some((ObjectRef::<Canary>::new(&name).within(&ns), rx))
+        });
+        canary_ctl = canary_ctl.reconcile_on(stream);
+    }
     // A webhook call that finished wakes its Canary at once.
     if let Some(wakeups) = ctx.webhooks.as_ref().and_then(|r| r.take_wakeups()) {
         let stream = futures::stream::unfold(wakeups, |mut rx| async move {
@@ -430,9 +442,6 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         });
         canary_ctl = canary_ctl.reconcile_on(stream);
     }
-    let slots = Arc::new(crate::limits::NamespaceSlots::new(
-        opts.max_reconciles_per_namespace,
-    ));
     let mctx = Arc::new(MaterializeContext {
         // The Context's client: its writes stop with the fence.
         client: ctx.client.clone(),
@@ -454,8 +463,10 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                     return Box::pin(async { Ok(Action::await_change()) });
                 }
                 // A namespace runs at most its share of the slots: the others are put
-                // off at once (their global slot freed) and come back shortly.
-                let Some(slot) = slots.try_enter(&c.namespace().unwrap_or_default()) else {
+                // off at once (their global slot freed) and come back when a slot
+                // there frees (the retry is the fallback).
+                let Some(slot) = slots.try_enter(&c.namespace().unwrap_or_default(), &c.name_any())
+                else {
                     ctx.metrics.reconciles.observe_deferred();
                     let retry = namespace_busy_retry(&c.name_any());
                     return Box::pin(async move { Ok(Action::requeue(retry)) });
