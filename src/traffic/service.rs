@@ -40,17 +40,21 @@ impl ServiceRouter {
         self
     }
 
-    /// The apex Service: cached when the cache can answer, else read.
+    /// The apex Service as serin routed it: cached when the cache can answer, else
+    /// read. `None`: not routed by serin (or gone), so its weight is unknown.
     async fn apex(&self, t: &RouteTarget) -> Result<Option<Arc<Service>>, RouterError> {
         let cached = self
             .cache
             .as_ref()
             .and_then(|c| c.get(&t.namespace, &t.service));
         Ok(match cached {
-            // Absent from a cache of labelled Services says nothing: an apex serin
-            // has not routed yet carries no label.
             Some(Some(svc)) => Some(svc),
-            _ => self
+            // Absent from the listed cache of labelled Services: serin has not routed
+            // it (no label yet, or the label was taken off), or it is gone. Either way
+            // no weight of serin's is on it, which a read would only confirm; the
+            // next write applies it whole (and creates it if gone).
+            Some(None) => None,
+            None => self
                 .api(&t.namespace)
                 .get_opt(&t.service)
                 .await?

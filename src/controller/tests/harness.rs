@@ -36,9 +36,7 @@ pub fn hpas() -> String {
     format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers?")
 }
 pub fn records() -> String {
-    format!(
-        "/apis/apps/v1/namespaces/{NS}/controllerrevisions?&labelSelector=serin.dev%2Fprimary%3Dpodinfo-primary"
-    )
+    format!("/apis/apps/v1/namespaces/{NS}/controllerrevisions?&labelSelector=serin.dev%2Fprimary")
 }
 pub const TEMPLATE: &str = "/apis/serin.dev/v1alpha1/namespaces/shop/analysistemplates/error-rate";
 

@@ -4,7 +4,7 @@
 //! of the stable spec: a deleted primary is recreated from it, and the hand-back gives
 //! it to the user's Deployment.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DeploymentSpec};
@@ -31,31 +31,86 @@ pub fn record_name(w: &WorkloadRef, revision: &str) -> String {
 }
 
 /// Each primary's records (name and number) as this process last left them, so that
-/// a promotion does not LIST them again. Only serin writes records; one it does not
-/// know of (another process wrote it) is found by the LIST of the first save here, and
-/// a save that fails forgets the primary, so the next one lists again.
+/// a promotion does not LIST them again. Only serin writes records. The first save in
+/// a namespace lists the records of every primary there at once (onboarding a
+/// namespace of Canaries costs one LIST, not one per Canary); a primary the listing
+/// did not show had none. A save or removal that fails forgets the namespace, so the
+/// next one lists again.
 #[derive(Debug, Default)]
-pub struct RecordBook(Mutex<HashMap<(String, String), Known>>);
+pub struct RecordBook(Mutex<Book>);
+
+#[derive(Debug, Default)]
+struct Book {
+    by_primary: HashMap<(String, String), Known>,
+    listed_namespaces: HashSet<String>,
+}
 
 /// A primary's records: name and number.
 type Known = Vec<(String, i64)>;
 
+/// What the book says of a primary's records.
+enum Recall {
+    Known(Known),
+    /// Its namespace was listed and it had none.
+    None,
+    /// Not known here: list.
+    Unknown,
+}
+
 impl RecordBook {
-    fn take(&self, key: &(String, String)) -> Option<Known> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key)
+    /// Take the primary's entry out (put back when its save succeeds).
+    fn take(&self, key: &(String, String)) -> Recall {
+        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match book.by_primary.remove(key) {
+            Some(known) => Recall::Known(known),
+            None if book.listed_namespaces.contains(&key.0) => Recall::None,
+            None => Recall::Unknown,
+        }
     }
 
     fn put(&self, key: (String, String), records: Known) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .by_primary
             .insert(key, records);
+    }
+
+    /// A namespace's listing: every primary in it not known here yet.
+    fn listed(&self, ns: &str, by_primary: HashMap<String, Known>) {
+        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (primary, known) in by_primary {
+            book.by_primary
+                .entry((ns.to_string(), primary))
+                .or_insert(known);
+        }
+        book.listed_namespaces.insert(ns.to_string());
+    }
+
+    fn forget_namespace(&self, ns: &str) {
+        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        book.listed_namespaces.remove(ns);
+        book.by_primary.retain(|(n, _), _| n != ns);
     }
 }
 
 /// Record `spec` (replicas left out: the scale is not part of a revision) as the spec
 /// of `revision`, and prune the oldest records beyond [`KEEP`].
 pub async fn save(
+    client: &Client,
+    book: &RecordBook,
+    w: &WorkloadRef,
+    revision: &str,
+    spec: &DeploymentSpec,
+) -> Result<(), WorkloadError> {
+    let saved = save_recorded(client, book, w, revision, spec).await;
+    if saved.is_err() {
+        book.forget_namespace(&w.namespace);
+    }
+    saved
+}
+
+async fn save_recorded(
     client: &Client,
     book: &RecordBook,
     w: &WorkloadRef,
@@ -69,26 +124,30 @@ pub async fn save(
     spec.replicas = None;
     let data = serde_json::to_value(&spec)
         .map_err(|e| WorkloadError::Backend(format!("encoding the primary's spec: {e}")))?;
-    // Taken out while saving: an error below leaves the primary unknown, listed anew.
     let (mut existing, unchanged) = match book.take(&key) {
         // Known here: applied again whatever it holds (a record deleted behind serin's
         // back comes back, and applying what is there changes nothing).
-        Some(known) => (known, false),
-        None => {
-            let selector = format!("{RECORD_LABEL}={}", w.primary_name());
+        Recall::Known(known) => (known, false),
+        Recall::None => (Vec::new(), false),
+        Recall::Unknown => {
             let listed = api
-                .list(&ListParams::default().labels(&selector))
+                .list(&ListParams::default().labels(RECORD_LABEL))
                 .await?
                 .items;
             let unchanged = listed.iter().any(|r| {
                 r.metadata.name.as_deref() == Some(name.as_str())
                     && r.data.as_ref().map(|d| &d.0) == Some(&data)
             });
-            let known = listed
-                .into_iter()
-                .filter_map(|r| Some((r.metadata.name?, r.revision)))
-                .collect();
-            (known, unchanged)
+            let mut by_primary: HashMap<String, Known> = HashMap::new();
+            for r in listed {
+                let primary = r.metadata.labels.as_ref().and_then(|l| l.get(RECORD_LABEL));
+                if let (Some(primary), Some(n)) = (primary.cloned(), r.metadata.name) {
+                    by_primary.entry(primary).or_default().push((n, r.revision));
+                }
+            }
+            let mine = by_primary.remove(&key.1).unwrap_or_default();
+            book.listed(&w.namespace, by_primary);
+            (mine, unchanged)
         }
     };
     let number = match existing.iter().find(|(n, _)| *n == name) {
@@ -159,7 +218,16 @@ pub async fn delete_all(
     book: &RecordBook,
     w: &WorkloadRef,
 ) -> Result<(), WorkloadError> {
+    // Known from here on to have none, unless this fails midway.
     book.take(&(w.namespace.clone(), w.primary_name()));
+    let deleted = delete_listed(client, w).await;
+    if deleted.is_err() {
+        book.forget_namespace(&w.namespace);
+    }
+    deleted
+}
+
+async fn delete_listed(client: &Client, w: &WorkloadRef) -> Result<(), WorkloadError> {
     let api = api(client, &w.namespace);
     let selector = format!("{RECORD_LABEL}={}", w.primary_name());
     for r in api

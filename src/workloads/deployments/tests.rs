@@ -115,6 +115,67 @@ async fn records_are_listed_once_per_process_pruned_and_written_again_when_delet
     assert!(record_names(&server).contains(&format!("podinfo-primary-{fifth}")));
 }
 
+#[tokio::test]
+async fn a_namespace_s_records_are_listed_once_for_all_its_primaries_and_again_after_a_failed_save()
+{
+    let (server, workloads) = setup();
+    let mut cart = target("cart:1");
+    cart["metadata"]["name"] = "cart".into();
+    for labels in [
+        "/metadata/labels",
+        "/spec/selector/matchLabels",
+        "/spec/template/metadata/labels",
+    ] {
+        *cart.pointer_mut(labels).unwrap() = serde_json::json!({"app": "cart"});
+    }
+    server.insert(cart);
+    let cart = WorkloadRef {
+        name: "cart".into(),
+        ..podinfo()
+    };
+    let lists = |server: &FakeApiServer| {
+        server
+            .drain_requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && r.path.contains("/controllerrevisions?"))
+            .count()
+    };
+    let w = initialized(&workloads, &server).await;
+    assert_eq!(lists(&server), 1, "the namespace is listed once");
+    let rev = workloads.observe(&cart).await.unwrap().target_revision;
+    workloads
+        .initialize_primary(&cart, &rev, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        lists(&server),
+        0,
+        "a primary the listing did not show has none"
+    );
+    assert!(record_names(&server).contains(&format!("cart-primary-{rev}")));
+    // A record write fails: the namespace is forgotten, and the next save of any of
+    // its primaries lists again (and finds what the others wrote).
+    let mut failed = false;
+    server.set_hook(Box::new(move |req, _| {
+        if !failed && req.method == "PATCH" && req.resource == "controllerrevisions" {
+            failed = true;
+            return Some((500, serde_json::json!({"kind": "Status", "code": 500})));
+        }
+        None
+    }));
+    let next = new_target_revision(&server, &workloads, 2).await;
+    assert!(workloads.promote_primary(&w, &next).await.is_err());
+    server.drain_requests();
+    workloads.promote_primary(&w, &next).await.unwrap();
+    assert_eq!(lists(&server), 1);
+    let names = record_names(&server);
+    assert!(
+        names.contains(&format!("podinfo-primary-{next}")),
+        "{names:?}"
+    );
+    assert!(names.contains(&format!("cart-primary-{rev}")), "{names:?}");
+}
+
 fn image(d: &Value) -> &str {
     d["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
