@@ -116,7 +116,7 @@ impl Drop for KeyedPermit {
 pub struct NamespaceSlots {
     per_namespace: usize,
     state: Arc<Mutex<SlotState>>,
-    wakeups: Mutex<Option<mpsc::UnboundedReceiver<(String, String)>>>,
+    wakeups: Mutex<Option<mpsc::Receiver<(String, String)>>>,
 }
 
 #[derive(Debug)]
@@ -124,8 +124,11 @@ struct SlotState {
     busy: HashMap<String, usize>,
     /// Names put off, per namespace, first first; each at most once.
     deferred: HashMap<String, VecDeque<String>>,
-    wake: mpsc::UnboundedSender<(String, String)>,
+    wake: mpsc::Sender<(String, String)>,
 }
+
+/// Wake-ups not yet taken by the controller; past this, the put-off retry covers.
+const WAKEUPS_BUFFERED: usize = 1024;
 
 /// A taken slot; freed on drop.
 #[derive(Debug)]
@@ -136,7 +139,7 @@ pub struct SlotGuard {
 
 impl NamespaceSlots {
     pub fn new(per_namespace: usize) -> Self {
-        let (wake, wakeups) = mpsc::unbounded_channel();
+        let (wake, wakeups) = mpsc::channel(WAKEUPS_BUFFERED);
         Self {
             per_namespace: per_namespace.max(1),
             state: Arc::new(Mutex::new(SlotState {
@@ -179,7 +182,7 @@ impl NamespaceSlots {
 
     /// The (namespace, name) of each put-off reconcile whose namespace freed a slot;
     /// the first call only.
-    pub fn take_wakeups(&self) -> Option<mpsc::UnboundedReceiver<(String, String)>> {
+    pub fn take_wakeups(&self) -> Option<mpsc::Receiver<(String, String)>> {
         self.wakeups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -204,8 +207,8 @@ impl Drop for SlotGuard {
             state.deferred.remove(&self.namespace);
         }
         if let Some(name) = next {
-            // No receiver (taken and dropped): the fallback retry still comes.
-            let _ = state.wake.send((self.namespace.clone(), name));
+            // Buffer full, or no receiver: the fallback retry still comes.
+            let _ = state.wake.try_send((self.namespace.clone(), name));
         }
     }
 }

@@ -236,6 +236,16 @@ fn slim_canary(c: &mut Canary) {
     c.metadata.managed_fields = None;
 }
 
+/// The Canaries named (namespace, name) on `wakeups`, for `reconcile_on`.
+fn canary_wakeups(
+    wakeups: tokio::sync::mpsc::Receiver<(String, String)>,
+) -> impl Stream<Item = ObjectRef<Canary>> + Send + 'static {
+    futures::stream::unfold(wakeups, |mut rx| async move {
+        let (ns, name) = rx.recv().await?;
+        Some((ObjectRef::<Canary>::new(&name).within(&ns), rx))
+    })
+}
+
 fn watch_config(shard: &Shard) -> watcher::Config {
     match &shard.labels {
         Some(sel) => watcher::Config::default().labels_from(&sel.selector()),
@@ -426,21 +436,14 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     let slots = Arc::new(crate::limits::NamespaceSlots::new(
         opts.max_reconciles_per_namespace,
     ));
-    // A Canary put off because its namespace was busy runs when a slot there frees.
-    if let Some(wakeups) = slots.take_wakeups() {
-        let stream = futures::stream::unfold(wakeups, |mut rx| async move {
-            let (ns, name) = rx.recv().await?;
-            Some((ObjectRef::<Canary>::new(&name).within(&ns), rx))
-        });
-        canary_ctl = canary_ctl.reconcile_on(stream);
-    }
-    // A webhook call that finished wakes its Canary at once.
-    if let Some(wakeups) = ctx.webhooks.as_ref().and_then(|r| r.take_wakeups()) {
-        let stream = futures::stream::unfold(wakeups, |mut rx| async move {
-            let (ns, name) = rx.recv().await?;
-            Some((ObjectRef::<Canary>::new(&name).within(&ns), rx))
-        });
-        canary_ctl = canary_ctl.reconcile_on(stream);
+    // A Canary put off because its namespace was busy runs when a slot there frees; a
+    // webhook call that finished wakes its Canary at once.
+    let webhook_wakeups = ctx.webhooks.as_ref().and_then(|r| r.take_wakeups());
+    for wakeups in [slots.take_wakeups(), webhook_wakeups]
+        .into_iter()
+        .flatten()
+    {
+        canary_ctl = canary_ctl.reconcile_on(canary_wakeups(wakeups));
     }
     let mctx = Arc::new(MaterializeContext {
         // The Context's client: its writes stop with the fence.

@@ -33,12 +33,14 @@ impl TemplateCaches {
                 scoped(client, namespace),
                 watcher::Config::default(),
                 |t: &mut AnalysisTemplate| t.metadata.managed_fields = None,
-            ),
+            )
+            .0,
             cluster: watched(
                 Api::all(client.clone()),
                 watcher::Config::default(),
                 |t: &mut ClusterAnalysisTemplate| t.metadata.managed_fields = None,
-            ),
+            )
+            .0,
         }
     }
 

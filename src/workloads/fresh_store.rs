@@ -222,9 +222,13 @@ where
             // otherwise.
             (Some(ours), None) => {
                 let progress = self.progress.as_ref()?;
-                let behind = w.lists == progress.lists()
-                    && order(Some(progress.watermark().to_string()), version(ours))
-                        == Some(Ordering::Less);
+                let written_at = ours
+                    .meta()
+                    .resource_version
+                    .as_deref()?
+                    .parse::<u64>()
+                    .ok()?;
+                let behind = w.lists == progress.lists() && progress.watermark() < written_at;
                 behind.then(|| Some(ours.clone()))
             }
             // Deleted but still cached (the delete not seen yet, or created again): read.
@@ -249,22 +253,9 @@ where
 }
 
 /// A store filled by a watch of `api` (slimmed by `slim`) in a background task that
-/// ends with the runtime; every watch cache serin keeps starts this way.
-pub fn watched<K>(api: Api<K>, config: watcher::Config, slim: fn(&mut K)) -> Store<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    watched_with_progress(api, config, slim).0
-}
-
-/// [`watched`], and the watch's progress for a [`FreshStore`].
-pub fn watched_with_progress<K>(
+/// ends with the runtime, and the watch's progress (for a [`FreshStore`]); every watch
+/// cache serin keeps starts this way.
+pub fn watched<K>(
     api: Api<K>,
     config: watcher::Config,
     slim: fn(&mut K),

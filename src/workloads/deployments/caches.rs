@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
 use crate::traffic::WEIGHT_ANNOTATION;
-use crate::workloads::fresh_store::{listed, watched, watched_with_progress, FreshStore};
+use crate::workloads::fresh_store::{listed, watched, FreshStore};
 
 /// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
@@ -55,12 +55,12 @@ impl OwnedCaches {
     /// Watch the HPAs and serin's Services of `namespace` (`None`: all), in background
     /// tasks that end with the runtime.
     pub fn start(client: &Client, namespace: Option<&str>) -> Self {
-        let hpas = watched(
+        let (hpas, _) = watched(
             scoped(client, namespace),
             watcher::Config::default(),
             slim_hpa,
         );
-        let (services, progress) = watched_with_progress(
+        let (services, progress) = watched(
             scoped(client, namespace),
             watcher::Config::default().labels(CANARY_LABEL),
             slim_service,

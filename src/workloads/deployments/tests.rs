@@ -56,6 +56,15 @@ fn record_names(server: &FakeApiServer) -> Vec<String> {
     names
 }
 
+/// The LISTs of revision records served since the last drain.
+fn record_lists(server: &FakeApiServer) -> usize {
+    server
+        .drain_requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/controllerrevisions?"))
+        .count()
+}
+
 /// Put a new image on the target and return its revision as serin sees it.
 async fn new_target_revision(server: &FakeApiServer, w: &KubeWorkloads, tag: u32) -> String {
     let mut next = server
@@ -72,14 +81,7 @@ async fn records_are_listed_once_per_process_pruned_and_written_again_when_delet
     let (server, workloads) = setup();
     let w = initialized(&workloads, &server).await;
     let first = workloads.observe(&w).await.unwrap().target_revision;
-    let lists = |server: &FakeApiServer| {
-        server
-            .drain_requests()
-            .into_iter()
-            .filter(|r| r.method == "GET" && r.path.contains("/controllerrevisions?"))
-            .count()
-    };
-    assert_eq!(lists(&server), 1, "the first save lists the records");
+    assert_eq!(record_lists(&server), 1, "the first save lists the records");
     let mut revisions = vec![first];
     for tag in 2..=4 {
         let rev = new_target_revision(&server, &workloads, tag).await;
@@ -87,7 +89,7 @@ async fn records_are_listed_once_per_process_pruned_and_written_again_when_delet
         server.settle();
         revisions.push(rev);
     }
-    assert_eq!(lists(&server), 0, "later saves know the records");
+    assert_eq!(record_lists(&server), 0, "later saves know the records");
     // Three kept: the stable revision and the two before it; the oldest pruned.
     let mut kept: Vec<String> = revisions[1..]
         .iter()
@@ -105,12 +107,12 @@ async fn records_are_listed_once_per_process_pruned_and_written_again_when_delet
         .await
         .unwrap();
     assert_eq!(record_names(&server), kept);
-    assert_eq!(lists(&server), 0);
+    assert_eq!(record_lists(&server), 0);
     // Another process (a new leader) lists once and carries on from what is there.
     let other = KubeWorkloads::new(server.client());
     let fifth = new_target_revision(&server, &other, 5).await;
     other.promote_primary(&w, &fifth).await.unwrap();
-    assert_eq!(lists(&server), 1);
+    assert_eq!(record_lists(&server), 1);
     assert_eq!(record_names(&server).len(), 3);
     assert!(record_names(&server).contains(&format!("podinfo-primary-{fifth}")));
 }
@@ -133,22 +135,15 @@ async fn a_namespace_s_records_are_listed_once_for_all_its_primaries_and_again_a
         name: "cart".into(),
         ..podinfo()
     };
-    let lists = |server: &FakeApiServer| {
-        server
-            .drain_requests()
-            .into_iter()
-            .filter(|r| r.method == "GET" && r.path.contains("/controllerrevisions?"))
-            .count()
-    };
     let w = initialized(&workloads, &server).await;
-    assert_eq!(lists(&server), 1, "the namespace is listed once");
+    assert_eq!(record_lists(&server), 1, "the namespace is listed once");
     let rev = workloads.observe(&cart).await.unwrap().target_revision;
     workloads
         .initialize_primary(&cart, &rev, None)
         .await
         .unwrap();
     assert_eq!(
-        lists(&server),
+        record_lists(&server),
         0,
         "a primary the listing did not show has none"
     );
@@ -167,7 +162,7 @@ async fn a_namespace_s_records_are_listed_once_for_all_its_primaries_and_again_a
     assert!(workloads.promote_primary(&w, &next).await.is_err());
     server.drain_requests();
     workloads.promote_primary(&w, &next).await.unwrap();
-    assert_eq!(lists(&server), 1);
+    assert_eq!(record_lists(&server), 1);
     let names = record_names(&server);
     assert!(
         names.contains(&format!("podinfo-primary-{next}")),
