@@ -1,6 +1,8 @@
 //! Bounds shared by every reconcile, so one namespace cannot take what all need:
-//! [`KeyedLimiter`] (wait for a permit: Prometheus queries, webhook calls) and
-//! [`NamespaceSlots`] (take a reconcile slot now or come back later).
+//! [`KeyedLimiter`] (wait for a permit: Prometheus queries, webhook calls),
+//! [`ReconcileLanes`] (the global bound on Canary reconciles, with room kept for those
+//! a person waits on) and [`NamespaceSlots`] (take a reconcile slot now or come back
+//! later).
 //!
 //! Both count per key (the namespace) under a global bound: a key holds at most its
 //! share, so a namespace full of slow Canaries leaves room for the others.
@@ -104,6 +106,68 @@ impl Drop for KeyedPermit {
                 }
             }
         }
+    }
+}
+
+/// Which lane of [`ReconcileLanes`] a Canary reconcile waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Analyses, steps, re-checks: served in the order they asked.
+    Routine,
+    /// The Canary holds a person's input to act on (an approval, an abort, a retry).
+    PersonWaiting,
+}
+
+/// The global bound on Canary reconciles, in two lanes. kube-runtime's scheduler has no
+/// priorities: behind a burst of analyses that all came due at once, an approval would
+/// wait for every one of them. So `routine` slots serve reconciles in the order they
+/// asked, and a few slots more are kept for Canaries where a person waits.
+#[derive(Debug)]
+pub struct ReconcileLanes {
+    routine: Arc<Semaphore>,
+    people: Arc<Semaphore>,
+    people_size: usize,
+}
+
+/// A slot in one of the lanes; freed on drop.
+#[derive(Debug)]
+pub struct LaneSlot {
+    _permit: OwnedSemaphorePermit,
+    pub lane: Lane,
+}
+
+impl ReconcileLanes {
+    /// `routine` slots (at least 1), and one eighth as many (at least 1) kept for
+    /// Canaries a person waits on.
+    pub fn new(routine: usize) -> Self {
+        let routine = routine.max(1);
+        let people_size = (routine / 8).max(1);
+        Self {
+            routine: Arc::new(Semaphore::new(routine)),
+            people: Arc::new(Semaphore::new(people_size)),
+            people_size,
+        }
+    }
+
+    pub fn people_size(&self) -> usize {
+        self.people_size
+    }
+
+    /// Wait for a slot. A reconcile a person waits on takes a routine slot when one is
+    /// free at once, else waits in its own lane, never behind routine work. Cancel-safe;
+    /// `None` only if a semaphore were closed, which none is.
+    pub async fn enter(&self, lane: Lane) -> Option<LaneSlot> {
+        let permit = match lane {
+            Lane::Routine => self.routine.clone().acquire_owned().await.ok()?,
+            Lane::PersonWaiting => match self.routine.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => self.people.clone().acquire_owned().await.ok()?,
+            },
+        };
+        Some(LaneSlot {
+            _permit: permit,
+            lane,
+        })
     }
 }
 
@@ -218,6 +282,61 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_person_waiting_passes_a_queue_of_routine_reconciles() {
+        let lanes = Arc::new(ReconcileLanes::new(16));
+        assert_eq!(lanes.people_size(), 2);
+        let mut running = vec![];
+        for _ in 0..16 {
+            running.push(lanes.enter(Lane::Routine).await.expect("open"));
+        }
+        // A queue of routine reconciles behind the full lane.
+        let queued: Vec<_> = (0..100)
+            .map(|_| {
+                let l = lanes.clone();
+                tokio::spawn(async move { l.enter(Lane::Routine).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(queued.iter().all(|q| !q.is_finished()));
+        // Two people's reconciles go at once, in their own lane; a third waits for one.
+        let a = tokio::time::timeout(Duration::from_millis(1), lanes.enter(Lane::PersonWaiting))
+            .await
+            .expect("not behind the queue")
+            .expect("open");
+        let b = lanes.enter(Lane::PersonWaiting).await.expect("open");
+        assert_eq!((a.lane, b.lane), (Lane::PersonWaiting, Lane::PersonWaiting));
+        let third = {
+            let l = lanes.clone();
+            tokio::spawn(async move { l.enter(Lane::PersonWaiting).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!third.is_finished(), "the people's lane is bounded too");
+        drop(a);
+        let c = tokio::time::timeout(Duration::from_millis(1), third)
+            .await
+            .expect("served when a person's slot frees")
+            .unwrap();
+        assert!(c.is_some());
+        // A freed routine slot goes to the head of the routine queue, in order.
+        drop(running.pop());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(queued.iter().filter(|q| q.is_finished()).count(), 1);
+        assert!(queued[0].is_finished());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_person_waiting_takes_a_free_routine_slot_first() {
+        let lanes = ReconcileLanes::new(3);
+        assert_eq!(lanes.people_size(), 1);
+        let _p1 = lanes.enter(Lane::PersonWaiting).await.expect("open");
+        let _p2 = tokio::time::timeout(Duration::from_millis(1), lanes.enter(Lane::PersonWaiting))
+            .await
+            .expect("a free routine slot serves a person too")
+            .expect("open");
+        assert_eq!(lanes.routine.available_permits(), 1);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_busy_key_holds_at_most_its_share_and_others_pass_it() {

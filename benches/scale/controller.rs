@@ -273,7 +273,7 @@ fn wiring(
             Box::pin(CpuTimed {
                 fut,
                 spent: Duration::ZERO,
-                which,
+                which: which.controller(),
                 samples: samples.clone(),
             })
         }))),

@@ -26,6 +26,8 @@ use super::materialize::{materialize_error_policy, reconcile_deployment, Materia
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
+use crate::limits::Lane;
+use crate::rollout::awaits_action_on_input;
 use crate::workloads::deployments::CachedDeployment;
 
 /// How the controller runs, as `serin controller` flags set it.
@@ -53,8 +55,9 @@ pub struct RunOptions {
     /// Wraps every reconcile future; `None` in production. The scale benchmark measures
     /// CPU time per reconcile with it.
     pub reconcile_hook: Option<ReconcileHook>,
-    /// Reconciles in flight per controller (`--reconcile-concurrency`); at least 1
-    /// (kube's 0 would mean unbounded).
+    /// Reconciles in flight per controller (`--reconcile-concurrency`); at least 1.
+    /// Canaries a person waits on have one eighth as many slots more
+    /// ([`crate::limits::ReconcileLanes`]).
     pub reconcile_concurrency: u16,
     /// Canary reconciles one namespace may run at once (of `reconcile_concurrency`);
     /// more are put off and retried shortly (`--max-reconciles-per-namespace`).
@@ -64,11 +67,29 @@ pub struct RunOptions {
 /// A reconcile in flight, as the hook sees it.
 pub type ReconcileFuture = BoxFuture<'static, Result<Action, ReconcileError>>;
 
-/// Wraps each reconcile future; the `&str` says which controller ("canary" or
-/// "materialize").
+/// What a reconcile the hook wraps is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reconciling {
+    /// A Canary, in the lane it got its slot from.
+    Canary(Lane),
+    /// An annotated Deployment (onboarding).
+    Deployment,
+}
+
+impl Reconciling {
+    /// The controller's name, for labels.
+    pub fn controller(self) -> &'static str {
+        match self {
+            Self::Canary(_) => "canary",
+            Self::Deployment => "materialize",
+        }
+    }
+}
+
+/// Wraps each reconcile future, once it has its slot.
 #[derive(Clone)]
 pub struct ReconcileHook(
-    pub Arc<dyn Fn(&'static str, ReconcileFuture) -> ReconcileFuture + Send + Sync>,
+    pub Arc<dyn Fn(Reconciling, ReconcileFuture) -> ReconcileFuture + Send + Sync>,
 );
 
 impl std::fmt::Debug for ReconcileHook {
@@ -334,7 +355,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     // Never 0: kube-runtime reads that as unbounded.
     let concurrency = controller::Config::default().concurrency(opts.reconcile_concurrency.max(1));
     let hook = opts.reconcile_hook.clone();
-    let wrap = move |which: &'static str, fut: ReconcileFuture| match &hook {
+    let wrap = move |which: Reconciling, fut: ReconcileFuture| match &hook {
         Some(h) => (h.0)(which, fut),
         None => fut,
     };
@@ -348,8 +369,10 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             .modify(slim_canary),
     )
     .applied_objects();
-    let mut canary_ctl =
-        Controller::for_stream(canary_stream, canaries.clone()).with_config(concurrency.clone());
+    // Unbounded here: the lanes below bound the Canary reconciles, and put a person's
+    // before the queue.
+    let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
+        .with_config(controller::Config::default().concurrency(0));
     let (policy_caches, policy_wakes) =
         super::policies::watch_policies(&client, ns, canaries.clone());
     canary_ctl = canary_ctl.reconcile_on(policy_wakes);
@@ -457,6 +480,10 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         written: ctx.written.clone(),
     });
     let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
+    let lanes = Arc::new(crate::limits::ReconcileLanes::new(usize::from(
+        opts.reconcile_concurrency.max(1),
+    )));
+    let latest = canaries.clone();
     let canary_run = canary_ctl
         .shutdown_on_signal()
         .run(
@@ -465,22 +492,37 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                     // Another shard's namespace (or one that stopped matching).
                     return Box::pin(async { Ok(Action::await_change()) });
                 }
-                // A namespace runs at most its share of the slots: the others are put
-                // off at once (their global slot freed) and come back when a slot
-                // there frees (the retry is the fallback).
-                let Some(slot) = slots.try_enter(&c.namespace().unwrap_or_default(), &c.name_any())
-                else {
-                    ctx.metrics.reconciles.observe_deferred();
-                    let retry = namespace_busy_retry(&c.name_any());
-                    return Box::pin(async move { Ok(Action::requeue(retry)) });
-                };
-                wrap_c(
-                    "canary",
-                    Box::pin(async move {
-                        let _slot = slot;
-                        reconcile_canary(c, ctx).await
-                    }),
-                )
+                let (lanes, slots, latest, wrap_c) =
+                    (lanes.clone(), slots.clone(), latest.clone(), wrap_c.clone());
+                Box::pin(async move {
+                    let lane = match c.status.as_ref() {
+                        Some(s) if awaits_action_on_input(s) => Lane::PersonWaiting,
+                        _ => Lane::Routine,
+                    };
+                    let Some(entered) = lanes.enter(lane).await else {
+                        return Ok(Action::requeue(namespace_busy_retry(&c.name_any())));
+                    };
+                    // The Canary as it is now, not as it was when it joined the queue.
+                    let c = latest.get(&ObjectRef::from_obj(&*c)).unwrap_or(c);
+                    // A namespace runs at most its share of the slots: the others are
+                    // put off at once (their slot freed) and come back when a slot
+                    // there frees (the retry is the fallback).
+                    let Some(slot) =
+                        slots.try_enter(&c.namespace().unwrap_or_default(), &c.name_any())
+                    else {
+                        ctx.metrics.reconciles.observe_deferred();
+                        return Ok(Action::requeue(namespace_busy_retry(&c.name_any())));
+                    };
+                    // Boxed only now: a reconcile waiting for its lane stays small.
+                    wrap_c(
+                        Reconciling::Canary(entered.lane),
+                        Box::pin(async move {
+                            let _slot = (slot, entered);
+                            reconcile_canary(c, ctx).await
+                        }),
+                    )
+                    .await
+                })
             },
             error_policy,
             Arc::new(ctx),
@@ -521,7 +563,10 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                 if !filter.admits(d.namespace().as_deref()) {
                     return Box::pin(async { Ok(Action::await_change()) });
                 }
-                wrap("materialize", Box::pin(reconcile_deployment(d, mctx)))
+                wrap(
+                    Reconciling::Deployment,
+                    Box::pin(reconcile_deployment(d, mctx)),
+                )
             },
             materialize_error_policy,
             mctx,

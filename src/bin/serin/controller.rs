@@ -95,8 +95,9 @@ pub(crate) struct ControllerArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, env = "SERIN_RECONCILE_DEADLINE")]
     reconcile_deadline: Duration,
     /// Reconciles in flight at once, for Canaries and, apart, for onboarding
-    /// Deployments; more wait their turn. Raise it for many Canaries, lower it to spare
-    /// the API server. Default 16.
+    /// Deployments; more wait their turn. One eighth as many more (at least one) are
+    /// kept for Canaries holding a person's approval, abort or retry. Raise it for many
+    /// Canaries, lower it to spare the API server. Default 16.
     #[arg(long, default_value_t = serin::controller::run::DEFAULT_RECONCILE_CONCURRENCY, env = "SERIN_RECONCILE_CONCURRENCY")]
     reconcile_concurrency: u16,
     /// Canary reconciles one namespace may run at once (of --reconcile-concurrency), so

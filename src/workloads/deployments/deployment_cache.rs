@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStatus};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::Resource;
@@ -56,12 +58,33 @@ struct CachedSpec {
     replicas: Option<i32>,
     min_ready_seconds: Option<i32>,
     paused: Option<bool>,
-    selector: LabelSelector,
-    template_labels: Option<BTreeMap<String, String>>,
-    template_annotations: Option<BTreeMap<String, String>>,
+    match_labels: Option<Pairs>,
+    match_expressions: Option<Vec<LabelSelectorRequirement>>,
+    template_labels: Option<Pairs>,
+    template_annotations: Option<Pairs>,
     /// The whole pod template, kept only when it tracks configs (its revision needs
     /// their data at reconcile time); the two fields above are then empty.
     tracked_template: Option<Box<PodTemplateSpec>>,
+}
+
+/// A small string map, kept as sorted pairs: a `BTreeMap` allocates a 544-byte node for
+/// even one entry, and the cache holds several maps per Deployment.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Pairs(Box<[(Box<str>, Box<str>)]>);
+
+impl From<BTreeMap<String, String>> for Pairs {
+    fn from(m: BTreeMap<String, String>) -> Self {
+        Self(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+}
+
+impl Pairs {
+    fn to_map(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
 }
 
 impl From<Deployment> for CachedDeployment {
@@ -80,14 +103,15 @@ impl From<Deployment> for CachedDeployment {
                 replicas,
                 min_ready_seconds,
                 paused,
-                selector,
+                match_labels: selector.match_labels.map(Pairs::from),
+                match_expressions: selector.match_expressions,
                 ..Default::default()
             };
             if template.spec.is_some() {
                 cached.tracked_template = Some(Box::new(template));
             } else if let Some(m) = template.metadata {
-                cached.template_labels = m.labels;
-                cached.template_annotations = m.annotations;
+                cached.template_labels = m.labels.map(Pairs::from);
+                cached.template_annotations = m.annotations.map(Pairs::from);
             }
             cached
         });
@@ -114,13 +138,16 @@ impl CachedDeployment {
             replicas: s.replicas,
             min_ready_seconds: s.min_ready_seconds,
             paused: s.paused,
-            selector: s.selector.clone(),
+            selector: LabelSelector {
+                match_labels: s.match_labels.as_ref().map(Pairs::to_map),
+                match_expressions: s.match_expressions.clone(),
+            },
             template: match &s.tracked_template {
                 Some(t) => (**t).clone(),
                 None => PodTemplateSpec {
                     metadata: Some(ObjectMeta {
-                        labels: s.template_labels.clone(),
-                        annotations: s.template_annotations.clone(),
+                        labels: s.template_labels.as_ref().map(Pairs::to_map),
+                        annotations: s.template_annotations.as_ref().map(Pairs::to_map),
                         ..Default::default()
                     }),
                     spec: None,

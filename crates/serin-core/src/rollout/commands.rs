@@ -2,7 +2,7 @@
 
 use super::transition::Machine;
 use super::{EventReason, NoteType};
-use crate::crd::{CanaryPhase, CommandKind, ReleaseResult};
+use crate::crd::{CanaryPhase, ReleaseResult};
 
 impl Machine<'_> {
     /// Abort, retry and pause/resume. Returns true when the step is decided.
@@ -14,12 +14,11 @@ impl Machine<'_> {
             CanaryPhase::Progressing | CanaryPhase::WaitingApproval
         );
         if in_flight {
-            let started = self.s.release_started_at;
-            let abort = self.obs.commands.iter().find(|c| {
-                c.kind == CommandKind::Abort
-                    && Some(&c.revision) == rev.as_ref()
-                    && started.is_none_or(|t| c.at >= t)
-            });
+            let abort = super::human_input::abort_of(
+                &self.obs.commands,
+                rev.as_deref(),
+                self.s.release_started_at,
+            );
             if let Some(c) = abort {
                 let why = format!("aborted by {} via {}", c.by, c.via);
                 self.s.paused_at = None;
@@ -28,18 +27,14 @@ impl Machine<'_> {
             }
         }
         if phase == CanaryPhase::Failed {
-            let failed_at = self.s.last_transition_time;
-            let retry = self
-                .obs
-                .commands
-                .iter()
-                .find(|c| {
-                    c.kind == CommandKind::Retry
-                        && Some(&c.revision) == self.s.failed_revision.as_ref()
-                        && Some(&c.revision) == Some(&self.obs.target_revision)
-                        && failed_at.is_none_or(|t| c.at >= t)
-                })
-                .cloned();
+            let target = self.obs.target_revision.as_str();
+            let retry = super::human_input::retry_of(
+                &self.obs.commands,
+                self.s.failed_revision.as_deref(),
+                self.s.last_transition_time,
+            )
+            .filter(|c| c.revision == target)
+            .cloned();
             if let Some(c) = retry {
                 self.s.failed_revision = None;
                 self.s.canary_revision = None;

@@ -11,6 +11,7 @@ mod commands;
 mod conditions;
 mod ending;
 mod hooks;
+mod human_input;
 mod judging;
 mod observation;
 mod phases;
@@ -25,6 +26,7 @@ mod transition;
 
 pub use actions::{desired_actions, expected_primary_revision, Action};
 pub use hooks::HOOK_POLL;
+pub use human_input::awaits_action_on_input;
 pub use observation::{AnalysisReport, CheckOutcome, Observation, PolicyInputs, Upstream};
 pub use plan::validate_steps;
 pub use plan::{PlanError, ReleasePlan};

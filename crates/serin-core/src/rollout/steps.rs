@@ -53,16 +53,13 @@ impl Machine<'_> {
 
     pub(super) fn gate(&self, gate: GateKind) -> Gate {
         let rev = self.revision();
-        // Only decisions about this release: a revision retried after a rejection
-        // must not meet the old rejection at the same gate again.
-        let started = self.s.release_started_at;
-        let found = self
-            .obs
-            .approvals
-            .iter()
-            .filter(|a| a.gate == gate && a.revision == rev && a.step == self.s.current_step)
-            .filter(|a| started.is_none_or(|t| a.at >= t))
-            .max_by_key(|a| a.at);
+        let found = super::human_input::gate_answer(
+            &self.obs.approvals,
+            gate,
+            &rev,
+            self.s.current_step,
+            self.s.release_started_at,
+        );
         match found {
             Some(a) if a.approved => Gate::Open,
             Some(a) => Gate::Rejected(format!(

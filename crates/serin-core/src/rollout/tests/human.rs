@@ -311,3 +311,148 @@ fn an_approval_timeout_rolls_back_a_gate_nobody_decided() {
         "gates.approvalTimeout"
     );
 }
+
+#[test]
+fn input_awaiting_action_is_exactly_what_the_machine_acts_on() {
+    let mut sp = spec();
+    sp.gates.before_promotion = true;
+    let p = ReleasePlan::from_spec(&sp, false).unwrap();
+    let checked = Observation {
+        analysis: report(&[("errors", MetricVerdict::Pass)]),
+        ..releasing(50)
+    };
+    let waiting = transition(&progressing(3, 0), &p, &checked, at(60)).status;
+    assert_eq!(waiting.phase, P::WaitingApproval);
+    let failed = transition(
+        &progressing(1, 0),
+        &p,
+        &Observation {
+            commands: vec![command(CommandKind::Abort, 30)],
+            ..releasing(10)
+        },
+        at(40),
+    )
+    .status;
+    assert_eq!(failed.phase, P::Failed);
+    let before_release = |mut a: Approval| {
+        a.at = at(-5);
+        a
+    };
+    let gate = GateKind::BeforePromotion;
+    struct Case {
+        name: &'static str,
+        status: CanaryStatus,
+        approvals: Vec<Approval>,
+        commands: Vec<Command>,
+        obs: Observation,
+    }
+    let case = |name, status: &CanaryStatus, approvals, commands, obs: &Observation| Case {
+        name,
+        status: status.clone(),
+        approvals,
+        commands,
+        obs: obs.clone(),
+    };
+    let (abort, retry) = (CommandKind::Abort, CommandKind::Retry);
+    let (ten, r2) = (releasing(10), world("r2"));
+    let cases = [
+        case(
+            "approved",
+            &waiting,
+            vec![approval(gate, 3, true)],
+            vec![],
+            &checked,
+        ),
+        case(
+            "rejected",
+            &waiting,
+            vec![approval(gate, 3, false)],
+            vec![],
+            &checked,
+        ),
+        case(
+            "another step",
+            &waiting,
+            vec![approval(gate, 2, true)],
+            vec![],
+            &checked,
+        ),
+        case(
+            "an earlier release",
+            &waiting,
+            vec![before_release(approval(gate, 3, true))],
+            vec![],
+            &checked,
+        ),
+        case(
+            "abort while waiting",
+            &waiting,
+            vec![],
+            vec![command(abort, 70)],
+            &checked,
+        ),
+        case(
+            "abort",
+            &progressing(1, 0),
+            vec![],
+            vec![command(abort, 30)],
+            &ten,
+        ),
+        case(
+            "stale abort",
+            &progressing(1, 0),
+            vec![],
+            vec![command(abort, -5)],
+            &ten,
+        ),
+        case("retry", &failed, vec![], vec![command(retry, 50)], &r2),
+        case(
+            "spent retry",
+            &failed,
+            vec![],
+            vec![command(retry, 20)],
+            &r2,
+        ),
+        case("nothing", &waiting, vec![], vec![], &checked),
+        case(
+            "idle",
+            &idle(P::Succeeded),
+            vec![approval(gate, 0, true)],
+            vec![command(abort, 30)],
+            &world("r1"),
+        ),
+    ];
+    let mut acted_on = vec![];
+    for Case {
+        name,
+        mut status,
+        approvals,
+        commands,
+        mut obs,
+    } in cases
+    {
+        status.approvals = approvals.clone();
+        status.commands = commands.clone();
+        obs.approvals = approvals;
+        obs.commands = commands;
+        let flagged = awaits_action_on_input(&status);
+        let acted = transition(&status, &p, &obs, at(100)).status.phase != status.phase;
+        assert_eq!(
+            flagged, acted,
+            "{name}: flagged {flagged}, machine acted {acted}"
+        );
+        if acted {
+            acted_on.push(name);
+        }
+    }
+    assert_eq!(
+        acted_on,
+        [
+            "approved",
+            "rejected",
+            "abort while waiting",
+            "abort",
+            "retry"
+        ]
+    );
+}
