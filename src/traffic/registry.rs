@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Service;
 use kube::api::ApiResource;
 use kube::Client;
 
@@ -235,7 +234,7 @@ pub struct RouterOptions {
     /// ingress-nginx's `--annotations-prefix`.
     pub ingress_annotation_prefix: String,
     /// serin's Services from a watch, for the apex Service's reads.
-    pub services: Option<FreshStore<Service>>,
+    pub services: Option<FreshStore<crate::workloads::cached_service::CachedService>>,
 }
 
 impl Default for RouterOptions {

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::{RouteTarget, RouterError, RouterKind, TrafficRouter, WEIGHT_ANNOTATION};
 use crate::crd::{Strategy, CANARY_LABEL};
+use crate::workloads::cached_service::CachedService;
 use crate::workloads::deployments::apply;
 use crate::workloads::fresh_store::FreshStore;
 
@@ -24,7 +25,7 @@ pub struct ServiceRouter {
     client: Client,
     /// serin's Services from a watch (the apex carries the Canary label once routed):
     /// the weight in place is read from it instead of a GET per reconcile.
-    cache: Option<FreshStore<Service>>,
+    cache: Option<FreshStore<CachedService>>,
 }
 
 impl ServiceRouter {
@@ -35,14 +36,14 @@ impl ServiceRouter {
         }
     }
 
-    pub fn with_cache(mut self, cache: Option<FreshStore<Service>>) -> Self {
+    pub fn with_cache(mut self, cache: Option<FreshStore<CachedService>>) -> Self {
         self.cache = cache;
         self
     }
 
     /// The apex Service as serin routed it: cached when the cache can answer, else
     /// read. `None`: not routed by serin (or gone), so its weight is unknown.
-    async fn apex(&self, t: &RouteTarget) -> Result<Option<Arc<Service>>, RouterError> {
+    async fn apex(&self, t: &RouteTarget) -> Result<Option<Arc<CachedService>>, RouterError> {
         let cached = self
             .cache
             .as_ref()
@@ -58,7 +59,7 @@ impl ServiceRouter {
                 .api(&t.namespace)
                 .get_opt(&t.service)
                 .await?
-                .map(Arc::new),
+                .map(|s| Arc::new(s.into())),
         })
     }
 
@@ -73,7 +74,7 @@ impl ServiceRouter {
             .patch(&t.service, &apply(), &Patch::Apply(body))
             .await?;
         if let Some(c) = &self.cache {
-            c.note_write(&written);
+            c.note_write(&written.into());
         }
         Ok(())
     }
@@ -161,17 +162,10 @@ impl TrafficRouter for ServiceRouter {
         let Some(svc) = self.apex(t).await? else {
             return Ok(None);
         };
-        let weight = svc
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(WEIGHT_ANNOTATION))
-            .and_then(|w| w.parse::<i32>().ok());
-        let selector = svc.spec.as_ref().and_then(|s| s.selector.as_ref());
         // Someone else changed the selector: report unknown so serin re-applies.
-        Ok(weight.filter(|w| {
-            apex_selector(t, *w).is_ok_and(|s| selector.map_or(s.is_empty(), |have| have == s))
-        }))
+        Ok(svc
+            .weight()
+            .filter(|w| apex_selector(t, *w).is_ok_and(|s| svc.selects(s))))
     }
 
     async fn finalize(&self, t: &RouteTarget) -> Result<(), RouterError> {

@@ -8,8 +8,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::crd::ServiceSpec;
 use crate::error_kind::ErrorKind;
 
+pub mod cached_service;
 pub mod deployments;
 pub mod fresh_store;
+pub(crate) mod pairs;
 pub mod pods;
 pub mod revision;
 

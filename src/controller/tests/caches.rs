@@ -2,8 +2,8 @@
 //! apex, HPAs, templates) caught up, a reconcile that changes nothing sends nothing,
 //! and one that acts reads only what a write needs.
 
+use crate::workloads::cached_service::CachedService;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use serde::de::DeserializeOwned;
@@ -21,7 +21,7 @@ use crate::workloads::deployments::{
 /// each watch would have delivered everything by the next reconcile.
 struct Watches {
     deployments: Writer<CachedDeployment>,
-    services: Writer<Service>,
+    services: Writer<CachedService>,
     hpas: Writer<HorizontalPodAutoscaler>,
     templates: Writer<AnalysisTemplate>,
     cluster_templates: Writer<ClusterAnalysisTemplate>,
@@ -71,7 +71,7 @@ impl Watches {
             &mut self.services,
             "v1",
             "services",
-            |s: &mut Service| {
+            |s: &mut CachedService| {
                 s.metadata
                     .labels
                     .as_ref()

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use serde_json::json;
@@ -14,7 +13,7 @@ use super::{target, NS};
 use crate::crd::CANARY_LABEL;
 use crate::testing::apiserver::FakeApiServer;
 use crate::traffic::{RouteTarget, ServiceRouter, TrafficRouter, WEIGHT_ANNOTATION};
-use crate::workloads::deployments::slim_service;
+use crate::workloads::cached_service::CachedService;
 use crate::workloads::fresh_store::FreshStore;
 
 fn routed() -> RouteTarget {
@@ -41,11 +40,11 @@ fn apex(server: &FakeApiServer) -> serde_json::Value {
 }
 
 /// An empty, listed cache of serin's Services and its writer.
-fn empty_cache() -> (FreshStore<Service>, Writer<Service>) {
+fn empty_cache() -> (FreshStore<CachedService>, Writer<CachedService>) {
     let (store, mut writer) = reflector::store();
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
-    (FreshStore::new(store, slim_service), writer)
+    (FreshStore::new(store, |_| {}), writer)
 }
 
 #[tokio::test]

@@ -18,37 +18,23 @@ use kube::{Api, Client};
 
 use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
-use crate::traffic::WEIGHT_ANNOTATION;
+use crate::workloads::cached_service::{CachedService, PortKey};
 use crate::workloads::fresh_store::{listed, watched, FreshStore};
 
 /// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
 pub struct OwnedCaches {
     hpas: Store<HorizontalPodAutoscaler>,
-    pub(super) services: FreshStore<Service>,
+    pub(super) services: FreshStore<CachedService>,
     pub(super) deployments: DeploymentCache,
 }
 
-/// Only what the checks compare is kept: an HPA's name and spec, a Service's name,
-/// labels, selector, ports and the weight annotation the Service router reads.
+/// Only what the checks compare is kept of an HPA: its name and spec (a Service is
+/// kept as a [`CachedService`]).
 fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
     h.metadata.managed_fields = None;
     h.metadata.annotations = None;
     h.status = None;
-}
-
-pub(crate) fn slim_service(s: &mut Service) {
-    s.metadata.managed_fields = None;
-    if let Some(a) = s.metadata.annotations.as_mut() {
-        a.retain(|k, _| k == WEIGHT_ANNOTATION);
-    }
-    s.status = None;
-    if let Some(spec) = s.spec.as_mut() {
-        let (selector, ports) = (spec.selector.take(), spec.ports.take());
-        *spec = Default::default();
-        spec.selector = selector;
-        spec.ports = ports;
-    }
 }
 
 impl OwnedCaches {
@@ -63,28 +49,32 @@ impl OwnedCaches {
         let (services, progress) = watched(
             scoped(client, namespace),
             watcher::Config::default().labels(CANARY_LABEL),
-            slim_service,
+            |_| {},
         );
         Self {
             hpas,
-            services: FreshStore::new(services, slim_service).with_progress(progress),
+            // Slimmed on the way in: written copies are converted by the caller.
+            services: FreshStore::new(services, |_| {}).with_progress(progress),
             deployments: DeploymentCache::default(),
         }
     }
 
     /// serin's Services (the apex included once serin has routed it), for the Service
     /// router.
-    pub fn services(&self) -> FreshStore<Service> {
+    pub fn services(&self) -> FreshStore<CachedService> {
         self.services.clone()
     }
 
     /// Caches over stores filled elsewhere (tests); Deployments are read from the API
     /// until [`OwnedCaches::with_deployments`].
-    pub fn from_stores(hpas: Store<HorizontalPodAutoscaler>, services: Store<Service>) -> Self {
+    pub fn from_stores(
+        hpas: Store<HorizontalPodAutoscaler>,
+        services: Store<CachedService>,
+    ) -> Self {
         let (store, _) = reflector::store();
         Self {
             hpas,
-            services: FreshStore::new(services, slim_service),
+            services: FreshStore::new(services, |_| {}),
             deployments: DeploymentCache::from_parts(store, None),
         }
     }
@@ -114,12 +104,7 @@ impl OwnedCaches {
         selector: &BTreeMap<String, String>,
     ) -> Option<bool> {
         let found = self.services.get(ns, name)?;
-        Some(found.is_some_and(|s| {
-            s.spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .is_some_and(|s| s == selector)
-        }))
+        Some(found.is_some_and(|s| s.selects(selector)))
     }
 
     /// Whether serin's Service `ns/name` is already as `body` (a [`super::service_body`])
@@ -148,19 +133,16 @@ impl OwnedCaches {
                 .collect::<Vec<_>>()
         };
         let owned_alike = owners(&svc.metadata) == owners(&want.metadata);
-        let (have, want) = (svc.spec.as_ref(), want.spec.as_ref());
-        let ports = |s: Option<&k8s_openapi::api::core::v1::ServiceSpec>| {
-            s.and_then(|s| s.ports.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| (p.name, p.port, p.target_port, p.protocol))
-                .collect::<Vec<_>>()
-        };
+        let want_selector = want
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.clone())
+            .unwrap_or_default();
         Some(
             labels_kept
                 && owned_alike
-                && have.and_then(|s| s.selector.as_ref()) == want.and_then(|s| s.selector.as_ref())
-                && ports(have) == ports(want),
+                && svc.selects(&want_selector)
+                && svc.ports() == PortKey::of(want.spec.as_ref()),
         )
     }
 }

@@ -31,6 +31,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::primary::without_serin_annotations;
 use crate::workloads::fresh_store::{FreshStore, WatchProgress};
+use crate::workloads::pairs::Pairs;
 use crate::workloads::pods::config_refs;
 use crate::workloads::revision::revision_of;
 
@@ -65,26 +66,6 @@ struct CachedSpec {
     /// The whole pod template, kept only when it tracks configs (its revision needs
     /// their data at reconcile time); the two fields above are then empty.
     tracked_template: Option<Box<PodTemplateSpec>>,
-}
-
-/// A small string map, kept as sorted pairs: a `BTreeMap` allocates a 544-byte node for
-/// even one entry, and the cache holds several maps per Deployment.
-#[derive(Clone, Debug, Default, PartialEq)]
-struct Pairs(Box<[(Box<str>, Box<str>)]>);
-
-impl From<BTreeMap<String, String>> for Pairs {
-    fn from(m: BTreeMap<String, String>) -> Self {
-        Self(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
-    }
-}
-
-impl Pairs {
-    fn to_map(&self) -> BTreeMap<String, String> {
-        self.0
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 }
 
 impl From<Deployment> for CachedDeployment {

@@ -31,8 +31,6 @@ use super::{HandBack, WorkloadBackend, WorkloadError, WorkloadRef, WorkloadState
 use crate::crd::FIELD_MANAGER;
 
 pub(crate) use caches::scoped;
-#[cfg(test)]
-pub(crate) use caches::slim_service;
 pub use caches::OwnedCaches;
 pub use deployment_cache::{CachedDeployment, DeploymentCache, DeploymentFeed};
 
@@ -272,7 +270,7 @@ impl KubeWorkloads {
                 .patch(&name, &apply(), &Patch::Apply(&body))
                 .await?;
             if let Some(c) = &self.caches {
-                c.services.note_write(&written);
+                c.services.note_write(&written.into());
             }
         }
         Ok(())

@@ -272,7 +272,7 @@ fn user_hpa() -> Value {
 
 type Writers = (
     kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
-    kube::runtime::reflector::store::Writer<Service>,
+    kube::runtime::reflector::store::Writer<crate::workloads::cached_service::CachedService>,
 );
 
 /// Caches filled from the fake's objects as a watch's first list would fill them (the

@@ -1,0 +1,168 @@
+//! A Service as serin's watch cache keeps it: what the checks compare (labels, owners,
+//! the weight annotation, selector and ports) and the metadata a cache needs. The
+//! k8s-openapi `Service` is 824 bytes inline and its selector a `BTreeMap` node of 544
+//! bytes; the cache holds up to three Services per Canary. Writes never start from a
+//! cached copy.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::NamespaceResourceScope;
+use kube::Resource;
+use serde::{Deserialize, Deserializer};
+
+use super::pairs::Pairs;
+use crate::traffic::WEIGHT_ANNOTATION;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CachedService {
+    /// Without managedFields or annotations other than the weight.
+    pub metadata: ObjectMeta,
+    selector: Option<Pairs>,
+    ports: Box<[PortKey]>,
+}
+
+/// What identifies a Service port for serin: a change to any of these is a drift.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortKey {
+    pub name: Option<String>,
+    pub port: i32,
+    pub target_port: Option<IntOrString>,
+    pub protocol: Option<String>,
+}
+
+impl PortKey {
+    /// The ports of `spec`, as serin compares them.
+    pub fn of(spec: Option<&ServiceSpec>) -> Vec<PortKey> {
+        spec.and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|p| PortKey {
+                name: p.name.clone(),
+                port: p.port,
+                target_port: p.target_port.clone(),
+                protocol: p.protocol.clone(),
+            })
+            .collect()
+    }
+}
+
+impl From<Service> for CachedService {
+    fn from(s: Service) -> Self {
+        let mut metadata = s.metadata;
+        metadata.managed_fields = None;
+        if let Some(a) = metadata.annotations.as_mut() {
+            a.retain(|k, _| k == WEIGHT_ANNOTATION);
+        }
+        if metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+            metadata.annotations = None;
+        }
+        let ports = PortKey::of(s.spec.as_ref()).into_boxed_slice();
+        Self {
+            metadata,
+            selector: s.spec.and_then(|s| s.selector).map(Pairs::from),
+            ports,
+        }
+    }
+}
+
+impl CachedService {
+    /// Whether the selector is exactly `selector` (an absent one is empty).
+    pub fn selects(&self, selector: &BTreeMap<String, String>) -> bool {
+        match &self.selector {
+            Some(have) => have.is(selector),
+            None => selector.is_empty(),
+        }
+    }
+
+    pub fn ports(&self) -> &[PortKey] {
+        &self.ports
+    }
+
+    /// The weight serin last wrote on it, if it parses.
+    pub fn weight(&self) -> Option<i32> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(WEIGHT_ANNOTATION))
+            .and_then(|w| w.parse::<i32>().ok())
+    }
+}
+
+impl<'de> Deserialize<'de> for CachedService {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Service::deserialize(d).map(Self::from)
+    }
+}
+
+impl Resource for CachedService {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::kind(&())
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::group(&())
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::version(&())
+    }
+    fn api_version(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::api_version(&())
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        <Service as Resource>::plural(&())
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_cached_copy_keeps_what_serin_compares_and_drops_the_rest() {
+        let s: CachedService = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "podinfo", "namespace": "shop", "resourceVersion": "7",
+                "labels": {"serin.dev/canary": "podinfo"},
+                "annotations": {WEIGHT_ANNOTATION: "25", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "managedFields": [{"manager": "serin", "operation": "Apply"}]},
+            "spec": {"selector": {"app": "podinfo"}, "clusterIP": "10.0.0.1",
+                "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]},
+            "status": {"loadBalancer": {}},
+        }))
+        .unwrap();
+        assert_eq!(s.weight(), Some(25));
+        assert_eq!(s.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        assert!(s.metadata.managed_fields.is_none());
+        assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
+        assert!(s.selects(&BTreeMap::from([("app".into(), "podinfo".into())])));
+        assert!(!s.selects(&BTreeMap::from([("app".into(), "podinfo-primary".into())])));
+        assert!(!s.selects(&BTreeMap::new()));
+        assert_eq!(
+            s.ports(),
+            [PortKey {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+            }]
+        );
+        // No selector selects nothing more than the empty one.
+        let bare = CachedService::from(Service::default());
+        assert!(bare.selects(&BTreeMap::new()));
+        assert_eq!(bare.weight(), None);
+    }
+}
