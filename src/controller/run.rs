@@ -252,9 +252,19 @@ where
     )
 }
 
-/// The Canary store keeps everything but managedFields.
+/// `kubectl apply` keeps the whole object it applied in this annotation: a second copy
+/// of the spec that no reconcile reads.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The Canary store keeps everything but managedFields and kubectl's last-applied copy.
 fn slim_canary(c: &mut Canary) {
     c.metadata.managed_fields = None;
+    if let Some(a) = c.metadata.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+        if a.is_empty() {
+            c.metadata.annotations = None;
+        }
+    }
 }
 
 /// The Canaries named (namespace, name) on `wakeups`, for `reconcile_on`.

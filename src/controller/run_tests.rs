@@ -1,4 +1,4 @@
-//! Leader lease keeping, against the mock API server.
+//! Leader lease keeping, against the mock API server; what the Canary store keeps.
 
 use super::*;
 use crate::testing::{expect, status_body, Exchange, MockApi};
@@ -138,4 +138,28 @@ async fn a_healthy_leader_keeps_its_fence_open() {
     task.await.unwrap();
     assert_eq!(Instant::now() - t0, Duration::from_secs(20));
     mock.finish();
+}
+
+#[test]
+fn the_canary_store_drops_managed_fields_and_kubectls_copy_but_keeps_other_annotations() {
+    let mut c: Canary = serde_json::from_value(json!({
+        "apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "podinfo", "namespace": "shop",
+            "annotations": {LAST_APPLIED: "{\"spec\":{}}", "team": "shop"},
+            "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+        "spec": {"targetRef": {"name": "podinfo"}},
+    }))
+    .unwrap();
+    let spec = c.spec.clone();
+    slim_canary(&mut c);
+    assert!(c.metadata.managed_fields.is_none());
+    assert_eq!(
+        c.metadata.annotations,
+        Some([("team".to_string(), "shop".to_string())].into())
+    );
+    assert_eq!(c.spec, spec);
+    // With only kubectl's copy, no map is left.
+    c.metadata.annotations = Some([(LAST_APPLIED.to_string(), "{}".to_string())].into());
+    slim_canary(&mut c);
+    assert_eq!(c.metadata.annotations, None);
 }
