@@ -504,16 +504,24 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
                 }
                 let (lanes, slots, latest, wrap_c) =
                     (lanes.clone(), slots.clone(), latest.clone(), wrap_c.clone());
+                let lane = match c.status.as_ref() {
+                    Some(s) if awaits_action_on_input(s) => Lane::PersonWaiting,
+                    _ => Lane::Routine,
+                };
+                // Only the name waits for a slot: a queued copy of the Canary would stay
+                // in memory beside the newer one the store holds (a start-up queue of
+                // thousands), and be stale by the time the slot comes.
+                let key = ObjectRef::<Canary>::new(&c.name_any())
+                    .within(&c.namespace().unwrap_or_default());
+                drop(c);
                 Box::pin(async move {
-                    let lane = match c.status.as_ref() {
-                        Some(s) if awaits_action_on_input(s) => Lane::PersonWaiting,
-                        _ => Lane::Routine,
-                    };
                     let Some(entered) = lanes.enter(lane).await else {
-                        return Ok(Action::requeue(namespace_busy_retry(&c.name_any())));
+                        return Ok(Action::requeue(namespace_busy_retry(&key.name)));
                     };
-                    // The Canary as it is now, not as it was when it joined the queue.
-                    let c = latest.get(&ObjectRef::from_obj(&*c)).unwrap_or(c);
+                    let Some(c) = latest.get(&key) else {
+                        // Gone while it waited (its finalizer done): nothing to do.
+                        return Ok(Action::await_change());
+                    };
                     // A namespace runs at most its share of the slots: the others are
                     // put off at once (their slot freed) and come back when a slot
                     // there frees (the retry is the fallback).

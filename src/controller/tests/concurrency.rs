@@ -163,7 +163,10 @@ async fn an_approval_is_acted_on_at_once_behind_a_queue_of_routine_reconciles() 
         people[0] < Duration::from_millis(100) && people[1] <= Duration::from_millis(1100),
         "approvals started at {people:?}, not behind the queue"
     );
+    // An approval that arrives while a routine slot is free takes it (which it does
+    // depends on the order the watch delivers them): never more than the three and the
+    // kept one run at once.
     let peak = counts.peak.load(SeqCst);
-    assert_eq!(peak, 4, "three routine slots and the kept one");
+    assert!((3..=4).contains(&peak), "peak {peak}");
     assert_eq!(counts.started.load(SeqCst), 27, "every Canary had its turn");
 }
