@@ -1,8 +1,7 @@
 //! Bounds shared by every reconcile, so one namespace cannot take what all need:
 //! [`KeyedLimiter`] (wait for a permit: Prometheus queries, webhook calls),
-//! [`ReconcileLanes`] (the global bound on Canary reconciles, with room kept for those
-//! a person waits on) and [`NamespaceSlots`] (take a reconcile slot now or come back
-//! later).
+//! [`KeyedLocks`] (one Canary reconcile at a time across the routine and the people's
+//! controller) and [`NamespaceSlots`] (take a reconcile slot now or come back later).
 //!
 //! Both count per key (the namespace) under a global bound: a key holds at most its
 //! share, so a namespace full of slow Canaries leaves room for the others.
@@ -109,65 +108,74 @@ impl Drop for KeyedPermit {
     }
 }
 
-/// Which lane of [`ReconcileLanes`] a Canary reconcile waits in.
+/// Which of the two Canary controllers runs a reconcile.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lane {
-    /// Analyses, steps, re-checks: served in the order they asked.
+    /// Analyses, steps, re-checks: `--reconcile-concurrency` slots, in the order they
+    /// came due.
     Routine,
-    /// The Canary holds a person's input to act on (an approval, an abort, a retry).
+    /// The Canary holds a person's input to act on (an approval, an abort, a retry): a
+    /// few slots of their own, so a person does not wait behind routine work
+    /// (kube-runtime's scheduler has no priorities).
     PersonWaiting,
 }
 
-/// The global bound on Canary reconciles, in two lanes. kube-runtime's scheduler has no
-/// priorities: behind a burst of analyses that all came due at once, an approval would
-/// wait for every one of them. So `routine` slots serve reconciles in the order they
-/// asked, and a few slots more are kept for Canaries where a person waits.
-#[derive(Debug)]
-pub struct ReconcileLanes {
-    routine: Arc<Semaphore>,
-    people: Arc<Semaphore>,
-    people_size: usize,
+impl Lane {
+    /// Slots kept for [`Lane::PersonWaiting`] beside `routine` ones: one eighth, at
+    /// least one.
+    pub fn people_slots(routine: u16) -> u16 {
+        (routine / 8).max(1)
+    }
 }
 
-/// A slot in one of the lanes; freed on drop.
-#[derive(Debug)]
-pub struct LaneSlot {
-    _permit: OwnedSemaphorePermit,
-    pub lane: Lane,
+/// One async lock per key, so that the two Canary controllers never reconcile the same
+/// Canary at once. A key's lock is forgotten once nobody holds or waits for it.
+#[derive(Debug, Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl ReconcileLanes {
-    /// `routine` slots (at least 1), and one eighth as many (at least 1) kept for
-    /// Canaries a person waits on.
-    pub fn new(routine: usize) -> Self {
-        let routine = routine.max(1);
-        let people_size = (routine / 8).max(1);
-        Self {
-            routine: Arc::new(Semaphore::new(routine)),
-            people: Arc::new(Semaphore::new(people_size)),
-            people_size,
+/// A held [`KeyedLocks`] lock; released (and forgotten when idle) on drop.
+#[derive(Debug)]
+pub struct KeyedGuard<'a> {
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: &'a KeyedLocks,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> KeyedGuard<'_> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        KeyedGuard {
+            key: key.to_string(),
+            guard: Some(lock.lock_owned().await),
+            locks: self,
         }
     }
 
-    pub fn people_size(&self) -> usize {
-        self.people_size
+    /// Keys with a holder or a waiter.
+    pub fn len(&self) -> usize {
+        self.locks.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Wait for a slot. A reconcile a person waits on takes a routine slot when one is
-    /// free at once, else waits in its own lane, never behind routine work. Cancel-safe;
-    /// `None` only if a semaphore were closed, which none is.
-    pub async fn enter(&self, lane: Lane) -> Option<LaneSlot> {
-        let permit = match lane {
-            Lane::Routine => self.routine.clone().acquire_owned().await.ok()?,
-            Lane::PersonWaiting => match self.routine.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => self.people.clone().acquire_owned().await.ok()?,
-            },
-        };
-        Some(LaneSlot {
-            _permit: permit,
-            lane,
-        })
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for KeyedGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut locks = self.locks.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if locks
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            locks.remove(&self.key);
+        }
     }
 }
 
@@ -284,58 +292,29 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn a_person_waiting_passes_a_queue_of_routine_reconciles() {
-        let lanes = Arc::new(ReconcileLanes::new(16));
-        assert_eq!(lanes.people_size(), 2);
-        let mut running = vec![];
-        for _ in 0..16 {
-            running.push(lanes.enter(Lane::Routine).await.expect("open"));
-        }
-        // A queue of routine reconciles behind the full lane.
-        let queued: Vec<_> = (0..100)
-            .map(|_| {
-                let l = lanes.clone();
-                tokio::spawn(async move { l.enter(Lane::Routine).await })
+    async fn a_key_is_locked_once_others_pass_and_idle_keys_are_forgotten() {
+        let locks = Arc::new(KeyedLocks::default());
+        let held = locks.lock("shop/podinfo").await;
+        let waiting = {
+            let l = locks.clone();
+            tokio::spawn(async move {
+                let _g = l.lock("shop/podinfo").await;
             })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(queued.iter().all(|q| !q.is_finished()));
-        // Two people's reconciles go at once, in their own lane; a third waits for one.
-        let a = tokio::time::timeout(Duration::from_millis(1), lanes.enter(Lane::PersonWaiting))
-            .await
-            .expect("not behind the queue")
-            .expect("open");
-        let b = lanes.enter(Lane::PersonWaiting).await.expect("open");
-        assert_eq!((a.lane, b.lane), (Lane::PersonWaiting, Lane::PersonWaiting));
-        let third = {
-            let l = lanes.clone();
-            tokio::spawn(async move { l.enter(Lane::PersonWaiting).await })
         };
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(!third.is_finished(), "the people's lane is bounded too");
-        drop(a);
-        let c = tokio::time::timeout(Duration::from_millis(1), third)
+        assert!(!waiting.is_finished(), "the same Canary waits");
+        let other = tokio::time::timeout(Duration::from_millis(1), locks.lock("shop/api"))
             .await
-            .expect("served when a person's slot frees")
+            .expect("another Canary does not");
+        drop(other);
+        assert_eq!(locks.len(), 1);
+        drop(held);
+        tokio::time::timeout(Duration::from_millis(1), waiting)
+            .await
+            .expect("served once released")
             .unwrap();
-        assert!(c.is_some());
-        // A freed routine slot goes to the head of the routine queue, in order.
-        drop(running.pop());
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(queued.iter().filter(|q| q.is_finished()).count(), 1);
-        assert!(queued[0].is_finished());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_person_waiting_takes_a_free_routine_slot_first() {
-        let lanes = ReconcileLanes::new(3);
-        assert_eq!(lanes.people_size(), 1);
-        let _p1 = lanes.enter(Lane::PersonWaiting).await.expect("open");
-        let _p2 = tokio::time::timeout(Duration::from_millis(1), lanes.enter(Lane::PersonWaiting))
-            .await
-            .expect("a free routine slot serves a person too")
-            .expect("open");
-        assert_eq!(lanes.routine.available_permits(), 1);
+        assert!(locks.is_empty(), "idle keys are forgotten");
+        assert_eq!((Lane::people_slots(16), Lane::people_slots(3)), (2, 1));
     }
 
     #[tokio::test(start_paused = true)]

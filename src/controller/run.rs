@@ -56,8 +56,8 @@ pub struct RunOptions {
     /// CPU time per reconcile with it.
     pub reconcile_hook: Option<ReconcileHook>,
     /// Reconciles in flight per controller (`--reconcile-concurrency`); at least 1.
-    /// Canaries a person waits on have one eighth as many slots more
-    /// ([`crate::limits::ReconcileLanes`]).
+    /// Canaries a person waits on have one eighth as many slots more, in a controller
+    /// of their own ([`Lane`]).
     pub reconcile_concurrency: u16,
     /// Canary reconciles one namespace may run at once (of `reconcile_concurrency`);
     /// more are put off and retried shortly (`--max-reconciles-per-namespace`).
@@ -181,6 +181,10 @@ async fn keep_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration)
         }
     }
 }
+
+/// Canary changes the shared watch buffers for the people's controller (it keeps up:
+/// it drops all but the few Canaries holding a person's input).
+const CANARY_SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Default of `--reconcile-concurrency`, the reconciles in flight per controller.
 /// Unbounded, a burst (start-up with a thousand Canaries) ran a thousand reconciles at
@@ -371,7 +375,15 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     };
 
     let (canary_ns, canary_ns_watch) = namespace_watch(&client, &opts.shard);
-    let (canaries, writer) = reflector::store();
+    let (canaries, writer) = reflector::store_shared::<Canary>(CANARY_SUBSCRIBER_BUFFER);
+    // A second controller, with slots of its own, reconciles the Canaries holding a
+    // person's input: kube-runtime's scheduler has no priorities, so behind a burst of
+    // analyses that came due together an approval would wait for all of them.
+    let people_stream = writer.subscribe().map(|s| {
+        s.filter(|c: &Arc<Canary>| {
+            std::future::ready(c.status.as_ref().is_some_and(awaits_action_on_input))
+        })
+    });
     let canary_stream = reflector::reflector(
         writer,
         watcher(api::<Canary>(&client, ns), watch_config(&opts.shard))
@@ -379,10 +391,9 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             .modify(slim_canary),
     )
     .applied_objects();
-    // Unbounded here: the lanes below bound the Canary reconciles, and put a person's
-    // before the queue.
-    let mut canary_ctl = Controller::for_stream(canary_stream, canaries.clone())
-        .with_config(controller::Config::default().concurrency(0));
+    let canaries_for_people = canaries.clone();
+    let mut canary_ctl =
+        Controller::for_stream(canary_stream, canaries.clone()).with_config(concurrency.clone());
     let (policy_caches, policy_wakes) =
         super::policies::watch_policies(&client, ns, canaries.clone());
     canary_ctl = canary_ctl.reconcile_on(policy_wakes);
@@ -489,63 +500,83 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         fence: ctx.fence.clone(),
         written: ctx.written.clone(),
     });
-    let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
-    let lanes = Arc::new(crate::limits::ReconcileLanes::new(usize::from(
-        opts.reconcile_concurrency.max(1),
-    )));
-    let latest = canaries.clone();
+    let one_at_a_time = Arc::new(crate::limits::KeyedLocks::default());
+    let canary_reconcile = {
+        let (wrap_c, filter) = (wrap.clone(), canary_ns.clone());
+        move |c: Arc<Canary>, ctx: Arc<Context>, lane: Lane| -> ReconcileFuture {
+            if !filter.admits(c.namespace().as_deref()) {
+                // Another shard's namespace (or one that stopped matching).
+                return Box::pin(async { Ok(Action::await_change()) });
+            }
+            let (slots, locks, wrap_c) = (slots.clone(), one_at_a_time.clone(), wrap_c.clone());
+            Box::pin(async move {
+                let ns = c.namespace().unwrap_or_default();
+                let name = c.name_any();
+                // The other controller may be reconciling this Canary: wait for it.
+                let _one = locks.lock(&format!("{ns}/{name}")).await;
+                // A routine reconcile in a namespace that runs its share of the slots
+                // is put off at once (its slot freed) and comes back when a slot there
+                // frees (the retry is the fallback). A person's is not: its own slots
+                // are few and brief.
+                let slot = match lane {
+                    Lane::Routine => match slots.try_enter(&ns, &name) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            ctx.metrics.reconciles.observe_deferred();
+                            return Ok(Action::requeue(namespace_busy_retry(&name)));
+                        }
+                    },
+                    Lane::PersonWaiting => None,
+                };
+                wrap_c(
+                    Reconciling::Canary(lane),
+                    Box::pin(async move {
+                        let _slot = slot;
+                        reconcile_canary(c, ctx).await
+                    }),
+                )
+                .await
+            })
+        }
+    };
+    let ctx = Arc::new(ctx);
+    let routine = canary_reconcile.clone();
     let canary_run = canary_ctl
         .shutdown_on_signal()
         .run(
-            move |c: Arc<Canary>, ctx: Arc<Context>| -> ReconcileFuture {
-                if !filter.admits(c.namespace().as_deref()) {
-                    // Another shard's namespace (or one that stopped matching).
-                    return Box::pin(async { Ok(Action::await_change()) });
-                }
-                let (lanes, slots, latest, wrap_c) =
-                    (lanes.clone(), slots.clone(), latest.clone(), wrap_c.clone());
-                let lane = match c.status.as_ref() {
-                    Some(s) if awaits_action_on_input(s) => Lane::PersonWaiting,
-                    _ => Lane::Routine,
-                };
-                // Only the name waits for a slot: a queued copy of the Canary would stay
-                // in memory beside the newer one the store holds (a start-up queue of
-                // thousands), and be stale by the time the slot comes.
-                let key = ObjectRef::<Canary>::new(&c.name_any())
-                    .within(&c.namespace().unwrap_or_default());
-                drop(c);
-                Box::pin(async move {
-                    let Some(entered) = lanes.enter(lane).await else {
-                        return Ok(Action::requeue(namespace_busy_retry(&key.name)));
-                    };
-                    let Some(c) = latest.get(&key) else {
-                        // Gone while it waited (its finalizer done): nothing to do.
-                        return Ok(Action::await_change());
-                    };
-                    // A namespace runs at most its share of the slots: the others are
-                    // put off at once (their slot freed) and come back when a slot
-                    // there frees (the retry is the fallback).
-                    let Some(slot) =
-                        slots.try_enter(&c.namespace().unwrap_or_default(), &c.name_any())
-                    else {
-                        ctx.metrics.reconciles.observe_deferred();
-                        return Ok(Action::requeue(namespace_busy_retry(&c.name_any())));
-                    };
-                    // Boxed only now: a reconcile waiting for its lane stays small.
-                    wrap_c(
-                        Reconciling::Canary(entered.lane),
-                        Box::pin(async move {
-                            let _slot = (slot, entered);
-                            reconcile_canary(c, ctx).await
-                        }),
-                    )
-                    .await
-                })
-            },
+            move |c, ctx| routine(c, ctx, Lane::Routine),
             error_policy,
-            Arc::new(ctx),
+            ctx.clone(),
         )
         .for_each(|_| async {});
+    let people_run = async move {
+        let Some(stream) = people_stream else {
+            return;
+        };
+        let people = controller::Config::default()
+            .concurrency(Lane::people_slots(opts.reconcile_concurrency.max(1)));
+        Controller::for_shared_stream(stream, canaries_for_people)
+            .with_config(people)
+            .shutdown_on_signal()
+            .run(
+                move |c: Arc<Canary>, ctx: Arc<Context>| -> ReconcileFuture {
+                    let run = canary_reconcile(c.clone(), ctx.clone(), Lane::PersonWaiting);
+                    // Once: whatever comes next (the step's checks, a retry after an
+                    // error) the routine controller schedules, which the same change
+                    // woke too.
+                    Box::pin(async move {
+                        if let Err(e) = run.await {
+                            error_policy(c, &e, ctx);
+                        }
+                        Ok(Action::await_change())
+                    })
+                },
+                |_, _, _| Action::await_change(),
+                ctx,
+            )
+            .for_each(|_| async {})
+            .await
+    };
 
     let (materialize_ns, materialize_ns_watch) = namespace_watch(&client, &opts.shard);
     let (mut materialize_ctl, deployments) = match shared {
@@ -611,7 +642,7 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
         }
     };
     let result = tokio::select! {
-        _ = async { tokio::join!(canary_run, materialize_run, policy_status, readiness) } => Ok(()),
+        _ = async { tokio::join!(canary_run, people_run, materialize_run, policy_status, readiness) } => Ok(()),
         e = lease_watch => Err(e),
         r = health_task => match r {
             Ok(Err(e)) => Err(e),
