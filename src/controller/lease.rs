@@ -20,6 +20,9 @@ use kube::api::PostParams;
 use kube::Api;
 use tokio::time::Instant;
 
+use super::fence::Fence;
+use super::run::RunError;
+
 /// The leader-election timings, checked together because their order is what makes
 /// leadership exclusive (see [`super::fence`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -202,6 +205,65 @@ impl LeaseLock {
             }
             Err(e) if is_conflict(&e) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// Block until this replica holds the lease (a standby looks every retry period), then
+/// open the fence.
+pub(super) async fn acquire_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration) {
+    loop {
+        // The fence counts from before the request: the record it writes cannot be
+        // older than this.
+        let started = tokio::time::Instant::now();
+        match lock.try_acquire_or_renew(chrono::Utc::now()).await {
+            Ok(true) => {
+                fence.renewed(started);
+                return;
+            }
+            Ok(false) => {}
+            // A standby rides out API errors: restarting would only forget what it has
+            // observed of the Lease and make the takeover later.
+            Err(e) => tracing::warn!(error = %e, "reading the leader lease failed"),
+        }
+        tokio::time::sleep(retry_period).await;
+    }
+}
+
+/// Renew the lease every retry period; returns (with the fence revoked) when the lease
+/// is lost to another holder or the renew deadline passes without a successful
+/// renewal. The fence closes at that deadline on its own, so writers stop even while
+/// this task is stalled.
+pub(super) async fn keep_lease(
+    lock: &mut LeaseLock,
+    fence: &Fence,
+    retry_period: Duration,
+) -> RunError {
+    let identity = lock.identity().to_string();
+    let lost = |why: &str| {
+        fence.revoke();
+        tracing::warn!(reason = why, "leadership lost; writes stop");
+        RunError::LeaseLost(identity.clone())
+    };
+    loop {
+        let Some(deadline) = fence.valid_until() else {
+            return lost("the fence is closed");
+        };
+        // Never sleep past the deadline: a late renewal would be no use.
+        let next = (tokio::time::Instant::now() + retry_period).min(deadline);
+        tokio::time::sleep_until(next).await;
+        if fence.check().is_err() {
+            return lost("no successful renewal within the renew deadline");
+        }
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout_at(deadline, lock.try_acquire_or_renew(chrono::Utc::now())).await
+        {
+            Ok(Ok(true)) => fence.renewed(started),
+            Ok(Ok(false)) => return lost("another replica holds the lease"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease renewal failed; retrying until the renew deadline")
+            }
+            Err(_) => return lost("the renewal did not finish before the renew deadline"),
         }
     }
 }

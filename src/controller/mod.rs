@@ -8,6 +8,7 @@ mod health;
 pub mod lease;
 pub mod materialize;
 pub mod notifiers;
+mod people;
 pub mod policies;
 pub mod policy_status;
 mod reconcile;

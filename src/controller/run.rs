@@ -18,16 +18,17 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, Controller, WatchStreamExt};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use super::fence::Fence;
 use super::health::health;
 pub use super::health::health_router;
-use super::lease::{check_timings, lease_duration_secs, LeaseLock, LeaseTimingError};
+use super::lease::{
+    acquire_lease, check_timings, keep_lease, lease_duration_secs, LeaseLock, LeaseTimingError,
+};
 use super::materialize::{materialize_error_policy, reconcile_deployment, MaterializeContext};
+use super::people;
 use super::shard::{NamespaceFilter, Shard};
 use super::{error_policy, reconcile_canary, Context, ReconcileError};
 use crate::crd::{Canary, CANARY_LABEL};
 use crate::limits::Lane;
-use crate::rollout::awaits_action_on_input;
 use crate::workloads::deployments::CachedDeployment;
 
 /// How the controller runs, as `serin controller` flags set it.
@@ -126,65 +127,6 @@ where
         None => Api::all(client.clone()),
     }
 }
-
-/// Block until this replica holds the lease (a standby looks every retry period), then
-/// open the fence.
-async fn acquire_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration) {
-    loop {
-        // The fence counts from before the request: the record it writes cannot be
-        // older than this.
-        let started = tokio::time::Instant::now();
-        match lock.try_acquire_or_renew(chrono::Utc::now()).await {
-            Ok(true) => {
-                fence.renewed(started);
-                return;
-            }
-            Ok(false) => {}
-            // A standby rides out API errors: restarting would only forget what it has
-            // observed of the Lease and make the takeover later.
-            Err(e) => tracing::warn!(error = %e, "reading the leader lease failed"),
-        }
-        tokio::time::sleep(retry_period).await;
-    }
-}
-
-/// Renew the lease every retry period; returns (with the fence revoked) when the lease
-/// is lost to another holder or the renew deadline passes without a successful
-/// renewal. The fence closes at that deadline on its own, so writers stop even while
-/// this task is stalled.
-async fn keep_lease(lock: &mut LeaseLock, fence: &Fence, retry_period: Duration) -> RunError {
-    let identity = lock.identity().to_string();
-    let lost = |why: &str| {
-        fence.revoke();
-        tracing::warn!(reason = why, "leadership lost; writes stop");
-        RunError::LeaseLost(identity.clone())
-    };
-    loop {
-        let Some(deadline) = fence.valid_until() else {
-            return lost("the fence is closed");
-        };
-        // Never sleep past the deadline: a late renewal would be no use.
-        let next = (tokio::time::Instant::now() + retry_period).min(deadline);
-        tokio::time::sleep_until(next).await;
-        if fence.check().is_err() {
-            return lost("no successful renewal within the renew deadline");
-        }
-        let started = tokio::time::Instant::now();
-        match tokio::time::timeout_at(deadline, lock.try_acquire_or_renew(chrono::Utc::now())).await
-        {
-            Ok(Ok(true)) => fence.renewed(started),
-            Ok(Ok(false)) => return lost("another replica holds the lease"),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "lease renewal failed; retrying until the renew deadline")
-            }
-            Err(_) => return lost("the renewal did not finish before the renew deadline"),
-        }
-    }
-}
-
-/// Canary changes the shared watch buffers for the people's controller (it keeps up:
-/// it drops all but the few Canaries holding a person's input).
-const CANARY_SUBSCRIBER_BUFFER: usize = 1024;
 
 /// Default of `--reconcile-concurrency`, the reconciles in flight per controller.
 /// Unbounded, a burst (start-up with a thousand Canaries) ran a thousand reconciles at
@@ -331,11 +273,11 @@ where
 }
 
 /// Run until a signal, or until the lease is lost (an error: the process should exit).
-/// With leader election the reconcilers get the leader's [`Fence`] in their context.
+/// With leader election the reconcilers get the leader's [`Fence`](super::fence::Fence) in their context.
 ///
 /// `client` serves the lease and the watches; `ctx.fence` is the leader's fence, which
 /// the lease keeper opens and closes. With leader election, build it with
-/// [`Fence::new`] and give the Context's adapters a client made by
+/// [`Fence::new`](super::fence::Fence::new) and give the Context's adapters a client made by
 /// [`super::fence::fenced_client`], so that every write stops when it closes.
 pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), RunError> {
     if opts.leader_election {
@@ -375,15 +317,8 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     };
 
     let (canary_ns, canary_ns_watch) = namespace_watch(&client, &opts.shard);
-    let (canaries, writer) = reflector::store_shared::<Canary>(CANARY_SUBSCRIBER_BUFFER);
-    // A second controller, with slots of its own, reconciles the Canaries holding a
-    // person's input: kube-runtime's scheduler has no priorities, so behind a burst of
-    // analyses that came due together an approval would wait for all of them.
-    let people_stream = writer.subscribe().map(|s| {
-        s.filter(|c: &Arc<Canary>| {
-            std::future::ready(c.status.as_ref().is_some_and(awaits_action_on_input))
-        })
-    });
+    let (canaries, writer) = reflector::store_shared::<Canary>(people::SUBSCRIBER_BUFFER);
+    let people_stream = writer.subscribe().map(people::holding_input);
     let canary_stream = reflector::reflector(
         writer,
         watcher(api::<Canary>(&client, ns), watch_config(&opts.shard))
@@ -549,34 +484,13 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let people_run = async move {
-        let Some(stream) = people_stream else {
-            return;
-        };
-        let people = controller::Config::default()
-            .concurrency(Lane::people_slots(opts.reconcile_concurrency.max(1)));
-        Controller::for_shared_stream(stream, canaries_for_people)
-            .with_config(people)
-            .shutdown_on_signal()
-            .run(
-                move |c: Arc<Canary>, ctx: Arc<Context>| -> ReconcileFuture {
-                    let run = canary_reconcile(c.clone(), ctx.clone(), Lane::PersonWaiting);
-                    // Once: whatever comes next (the step's checks, a retry after an
-                    // error) the routine controller schedules, which the same change
-                    // woke too.
-                    Box::pin(async move {
-                        if let Err(e) = run.await {
-                            error_policy(c, &e, ctx);
-                        }
-                        Ok(Action::await_change())
-                    })
-                },
-                |_, _, _| Action::await_change(),
-                ctx,
-            )
-            .for_each(|_| async {})
-            .await
-    };
+    let people_run = people::run(
+        people_stream,
+        canaries_for_people,
+        Lane::people_slots(opts.reconcile_concurrency.max(1)),
+        move |c, ctx| canary_reconcile(c, ctx, Lane::PersonWaiting),
+        ctx,
+    );
 
     let (materialize_ns, materialize_ns_watch) = namespace_watch(&client, &opts.shard);
     let (mut materialize_ctl, deployments) = match shared {

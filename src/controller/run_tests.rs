@@ -1,6 +1,7 @@
 //! Leader lease keeping, against the mock API server; what the Canary store keeps.
 
 use super::*;
+use crate::controller::fence::Fence;
 use crate::testing::{expect, status_body, Exchange, MockApi};
 use serde_json::json;
 use tokio::time::Instant;

@@ -4,15 +4,11 @@
 //! bytes; the cache holds up to three Services per Canary. Writes never start from a
 //! cached copy.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use k8s_openapi::NamespaceResourceScope;
-use kube::Resource;
-use serde::{Deserialize, Deserializer};
 
 use super::pairs::Pairs;
 use crate::traffic::WEIGHT_ANNOTATION;
@@ -92,38 +88,7 @@ impl CachedService {
     }
 }
 
-impl<'de> Deserialize<'de> for CachedService {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Service::deserialize(d).map(Self::from)
-    }
-}
-
-impl Resource for CachedService {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        <Service as Resource>::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        <Service as Resource>::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        <Service as Resource>::version(&())
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        <Service as Resource>::api_version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <Service as Resource>::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+cached_resource!(CachedService, Service);
 
 #[cfg(test)]
 mod tests {

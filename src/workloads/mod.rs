@@ -8,6 +8,48 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use crate::crd::ServiceSpec;
 use crate::error_kind::ErrorKind;
 
+/// Implements `Resource` for a watch cache's slim copy of a Kubernetes kind: same kind,
+/// group, version and plural, metadata in its `metadata` field.
+macro_rules! cached_resource {
+    ($cached:ty, $kind:ty) => {
+        impl kube::Resource for $cached {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
+
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind as kube::Resource>::kind(&())
+            }
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind as kube::Resource>::group(&())
+            }
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind as kube::Resource>::version(&())
+            }
+            fn api_version(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind as kube::Resource>::api_version(&())
+            }
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                <$kind as kube::Resource>::plural(&())
+            }
+            fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(
+                &mut self,
+            ) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $cached {
+            /// The whole object, slimmed on the way in.
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$kind as serde::Deserialize>::deserialize(d).map(Self::from)
+            }
+        }
+    };
+}
+
 pub mod cached_service;
 pub mod deployments;
 pub mod fresh_store;

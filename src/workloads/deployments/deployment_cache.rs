@@ -15,7 +15,6 @@
 //! when absent), and the cache holds two per Canary. Writes never start from a cached
 //! copy.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -24,10 +23,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
-use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::{self, store::Writer, Store};
-use kube::Resource;
-use serde::{Deserialize, Deserializer};
 
 use super::primary::without_serin_annotations;
 use crate::workloads::fresh_store::{FreshStore, WatchProgress};
@@ -144,38 +140,7 @@ impl CachedDeployment {
     }
 }
 
-impl<'de> Deserialize<'de> for CachedDeployment {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Deployment::deserialize(d).map(Self::from)
-    }
-}
-
-impl Resource for CachedDeployment {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        <Deployment as Resource>::kind(&())
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        <Deployment as Resource>::group(&())
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        <Deployment as Resource>::version(&())
-    }
-    fn api_version(_: &()) -> Cow<'_, str> {
-        <Deployment as Resource>::api_version(&())
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        <Deployment as Resource>::plural(&())
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+cached_resource!(CachedDeployment, Deployment);
 
 /// The Deployment store, aware of serin's writes, and its writer until taken.
 #[derive(Clone)]

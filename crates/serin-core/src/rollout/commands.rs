@@ -2,7 +2,7 @@
 
 use super::transition::Machine;
 use super::{EventReason, NoteType};
-use crate::crd::{CanaryPhase, ReleaseResult};
+use crate::crd::{CanaryPhase, CommandKind, ReleaseResult};
 
 impl Machine<'_> {
     /// Abort, retry and pause/resume. Returns true when the step is decided.
@@ -14,8 +14,9 @@ impl Machine<'_> {
             CanaryPhase::Progressing | CanaryPhase::WaitingApproval
         );
         if in_flight {
-            let abort = super::human_input::abort_of(
+            let abort = super::human_input::command_since(
                 &self.obs.commands,
+                CommandKind::Abort,
                 rev.as_deref(),
                 self.s.release_started_at,
             );
@@ -28,8 +29,9 @@ impl Machine<'_> {
         }
         if phase == CanaryPhase::Failed {
             let target = self.obs.target_revision.as_str();
-            let retry = super::human_input::retry_of(
+            let retry = super::human_input::command_since(
                 &self.obs.commands,
+                CommandKind::Retry,
                 self.s.failed_revision.as_deref(),
                 self.s.last_transition_time,
             )

@@ -25,29 +25,16 @@ pub(super) fn gate_answer<'a>(
         .max_by_key(|a| a.at)
 }
 
-/// An abort of the release of `revision` that started at `started`.
-pub(super) fn abort_of<'a>(
+/// A command of `kind` for `revision`, given at `since` or later: an abort of the
+/// release that started then, a retry of the revision rolled back then.
+pub(super) fn command_since<'a>(
     commands: &'a [Command],
+    kind: CommandKind,
     revision: Option<&str>,
-    started: Option<DateTime<Utc>>,
+    since: Option<DateTime<Utc>>,
 ) -> Option<&'a Command> {
     commands.iter().find(|c| {
-        c.kind == CommandKind::Abort
-            && Some(c.revision.as_str()) == revision
-            && started.is_none_or(|t| c.at >= t)
-    })
-}
-
-/// A retry of `failed`, the revision rolled back at `failed_at`.
-pub(super) fn retry_of<'a>(
-    commands: &'a [Command],
-    failed: Option<&str>,
-    failed_at: Option<DateTime<Utc>>,
-) -> Option<&'a Command> {
-    commands.iter().find(|c| {
-        c.kind == CommandKind::Retry
-            && Some(c.revision.as_str()) == failed
-            && failed_at.is_none_or(|t| c.at >= t)
+        c.kind == kind && Some(c.revision.as_str()) == revision && since.is_none_or(|t| c.at >= t)
     })
 }
 
@@ -69,10 +56,18 @@ pub fn awaits_action_on_input(s: &CanaryStatus) -> bool {
                     )
                     .is_some()
                 });
-            answered || abort_of(&s.commands, revision, s.release_started_at).is_some()
+            answered
+                || command_since(
+                    &s.commands,
+                    CommandKind::Abort,
+                    revision,
+                    s.release_started_at,
+                )
+                .is_some()
         }
-        CanaryPhase::Failed => retry_of(
+        CanaryPhase::Failed => command_since(
             &s.commands,
+            CommandKind::Retry,
             s.failed_revision.as_deref(),
             s.last_transition_time,
         )
