@@ -108,7 +108,7 @@ async fn materialize(
     let name = d.name_any();
     let mut existing = ctx.canaries.get(&ObjectRef::new(&name).within(&ns));
     let api: Api<Canary> = Api::namespaced(ctx.client.clone(), &ns);
-    let annotations = d.annotations();
+    let annotations = &d.annotations().to_map();
     let enabled =
         is_enabled(annotations).map(|on| on.then(|| spec_from_annotations(&name, annotations)));
     if existing.is_none() && ctx.shard.labels.is_some() && matches!(enabled, Ok(Some(_))) {
@@ -117,7 +117,7 @@ async fn materialize(
         // must be seen before applying over it.
         existing = api.get_opt(&name).await?.map(Arc::new);
     }
-    let shard_labels = ctx.shard.labels_to_copy(d.labels());
+    let shard_labels = ctx.shard.labels_to_copy(&d.labels().to_map());
     let outcome = match enabled {
         Ok(None) => {
             if let Some(c) =

@@ -350,7 +350,10 @@ pub async fn run(client: Client, ctx: Context, opts: RunOptions) -> Result<(), R
     // repaired at once.
     let wakes = move |d: &CachedDeployment| {
         let ns = d.namespace().filter(|ns| mapper_ns.admits(Some(ns)))?;
-        let name = owning_canary(d).unwrap_or_else(|| d.name_any());
+        let name = d
+            .labels()
+            .get(CANARY_LABEL)
+            .map_or_else(|| d.name_any(), str::to_string);
         Some(ObjectRef::<Canary>::new(&name).within(&ns))
     };
     let deployment_meta = || -> Api<PartialObjectMeta<Deployment>> {

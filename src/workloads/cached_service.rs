@@ -1,8 +1,8 @@
 //! A Service as serin's watch cache keeps it: what the checks compare (labels, owners,
 //! the weight annotation, selector and ports) and the metadata a cache needs. The
-//! k8s-openapi `Service` is 824 bytes inline and its selector a `BTreeMap` node of 544
-//! bytes; the cache holds up to three Services per Canary. Writes never start from a
-//! cached copy.
+//! k8s-openapi `Service` is 824 bytes inline and each of its maps (labels, selector) a
+//! `BTreeMap` node of 544 bytes; the cache holds up to three Services per Canary.
+//! Writes never start from a cached copy.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +15,11 @@ use crate::traffic::WEIGHT_ANNOTATION;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedService {
-    /// Without managedFields or annotations other than the weight.
+    /// Identity and owners only: no managedFields, labels or annotations (the labels
+    /// are kept as pairs, the weight annotation parsed).
     pub metadata: ObjectMeta,
+    labels: Pairs,
+    weight: Option<i32>,
     selector: Option<Pairs>,
     ports: Box<[PortKey]>,
 }
@@ -50,15 +53,16 @@ impl From<Service> for CachedService {
     fn from(s: Service) -> Self {
         let mut metadata = s.metadata;
         metadata.managed_fields = None;
-        if let Some(a) = metadata.annotations.as_mut() {
-            a.retain(|k, _| k == WEIGHT_ANNOTATION);
-        }
-        if metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
-            metadata.annotations = None;
-        }
+        let weight = metadata
+            .annotations
+            .take()
+            .and_then(|a| a.get(WEIGHT_ANNOTATION)?.parse::<i32>().ok());
+        let labels = metadata.labels.take().map(Pairs::from).unwrap_or_default();
         let ports = PortKey::of(s.spec.as_ref()).into_boxed_slice();
         Self {
             metadata,
+            labels,
+            weight,
             selector: s.spec.and_then(|s| s.selector).map(Pairs::from),
             ports,
         }
@@ -80,11 +84,13 @@ impl CachedService {
 
     /// The weight serin last wrote on it, if it parses.
     pub fn weight(&self) -> Option<i32> {
-        self.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(WEIGHT_ANNOTATION))
-            .and_then(|w| w.parse::<i32>().ok())
+        self.weight
+    }
+
+    /// Its labels (also what `ResourceExt::labels` would answer, which reads the
+    /// emptied `metadata` and is shadowed by this).
+    pub fn labels(&self) -> &Pairs {
+        &self.labels
     }
 }
 
@@ -110,7 +116,8 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(s.weight(), Some(25));
-        assert_eq!(s.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        assert_eq!(s.labels().get("serin.dev/canary"), Some("podinfo"));
+        assert!(s.metadata.annotations.is_none() && s.metadata.labels.is_none());
         assert!(s.metadata.managed_fields.is_none());
         assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
         assert!(s.selects(&BTreeMap::from([("app".into(), "podinfo".into())])));

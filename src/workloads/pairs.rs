@@ -13,6 +13,23 @@ impl From<BTreeMap<String, String>> for Pairs {
 }
 
 impl Pairs {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The map, or `None` for no entries (as an absent map is serialized).
+    pub fn to_optional_map(&self) -> Option<BTreeMap<String, String>> {
+        (!self.is_empty()).then(|| self.to_map())
+    }
+
     pub fn to_map(&self) -> BTreeMap<String, String> {
         self.0
             .iter()
@@ -52,5 +69,19 @@ mod tests {
         assert!(!p.is(&map(&[("a", "1"), ("b", "3")])), "another value");
         assert!(!p.is(&map(&[("a", "1"), ("c", "2")])), "another key");
         assert!(Pairs::default().is(&BTreeMap::new()));
+    }
+
+    #[test]
+    fn a_key_is_found_by_its_exact_name() {
+        let p = Pairs::from(map(&[("c", "3"), ("a", "1"), ("b", "2")]));
+        assert_eq!(
+            (p.get("a"), p.get("b"), p.get("c")),
+            (Some("1"), Some("2"), Some("3"))
+        );
+        assert_eq!(p.get("ab"), None);
+        assert_eq!(p.get(""), None);
+        assert_eq!(Pairs::default().get("a"), None);
+        assert_eq!(Pairs::default().to_optional_map(), None);
+        assert_eq!(p.to_optional_map().map(|m| m.len()), Some(3));
     }
 }

@@ -71,12 +71,7 @@ impl Watches {
             &mut self.services,
             "v1",
             "services",
-            |s: &mut CachedService| {
-                s.metadata
-                    .labels
-                    .as_ref()
-                    .is_some_and(|l| l.contains_key(crate::crd::CANARY_LABEL))
-            },
+            |s: &mut CachedService| s.labels().get(crate::crd::CANARY_LABEL).is_some(),
         );
         let all = |_: &mut _| true;
         relist(

@@ -123,7 +123,7 @@ impl OwnedCaches {
             .labels
             .iter()
             .flatten()
-            .all(|(k, v)| svc.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
+            .all(|(k, v)| svc.labels().get(k) == Some(v.as_str()));
         // A Canary deleted and created again owns its Services anew.
         let owners = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             m.owner_references

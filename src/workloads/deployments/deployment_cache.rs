@@ -45,7 +45,11 @@ pub(super) const CACHED_IMAGES: &str = "cache.serin.dev/images";
 /// deserializes from a Deployment, slimming it on the way in.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedDeployment {
+    /// Identity and owners only: the labels and annotations are kept as pairs below.
     pub metadata: ObjectMeta,
+    labels: Pairs,
+    /// Serin's own, and the cached revision and images.
+    annotations: Pairs,
     spec: Option<CachedSpec>,
     status: Option<DeploymentStatus>,
 }
@@ -92,8 +96,17 @@ impl From<Deployment> for CachedDeployment {
             }
             cached
         });
+        let mut metadata = d.metadata;
+        let labels = metadata.labels.take().map(Pairs::from).unwrap_or_default();
+        let annotations = metadata
+            .annotations
+            .take()
+            .map(Pairs::from)
+            .unwrap_or_default();
         Self {
-            metadata: d.metadata,
+            metadata,
+            labels,
+            annotations,
             spec,
             status: d.status,
         }
@@ -107,6 +120,18 @@ impl CachedDeployment {
             metadata,
             ..Default::default()
         })
+    }
+
+    /// Its labels (also what `ResourceExt::labels` would answer, which reads the
+    /// emptied `metadata` and is shadowed by this).
+    pub fn labels(&self) -> &Pairs {
+        &self.labels
+    }
+
+    /// Its annotations: serin's, and the cache's own (shadows `ResourceExt` as
+    /// [`Self::labels`] does).
+    pub fn annotations(&self) -> &Pairs {
+        &self.annotations
     }
 
     /// The cached copy as a Deployment, for code that reads Deployments.
@@ -133,7 +158,11 @@ impl CachedDeployment {
             ..Default::default()
         });
         Deployment {
-            metadata: self.metadata.clone(),
+            metadata: ObjectMeta {
+                labels: self.labels.to_optional_map(),
+                annotations: self.annotations.to_optional_map(),
+                ..self.metadata.clone()
+            },
             spec,
             status: self.status.clone(),
         }

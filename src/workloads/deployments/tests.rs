@@ -470,14 +470,20 @@ async fn observing_from_the_deployment_cache_sees_what_the_api_shows_without_rea
         template.spec.unwrap().containers[0].image.as_deref(),
         Some("api:1")
     );
-    let kept: Vec<&String> = slim
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .map(|(k, _)| k)
-        .collect();
+    let kept: Vec<String> = slim.annotations().to_map().into_keys().collect();
     assert_eq!(kept, ["cache.serin.dev/images", "cache.serin.dev/revision"]);
+    // Kept as pairs, not in the metadata's maps (a `BTreeMap` node each).
+    assert!(slim.metadata.annotations.is_none() && slim.metadata.labels.is_none());
+    let labels = server
+        .get("apps/v1", "deployments", Some(NS), "podinfo")
+        .and_then(|d| serde_json::from_value::<Deployment>(d).ok())
+        .and_then(|d| d.metadata.labels);
+    assert!(labels.as_ref().is_some_and(|l| !l.is_empty()));
+    assert_eq!(
+        slim.to_deployment().metadata.labels,
+        labels,
+        "the copy as a Deployment has the labels back"
+    );
 }
 
 #[tokio::test]
