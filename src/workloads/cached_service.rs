@@ -15,10 +15,12 @@ use crate::traffic::WEIGHT_ANNOTATION;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedService {
-    /// Identity and owners only: no managedFields, labels or annotations (the labels
-    /// are kept as pairs, the weight annotation parsed).
+    /// Identity only: no managedFields, labels, annotations or owners (the labels are
+    /// kept as pairs, the weight annotation parsed, the owners' uids alone).
     pub metadata: ObjectMeta,
     labels: Pairs,
+    /// An owner reference is four strings and 100 bytes inline; serin compares uids.
+    owner_uids: Box<[Box<str>]>,
     weight: Option<i32>,
     selector: Option<Pairs>,
     ports: Box<[PortKey]>,
@@ -58,10 +60,18 @@ impl From<Service> for CachedService {
             .take()
             .and_then(|a| a.get(WEIGHT_ANNOTATION)?.parse::<i32>().ok());
         let labels = metadata.labels.take().map(Pairs::from).unwrap_or_default();
+        let owner_uids = metadata
+            .owner_references
+            .take()
+            .into_iter()
+            .flatten()
+            .map(|o| o.uid.into_boxed_str())
+            .collect();
         let ports = PortKey::of(s.spec.as_ref()).into_boxed_slice();
         Self {
             metadata,
             labels,
+            owner_uids,
             weight,
             selector: s.spec.and_then(|s| s.selector).map(Pairs::from),
             ports,
@@ -92,6 +102,11 @@ impl CachedService {
     pub fn labels(&self) -> &Pairs {
         &self.labels
     }
+
+    /// Whether its owners are exactly those with `uids`, in order.
+    pub fn owned_by<'a>(&self, uids: impl IntoIterator<Item = &'a str>) -> bool {
+        self.owner_uids.iter().map(|u| &**u).eq(uids)
+    }
 }
 
 cached_resource!(CachedService, Service);
@@ -108,6 +123,8 @@ mod tests {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "podinfo", "namespace": "shop", "resourceVersion": "7",
                 "labels": {"serin.dev/canary": "podinfo"},
+                "ownerReferences": [{"apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
+                    "name": "podinfo", "uid": "u-1", "controller": true}],
                 "annotations": {WEIGHT_ANNOTATION: "25", "kubectl.kubernetes.io/last-applied-configuration": "{}"},
                 "managedFields": [{"manager": "serin", "operation": "Apply"}]},
             "spec": {"selector": {"app": "podinfo"}, "clusterIP": "10.0.0.1",
@@ -118,6 +135,10 @@ mod tests {
         assert_eq!(s.weight(), Some(25));
         assert_eq!(s.labels().get("serin.dev/canary"), Some("podinfo"));
         assert!(s.metadata.annotations.is_none() && s.metadata.labels.is_none());
+        assert!(s.owned_by(["u-1"]));
+        assert!(!s.owned_by(["u-2"]), "a Canary created again owns it anew");
+        assert!(!s.owned_by([]) && !s.owned_by(["u-1", "u-2"]));
+        assert!(s.metadata.owner_references.is_none());
         assert!(s.metadata.managed_fields.is_none());
         assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
         assert!(s.selects(&BTreeMap::from([("app".into(), "podinfo".into())])));
@@ -135,6 +156,7 @@ mod tests {
         // No selector selects nothing more than the empty one.
         let bare = CachedService::from(Service::default());
         assert!(bare.selects(&BTreeMap::new()));
+        assert!(bare.owned_by([]));
         assert_eq!(bare.weight(), None);
     }
 }

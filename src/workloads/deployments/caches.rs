@@ -125,14 +125,13 @@ impl OwnedCaches {
             .flatten()
             .all(|(k, v)| svc.labels().get(k) == Some(v.as_str()));
         // A Canary deleted and created again owns its Services anew.
-        let owners = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
-            m.owner_references
+        let owned_alike = svc.owned_by(
+            want.metadata
+                .owner_references
                 .iter()
                 .flatten()
-                .map(|o| o.uid.clone())
-                .collect::<Vec<_>>()
-        };
-        let owned_alike = owners(&svc.metadata) == owners(&want.metadata);
+                .map(|o| o.uid.as_str()),
+        );
         let want_selector = want
             .spec
             .as_ref()
