@@ -59,7 +59,7 @@ impl From<Service> for CachedService {
             .annotations
             .take()
             .and_then(|a| a.get(WEIGHT_ANNOTATION)?.parse::<i32>().ok());
-        let labels = metadata.labels.take().map(Pairs::from).unwrap_or_default();
+        let labels = Pairs::take_from(&mut metadata.labels);
         let owner_uids = metadata
             .owner_references
             .take()

@@ -13,6 +13,11 @@ impl From<BTreeMap<String, String>> for Pairs {
 }
 
 impl Pairs {
+    /// Moves a metadata map out into pairs (a cached copy keeps them here instead).
+    pub fn take_from(map: &mut Option<BTreeMap<String, String>>) -> Self {
+        map.take().map(Self::from).unwrap_or_default()
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -83,5 +88,9 @@ mod tests {
         assert_eq!(Pairs::default().get("a"), None);
         assert_eq!(Pairs::default().to_optional_map(), None);
         assert_eq!(p.to_optional_map().map(|m| m.len()), Some(3));
+        let mut taken = Some(map(&[("a", "1")]));
+        assert_eq!(Pairs::take_from(&mut taken).get("a"), Some("1"));
+        assert_eq!(taken, None, "moved out");
+        assert!(Pairs::take_from(&mut None).is_empty());
     }
 }

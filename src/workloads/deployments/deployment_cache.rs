@@ -97,16 +97,10 @@ impl From<Deployment> for CachedDeployment {
             cached
         });
         let mut metadata = d.metadata;
-        let labels = metadata.labels.take().map(Pairs::from).unwrap_or_default();
-        let annotations = metadata
-            .annotations
-            .take()
-            .map(Pairs::from)
-            .unwrap_or_default();
         Self {
+            labels: Pairs::take_from(&mut metadata.labels),
+            annotations: Pairs::take_from(&mut metadata.annotations),
             metadata,
-            labels,
-            annotations,
             spec,
             status: d.status,
         }
