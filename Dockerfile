@@ -2,7 +2,8 @@
 # serin controller image: a static binary on distroless, non-root, nothing else.
 #   docker build -t serin:dev .
 # Build stage: musl for a fully static binary (rustls, no OpenSSL). reqwest's rustls
-# feature also builds aws-lc-rs (C), so the stage needs musl-gcc from musl-tools.
+# feature also builds aws-lc-rs (C) and the allocator is jemalloc (C, configured in
+# .cargo/config.toml), so the stage needs musl-gcc from musl-tools.
 FROM rust:1.95-bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends musl-tools \
@@ -10,6 +11,7 @@ RUN apt-get update \
  && rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY crates ./crates
 COPY src ./src
 COPY benches ./benches

@@ -52,6 +52,11 @@
 
 #![recursion_limit = "256"]
 
+/// The shipped binary's allocator and settings, so RSS is what a user's controller has.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[path = "scale/controller.rs"]
 mod controller;
 #[path = "scale/figures.rs"]
