@@ -44,8 +44,8 @@ struct Cpu {
 fn cpu(samples: &[Sample], which: &str, phase: u8) -> Cpu {
     let mut v: Vec<Duration> = samples
         .iter()
-        .filter(|s| s.which == which && s.phase == phase)
-        .map(|s| s.cpu)
+        .filter(|s| s.which() == which && s.phase == phase)
+        .map(|s| s.cpu())
         .collect();
     v.sort();
     Cpu {

@@ -249,7 +249,7 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let canary = samples.since(from, "canary", RESTART);
         let onboarding = samples.since(from, "materialize", RESTART);
-        let since = |s: &super::controller::Sample| s.done.duration_since(inst.started);
+        let since = |s: &super::controller::Sample| samples.done(s).duration_since(inst.started);
         out.first_canary = canary.iter().map(since).min();
         out.first_onboarding = onboarding.iter().map(since).min();
         if canary.len() >= k.deployments {
@@ -269,8 +269,9 @@ pub async fn run_phases(k: &Knobs) -> Outcome {
         // Whole buckets only.
         let mut buckets = vec![0u64; (k.spread_secs / 10).max(1) as usize];
         for s in samples.of("canary", RESTART) {
-            if s.done > from {
-                let b = (s.done.duration_since(from).as_secs() / 10) as usize;
+            let done = samples.done(&s);
+            if done > from {
+                let b = (done.duration_since(from).as_secs() / 10) as usize;
                 if let Some(n) = buckets.get_mut(b) {
                     *n += 1;
                 }
