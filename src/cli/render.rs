@@ -337,7 +337,7 @@ pub fn render_status(c: &Canary, now: DateTime<Utc>) -> String {
         let _ = writeln!(out, "{line}");
     }
     wait_lines(&mut out, &name, s, now);
-    override_line(&mut out, s.emergency_override.as_ref(), now);
+    override_line(&mut out, s.emergency_override.as_deref(), now);
     liveness_lines(&mut out, c, now);
     if let Some(gate) = s.pending_gate {
         let _ = writeln!(

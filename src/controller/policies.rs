@@ -239,7 +239,11 @@ impl PolicyCaches {
         let promoted = self
             .canaries
             .get(&ObjectRef::new(&uname).within(&uns))
-            .and_then(|c| c.status.as_ref().and_then(|s| s.promoted.clone()));
+            .and_then(|c| {
+                c.status
+                    .as_ref()
+                    .and_then(|s| s.promoted.as_deref().cloned())
+            });
         Some(Upstream {
             canary: format!("{uns}/{uname}"),
             promoted,

@@ -337,7 +337,7 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
         .observe(&ns, &name, next.phase, next.canary_weight);
     ctx.metrics
         .policies
-        .observe(status.policy_wait.as_ref(), next.policy_wait.as_ref());
+        .observe(status.policy_wait.as_deref(), next.policy_wait.as_deref());
     ctx.metrics
         .canaries
         .observe_notes(&ns, &name, &prepared.decision.notes);

@@ -142,10 +142,14 @@ async fn a_healthy_leader_keeps_its_fence_open() {
 }
 
 #[test]
-fn the_canary_store_drops_managed_fields_and_kubectls_copy_but_keeps_other_annotations() {
+fn the_canary_store_drops_managed_fields_kubectls_copy_and_owners_but_keeps_the_rest() {
     let mut c: Canary = serde_json::from_value(json!({
         "apiVersion": "serin.dev/v1alpha1", "kind": "Canary",
-        "metadata": {"name": "podinfo", "namespace": "shop",
+        "metadata": {"name": "podinfo", "namespace": "shop", "uid": "c-1",
+            "labels": {"app.kubernetes.io/managed-by": "serin-annotations"},
+            "finalizers": ["serin.dev/handback"],
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                "name": "podinfo", "uid": "d-1", "controller": false}],
             "annotations": {LAST_APPLIED: "{\"spec\":{}}", "team": "shop"},
             "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
         "spec": {"targetRef": {"name": "podinfo"}},
@@ -154,6 +158,11 @@ fn the_canary_store_drops_managed_fields_and_kubectls_copy_but_keeps_other_annot
     let spec = c.spec.clone();
     slim_canary(&mut c);
     assert!(c.metadata.managed_fields.is_none());
+    assert!(c.metadata.owner_references.is_none());
+    // What reconciles read stays: labels (policies select by them), finalizers, uid.
+    assert_eq!(c.labels().len(), 1);
+    assert_eq!(c.finalizers(), ["serin.dev/handback"]);
+    assert_eq!(c.metadata.uid.as_deref(), Some("c-1"));
     assert_eq!(
         c.metadata.annotations,
         Some([("team".to_string(), "shop".to_string())].into())

@@ -209,14 +209,14 @@ mod tests {
                 at: t,
                 groups: Vec::new(),
             }],
-            emergency_override: Some(crate::crd::EmergencyOverrideRecord {
+            emergency_override: Some(Box::new(crate::crd::EmergencyOverrideRecord {
                 revision: "r".into(),
                 by: "oncall".into(),
                 via: "cli".into(),
                 reason: "hotfix".into(),
                 at: t,
                 until: None,
-            }),
+            })),
             // The controller's own record of announcing it is still written.
             override_announced: Some(t),
             ..Default::default()

@@ -166,14 +166,14 @@ fn an_override_is_recorded_for_the_waiting_revision_and_bounded() {
 
     // The same override again: unchanged.
     let mut done = c.clone();
-    done.status.as_mut().unwrap().emergency_override = Some(EmergencyOverrideRecord {
+    done.status.as_mut().unwrap().emergency_override = Some(Box::new(EmergencyOverrideRecord {
         revision: "r3".into(),
         by: "oncall".into(),
         via: "cli".into(),
         reason: "INC-42 hotfix".into(),
         at: now(),
         until: None,
-    });
+    }));
     assert!(matches!(
         plan_decision(
             &done,

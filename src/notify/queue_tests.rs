@@ -367,7 +367,7 @@ fn a_revision_waiting_for_policy_approvals_is_announced_with_its_gate_passage() 
         stable_revision: Some("rev1".into()),
         canary_revision: Some("rev1".into()),
         current_step: 3,
-        policy_wait: Some(crate::crd::PolicyWait {
+        policy_wait: Some(Box::new(crate::crd::PolicyWait {
             reason: crate::crd::PolicyWaitReason::OutsideWindow,
             policy: "ReleasePolicy shop/prod".into(),
             revision: "rev2".into(),
@@ -382,7 +382,7 @@ fn a_revision_waiting_for_policy_approvals_is_announced_with_its_gate_passage() 
                 groups: vec![],
             }),
             since: Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap(),
-        }),
+        })),
         ..Default::default()
     };
     let note = Note {

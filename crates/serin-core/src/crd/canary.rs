@@ -442,6 +442,9 @@ pub struct Command {
     pub at: DateTime<Utc>,
 }
 
+/// The parts most Canaries lack at any time (a policy's wait, an emergency override,
+/// the last promotion's images) are boxed: the controller's watch cache keeps a Canary
+/// per Canary, and these inline would put each in a larger allocation class.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
@@ -525,10 +528,10 @@ pub struct CanaryStatus {
     pub history: Vec<ReleaseRecord>,
     /// Why a release policy keeps the release back, while it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_wait: Option<super::PolicyWait>,
+    pub policy_wait: Option<Box<super::PolicyWait>>,
     /// An emergency override of the release windows and blackouts (approval API).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub emergency_override: Option<super::EmergencyOverrideRecord>,
+    pub emergency_override: Option<Box<super::EmergencyOverrideRecord>>,
     /// `at` of the emergency override already announced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub override_announced: Option<DateTime<Utc>>,
@@ -537,7 +540,7 @@ pub struct CanaryStatus {
     pub release_images: BTreeMap<String, String>,
     /// The images of the revision last promoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub promoted: Option<super::PromotedImages>,
+    pub promoted: Option<Box<super::PromotedImages>>,
 }
 
 /// How many ended releases `status.history` keeps.
@@ -589,4 +592,17 @@ pub struct ReleaseRecord {
     /// Canary weight when it ended (100 when promoted).
     #[serde(default)]
     pub weight: i32,
+}
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// The watch cache holds one Canary per Canary in an `Arc` (two counters, 16
+    /// bytes): with them it fits jemalloc's 1,536-byte class (the next is 1,792).
+    #[test]
+    fn a_cached_canary_fits_its_allocation_class() {
+        let size = std::mem::size_of::<Canary>() + 16;
+        assert!(size <= 1536, "a Canary in an Arc is {size} bytes");
+    }
 }

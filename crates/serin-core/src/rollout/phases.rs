@@ -247,11 +247,11 @@ impl Machine<'_> {
             };
             self.record(ReleaseResult::Promoted, why, 100);
             if !self.s.release_images.is_empty() {
-                self.s.promoted = Some(PromotedImages {
+                self.s.promoted = Some(Box::new(PromotedImages {
                     revision: self.revision(),
                     images: std::mem::take(&mut self.s.release_images),
                     at: self.now,
-                });
+                }));
             }
             self.s.policy_wait = None;
             self.s.current_step = 0;

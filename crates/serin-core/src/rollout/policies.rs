@@ -265,7 +265,7 @@ impl Machine<'_> {
             ),
         };
         let message = format!("{what}: {}", h.message);
-        self.s.policy_wait = Some(PolicyWait {
+        self.s.policy_wait = Some(Box::new(PolicyWait {
             reason: h.reason,
             policy: h.policy,
             revision,
@@ -275,7 +275,7 @@ impl Machine<'_> {
             queue_position: h.queue_position,
             approvals: h.approvals,
             since,
-        });
+        }));
         if changed {
             self.note(NoteType::Normal, reason, message);
         } else {

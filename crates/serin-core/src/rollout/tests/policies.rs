@@ -243,14 +243,14 @@ fn an_emergency_override_lifts_a_freeze_and_is_announced_once() {
     assert!(w.message.contains("year-end"), "{}", w.message);
 
     let mut overridden = d.status.clone();
-    overridden.emergency_override = Some(EmergencyOverrideRecord {
+    overridden.emergency_override = Some(Box::new(EmergencyOverrideRecord {
         revision: "r2".into(),
         by: "oncall".into(),
         via: "cli".into(),
         reason: "hotfix for INC-42".into(),
         at: at(30),
         until: None,
-    });
+    }));
     let d2 = transition(&overridden, &p, &obs, at(60));
     assert_eq!(d2.status.phase, P::Progressing);
     assert_eq!(reasons(&d2), ["EmergencyOverride", "NewRevision"]);
