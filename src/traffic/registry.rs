@@ -13,8 +13,6 @@ use std::sync::Arc;
 use kube::api::ApiResource;
 use kube::Client;
 
-use crate::workloads::fresh_store::FreshStore;
-
 use super::{
     GatewayApiRouter, IngressNginxRouter, IstioRouter, RouterError, ServiceRouter, SmiRouter,
     TrafficRouter, WithApexService, DEFAULT_ANNOTATION_PREFIX,
@@ -234,7 +232,7 @@ pub struct RouterOptions {
     /// ingress-nginx's `--annotations-prefix`.
     pub ingress_annotation_prefix: String,
     /// serin's Services from a watch, for the apex Service's reads.
-    pub services: Option<FreshStore<crate::workloads::cached_service::CachedService>>,
+    pub services: Option<crate::workloads::service_store::ServiceCache>,
 }
 
 impl Default for RouterOptions {

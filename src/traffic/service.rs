@@ -18,14 +18,14 @@ use super::{RouteTarget, RouterError, RouterKind, TrafficRouter, WEIGHT_ANNOTATI
 use crate::crd::{Strategy, CANARY_LABEL};
 use crate::workloads::cached_service::CachedService;
 use crate::workloads::deployments::apply;
-use crate::workloads::fresh_store::FreshStore;
+use crate::workloads::service_store::ServiceCache;
 
 #[derive(Clone)]
 pub struct ServiceRouter {
     client: Client,
     /// serin's Services from a watch (the apex carries the Canary label once routed):
     /// the weight in place is read from it instead of a GET per reconcile.
-    cache: Option<FreshStore<CachedService>>,
+    cache: Option<ServiceCache>,
 }
 
 impl ServiceRouter {
@@ -36,7 +36,7 @@ impl ServiceRouter {
         }
     }
 
-    pub fn with_cache(mut self, cache: Option<FreshStore<CachedService>>) -> Self {
+    pub fn with_cache(mut self, cache: Option<ServiceCache>) -> Self {
         self.cache = cache;
         self
     }

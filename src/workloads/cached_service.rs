@@ -1,13 +1,13 @@
 //! A Service as serin's watch cache keeps it: what the checks compare (labels, owners,
-//! the weight annotation, selector and ports) and the metadata a cache needs. The
-//! k8s-openapi `Service` is 824 bytes inline and each of its maps (labels, selector) a
-//! `BTreeMap` node of 544 bytes; the cache holds up to three Services per Canary.
-//! Writes never start from a cached copy.
+//! the weight annotation, selector and ports) and its identity. The k8s-openapi
+//! `Service` is 824 bytes inline, its `ObjectMeta` alone 360, and each of its maps
+//! (labels, selector) a `BTreeMap` node of 544 bytes; the cache holds up to three
+//! Services per Canary, in a [`super::service_store::ServiceStore`]. Writes never start
+//! from a cached copy.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::pairs::Pairs;
@@ -15,9 +15,9 @@ use crate::traffic::WEIGHT_ANNOTATION;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CachedService {
-    /// Identity only: no managedFields, labels, annotations or owners (the labels are
-    /// kept as pairs, the weight annotation parsed, the owners' uids alone).
-    pub metadata: ObjectMeta,
+    namespace: Box<str>,
+    name: Box<str>,
+    resource_version: Option<Box<str>>,
     labels: Pairs,
     /// An owner reference is four strings and 100 bytes inline; serin compares uids.
     owner_uids: Box<[Box<str>]>,
@@ -54,7 +54,6 @@ impl PortKey {
 impl From<Service> for CachedService {
     fn from(s: Service) -> Self {
         let mut metadata = s.metadata;
-        metadata.managed_fields = None;
         let weight = metadata
             .annotations
             .take()
@@ -69,7 +68,9 @@ impl From<Service> for CachedService {
             .collect();
         let ports = PortKey::of(s.spec.as_ref()).into_boxed_slice();
         Self {
-            metadata,
+            namespace: metadata.namespace.unwrap_or_default().into(),
+            name: metadata.name.unwrap_or_default().into(),
+            resource_version: metadata.resource_version.map(String::into_boxed_str),
             labels,
             owner_uids,
             weight,
@@ -79,7 +80,26 @@ impl From<Service> for CachedService {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for CachedService {
+    /// The whole Service, slimmed on the way in.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Service::deserialize(d).map(Self::from)
+    }
+}
+
 impl CachedService {
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
     /// Whether the selector is exactly `selector` (an absent one is empty).
     pub fn selects(&self, selector: &BTreeMap<String, String>) -> bool {
         match &self.selector {
@@ -97,8 +117,6 @@ impl CachedService {
         self.weight
     }
 
-    /// Its labels (also what `ResourceExt::labels` would answer, which reads the
-    /// emptied `metadata` and is shadowed by this).
     pub fn labels(&self) -> &Pairs {
         &self.labels
     }
@@ -108,8 +126,6 @@ impl CachedService {
         self.owner_uids.iter().map(|u| &**u).eq(uids)
     }
 }
-
-cached_resource!(CachedService, Service);
 
 #[cfg(test)]
 mod tests {
@@ -134,13 +150,13 @@ mod tests {
         .unwrap();
         assert_eq!(s.weight(), Some(25));
         assert_eq!(s.labels().get("serin.dev/canary"), Some("podinfo"));
-        assert!(s.metadata.annotations.is_none() && s.metadata.labels.is_none());
         assert!(s.owned_by(["u-1"]));
         assert!(!s.owned_by(["u-2"]), "a Canary created again owns it anew");
         assert!(!s.owned_by([]) && !s.owned_by(["u-1", "u-2"]));
-        assert!(s.metadata.owner_references.is_none());
-        assert!(s.metadata.managed_fields.is_none());
-        assert_eq!(s.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            (s.namespace(), s.name(), s.resource_version()),
+            ("shop", "podinfo", Some("7"))
+        );
         assert!(s.selects(&BTreeMap::from([("app".into(), "podinfo".into())])));
         assert!(!s.selects(&BTreeMap::from([("app".into(), "podinfo-primary".into())])));
         assert!(!s.selects(&BTreeMap::new()));

@@ -90,12 +90,59 @@ impl<K> Default for WrittenByName<K> {
     }
 }
 
-/// A reflector's store plus serin's writes it may not have yet.
-pub struct FreshStore<K>
+/// What a [`FreshStore`] reads: a watch's store of `Object`s by namespace and name.
+/// kube's reflector [`Store`] is one; [`super::service_store::ServiceStore`] keeps
+/// Services without a whole `ObjectMeta` each.
+pub trait CacheStore: Clone + Send + Sync + 'static {
+    type Object: Clone + Send + Sync + 'static;
+
+    fn get(&self, ns: &str, name: &str) -> Option<Arc<Self::Object>>;
+
+    /// Whether the watch has delivered its first list.
+    fn is_listed(&self) -> bool;
+
+    fn filter(&self, keep: impl Fn(&Self::Object) -> bool) -> Vec<Arc<Self::Object>>;
+
+    /// An object's namespace and name.
+    fn key(o: &Self::Object) -> Option<(&str, &str)>;
+
+    fn resource_version(o: &Self::Object) -> Option<&str>;
+}
+
+impl<K> CacheStore for Store<K>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
-    store: Store<K>,
+    type Object = K;
+
+    fn get(&self, ns: &str, name: &str) -> Option<Arc<K>> {
+        Store::get(self, &ObjectRef::new(name).within(ns))
+    }
+
+    fn is_listed(&self) -> bool {
+        listed(self)
+    }
+
+    fn filter(&self, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
+        self.state_filter(keep)
+    }
+
+    fn key(o: &K) -> Option<(&str, &str)> {
+        let m = o.meta();
+        Some((m.namespace.as_deref()?, m.name.as_deref()?))
+    }
+
+    fn resource_version(o: &K) -> Option<&str> {
+        o.meta().resource_version.as_deref()
+    }
+}
+
+/// A watch's store plus serin's writes it may not have yet.
+pub struct FreshStore<K, S = Store<K>>
+where
+    S: CacheStore<Object = K>,
+{
+    store: S,
     written: Arc<Mutex<WrittenByName<K>>>,
     /// What the cache keeps of an object, applied to written copies too.
     slim: fn(&mut K),
@@ -104,9 +151,9 @@ where
     progress: Option<Arc<WatchProgress>>,
 }
 
-impl<K> Clone for FreshStore<K>
+impl<K, S> Clone for FreshStore<K, S>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    S: CacheStore<Object = K>,
 {
     fn clone(&self) -> Self {
         Self {
@@ -118,12 +165,13 @@ where
     }
 }
 
-impl<K> FreshStore<K>
+impl<K, S> FreshStore<K, S>
 where
-    K: Resource<DynamicType = ()> + Clone + 'static,
+    K: Clone,
+    S: CacheStore<Object = K>,
 {
     /// A store filled by a watch that slims each object with `slim`.
-    pub fn new(store: Store<K>, slim: fn(&mut K)) -> Self {
+    pub fn new(store: S, slim: fn(&mut K)) -> Self {
         Self {
             store,
             written: Arc::default(),
@@ -139,21 +187,21 @@ where
     }
 
     /// The store itself (reads ignore serin's pending writes).
-    pub fn store(&self) -> Store<K> {
+    pub fn store(&self) -> S {
         self.store.clone()
     }
 
     /// Whether the watch has delivered its first list.
     pub fn is_ready(&self) -> bool {
-        listed(&self.store)
+        self.store.is_listed()
     }
 
     /// Note serin's write: `written` as the API returned it.
     pub fn note_write(&self, written: &K) {
-        let meta = written.meta();
-        let (Some(ns), Some(name)) = (meta.namespace.clone(), meta.name.clone()) else {
+        let Some((ns, name)) = S::key(written) else {
             return;
         };
+        let (ns, name) = (ns.to_string(), name.to_string());
         let mut copy = written.clone();
         (self.slim)(&mut copy);
         self.note(ns, name, Some(Arc::new(copy)));
@@ -192,7 +240,7 @@ where
         if !self.is_ready() {
             return None;
         }
-        let cached = self.store.get(&ObjectRef::new(name).within(ns));
+        let cached = self.store.get(ns, name);
         let key = (ns.to_string(), name.to_string());
         let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
         let Some(w) = written.by_name.get(&key) else {
@@ -202,7 +250,7 @@ where
             written.by_name.remove(&key);
             return Some(cached);
         }
-        let version = |o: &Arc<K>| o.meta().resource_version.clone();
+        let version = |o: &Arc<K>| S::resource_version(o).map(str::to_string);
         match (&w.copy, &cached) {
             // Deleted, and the cache agrees.
             (None, None) => {
@@ -222,12 +270,7 @@ where
             // otherwise.
             (Some(ours), None) => {
                 let progress = self.progress.as_ref()?;
-                let written_at = ours
-                    .meta()
-                    .resource_version
-                    .as_deref()?
-                    .parse::<u64>()
-                    .ok()?;
+                let written_at = S::resource_version(ours)?.parse::<u64>().ok()?;
                 let behind = w.lists == progress.lists() && progress.watermark() < written_at;
                 behind.then(|| Some(ours.clone()))
             }
@@ -239,7 +282,7 @@ where
     /// The cached objects `keep` admits, whatever serin wrote since (for checks that
     /// confirm anything wrong with a fresh read); `None` until the first list.
     pub fn filter(&self, keep: impl Fn(&K) -> bool) -> Option<Vec<Arc<K>>> {
-        self.is_ready().then(|| self.store.state_filter(keep))
+        self.is_ready().then(|| self.store.filter(keep))
     }
 }
 

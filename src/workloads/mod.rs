@@ -56,6 +56,7 @@ pub mod fresh_store;
 pub(crate) mod pairs;
 pub mod pods;
 pub mod revision;
+pub mod service_store;
 
 /// The workload a Canary releases.
 #[derive(Clone, Debug, Default, PartialEq)]

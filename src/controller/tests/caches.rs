@@ -3,6 +3,7 @@
 //! and one that acts reads only what a write needs.
 
 use crate::workloads::cached_service::CachedService;
+use crate::workloads::service_store::{ServiceStore, ServiceWriter};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
@@ -21,22 +22,40 @@ use crate::workloads::deployments::{
 /// each watch would have delivered everything by the next reconcile.
 struct Watches {
     deployments: Writer<CachedDeployment>,
-    services: Writer<CachedService>,
+    services: ServiceWriter,
     hpas: Writer<HorizontalPodAutoscaler>,
     templates: Writer<AnalysisTemplate>,
     cluster_templates: Writer<ClusterAnalysisTemplate>,
 }
 
-fn relist<K>(
+/// What a watch feeds: kube's reflector writers and serin's Service writer.
+trait Feed<K> {
+    fn feed(&mut self, e: Event<K>);
+}
+
+impl<K> Feed<K> for Writer<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    fn feed(&mut self, e: Event<K>) {
+        self.apply_watcher_event(&e);
+    }
+}
+
+impl Feed<CachedService> for ServiceWriter {
+    fn feed(&mut self, e: Event<CachedService>) {
+        self.apply_watcher_event(e);
+    }
+}
+
+fn relist<K: DeserializeOwned>(
     server: &FakeApiServer,
-    w: &mut Writer<K>,
+    w: &mut impl Feed<K>,
     api_version: &str,
     plural: &str,
     keep: impl Fn(&mut K) -> bool,
-) where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + 'static,
-{
-    w.apply_watcher_event(&Event::Init);
+) {
+    w.feed(Event::Init);
     for name in server.object_names() {
         let mut parts = name.splitn(3, '/');
         let (Some(p), Some(ns), Some(n)) = (parts.next(), parts.next(), parts.next()) else {
@@ -51,10 +70,10 @@ fn relist<K>(
         };
         let mut obj: K = serde_json::from_value(v).unwrap();
         if keep(&mut obj) {
-            w.apply_watcher_event(&Event::InitApply(obj));
+            w.feed(Event::InitApply(obj));
         }
     }
-    w.apply_watcher_event(&Event::InitDone);
+    w.feed(Event::InitDone);
 }
 
 impl Watches {
@@ -101,7 +120,8 @@ impl Watches {
 /// `h` with every cache the controller runs, caught up.
 fn cached(h: Harness) -> (Harness, Watches) {
     let (deployments, dw) = reflector::store();
-    let (services, sw) = reflector::store();
+    let services = ServiceStore::default();
+    let sw = ServiceWriter::new(services.clone());
     let (hpas, hw) = reflector::store();
     let (templates, tw) = reflector::store();
     let (cluster, cw) = reflector::store();

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 use serde_json::json;
 
@@ -13,8 +12,8 @@ use super::{target, NS};
 use crate::crd::CANARY_LABEL;
 use crate::testing::apiserver::FakeApiServer;
 use crate::traffic::{RouteTarget, ServiceRouter, TrafficRouter, WEIGHT_ANNOTATION};
-use crate::workloads::cached_service::CachedService;
 use crate::workloads::fresh_store::FreshStore;
+use crate::workloads::service_store::{ServiceCache, ServiceStore, ServiceWriter};
 
 fn routed() -> RouteTarget {
     RouteTarget {
@@ -40,10 +39,11 @@ fn apex(server: &FakeApiServer) -> serde_json::Value {
 }
 
 /// An empty, listed cache of serin's Services and its writer.
-fn empty_cache() -> (FreshStore<CachedService>, Writer<CachedService>) {
-    let (store, mut writer) = reflector::store();
-    writer.apply_watcher_event(&Event::Init);
-    writer.apply_watcher_event(&Event::InitDone);
+fn empty_cache() -> (ServiceCache, ServiceWriter) {
+    let store = ServiceStore::default();
+    let mut writer = ServiceWriter::new(store.clone());
+    writer.apply_watcher_event(Event::Init);
+    writer.apply_watcher_event(Event::InitDone);
     (FreshStore::new(store, |_| {}), writer)
 }
 
@@ -71,7 +71,7 @@ async fn the_apex_weight_comes_from_the_cache_once_it_holds_serins_write() {
     assert_eq!(router.observed_weight(&t).await.unwrap(), Some(25));
     assert_eq!(apex_reads(&server), 1);
     // Once it has, no read.
-    writer.apply_watcher_event(&Event::Apply(serde_json::from_value(written).unwrap()));
+    writer.apply_watcher_event(Event::Apply(serde_json::from_value(written).unwrap()));
     assert_eq!(router.observed_weight(&t).await.unwrap(), Some(25));
     assert_eq!(apex_reads(&server), 0);
     // The next write, not yet back from the watch (the cache has 25): the copy the
@@ -81,13 +81,13 @@ async fn the_apex_weight_comes_from_the_cache_once_it_holds_serins_write() {
     assert_eq!(router.observed_weight(&t).await.unwrap(), Some(50));
     assert_eq!(apex_reads(&server), 0);
     let written = apex(&server);
-    writer.apply_watcher_event(&Event::Apply(serde_json::from_value(written).unwrap()));
+    writer.apply_watcher_event(Event::Apply(serde_json::from_value(written).unwrap()));
     // Someone else's later change, delivered by the watch, is seen without a read: a
     // selector that no longer realizes the weight reads as unknown (serin re-applies).
     let mut edited = apex(&server);
     edited["spec"]["selector"] = json!({"app": "other"});
     edited["metadata"]["resourceVersion"] = "999999".into();
-    writer.apply_watcher_event(&Event::Apply(serde_json::from_value(edited).unwrap()));
+    writer.apply_watcher_event(Event::Apply(serde_json::from_value(edited).unwrap()));
     assert_eq!(router.observed_weight(&t).await.unwrap(), None);
     assert_eq!(apex_reads(&server), 0);
 

@@ -18,19 +18,20 @@ use kube::{Api, Client};
 
 use super::deployment_cache::DeploymentCache;
 use crate::crd::CANARY_LABEL;
-use crate::workloads::cached_service::{CachedService, PortKey};
+use crate::workloads::cached_service::PortKey;
 use crate::workloads::fresh_store::{listed, watched, FreshStore};
+use crate::workloads::service_store::{watched_services, ServiceCache, ServiceStore};
 
 /// The caches, each filled by its own watch (the Deployments by the controller's).
 #[derive(Clone)]
 pub struct OwnedCaches {
     hpas: Store<HorizontalPodAutoscaler>,
-    pub(super) services: FreshStore<CachedService>,
+    pub(super) services: ServiceCache,
     pub(super) deployments: DeploymentCache,
 }
 
 /// Only what the checks compare is kept of an HPA: its name and spec (a Service is
-/// kept as a [`CachedService`]).
+/// kept as a [`crate::workloads::cached_service::CachedService`]).
 fn slim_hpa(h: &mut HorizontalPodAutoscaler) {
     h.metadata.managed_fields = None;
     h.metadata.annotations = None;
@@ -46,10 +47,9 @@ impl OwnedCaches {
             watcher::Config::default(),
             slim_hpa,
         );
-        let (services, progress) = watched(
+        let (services, progress) = watched_services(
             scoped(client, namespace),
             watcher::Config::default().labels(CANARY_LABEL),
-            |_| {},
         );
         Self {
             hpas,
@@ -61,16 +61,13 @@ impl OwnedCaches {
 
     /// serin's Services (the apex included once serin has routed it), for the Service
     /// router.
-    pub fn services(&self) -> FreshStore<CachedService> {
+    pub fn services(&self) -> ServiceCache {
         self.services.clone()
     }
 
     /// Caches over stores filled elsewhere (tests); Deployments are read from the API
     /// until [`OwnedCaches::with_deployments`].
-    pub fn from_stores(
-        hpas: Store<HorizontalPodAutoscaler>,
-        services: Store<CachedService>,
-    ) -> Self {
+    pub fn from_stores(hpas: Store<HorizontalPodAutoscaler>, services: ServiceStore) -> Self {
         let (store, _) = reflector::store();
         Self {
             hpas,

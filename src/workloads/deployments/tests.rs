@@ -272,7 +272,7 @@ fn user_hpa() -> Value {
 
 type Writers = (
     kube::runtime::reflector::store::Writer<HorizontalPodAutoscaler>,
-    kube::runtime::reflector::store::Writer<crate::workloads::cached_service::CachedService>,
+    crate::workloads::service_store::ServiceWriter,
 );
 
 /// Caches filled from the fake's objects as a watch's first list would fill them (the
@@ -281,7 +281,8 @@ fn caches_of(server: &FakeApiServer, services: &[&str], hpas: &[Value]) -> (Owne
     use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
     let (hpa_store, mut hpa_writer) = reflector::store();
-    let (svc_store, mut svc_writer) = reflector::store();
+    let svc_store = crate::workloads::service_store::ServiceStore::default();
+    let mut svc_writer = crate::workloads::service_store::ServiceWriter::new(svc_store.clone());
     hpa_writer.apply_watcher_event(&Event::Init);
     for h in hpas {
         hpa_writer.apply_watcher_event(&Event::InitApply(
@@ -289,14 +290,14 @@ fn caches_of(server: &FakeApiServer, services: &[&str], hpas: &[Value]) -> (Owne
         ));
     }
     hpa_writer.apply_watcher_event(&Event::InitDone);
-    svc_writer.apply_watcher_event(&Event::Init);
+    svc_writer.apply_watcher_event(Event::Init);
     for name in services {
         let s = server
             .get("v1", "services", Some(NS), name)
             .expect("service");
-        svc_writer.apply_watcher_event(&Event::InitApply(serde_json::from_value(s).unwrap()));
+        svc_writer.apply_watcher_event(Event::InitApply(serde_json::from_value(s).unwrap()));
     }
-    svc_writer.apply_watcher_event(&Event::InitDone);
+    svc_writer.apply_watcher_event(Event::InitDone);
     (
         OwnedCaches::from_stores(hpa_store, svc_store),
         (hpa_writer, svc_writer),
@@ -423,7 +424,7 @@ fn deployment_reads(server: &FakeApiServer) -> Vec<String> {
 
 fn with_deployments(server: &FakeApiServer, cache: DeploymentCache) -> KubeWorkloads {
     let (hpas, _) = kube::runtime::reflector::store();
-    let (services, _) = kube::runtime::reflector::store();
+    let services = crate::workloads::service_store::ServiceStore::default();
     KubeWorkloads::new(server.client())
         .with_caches(OwnedCaches::from_stores(hpas, services).with_deployments(cache))
 }
