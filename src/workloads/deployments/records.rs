@@ -41,12 +41,29 @@ pub struct RecordBook(Mutex<Book>);
 
 #[derive(Debug, Default)]
 struct Book {
-    by_primary: HashMap<(String, String), Known>,
+    /// Namespace, then primary. Kept compact: the book has an entry per Canary for
+    /// as long as the process runs.
+    by_primary: HashMap<Box<str>, HashMap<Box<str>, Records>>,
     listed_namespaces: HashSet<String>,
 }
 
 /// A primary's records: name and number.
 type Known = Vec<(String, i64)>;
+
+/// [`Known`] as the book keeps it.
+type Records = Box<[(Box<str>, i64)]>;
+
+fn compact(known: Known) -> Records {
+    known.into_iter().map(|(n, r)| (n.into(), r)).collect()
+}
+
+fn expand(known: Records) -> Known {
+    known
+        .into_vec()
+        .into_iter()
+        .map(|(n, r)| (n.into(), r))
+        .collect()
+}
 
 /// What the book says of a primary's records.
 enum Recall {
@@ -58,39 +75,48 @@ enum Recall {
 }
 
 impl RecordBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Take the primary's entry out (put back when its save succeeds).
-    fn take(&self, key: &(String, String)) -> Recall {
-        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match book.by_primary.remove(key) {
-            Some(known) => Recall::Known(known),
-            None if book.listed_namespaces.contains(&key.0) => Recall::None,
+    fn take(&self, (ns, primary): &(String, String)) -> Recall {
+        let mut book = self.lock();
+        let known = book
+            .by_primary
+            .get_mut(ns.as_str())
+            .and_then(|primaries| primaries.remove(primary.as_str()));
+        match known {
+            Some(known) => Recall::Known(expand(known)),
+            None if book.listed_namespaces.contains(ns) => Recall::None,
             None => Recall::Unknown,
         }
     }
 
-    fn put(&self, key: (String, String), records: Known) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+    fn put(&self, (ns, primary): (String, String), records: Known) {
+        self.lock()
             .by_primary
-            .insert(key, records);
+            .entry(ns.into())
+            .or_default()
+            .insert(primary.into(), compact(records));
     }
 
     /// A namespace's listing: every primary in it not known here yet.
     fn listed(&self, ns: &str, by_primary: HashMap<String, Known>) {
-        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut book = self.lock();
+        let primaries = book.by_primary.entry(ns.into()).or_default();
         for (primary, known) in by_primary {
-            book.by_primary
-                .entry((ns.to_string(), primary))
-                .or_insert(known);
+            primaries
+                .entry(primary.into())
+                .or_insert_with(|| compact(known));
         }
         book.listed_namespaces.insert(ns.to_string());
     }
 
     fn forget_namespace(&self, ns: &str) {
-        let mut book = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut book = self.lock();
         book.listed_namespaces.remove(ns);
-        book.by_primary.retain(|(n, _), _| n != ns);
+        book.by_primary.remove(ns);
     }
 }
 
