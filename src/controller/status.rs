@@ -49,22 +49,21 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
 /// versions that are not numbers). Every status write carries its resourceVersion, so
 /// even a stale copy could not be acted on: it would be refused (409) and redone.
 #[derive(Debug, Default)]
-pub struct WrittenVersions(Mutex<HashMap<(String, String), Written>>);
+pub struct WrittenVersions(Mutex<ByNamespace>);
+
+/// Namespace, then name: an entry per Canary that was ever written, kept compact.
+type ByNamespace = HashMap<Box<str>, HashMap<Box<str>, Written>>;
 
 #[derive(Debug)]
 struct Written {
-    resource_version: String,
+    resource_version: Box<str>,
     /// Dropped once the cache has caught up: only lagging Canaries keep a second copy.
     /// Boxed: a Canary is kilobytes inline, and the map holds an entry per Canary.
     copy: Option<Box<Canary>>,
 }
 
 impl WrittenVersions {
-    fn key(c: &Canary) -> (String, String) {
-        (c.namespace().unwrap_or_default(), c.name_any())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Written>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByNamespace> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -74,25 +73,39 @@ impl WrittenVersions {
             let mut copy = written.clone();
             copy.metadata.managed_fields = None;
             let entry = Written {
-                resource_version: rv,
+                resource_version: rv.into(),
                 copy: Some(Box::new(copy)),
             };
-            self.lock().insert(Self::key(written), entry);
+            let ns = written.namespace().unwrap_or_default();
+            let mut by_ns = self.lock();
+            let names = match by_ns.get_mut(ns.as_str()) {
+                Some(names) => names,
+                None => by_ns.entry(ns.into()).or_default(),
+            };
+            let name = written.metadata.name.as_deref().unwrap_or_default();
+            names.insert(name.into(), entry);
         }
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {
-        self.lock()
-            .remove(&(namespace.to_string(), name.to_string()));
+        let mut by_ns = self.lock();
+        if let Some(names) = by_ns.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                by_ns.remove(namespace);
+            }
+        }
     }
 
     /// The Canary as of the newer of `cached` and our last write; `None`: read it.
     pub fn current(&self, cached: &Canary) -> Option<Canary> {
+        let ns = cached.metadata.namespace.as_deref().unwrap_or_default();
+        let name = cached.metadata.name.as_deref().unwrap_or_default();
         let mut written = self.lock();
-        let ours = written.get_mut(&Self::key(cached))?;
+        let ours = written.get_mut(ns)?.get_mut(name)?;
         let order = crate::workloads::fresh_store::order(
             cached.resource_version(),
-            Some(ours.resource_version.clone()),
+            Some(ours.resource_version.to_string()),
         );
         match order? {
             std::cmp::Ordering::Less => ours.copy.as_deref().cloned(),
@@ -343,5 +356,26 @@ mod tests {
         // Versions that do not order: read.
         written.record(&at("x2", "ours"));
         assert!(written.current(&at("x1", "cached")).is_none());
+        // A Canary of the same name elsewhere is another Canary.
+        let mut elsewhere = at("30", "theirs");
+        elsewhere.metadata.namespace = Some("bank".into());
+        assert!(written.current(&elsewhere).is_none());
+        written.record(&elsewhere);
+        assert_eq!(
+            message(written.current(&at("29", "cached"))),
+            None,
+            "shop's entry is untouched (x2 does not order against 29)"
+        );
+        // Forgotten (the Canary is gone): read.
+        written.record(&at("40", "ours"));
+        written.forget("shop", "podinfo");
+        assert!(written.current(&at("39", "cached")).is_none());
+        let mut bank_older = at("29", "cached");
+        bank_older.metadata.namespace = Some("bank".into());
+        assert_eq!(
+            message(written.current(&bank_older)),
+            Some("theirs".into()),
+            "bank's entry outlives shop's"
+        );
     }
 }
