@@ -442,9 +442,10 @@ pub struct Command {
     pub at: DateTime<Utc>,
 }
 
-/// The parts most Canaries lack at any time (a policy's wait, an emergency override,
-/// the last promotion's images) are boxed: the controller's watch cache keeps a Canary
-/// per Canary, and these inline would put each in a larger allocation class.
+// The parts most Canaries lack at any time (a policy's wait, an emergency override,
+// the last promotion's images) are boxed: the controller's watch cache keeps a Canary
+// per Canary, and these inline would put each in a larger allocation class. (Not a doc
+// comment: that would become the CRD's description of `status`.)
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStatus {
