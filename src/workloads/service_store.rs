@@ -41,10 +41,12 @@ impl ServiceStore {
     }
 
     /// How many Services it holds.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.read().by_namespace.values().map(HashMap::len).sum()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

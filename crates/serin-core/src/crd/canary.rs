@@ -594,16 +594,3 @@ pub struct ReleaseRecord {
     #[serde(default)]
     pub weight: i32,
 }
-
-#[cfg(all(test, target_pointer_width = "64"))]
-mod tests {
-    use super::*;
-
-    /// The watch cache holds one Canary per Canary in an `Arc` (two counters, 16
-    /// bytes): with them it fits jemalloc's 1,536-byte class (the next is 1,792).
-    #[test]
-    fn a_cached_canary_fits_its_allocation_class() {
-        let size = std::mem::size_of::<Canary>() + 16;
-        assert!(size <= 1536, "a Canary in an Arc is {size} bytes");
-    }
-}

@@ -55,3 +55,16 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     }
     Ok(out)
 }
+
+#[cfg(all(test, target_pointer_width = "64"))]
+mod tests {
+    use super::Canary;
+
+    /// The watch cache holds one Canary per Canary in an `Arc` (two counters, 16
+    /// bytes): with them it fits jemalloc's 1,536-byte class (the next is 1,792).
+    #[test]
+    fn a_cached_canary_fits_its_allocation_class() {
+        let size = std::mem::size_of::<Canary>() + 16;
+        assert!(size <= 1536, "a Canary in an Arc is {size} bytes");
+    }
+}
