@@ -71,13 +71,45 @@ struct Open {
     counts: BTreeMap<String, u64>,
 }
 
+/// Whole releases that finished: requests (total and by verb and resource) and
+/// durations.
+#[derive(Default)]
+struct Finished {
+    requests: Vec<u64>,
+    seconds: Vec<f64>,
+    by: BTreeMap<String, u64>,
+}
+
+impl Finished {
+    fn add(&mut self, seconds: f64, counts: BTreeMap<String, u64>) {
+        self.requests.push(counts.values().sum());
+        self.seconds.push(seconds);
+        for (k, n) in counts {
+            *self.by.entry(k).or_default() += n;
+        }
+    }
+
+    /// {count, mean, max, by (summed), median_s}.
+    fn summary(&self) -> Value {
+        let count = self.requests.len();
+        let mean = self.requests.iter().sum::<u64>() as f64 / count.max(1) as f64;
+        let mut secs = self.seconds.clone();
+        secs.sort_by(f64::total_cmp);
+        let median_s = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+        json!({"count": count, "mean": mean, "max": self.requests.iter().max().copied().unwrap_or(0),
+               "by": self.by, "median_s": median_s})
+    }
+}
+
 #[derive(Default)]
 pub struct Tracker {
     /// "ns/event-name" -> the Canary the Event is about.
     pub events: HashMap<String, String>,
     open: HashMap<String, Open>,
-    /// Finished releases: {canary, gated, seconds, requests, by}.
-    finished: Vec<Value>,
+    /// Finished releases, ungated and gated apart. Summed here so that the measured
+    /// process fetches a few numbers, not a record per release.
+    ungated: Finished,
+    gated_done: Finished,
     /// The Canaries that wait at approval gates.
     pub gated: HashSet<String>,
     /// Approval writes not yet followed by a router write, by Canary.
@@ -117,10 +149,12 @@ impl Tracker {
             return;
         }
         if let Some(r) = self.open.remove(canary) {
-            let total: u64 = r.counts.values().sum();
-            self.finished
-                .push(json!({"canary": canary, "gated": r.gated,
-                "seconds": r.started.elapsed().as_secs_f64(), "requests": total, "by": r.counts}));
+            let into = if r.gated {
+                &mut self.gated_done
+            } else {
+                &mut self.ungated
+            };
+            into.add(r.started.elapsed().as_secs_f64(), r.counts);
         }
     }
 
@@ -139,7 +173,8 @@ impl Tracker {
     }
 
     pub fn summary(&self) -> Value {
-        json!({"open": self.open.len(), "finished": self.finished,
+        json!({"open": self.open.len(), "ungated": self.ungated.summary(),
+               "gated": self.gated_done.summary(),
                "approvals": self.approvals, "approvals_unrouted": self.approved_at.len(),
                "approval_to_route_ms": self.approval_to_route_ms})
     }

@@ -73,7 +73,7 @@ pub struct Outcome {
     pub approvals: Value,
     /// Every reconcile, and the metrics queries by (query, interval window).
     pub samples: Vec<super::controller::Sample>,
-    pub queries: std::collections::HashMap<(String, i64), u32>,
+    pub queries: std::collections::HashMap<(u64, i64), u32>,
     pub total_queries: u64,
     /// Controllers that stopped on their own (phase, why).
     pub exits: Vec<(String, String)>,
