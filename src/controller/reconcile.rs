@@ -483,12 +483,15 @@ async fn config_problem(
 }
 
 /// Retry soon on conflicts (a fresh read fixes them), back off on anything else.
-pub fn error_policy(_obj: Arc<Canary>, err: &ReconcileError, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(obj: Arc<Canary>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
     warn!(error = %err, category = err.category(), "reconcile failed");
     if let ReconcileError::DeadlineExceeded { .. } = err {
         return Action::requeue(DEADLINE_RETRY);
     }
     if err.retry_soon() {
+        // The watch may not have brought the write we conflicted with yet.
+        ctx.written
+            .read_next(&obj.namespace().unwrap_or_default(), &obj.name_any());
         Action::requeue(Duration::from_secs(1))
     } else {
         Action::requeue(Duration::from_secs(15))

@@ -126,7 +126,7 @@ async fn an_idle_canary_looks_again_at_its_own_place_in_the_period() {
 }
 
 #[tokio::test]
-async fn the_canary_is_read_only_when_neither_the_cache_nor_serins_last_write_will_do() {
+async fn the_canary_is_read_only_after_a_conflict_or_when_versions_do_not_order() {
     let h = Harness::new(json!({"targetRef": {"name": "podinfo"}}));
     h.ok().await;
     h.ok().await;
@@ -156,8 +156,8 @@ async fn the_canary_is_read_only_when_neither_the_cache_nor_serins_last_write_wi
     assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
     assert_eq!(h.status()["phase"], "Progressing");
     assert_eq!(h.status()["canaryRevision"], before["canaryRevision"]);
-    // A process that wrote nothing yet (a restart) cannot order the cache against its
-    // own writes: it reads.
+    // A process that wrote nothing yet (a restart) takes its cache as it is: that was
+    // listed after it took the Lease, so it has every write of the previous leader.
     let restarted = Harness {
         ctx: std::sync::Arc::new(crate::controller::Context {
             written: Default::default(),
@@ -165,8 +165,19 @@ async fn the_canary_is_read_only_when_neither_the_cache_nor_serins_last_write_wi
         }),
         ..h
     };
+    let calls = restarted.ok().await;
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
+    // A write refused as a conflict (someone wrote after the cached copy): the retry
+    // reads the Canary once, then the cache answers again.
+    restarted.ctx.written.read_next("shop", "podinfo");
     crate::controller::reconcile_canary(std::sync::Arc::new(stale), restarted.ctx.clone())
         .await
         .unwrap();
     assert_eq!(restarted.calls().first(), Some(&get(&canary("podinfo"))));
+    assert_eq!(
+        restarted.status()["canaryRevision"],
+        before["canaryRevision"]
+    );
+    let calls = restarted.ok().await;
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
 }
