@@ -133,7 +133,14 @@ async fn reconcile(obj: Arc<Canary>, ctx: &Context, run: &Run) -> Result<Action,
     let cached = ctx.written.current(&obj);
     let read = match cached {
         Some(c) => Some(c),
-        None => api.get_opt(&obj.name_any()).await?,
+        None => {
+            let read = api.get_opt(&obj.name_any()).await?;
+            // Until the watch brings this version, it answers as a write of ours would.
+            if let Some(c) = &read {
+                ctx.written.record(c);
+            }
+            read
+        }
     };
     let Some(canary) = read else {
         ctx.written.forget(&ns, &obj.name_any());

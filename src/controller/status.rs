@@ -42,8 +42,8 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
     })
 }
 
-/// Each Canary as this controller last wrote it, until the watch cache has that
-/// version. A reconcile uses the cached copy when it is at that version or later (the
+/// Each Canary as this controller last wrote (or read) it, until the watch cache has
+/// that version. A reconcile uses the cached copy when it is at that version or later (the
 /// watch brought our write, or someone's after it), the written copy while the cache is
 /// older, and reads the Canary when neither can be told (versions that are not numbers,
 /// or a cache older than our write once our copy is gone). Every status write carries
@@ -77,7 +77,7 @@ impl WrittenVersions {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Remember `written`, as the API server answered our write.
+    /// Remember `written`, as the API server answered our write or read.
     pub fn record(&self, written: &Canary) {
         if let Some(rv) = written.resource_version() {
             let mut copy = written.clone();

@@ -170,10 +170,22 @@ async fn the_canary_is_read_only_after_a_conflict_or_when_versions_do_not_order(
     // A write refused as a conflict (someone wrote after the cached copy): the retry
     // reads the Canary once, then the cache answers again.
     restarted.ctx.written.read_next("shop", "podinfo");
-    crate::controller::reconcile_canary(std::sync::Arc::new(stale), restarted.ctx.clone())
+    crate::controller::reconcile_canary(std::sync::Arc::new(stale.clone()), restarted.ctx.clone())
         .await
         .unwrap();
     assert_eq!(restarted.calls().first(), Some(&get(&canary("podinfo"))));
+    assert_eq!(
+        restarted.status()["canaryRevision"],
+        before["canaryRevision"]
+    );
+    // The copy read stands in while the cache still lags: no second read, and the
+    // release is not restarted from the stale status.
+    crate::controller::reconcile_canary(std::sync::Arc::new(stale), restarted.ctx.clone())
+        .await
+        .unwrap();
+    let calls = restarted.calls();
+    assert!(!calls.contains(&get(&canary("podinfo"))), "{calls:#?}");
+    assert_eq!(restarted.status()["phase"], "Progressing");
     assert_eq!(
         restarted.status()["canaryRevision"],
         before["canaryRevision"]
