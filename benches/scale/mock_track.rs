@@ -95,7 +95,7 @@ impl Finished {
         let mean = self.requests.iter().sum::<u64>() as f64 / count.max(1) as f64;
         let mut secs = self.seconds.clone();
         secs.sort_by(f64::total_cmp);
-        let median_s = secs.get(secs.len() / 2).copied().unwrap_or(0.0);
+        let median_s = super::figures::percentile(&secs, 0.5);
         json!({"count": count, "mean": mean, "max": self.requests.iter().max().copied().unwrap_or(0),
                "by": self.by, "median_s": median_s})
     }

@@ -46,7 +46,7 @@ pub fn status_apply_body(canary: &Canary, status: &CanaryStatus) -> Value {
 /// that version. A reconcile uses the cached copy when it is at that version or later (the
 /// watch brought our write, or someone's after it), the written copy while the cache is
 /// older, and reads the Canary when neither can be told (versions that are not numbers,
-/// or a cache older than our write once our copy is gone). Every status write carries
+/// a cache older than our write once our copy is gone, the retry after a conflict). Every status write carries
 /// its resourceVersion, so even a stale copy could not be acted on: it would be refused
 /// (409) and redone.
 ///
@@ -87,41 +87,23 @@ impl WrittenVersions {
                 copy: Some(Box::new(copy)),
             };
             let ns = written.namespace().unwrap_or_default();
-            let mut by_ns = self.lock();
-            let names = match by_ns.get_mut(ns.as_str()) {
-                Some(names) => names,
-                None => by_ns.entry(ns.into()).or_default(),
-            };
             let name = written.metadata.name.as_deref().unwrap_or_default();
-            names.insert(name.into(), entry);
+            put(&mut self.lock(), &ns, name, entry);
         }
     }
 
     /// Read the Canary on its next reconcile, once: a write was refused as a conflict,
     /// so neither the cache nor our last copy has the version someone else wrote.
     pub fn read_next(&self, namespace: &str, name: &str) {
-        let mut by_ns = self.lock();
-        let names = match by_ns.get_mut(namespace) {
-            Some(names) => names,
-            None => by_ns.entry(namespace.into()).or_default(),
+        let entry = Written {
+            resource_version: None,
+            copy: None,
         };
-        names.insert(
-            name.into(),
-            Written {
-                resource_version: None,
-                copy: None,
-            },
-        );
+        put(&mut self.lock(), namespace, name, entry);
     }
 
     pub fn forget(&self, namespace: &str, name: &str) {
-        let mut by_ns = self.lock();
-        if let Some(names) = by_ns.get_mut(namespace) {
-            names.remove(name);
-            if names.is_empty() {
-                by_ns.remove(namespace);
-            }
-        }
+        remove(&mut self.lock(), namespace, name);
     }
 
     /// The Canary as of the newer of `cached` and our last write; `None`: read it.
@@ -129,18 +111,12 @@ impl WrittenVersions {
         let ns = cached.metadata.namespace.as_deref().unwrap_or_default();
         let name = cached.metadata.name.as_deref().unwrap_or_default();
         let mut written = self.lock();
-        let Some(names) = written.get_mut(ns) else {
-            return Some(cached.clone());
-        };
-        let Some(ours) = names.get_mut(name) else {
+        let Some(ours) = written.get_mut(ns).and_then(|names| names.get_mut(name)) else {
             return Some(cached.clone());
         };
         let Some(rv) = ours.resource_version.as_deref() else {
             // Read once; after that the cache answers again.
-            names.remove(name);
-            if names.is_empty() {
-                written.remove(ns);
-            }
+            remove(&mut written, ns, name);
             return None;
         };
         let order =
@@ -151,6 +127,23 @@ impl WrittenVersions {
                 ours.copy = None;
                 Some(cached.clone())
             }
+        }
+    }
+}
+
+fn put(by_ns: &mut ByNamespace, namespace: &str, name: &str, entry: Written) {
+    let names = match by_ns.get_mut(namespace) {
+        Some(names) => names,
+        None => by_ns.entry(namespace.into()).or_default(),
+    };
+    names.insert(name.into(), entry);
+}
+
+fn remove(by_ns: &mut ByNamespace, namespace: &str, name: &str) {
+    if let Some(names) = by_ns.get_mut(namespace) {
+        names.remove(name);
+        if names.is_empty() {
+            by_ns.remove(namespace);
         }
     }
 }
